@@ -1,0 +1,164 @@
+"""`python -m guichet_launcher run|serve|distributed|contracts`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import uvicorn
+
+from guichet_plumbing.observability import configure_logging
+
+
+def _port(default: int) -> int:
+    return int(os.environ.get("GUICHET_PORT", default))
+
+
+def run_embedded(args: argparse.Namespace) -> None:
+    from guichet_launcher.embedded import create_embedded_app
+
+    configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
+    data_dir = Path(os.environ.get("GUICHET_DATA_DIR", "data"))
+    app = create_embedded_app(data_dir)
+    port = args.port or _port(8000)
+    print(
+        f"Guichet (embarqué) sur http://{args.host}:{port} — données dans {data_dir.resolve()}",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=port, log_level="warning")
+
+
+def serve_one(args: argparse.Namespace) -> None:
+    """One service alone: the production entry point (one container per service)."""
+    from guichet_launcher.services import BY_NAME
+
+    spec = BY_NAME[args.service]
+    configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
+    uvicorn.run(
+        spec.create(),
+        host=args.host,
+        port=args.port or spec.port,
+        log_level="warning",
+        proxy_headers=True,
+    )
+
+
+def run_distributed(args: argparse.Namespace) -> None:
+    """Production topology on one machine: local PostgreSQL and Kafka broker, four processes."""
+    from guichet_launcher.services import SERVICES
+    from guichet_plumbing.localinfra import local_infra
+
+    root = Path(os.environ.get("GUICHET_DATA_DIR", "data")).resolve() / "distributed"
+    root.mkdir(parents=True, exist_ok=True)
+    with local_infra(root) as (postgres, broker):
+        children: list[subprocess.Popen[bytes]] = []
+        for spec in SERVICES:
+            env = dict(os.environ)
+            env.update(
+                {
+                    f"{spec.env_prefix}DATABASE_URL": postgres.ensure_database(
+                        f"guichet_{spec.name}"
+                    ),
+                    "GUICHET_BUS": "kafka",
+                    "GUICHET_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                    "GUICHET_DATA_DIR": str(root),
+                }
+            )
+            children.append(
+                subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                    [
+                        sys.executable,
+                        "-m",
+                        "guichet_launcher",
+                        "serve",
+                        spec.name,
+                        "--host",
+                        args.host,
+                        "--port",
+                        str(spec.port),
+                    ],
+                    env=env,
+                )
+            )
+            print(
+                f"{spec.name:<14} http://{args.host}:{spec.port}{'':4}(PID {children[-1].pid})",
+                flush=True,
+            )
+        print(
+            f"PostgreSQL : {postgres.url('guichet_intake')}\nKafka : {broker.bootstrap_servers}"
+            "\nCtrl-C pour arrêter.",
+            flush=True,
+        )
+        stop = False
+
+        def on_signal(_signum: int, _frame: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            while not stop and all(c.poll() is None for c in children):
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                child.terminate()
+            for child in children:
+                try:
+                    child.wait(15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM)]
+        if failed and not stop:
+            sys.exit(1)
+
+
+def export_contracts(args: argparse.Namespace) -> None:
+    from guichet_launcher.contracts import check, write
+
+    root = Path(args.root)
+    if args.check:
+        drift = check(root)
+        if drift:
+            print(
+                "Contrats désynchronisés du code (lancez `make contracts`) :\n  "
+                + "\n  ".join(drift),
+                file=sys.stderr,
+            )
+            sys.exit(1)
+        print("contracts/ à jour")
+    else:
+        for path in write(root):
+            print(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="guichet_launcher")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="tout le système dans un processus (SQLite, bus interne)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=0)
+    run.set_defaults(func=run_embedded)
+    serve = sub.add_parser("serve", help="un seul service")
+    serve.add_argument("service", choices=["intake", "routing", "notifications", "gateway"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0)
+    serve.set_defaults(func=serve_one)
+    dist = sub.add_parser("distributed", help="quatre processus, PostgreSQL et Kafka locaux")
+    dist.add_argument("--host", default="127.0.0.1")
+    dist.set_defaults(func=run_distributed)
+    contracts = sub.add_parser("contracts", help="exporte OpenAPI et schémas d'événements")
+    contracts.add_argument("--root", default="contracts")
+    contracts.add_argument("--check", action="store_true", help="échoue si contracts/ diffère")
+    contracts.set_defaults(func=export_contracts)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The four services, as the composition root sees them: a prefix, a port, a factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from fastapi import FastAPI
+
+from guichet_gateway.app import create_app as create_gateway
+from guichet_gateway.events import PUBLISHED as GATEWAY_EVENTS
+from guichet_gateway.settings import GatewaySettings
+from guichet_intake.app import create_app as create_intake
+from guichet_intake.events import PUBLISHED as INTAKE_EVENTS
+from guichet_intake.settings import IntakeSettings
+from guichet_notifications.app import create_app as create_notifications
+from guichet_notifications.events import PUBLISHED as NOTIFICATIONS_EVENTS
+from guichet_notifications.settings import NotificationsSettings
+from guichet_plumbing.bus import Bus
+from guichet_plumbing.envelope import EventData
+from guichet_plumbing.settings import ServiceSettings
+from guichet_routing.app import create_app as create_routing
+from guichet_routing.events import PUBLISHED as ROUTING_EVENTS
+from guichet_routing.settings import RoutingSettings
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    prefix: str
+    port: int
+    settings: type[ServiceSettings]
+    factory: Callable[..., FastAPI]
+    events: tuple[type[EventData], ...]
+
+    @property
+    def env_prefix(self) -> str:
+        return str(self.settings.model_config.get("env_prefix", "GUICHET_"))
+
+    def create(self, shared_bus: Bus | None = None, **overrides: object) -> FastAPI:
+        """A new app; `overrides` set settings fields, `shared_bus` replaces its own bus."""
+        # Called, not model_validate'd: only __init__ reads the environment as well.
+        settings = cast(Any, self.settings)(**overrides)
+        return self.factory(settings, bus=shared_bus)
+
+
+SERVICES = (
+    ServiceSpec("intake", "/intake", 8001, IntakeSettings, create_intake, INTAKE_EVENTS),
+    ServiceSpec("routing", "/routing", 8002, RoutingSettings, create_routing, ROUTING_EVENTS),
+    ServiceSpec(
+        "notifications",
+        "/notifications",
+        8003,
+        NotificationsSettings,
+        create_notifications,
+        NOTIFICATIONS_EVENTS,
+    ),
+    ServiceSpec("gateway", "/gateway", 8004, GatewaySettings, create_gateway, GATEWAY_EVENTS),
+)
+
+BY_NAME = {spec.name: spec for spec in SERVICES}

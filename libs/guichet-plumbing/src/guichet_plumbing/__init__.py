@@ -1,0 +1,1 @@
+"""Plumbing shared by Guichet services: no domain logic lives here."""

@@ -1,0 +1,218 @@
+"""The bus port and its two adapters.
+
+`InProcessBus` is the embedded default: publishing awaits every subscriber, so
+the outbox row is marked published only once each consumer has committed its
+effect; a crash before that republishes it. `KafkaBus` is production: one
+consumer group per subscription, offsets committed by hand after the handler's
+database commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from guichet_plumbing.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    group: str
+    event_types: frozenset[str]
+    handler: Handler
+
+
+class Bus(Protocol):
+    def subscribe(self, group: str, event_types: Iterable[str], handler: Handler) -> None: ...
+
+    def declare(self, event_types: Iterable[str]) -> None:
+        """Event types this process publishes (Kafka creates their topics)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, envelope: Envelope) -> None: ...
+
+    def is_ready(self) -> bool: ...
+
+
+class InProcessBus:
+    def __init__(self) -> None:
+        self.subscriptions: list[Subscription] = []
+
+    def subscribe(self, group: str, event_types: Iterable[str], handler: Handler) -> None:
+        self.subscriptions.append(Subscription(group, frozenset(event_types), handler))
+
+    def declare(self, event_types: Iterable[str]) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def is_ready(self) -> bool:
+        return True
+
+    async def publish(self, envelope: Envelope) -> None:
+        # A failing handler makes publish fail: the relay keeps the event and
+        # retries, and the handlers that already succeeded skip the duplicate.
+        for subscription in self.subscriptions:
+            if envelope.type in subscription.event_types:
+                await subscription.handler(envelope)
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topic_prefix: str = "",
+        idempotent_producer: bool = False,
+        partitions: int = 3,
+        retry_backoff: float = 1.0,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic_prefix = topic_prefix
+        self.idempotent_producer = idempotent_producer
+        self.partitions = partitions
+        self.retry_backoff = retry_backoff
+        self.subscriptions: list[Subscription] = []
+        self._declared: set[str] = set()
+        self._producer: object | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consumers: list[object] = []
+        self._ready = False
+
+    def topic(self, event_type: str) -> str:
+        return f"{self.topic_prefix}{event_type}"
+
+    def subscribe(self, group: str, event_types: Iterable[str], handler: Handler) -> None:
+        self.subscriptions.append(Subscription(group, frozenset(event_types), handler))
+
+    def declare(self, event_types: Iterable[str]) -> None:
+        self._declared.update(event_types)
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    async def _ensure_topics(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        wanted = set(self._declared)
+        for subscription in self.subscriptions:
+            wanted |= subscription.event_types
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [self.topic(t) for t in sorted(wanted) if self.topic(t) not in existing]
+            if missing:
+                # Another service may create the same topic first.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(
+                        [
+                            NewTopic(name, num_partitions=self.partitions, replication_factor=1)
+                            for name in missing
+                        ]
+                    )
+        finally:
+            await admin.close()
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        await self._ensure_topics()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            acks="all",
+            enable_idempotence=self.idempotent_producer,
+        )
+        await producer.start()
+        self._producer = producer
+        for subscription in self.subscriptions:
+            self._tasks.append(
+                asyncio.create_task(self._consume(subscription), name=f"kafka-{subscription.group}")
+            )
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._ready = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._producer is not None:
+            await self._producer.stop()  # type: ignore[attr-defined]
+            self._producer = None
+
+    async def publish(self, envelope: Envelope) -> None:
+        if self._producer is None:
+            raise RuntimeError("KafkaBus.publish before start")
+        await self._producer.send_and_wait(  # type: ignore[attr-defined]
+            self.topic(envelope.type), envelope.to_bytes(), key=envelope.subject.encode()
+        )
+
+    async def _consume(self, subscription: Subscription) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            *(self.topic(t) for t in sorted(subscription.event_types)),
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=f"{self.topic_prefix}{subscription.group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=100)
+                for partition, messages in batches.items():
+                    for message in messages:
+                        if not await self._handle(subscription, message.value):
+                            # Leave the offset where it is: the message comes back.
+                            consumer.seek(partition, message.offset)
+                            await asyncio.sleep(self.retry_backoff)
+                            break
+                        # Committed only after the handler's own database commit.
+                        await consumer.commit(
+                            {
+                                TopicPartition(partition.topic, partition.partition): message.offset
+                                + 1
+                            }
+                        )
+        finally:
+            await consumer.stop()
+
+    async def _handle(self, subscription: Subscription, raw: bytes) -> bool:
+        try:
+            envelope = Envelope.from_bytes(raw)
+        except ValidationError:
+            # A message that can never be read must not block the partition.
+            log.error("unreadable event skipped by %s: %r", subscription.group, raw[:200])
+            return True
+        try:
+            await subscription.handler(envelope)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "handler %s failed on event %s; will retry", subscription.group, envelope.id
+            )
+            return False
+        return True

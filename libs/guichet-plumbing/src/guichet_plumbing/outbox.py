@@ -1,0 +1,150 @@
+"""Transactional outbox: events are rows written with the state change, then relayed.
+
+`stage()` is called inside the unit of work that changes state; the `Relay`
+publishes committed rows in order and marks them published. A crash between
+publish and mark republishes the event on restart, which consumers absorb
+because they are idempotent (see `inbox`). Nothing committed is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guichet_plumbing.bus import Bus
+from guichet_plumbing.db import Database, after_commit
+from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.observability import ServiceMetrics
+from guichet_plumbing.tables import outbox
+
+log = logging.getLogger(__name__)
+
+
+async def stage(session: AsyncSession, *envelopes: Envelope) -> None:
+    """Write events in the caller's transaction; they leave only if it commits."""
+    now = datetime.now(UTC)
+    for envelope in envelopes:
+        await session.execute(
+            outbox.insert().values(
+                event_id=envelope.id,
+                event_type=envelope.type,
+                subject=envelope.subject,
+                payload=envelope.to_bytes(),
+                created_at=now,
+            )
+        )
+    # Polling stays the safety net; this only shortens the wait.
+    after_commit(session, _wake_relays)
+
+
+_relays: set[Relay] = set()
+
+
+def _wake_relays() -> None:
+    for relay in _relays:
+        relay.wake()
+
+
+class Relay:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        metrics: ServiceMetrics,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Publish one batch of pending events; returns how many were published."""
+        async with self.db.transaction() as session:
+            # SKIP LOCKED lets several replicas relay the same outbox without
+            # publishing a row twice in the normal case.
+            rows = (
+                await session.execute(
+                    sa.select(outbox.c.seq, outbox.c.payload)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            published: list[int] = []
+            try:
+                for seq, payload in rows:
+                    await self.bus.publish(Envelope.from_bytes(payload))
+                    published.append(seq)
+            finally:
+                # Mark what did go out even if a later publish failed.
+                if published:
+                    await session.execute(
+                        outbox.update()
+                        .where(outbox.c.seq.in_(published))
+                        .values(published_at=datetime.now(UTC))
+                    )
+                failed = [seq for seq, _ in rows if seq not in published]
+                if failed:
+                    await session.execute(
+                        outbox.update()
+                        .where(outbox.c.seq == failed[0])
+                        .values(attempts=outbox.c.attempts + 1)
+                    )
+        self.metrics.events_published.inc(len(published))
+        return len(published)
+
+    async def backlog(self) -> int:
+        async with self.db.sessions() as session:
+            count = await session.scalar(
+                sa.select(sa.func.count())
+                .select_from(outbox)
+                .where(outbox.c.published_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def run(self) -> None:
+        backoff = self.poll_interval
+        while True:
+            # Cleared before the batch, so a commit during it triggers another pass.
+            self._wake.clear()
+            try:
+                sent = await self.run_once()
+                self.metrics.outbox_backlog.set(await self.backlog())
+                backoff = self.poll_interval
+                if sent == self.batch_size:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                self.metrics.relay_failures.inc()
+                backoff = min(backoff * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+
+    def start(self) -> None:
+        _relays.add(self)
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        _relays.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,328 @@
+"""RFC 9457 problem details, in French, for every error a service returns.
+
+Bad input always gets a 4xx with a `detail` a citizen can act on; oversized
+bodies are refused from their headers or first bytes, before anything is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "https://guichet.example/problems/"
+
+
+class InvalidParam(BaseModel):
+    name: str = Field(description="Champ concerné, en notation pointée (ex. `applicant.email`).")
+    reason: str = Field(description="Ce qui ne va pas, en français.")
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    invalid_params: list[InvalidParam] | None = Field(default=None, alias="invalid-params")
+
+
+class Problem(Exception):
+    """A domain error that knows its HTTP status and its French wording."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        invalid_params: list[InvalidParam] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.invalid_params = invalid_params
+        self.headers = headers
+
+    def response(self, instance: str | None = None) -> JSONResponse:
+        body = ProblemDetails(
+            type=TYPE_BASE + self.slug,
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            instance=instance,
+            invalid_params=self.invalid_params,
+        ).model_dump(by_alias=True, exclude_none=True)
+        return JSONResponse(
+            body, status_code=self.status, media_type=PROBLEM_MEDIA_TYPE, headers=self.headers
+        )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries so the OpenAPI documents each problem a route may return."""
+    return {
+        status: {
+            "model": ProblemDetails,
+            "content": {
+                PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+            },
+            "description": _STATUS_TITLES.get(status, "Erreur"),
+        }
+        for status in statuses
+    }
+
+
+_STATUS_TITLES = {
+    400: "Requête mal formée",
+    404: "Ressource introuvable",
+    405: "Méthode non autorisée",
+    406: "Format de réponse non disponible",
+    409: "Conflit",
+    413: "Contenu trop volumineux",
+    415: "Type de contenu non pris en charge",
+    422: "Données invalides",
+    429: "Trop de requêtes",
+    503: "Service momentanément indisponible",
+}
+
+# pydantic error types → a sentence a citizen can act on.
+_FRENCH_REASONS = {
+    "missing": "Ce champ est obligatoire.",
+    "string_type": "Ce champ doit être un texte.",
+    "string_too_short": "Ce texte est trop court (au moins {min_length} caractère(s)).",
+    "string_too_long": "Ce texte est trop long (au plus {max_length} caractères).",
+    "string_pattern_mismatch": "Ce texte n'a pas le format attendu.",
+    "literal_error": "Valeur non reconnue ; valeurs possibles : {expected}.",
+    "enum": "Valeur non reconnue ; valeurs possibles : {expected}.",
+    "value_error": "{msg}",
+    "assertion_error": "{msg}",
+    "int_type": "Ce champ doit être un nombre entier.",
+    "int_parsing": "Ce champ doit être un nombre entier.",
+    "float_type": "Ce champ doit être un nombre.",
+    "float_parsing": "Ce champ doit être un nombre.",
+    "bool_type": "Ce champ doit valoir true ou false.",
+    "bool_parsing": "Ce champ doit valoir true ou false.",
+    "dict_type": "Ce champ doit être un objet JSON.",
+    "model_type": "Ce champ doit être un objet JSON.",
+    "model_attributes_type": "Ce champ doit être un objet JSON.",
+    "list_type": "Ce champ doit être une liste.",
+    "too_long": "Cette liste est trop longue (au plus {max_length} éléments).",
+    "too_short": "Cette liste est trop courte (au moins {min_length} élément(s)).",
+    "extra_forbidden": "Ce champ n'est pas attendu.",
+    "greater_than_equal": "La valeur doit être supérieure ou égale à {ge}.",
+    "less_than_equal": "La valeur doit être inférieure ou égale à {le}.",
+    "greater_than": "La valeur doit être supérieure à {gt}.",
+    "less_than": "La valeur doit être inférieure à {lt}.",
+    "uuid_parsing": "Identifiant invalide.",
+    "uuid_type": "Identifiant invalide.",
+    "date_parsing": "Date invalide (format attendu : AAAA-MM-JJ).",
+    "date_from_datetime_parsing": "Date invalide (format attendu : AAAA-MM-JJ).",
+    "datetime_parsing": "Date et heure invalides (format RFC 3339 attendu).",
+    "datetime_from_date_parsing": "Date et heure invalides (format RFC 3339 attendu).",
+    "timezone_aware": "La date et l'heure doivent préciser leur fuseau horaire.",
+    "value_error.email": "Adresse électronique invalide.",
+}
+
+
+def french_reason(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    template = _FRENCH_REASONS.get(kind)
+    ctx = dict(error.get("ctx") or {})
+    if kind in {"value_error", "assertion_error"}:
+        message = str(ctx.get("error", error.get("msg", "")))
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        return message or "Valeur invalide."
+    if template is None:
+        return "Valeur invalide."
+    try:
+        return template.format(msg=error.get("msg", ""), **ctx)
+    except (KeyError, IndexError):
+        return "Valeur invalide."
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    # FastAPI prefixes with where the value came from: body, query, path, header.
+    parts = [str(p) for p in location]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:]
+    return ".".join(parts) or "corps"
+
+
+def validation_problem(exc: RequestValidationError) -> Problem:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return Problem(
+            400,
+            "malformed-json",
+            "JSON mal formé",
+            "Le corps de la requête n'est pas un JSON valide. Vérifiez sa syntaxe "
+            "(guillemets, virgules, accolades).",
+        )
+    params = [
+        InvalidParam(name=_field_name(tuple(e.get("loc", ()))), reason=french_reason(e))
+        for e in errors
+    ]
+    names = ", ".join(dict.fromkeys(p.name for p in params))
+    return Problem(
+        422,
+        "validation-error",
+        "Données invalides",
+        f"Certains champs sont absents ou incorrects : {names}. Corrigez-les puis "
+        "renvoyez la demande.",
+        invalid_params=params,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return exc.response(instance=request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return validation_problem(exc).response(instance=request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = {
+            404: "Aucune ressource ne correspond à cette adresse.",
+            405: "Cette méthode HTTP n'est pas acceptée à cette adresse.",
+        }.get(exc.status_code, str(exc.detail))
+        return Problem(
+            exc.status_code,
+            f"http-{exc.status_code}",
+            _STATUS_TITLES.get(exc.status_code, "Erreur"),
+            detail,
+            headers=getattr(exc, "headers", None),
+        ).response(instance=request.url.path)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return Problem(
+            500,
+            "internal-error",
+            "Erreur interne",
+            "Une erreur inattendue est survenue ; votre demande n'a pas été "
+            "perdue si un accusé vous a été remis. Réessayez dans quelques instants.",
+        ).response(instance=request.url.path)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over `max_bytes` from Content-Length, or as soon as the stream passes it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                await self._refuse(
+                    scope,
+                    send,
+                    400,
+                    "content-length-invalid",
+                    "En-tête Content-Length invalide",
+                    "L'en-tête Content-Length doit être un nombre d'octets.",
+                )
+                return
+            if too_big:
+                await self._refuse_too_large(scope, send)
+                return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse_too_large(scope, send)
+
+    async def _refuse_too_large(self, scope: Scope, send: Send) -> None:
+        limit_kib = self.max_bytes // 1024
+        await self._refuse(
+            scope,
+            send,
+            413,
+            "payload-too-large",
+            "Contenu trop volumineux",
+            f"Le corps de la requête dépasse la taille maximale de {limit_kib} Kio. "
+            "Allégez la demande (les pièces jointes se déposent séparément).",
+        )
+
+    @staticmethod
+    async def _refuse(
+        scope: Scope, send: Send, status: int, slug: str, title: str, detail: str
+    ) -> None:
+        body = json.dumps(
+            {
+                "type": TYPE_BASE + slug,
+                "title": title,
+                "status": status,
+                "detail": detail,
+                "instance": scope.get("path"),
+            },
+            ensure_ascii=False,
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass

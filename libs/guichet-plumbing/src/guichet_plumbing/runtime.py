@@ -1,0 +1,135 @@
+"""What every service process has: a database, a bus, an outbox relay, consumers, one app shape."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+from guichet_plumbing import tables
+from guichet_plumbing.bus import Bus, InProcessBus, KafkaBus
+from guichet_plumbing.db import Database
+from guichet_plumbing.inbox import Effect, idempotent
+from guichet_plumbing.observability import MetricsMiddleware, ServiceMetrics, health_router
+from guichet_plumbing.outbox import Relay
+from guichet_plumbing.problems import BodyLimitMiddleware, ProblemDetails, install_problem_handlers
+from guichet_plumbing.settings import ServiceSettings
+
+
+def make_bus(settings: ServiceSettings) -> Bus:
+    if settings.bus == "kafka":
+        return KafkaBus(
+            settings.kafka_bootstrap_servers,
+            topic_prefix=settings.kafka_topic_prefix,
+            idempotent_producer=settings.kafka_idempotent_producer,
+        )
+    return InProcessBus()
+
+
+class ServiceRuntime:
+    def __init__(
+        self, name: str, settings: ServiceSettings, metadata: sa.MetaData, bus: Bus | None = None
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.metadata = metadata
+        self.db = Database(settings.resolved_database_url(name))
+        self.bus = bus if bus is not None else make_bus(settings)
+        self.metrics = ServiceMetrics(name)
+        self.relay = Relay(
+            self.db, self.bus, self.metrics, poll_interval=settings.relay_poll_interval
+        )
+        self._startup_hooks: list[Any] = []
+
+    def publishes(self, event_types: Iterable[str]) -> None:
+        self.bus.declare(event_types)
+
+    def consume(self, consumer: str, event_types: Iterable[str], effect: Effect) -> None:
+        """Subscribe `effect`; it runs at most once per event, in its own transaction."""
+        group = f"{self.name}.{consumer}"
+        self.bus.subscribe(group, event_types, idempotent(self.db, group, effect, self.metrics))
+
+    def on_startup(self, hook: Any) -> None:
+        """An async callable run after the schema exists (seeding, background loops)."""
+        self._startup_hooks.append(hook)
+
+    async def readiness(self) -> dict[str, bool]:
+        return {"database": await self.db.ping(), "bus": self.bus.is_ready()}
+
+    @asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        # Schema creation is idempotent; migrations replace it once schemas evolve.
+        await self.db.create_all(self.metadata, tables.metadata)
+        stops = []
+        for hook in self._startup_hooks:
+            stop = await hook()
+            if stop is not None:
+                stops.append(stop)
+        await self.bus.start()
+        if self.settings.relay_enabled:
+            self.relay.start()
+        try:
+            yield
+        finally:
+            await self.relay.stop()
+            await self.bus.stop()
+            for stop in reversed(stops):
+                await stop()
+            await self.db.dispose()
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_service_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    routers: Iterable[APIRouter],
+    version: str = "0.1.0",
+) -> FastAPI:
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=runtime.lifespan,
+        generate_unique_id_function=_operation_id,
+        openapi_tags=[{"name": "exploitation", "description": "Santé, disponibilité, métriques."}],
+    )
+    install_problem_handlers(app)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(health_router(runtime.metrics, runtime.readiness))
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
+    app.state.runtime = runtime
+    _register_problem_schema(app)
+    return app
+
+
+def _register_problem_schema(app: FastAPI) -> None:
+    """Make `ProblemDetails` a named component the `responses=` entries can reference."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.setdefault(
+                "ProblemDetails",
+                ProblemDetails.model_json_schema(
+                    by_alias=True, ref_template="#/components/schemas/{model}"
+                ),
+            )
+            defs = components["ProblemDetails"].pop("$defs", {})
+            components.update(defs)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

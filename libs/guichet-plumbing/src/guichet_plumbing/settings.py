@@ -1,0 +1,60 @@
+"""Settings shared by every service; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ONE_MIB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    """Read from `GUICHET_<SERVICE>_*` (prefix set by each subclass), falling back to `GUICHET_*`.
+
+    So `GUICHET_BUS=kafka` sets every service, and `GUICHET_ROUTING_BUS` only routing.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GUICHET_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        shared = EnvSettingsSource(settings_cls, env_prefix="GUICHET_")
+        return init_settings, env_settings, shared, dotenv_settings, file_secret_settings
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; defaults to a SQLite file in data_dir."
+    )
+    bus: Literal["inprocess", "kafka"] = "inprocess"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = ""
+    # Tansu (tests, local runs) has no idempotent producer; real Kafka should turn it on.
+    kafka_idempotent_producer: bool = False
+    relay_enabled: bool = True
+    relay_poll_interval: float = 0.5
+    max_body_bytes: int = ONE_MIB
+    log_level: str = "INFO"
+    json_logs: bool = True
+
+    def sqlite_url(self, service: str) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+
+    def resolved_database_url(self, service: str) -> str:
+        return self.database_url or self.sqlite_url(service)

@@ -1,0 +1,131 @@
+"""The demo tenant seeded on first start: the commune of Admiville."""
+
+from __future__ import annotations
+
+from guichet_intake import repository
+from guichet_plumbing.db import Database
+
+TENANT = {"code": "admiville", "name": "Commune d'Admiville", "timezone": "Europe/Paris"}
+
+_HOTEL_DE_VILLE = "Hôtel de ville, 1 place de la Mairie, 99999 Admiville"
+
+SERVICES = [
+    {
+        "code": "etat-civil",
+        "designation": "Direction des démarches administratives et de l'état civil",
+        "postal_address": _HOTEL_DE_VILLE,
+        "email": "etat-civil@admiville.example",
+        "phone": "01 99 00 00 01",
+    },
+    {
+        "code": "citoyennete",
+        "designation": "Direction de la citoyenneté et des conseils de quartier",
+        "postal_address": _HOTEL_DE_VILLE,
+        "email": "citoyennete@admiville.example",
+        "phone": "01 99 00 00 02",
+    },
+    {
+        "code": "accueil",
+        "designation": "Direction de l'accueil, du courrier et de la location de salles",
+        "postal_address": _HOTEL_DE_VILLE,
+        "email": "accueil@admiville.example",
+        "phone": "01 99 00 00 03",
+    },
+    {
+        "code": "guichet-unique",
+        "designation": "Direction du guichet unique d'inscription",
+        "postal_address": _HOTEL_DE_VILLE,
+        "email": "inscriptions@admiville.example",
+        "phone": "01 99 00 00 04",
+    },
+    {
+        "code": "voirie",
+        "designation": "Centre technique municipal, service de la voirie",
+        "postal_address": "Centre technique municipal, 12 rue des Ateliers, 99999 Admiville",
+        "email": "voirie@admiville.example",
+        "phone": "01 99 00 00 05",
+    },
+]
+
+_APPEAL = (
+    "Voies et délais de recours : la décision implicite de rejet peut être contestée "
+    "dans un délai de deux mois à compter de sa naissance, par un recours gracieux "
+    "adressé au maire d'Admiville ou par un recours contentieux devant le tribunal "
+    "administratif territorialement compétent (y compris par l'application "
+    "Télérecours citoyens)."
+)
+
+PROCEDURES = [
+    {
+        "code": "reservation-salle",
+        "title": "Réservation d'une salle municipale",
+        "kind": "demande",
+        "service_code": "accueil",
+        "regime": "sva",
+        "delay_value": 2,
+        "delay_unit": "months",
+        "acknowledgement_required": True,
+        "location_required": False,
+        "appeal_text": None,
+    },
+    {
+        "code": "subvention-quartier",
+        "title": "Demande de subvention pour un projet de quartier",
+        "kind": "demande",
+        "service_code": "citoyennete",
+        "regime": "svr",
+        "delay_value": 2,
+        "delay_unit": "months",
+        "acknowledgement_required": True,
+        "location_required": False,
+        "appeal_text": _APPEAL,
+    },
+    {
+        "code": "acte-etat-civil",
+        "title": "Demande de copie ou d'extrait d'acte d'état civil",
+        # R1: the mere delivery of a document provided by law owes no AR.
+        "kind": "demande",
+        "service_code": "etat-civil",
+        "regime": "none",
+        "delay_value": 2,
+        "delay_unit": "months",
+        "acknowledgement_required": False,
+        "location_required": False,
+        "appeal_text": None,
+    },
+    {
+        "code": "inscription-periscolaire",
+        "title": "Inscription aux activités périscolaires et à la restauration scolaire",
+        "kind": "demande",
+        "service_code": "guichet-unique",
+        "regime": "none",
+        "delay_value": 2,
+        "delay_unit": "months",
+        "acknowledgement_required": True,
+        "location_required": False,
+        "appeal_text": None,
+    },
+    {
+        "code": "signalement-voirie",
+        "title": "Signalement d'un problème sur la voie publique",
+        "kind": "signalement",
+        "service_code": "voirie",
+        "regime": "none",
+        "delay_value": 2,
+        "delay_unit": "months",
+        "acknowledgement_required": True,
+        "location_required": True,
+        "appeal_text": None,
+    },
+]
+
+
+async def seed_demo(db: Database) -> None:
+    """Idempotent: does nothing once the tenant exists, so edits made since survive restarts."""
+    async with db.transaction() as session:
+        if not await repository.upsert_tenant(session, **TENANT):
+            return
+        for service in SERVICES:
+            await repository.insert_service(session, {"tenant": TENANT["code"], **service})
+        for procedure in PROCEDURES:
+            await repository.insert_procedure(session, {"tenant": TENANT["code"], **procedure})

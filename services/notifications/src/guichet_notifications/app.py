@@ -1,0 +1,45 @@
+"""Notifications' application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from guichet_notifications import api
+from guichet_notifications.events import PUBLISHED, RequestAssigned, RequestReceived
+from guichet_notifications.models import metadata
+from guichet_notifications.service import Deliveries
+from guichet_notifications.settings import NotificationsSettings
+from guichet_notifications.transports import MailboxFolder, MailTransport, Smtp
+from guichet_plumbing.bus import Bus
+from guichet_plumbing.runtime import ServiceRuntime, create_service_app
+
+
+def create_app(settings: NotificationsSettings | None = None, *, bus: Bus | None = None) -> FastAPI:
+    settings = settings or NotificationsSettings()
+    runtime = ServiceRuntime("notifications", settings, metadata, bus)
+    transport: MailTransport = (
+        Smtp(settings.smtp_url)
+        if settings.smtp_url
+        else MailboxFolder(settings.resolved_mailbox_dir())
+    )
+    deliveries = Deliveries(
+        runtime.db,
+        transport,
+        runtime.metrics,
+        sender=settings.sender,
+        poll_interval=settings.sender_poll_interval,
+        max_attempts=settings.max_attempts,
+    )
+    runtime.publishes(e.event_type for e in PUBLISHED)
+    runtime.consume("receipts", [RequestReceived.event_type], deliveries.on_request_received)
+    runtime.consume("assignments", [RequestAssigned.event_type], deliveries.on_request_assigned)
+    runtime.on_startup(deliveries.start)
+    app = create_service_app(
+        runtime,
+        title="Guichet — notifications",
+        description="Réponses à l'usager sur le canal de son choix (courriel, courrier papier) "
+        "et alertes aux agents.",
+        routers=[api.router],
+    )
+    app.state.deliveries = deliveries
+    return app

@@ -1,0 +1,42 @@
+"""Notifications' API models."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+
+class DeliveryStatus(StrEnum):
+    waiting_contact = "waiting_contact"
+    pending = "pending"
+    sent = "sent"
+    to_print = "to_print"
+    failed = "failed"
+    unreachable = "unreachable"
+
+
+class DeliveryPublic(BaseModel):
+    id: uuid.UUID
+    request_id: uuid.UUID
+    tracking_code: str | None
+    kind: str = Field(
+        description="acknowledgement (accusé de réception) ou assignment "
+        "(transmission au service compétent)."
+    )
+    channel: str | None = Field(description="email, letter (courrier papier à imprimer).")
+    recipient: str | None
+    subject: str
+    status: DeliveryStatus = Field(
+        description="waiting_contact : coordonnées pas encore connues ; pending : à envoyer ; "
+        "sent : envoyé ; to_print : courrier à imprimer et poster ; failed : échec "
+        "définitif ; unreachable : aucun moyen de joindre l'usager."
+    )
+    attempts: int
+    created_at: AwareDatetime
+    sent_at: AwareDatetime | None
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryPublic]

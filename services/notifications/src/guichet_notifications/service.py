@@ -1,0 +1,295 @@
+"""Turning events into deliveries, and sending them.
+
+A delivery row is written in the consumer's transaction (one per event and
+kind), then the sender sends it. The delivery id is the e-mail's Message-ID:
+should a crash fall between the SMTP acceptance and the "sent" mark, the one
+resend carries the same Message-ID and mail clients show it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guichet_notifications import repository
+from guichet_notifications.events import RequestAssigned, RequestReceived
+from guichet_notifications.schemas import DeliveryList, DeliveryPublic, DeliveryStatus
+from guichet_notifications.transports import MailTransport
+from guichet_plumbing.db import Database, after_commit
+from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.observability import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = (
+    "\n\nCe message vous est adressé automatiquement ; pour toute question, "
+    "contactez le service indiqué ci-dessus en rappelant votre numéro de suivi."
+)
+
+
+def _channel_for(contact: Any, kind: str) -> tuple[str | None, str | None, DeliveryStatus]:
+    """Channel, recipient and initial status for one delivery (R6, R27).
+
+    The acknowledgement goes to the applicant's e-mail when there is one (R6); other
+    answers follow the applicant's preference. No SMS transport exists yet, so an SMS
+    preference falls back to e-mail, then paper.
+    """
+    wants_letter = contact.preference == "letter" and kind != "acknowledgement"
+    if contact.email and not wants_letter:
+        return "email", contact.email, DeliveryStatus.pending
+    if contact.postal_address:
+        return "letter", contact.postal_address, DeliveryStatus.to_print
+    return None, None, DeliveryStatus.unreachable
+
+
+def render_acknowledgement(event: RequestReceived) -> tuple[str, str]:
+    ack = event.acknowledgement
+    assert ack is not None
+    subject = f"Accusé de réception de votre demande n° {event.tracking_code}"
+    lines = [
+        f"Bonjour {event.applicant.name},",
+        "",
+        f"Votre demande « {event.procedure_title} » a bien été reçue.",
+        "",
+        *ack.mentions,
+        "",
+        f"Pour suivre votre demande, munissez-vous de son numéro : {event.tracking_code}.",
+    ]
+    return subject, "\n".join(lines) + SIGNATURE
+
+
+def render_assignment(event: RequestAssigned) -> tuple[str, str]:
+    subject = f"Votre demande n° {event.tracking_code} a été transmise au service compétent"
+    body = (
+        f"Bonjour,\n\nVotre demande n° {event.tracking_code} a été transmise au "
+        f"service compétent : {event.service_name}. Il vous répondra directement."
+    )
+    return subject, body + SIGNATURE
+
+
+class Deliveries:
+    """Consumer effects and the sending loop of the notifications service."""
+
+    def __init__(
+        self,
+        db: Database,
+        transport: MailTransport,
+        metrics: ServiceMetrics,
+        *,
+        sender: str,
+        poll_interval: float,
+        max_attempts: int,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.sender = sender
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sent = metrics.counter(
+            "guichet_notifications_sent", "Deliveries sent, by channel.", ("channel",)
+        )
+        self.failures = metrics.counter(
+            "guichet_notifications_send_failures", "Failed send attempts."
+        )
+
+    async def on_request_received(self, session: AsyncSession, envelope: Envelope) -> None:
+        event = RequestReceived.model_validate(envelope.data)
+        await repository.insert_contact(
+            session,
+            {
+                "request_id": event.request_id,
+                "tenant": envelope.tenant,
+                "tracking_code": event.tracking_code,
+                "name": event.applicant.name,
+                "email": event.applicant.email,
+                "phone": event.applicant.phone,
+                "postal_address": event.applicant.postal_address,
+                "preference": event.contact_preference,
+            },
+        )
+        contact = await repository.get_contact(session, event.request_id)
+        if event.acknowledgement is not None:
+            subject, body = render_acknowledgement(event)
+            await self._add(
+                session,
+                envelope,
+                event.request_id,
+                event.tracking_code,
+                "acknowledgement",
+                subject,
+                body,
+                contact,
+            )
+        after_commit(session, self._wake.set)
+
+    async def on_request_assigned(self, session: AsyncSession, envelope: Envelope) -> None:
+        event = RequestAssigned.model_validate(envelope.data)
+        contact = await repository.get_contact(session, event.request_id)
+        subject, body = render_assignment(event)
+        await self._add(
+            session,
+            envelope,
+            event.request_id,
+            event.tracking_code,
+            "assignment",
+            subject,
+            body,
+            contact,
+        )
+        after_commit(session, self._wake.set)
+
+    async def _add(
+        self,
+        session: AsyncSession,
+        envelope: Envelope,
+        request_id: uuid.UUID,
+        tracking_code: str,
+        kind: str,
+        subject: str,
+        body: str,
+        contact: Any | None,
+    ) -> None:
+        if contact is None:
+            channel, recipient, status = None, None, DeliveryStatus.waiting_contact
+        else:
+            channel, recipient, status = _channel_for(contact, kind)
+        await repository.insert_delivery(
+            session,
+            {
+                "id": uuid.uuid4(),
+                "request_id": request_id,
+                "tenant": envelope.tenant,
+                "tracking_code": tracking_code,
+                "event_id": envelope.id,
+                "kind": kind,
+                "channel": channel,
+                "recipient": recipient,
+                "subject": subject,
+                "body": body,
+                "status": status.value,
+                "created_at": datetime.now(UTC),
+            },
+        )
+
+    def message(self, delivery: Any) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = delivery.recipient
+        message["Subject"] = delivery.subject
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = f"<{delivery.id}@guichet>"
+        message["X-Guichet-Delivery"] = str(delivery.id)
+        message["X-Guichet-Tracking-Code"] = delivery.tracking_code or ""
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(delivery.body)
+        return message
+
+    async def send_due(self) -> int:
+        """Send one batch of due e-mails; returns how many went out."""
+        sent = 0
+        async with self.db.transaction() as session:
+            # Answers whose event overtook the receipt (topics are not ordered together)
+            # are addressed here, once both are committed, whatever order they came in.
+            for waiting in await repository.waiting_with_contact(session):
+                channel, recipient, status = _channel_for(waiting, waiting.kind)
+                await repository.update_delivery(
+                    session,
+                    waiting.id,
+                    {"channel": channel, "recipient": recipient, "status": status.value},
+                )
+            now = datetime.now(UTC)
+            for delivery in await repository.due_deliveries(session, now, limit=20):
+                try:
+                    await self.transport.send(self.message(delivery), delivery.recipient)
+                except Exception as exc:  # any transport failure is retried, then reported
+                    self.failures.inc()
+                    attempts = delivery.attempts + 1
+                    log.warning("delivery %s failed (attempt %d): %s", delivery.id, attempts, exc)
+                    await repository.update_delivery(
+                        session,
+                        delivery.id,
+                        {
+                            "attempts": attempts,
+                            "last_error": str(exc)[:500],
+                            "status": (
+                                DeliveryStatus.failed
+                                if attempts >= self.max_attempts
+                                else DeliveryStatus.pending
+                            ).value,
+                            "next_attempt_at": now + timedelta(seconds=min(2**attempts, 3600)),
+                        },
+                    )
+                    continue
+                await repository.update_delivery(
+                    session,
+                    delivery.id,
+                    {
+                        "status": DeliveryStatus.sent.value,
+                        "attempts": delivery.attempts + 1,
+                        "sent_at": datetime.now(UTC),
+                        "last_error": None,
+                    },
+                )
+                self.sent.labels(delivery.channel).inc()
+                sent += 1
+        return sent
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.send_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sending deliveries failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+    async def start(self) -> Callable[[], Awaitable[None]]:
+        self._task = asyncio.create_task(self.run(), name="notifications-sender")
+        return self.stop
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def list(
+        self, *, request_id: uuid.UUID | None, tracking_code: str | None
+    ) -> DeliveryList:
+        async with self.db.sessions() as session:
+            rows = await repository.list_deliveries(
+                session, request_id=request_id, tracking_code=tracking_code
+            )
+        return DeliveryList(
+            items=[
+                DeliveryPublic(
+                    id=r.id,
+                    request_id=r.request_id,
+                    tracking_code=r.tracking_code,
+                    kind=r.kind,
+                    channel=r.channel,
+                    recipient=r.recipient,
+                    subject=r.subject,
+                    status=DeliveryStatus(r.status),
+                    attempts=r.attempts,
+                    created_at=r.created_at,
+                    sent_at=r.sent_at,
+                )
+                for r in rows
+            ]
+        )

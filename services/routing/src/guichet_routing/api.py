@@ -1,0 +1,67 @@
+"""Routing's HTTP routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from guichet_plumbing.db import Database
+from guichet_plumbing.problems import problem_responses
+from guichet_routing import service
+from guichet_routing.schemas import CODE_PATTERN, TENANT_PATTERN, Inbox, RoutingTable
+
+router = APIRouter(prefix="/v1")
+
+Channel = Literal["web", "email", "phone", "counter", "mail", "sms"]
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.runtime.db
+    return db
+
+
+@router.get(
+    "/inbox",
+    response_model=Inbox,
+    summary="Corbeille des agents : toutes les demandes, quel que soit leur canal",
+    description="Les plus récentes d'abord ; pagination par curseur.",
+    tags=["corbeille"],
+    responses=problem_responses(400, 404, 422),
+)
+async def get_inbox(
+    request: Request,
+    tenant: Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la collectivité.")],
+    service_code: Annotated[
+        str | None, Query(alias="service", pattern=CODE_PATTERN, description="Code du service.")
+    ] = None,
+    status: Annotated[Literal["assigned"] | None, Query(description="Statut.")] = None,
+    channel: Annotated[Channel | None, Query(description="Canal d'arrivée.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="Curseur de la page suivante.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Taille de page.")] = 50,
+) -> Inbox:
+    return await service.inbox(
+        _db(request),
+        tenant=tenant,
+        service=service_code,
+        status=status,
+        channel=channel,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get(
+    "/routing-table",
+    response_model=RoutingTable,
+    summary="Services et règles d'aiguillage d'une collectivité",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def get_routing_table(
+    request: Request,
+    tenant: Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la collectivité.")],
+) -> RoutingTable:
+    return await service.routing_table(_db(request), tenant)

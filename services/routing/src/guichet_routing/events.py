@@ -1,0 +1,44 @@
+"""Events routing publishes, and its own view of those it consumes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from pydantic import AwareDatetime, BaseModel
+
+from guichet_plumbing.envelope import ConsumedEvent, EventData
+
+
+class RequestAssigned(EventData):
+    """A request was routed to the competent service."""
+
+    event_type: ClassVar[str] = "routing.request.assigned.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    procedure_code: str
+    channel: str
+    service_code: str
+    service_name: str
+    rule: str
+    assigned_at: AwareDatetime
+
+
+class ReceivedApplicant(BaseModel):
+    name: str
+
+
+class RequestReceived(ConsumedEvent):
+    event_type: ClassVar[str] = "intake.request.received.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    procedure_code: str
+    procedure_title: str
+    channel: str
+    received_at: AwareDatetime
+    applicant: ReceivedApplicant
+
+
+PUBLISHED: tuple[type[EventData], ...] = (RequestAssigned,)

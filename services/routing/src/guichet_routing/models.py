@@ -1,0 +1,67 @@
+"""Routing's tables: the tenant's services, its routing rules, and what was assigned where."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from guichet_plumbing.db import UTCDateTime, new_metadata
+
+metadata = new_metadata()
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    # Where a request goes when no rule matches: never nowhere.
+    sa.Column("default_service", sa.String(64), nullable=False),
+)
+
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+)
+
+rules = sa.Table(
+    "rules",
+    metadata,
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
+    sa.Column("position", sa.Integer(), primary_key=True),
+    sa.Column("procedure_code", sa.String(64), nullable=False),
+    sa.Column("service_code", sa.String(64), nullable=False),
+    sa.ForeignKeyConstraint(["tenant", "service_code"], ["services.tenant", "services.code"]),
+)
+
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("request_id", sa.Uuid(), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("tracking_code", sa.String(32), nullable=False),
+    sa.Column("procedure_code", sa.String(64), nullable=False),
+    sa.Column("procedure_title", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("applicant_name", sa.String(200), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("service_code", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("assigned_at", UTCDateTime(), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    # The inbox lists a service's requests newest first, by a unique cursor.
+    sa.Index("ix_assignments_inbox", "tenant", "service_code", "received_at", "request_id"),
+)
+
+status_history = sa.Table(
+    "status_history",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column(
+        "request_id", sa.Uuid(), sa.ForeignKey("assignments.request_id"), nullable=False, index=True
+    ),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("label", sa.String(400), nullable=False),
+)

@@ -1,0 +1,93 @@
+"""Every SQL query routing runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guichet_routing.models import assignments, rules, services, status_history, tenants
+
+
+async def get_tenant(session: AsyncSession, code: str) -> sa.Row[Any] | None:
+    return (await session.execute(sa.select(tenants).where(tenants.c.code == code))).first()
+
+
+async def list_services(session: AsyncSession, tenant: str) -> Sequence[sa.Row[Any]]:
+    query = sa.select(services).where(services.c.tenant == tenant).order_by(services.c.code)
+    return (await session.execute(query)).all()
+
+
+async def list_rules(session: AsyncSession, tenant: str) -> Sequence[sa.Row[Any]]:
+    query = sa.select(rules).where(rules.c.tenant == tenant).order_by(rules.c.position)
+    return (await session.execute(query)).all()
+
+
+async def get_service(session: AsyncSession, tenant: str, code: str) -> sa.Row[Any] | None:
+    query = sa.select(services).where(services.c.tenant == tenant, services.c.code == code)
+    return (await session.execute(query)).first()
+
+
+async def get_assignment(session: AsyncSession, request_id: uuid.UUID) -> sa.Row[Any] | None:
+    query = sa.select(assignments).where(assignments.c.request_id == request_id)
+    return (await session.execute(query)).first()
+
+
+async def insert_assignment(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(assignments.insert().values(**values))
+
+
+async def add_history(
+    session: AsyncSession, request_id: uuid.UUID, at: datetime, status: str, label: str
+) -> None:
+    await session.execute(
+        status_history.insert().values(request_id=request_id, at=at, status=status, label=label)
+    )
+
+
+async def inbox_page(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    service: str | None,
+    status: str | None,
+    channel: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[sa.Row[Any]]:
+    query = sa.select(assignments).where(assignments.c.tenant == tenant)
+    if service is not None:
+        query = query.where(assignments.c.service_code == service)
+    if status is not None:
+        query = query.where(assignments.c.status == status)
+    if channel is not None:
+        query = query.where(assignments.c.channel == channel)
+    if after is not None:
+        # Keyset pagination: stable while new requests arrive, unlike OFFSET.
+        query = query.where(
+            sa.tuple_(assignments.c.received_at, assignments.c.request_id)
+            < sa.tuple_(
+                sa.literal(after[0], type_=assignments.c.received_at.type),
+                sa.literal(after[1], type_=sa.Uuid()),
+            )
+        )
+    query = query.order_by(assignments.c.received_at.desc(), assignments.c.request_id.desc()).limit(
+        limit
+    )
+    return (await session.execute(query)).all()
+
+
+async def insert_tenant(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(tenants.insert().values(**values))
+
+
+async def insert_service(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(services.insert().values(**values))
+
+
+async def insert_rule(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(rules.insert().values(**values))

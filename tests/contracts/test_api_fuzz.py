@@ -1,0 +1,104 @@
+"""Schemathesis 4 against each service's own OpenAPI, over real HTTP, with lifespans running.
+
+Every generated request must get a documented status, a body matching the schema,
+and never a 5xx: bad input is a 4xx with problem details.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, settings
+from schemathesis.schemas import BaseSchema as BaseOpenAPISchema
+
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from guichet_launcher.services import BY_NAME
+from guichet_plumbing.localinfra import free_port
+
+# Schema-valid input may still break a business rule (unknown tenant, a contact preference
+# without the matching address, a forged cursor): those 4xx answers are right, so the
+# "positive data accepted" check is off. Every other check stays on, including
+# "schema-violating data rejected" and "no 5xx".
+CHECKS = {"excluded_checks": [positive_data_acceptance]}
+
+FUZZ = settings(max_examples=40, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def _served_schema(name: str, data_dir: Path) -> Iterator[BaseOpenAPISchema]:
+    app = BY_NAME[name].create(data_dir=data_dir / name)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, f"{name} did not start"
+        time.sleep(0.02)
+    try:
+        yield schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/openapi.json")
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def intake_schema(data_root: Path) -> Iterator[BaseOpenAPISchema]:
+    yield from _served_schema("intake", data_root)
+
+
+@pytest.fixture(scope="module")
+def routing_schema(data_root: Path) -> Iterator[BaseOpenAPISchema]:
+    yield from _served_schema("routing", data_root)
+
+
+@pytest.fixture(scope="module")
+def notifications_schema(data_root: Path) -> Iterator[BaseOpenAPISchema]:
+    yield from _served_schema("notifications", data_root)
+
+
+@pytest.fixture(scope="module")
+def gateway_schema(data_root: Path) -> Iterator[BaseOpenAPISchema]:
+    yield from _served_schema("gateway", data_root)
+
+
+intake = schemathesis.pytest.from_fixture("intake_schema")
+routing = schemathesis.pytest.from_fixture("routing_schema")
+notifications = schemathesis.pytest.from_fixture("notifications_schema")
+gateway = schemathesis.pytest.from_fixture("gateway_schema")
+
+
+@intake.parametrize()
+@FUZZ
+def test_intake_api_conforms(case: schemathesis.Case) -> None:
+    case.call_and_validate(**CHECKS)
+
+
+@routing.parametrize()
+@FUZZ
+def test_routing_api_conforms(case: schemathesis.Case) -> None:
+    case.call_and_validate(**CHECKS)
+
+
+@notifications.parametrize()
+@FUZZ
+def test_notifications_api_conforms(case: schemathesis.Case) -> None:
+    case.call_and_validate(**CHECKS)
+
+
+@gateway.parametrize()
+@FUZZ
+def test_gateway_api_conforms(case: schemathesis.Case) -> None:
+    case.call_and_validate(**CHECKS)

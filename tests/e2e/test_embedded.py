@@ -1,0 +1,71 @@
+"""The whole flow in the embedded default: one process, SQLite, in-process bus, real SMTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from guichet_launcher.embedded import create_embedded_app
+from tests.conftest import SmtpServer
+from tests.e2e.flow import Urls, drive_flow
+from tests.support import serve
+
+
+async def test_embedded_flow_from_submission_to_citizen_mailbox(
+    data_dir: Path, smtp_server: SmtpServer
+) -> None:
+    app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
+    async with serve(app) as base:
+        request = await drive_flow(
+            Urls(f"{base}/intake", f"{base}/routing", f"{base}/notifications", f"{base}/gateway"),
+            smtp_server,
+        )
+    assert sorted(p.name for p in data_dir.glob("*.sqlite3")) == [
+        "gateway.sqlite3",
+        "intake.sqlite3",
+        "notifications.sqlite3",
+        "routing.sqlite3",
+    ]
+
+    # The demo state and the request survive a restart.
+    async with (
+        serve(create_embedded_app(data_dir, smtp_url=smtp_server.url)) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        followed = await client.get(f"/intake/v1/requests/{request['tracking_code']}")
+        assert followed.json()["status"] == "assigned"
+        procedures = await client.get("/intake/v1/procedures", params={"tenant": "admiville"})
+        assert len(procedures.json()["items"]) == 5
+    assert len(smtp_server.mailbox.messages) == 2, "a restart must not resend anything"
+
+
+async def test_embedded_serves_each_service_openapi_under_its_prefix(data_dir: Path) -> None:
+    async with (
+        serve(create_embedded_app(data_dir)) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        for prefix in ("intake", "routing", "notifications", "gateway"):
+            spec = await client.get(f"/{prefix}/openapi.json")
+            assert spec.status_code == 200
+            assert spec.json()["info"]["title"].startswith("Guichet")
+            assert (await client.get(f"/{prefix}/health")).json() == {"status": "ok"}
+
+
+async def test_embedded_writes_mail_to_mailbox_folder_without_smtp(data_dir: Path) -> None:
+    from tests.e2e.flow import REQUEST
+    from tests.support import eventually
+
+    async with (
+        serve(create_embedded_app(data_dir, sender_poll_interval=0.2)) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        created = await client.post("/intake/v1/requests", json=REQUEST)
+        assert created.status_code == 201
+
+        async def two_files() -> list[Path] | None:
+            files = sorted((data_dir / "mailbox").glob("*.eml"))
+            return files if len(files) == 2 else None
+
+        files = await eventually(two_files, timeout=20, what="two .eml files")
+    assert any(created.json()["tracking_code"] in f.read_text() for f in files)

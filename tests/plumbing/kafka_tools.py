@@ -1,0 +1,40 @@
+"""Reading a topic back from the real broker, to count what was actually published."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+
+from guichet_plumbing.envelope import Envelope
+
+
+async def read_topic(
+    bootstrap: str, topic: str, quiet_for: float = 1.5, timeout: float = 20.0
+) -> list[Envelope]:
+    """Every message on `topic`, read by a fresh group until nothing new arrives for `quiet_for`."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"reader-{uuid.uuid4()}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[Envelope] = []
+    try:
+        deadline = time.monotonic() + timeout
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=250)
+            for messages in batch.values():
+                found += [Envelope.from_bytes(m.value) for m in messages]
+                last_new = time.monotonic()
+            if consumer.assignment() and time.monotonic() - last_new > quiet_for:
+                break
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return found
