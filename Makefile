@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run run-distributed test lint format contracts bench promtool clean
+.PHONY: install run run-distributed test lint format contracts bench promtool wrk clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -45,7 +45,7 @@ format: install
 contracts: install
 	$(PY) -m guichet_launcher contracts
 
-bench: install promtool
+bench: install wrk
 	$(PY) bench/intake_post.py
 
 # promtool checks alert rules and /metrics output in the tests (Debian package `prometheus`).
@@ -55,6 +55,14 @@ promtool:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+# wrk drives the HTTP benchmarks (Debian package `wrk`).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "wrk missing: installing Debian package wrk"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,6 @@ bodies are refused from their headers or first bytes, before anything is parsed.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -202,6 +201,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, _BodyTooLarge):
+            return exc.problem.response(instance=request.url.path)
         detail = {
             404: "Aucune ressource ne correspond à cette adresse.",
             405: "Cette méthode HTTP n'est pas acceptée à cette adresse.",
@@ -241,6 +242,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_large = _too_large(self.max_bytes)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None:
@@ -249,15 +251,18 @@ class BodyLimitMiddleware:
             except ValueError:
                 await self._refuse(
                     scope,
+                    receive,
                     send,
-                    400,
-                    "content-length-invalid",
-                    "En-tête Content-Length invalide",
-                    "L'en-tête Content-Length doit être un nombre d'octets.",
+                    Problem(
+                        400,
+                        "content-length-invalid",
+                        "En-tête Content-Length invalide",
+                        "L'en-tête Content-Length doit être un nombre d'octets.",
+                    ),
                 )
                 return
             if too_big:
-                await self._refuse_too_large(scope, send)
+                await self._refuse(scope, receive, send, too_large)
                 return
 
         received = 0
@@ -269,7 +274,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    # An HTTPException, so FastAPI's body parsing lets it through as is.
+                    raise _BodyTooLarge(too_large)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -282,47 +288,24 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await self._refuse_too_large(scope, send)
-
-    async def _refuse_too_large(self, scope: Scope, send: Send) -> None:
-        limit_kib = self.max_bytes // 1024
-        await self._refuse(
-            scope,
-            send,
-            413,
-            "payload-too-large",
-            "Contenu trop volumineux",
-            f"Le corps de la requête dépasse la taille maximale de {limit_kib} Kio. "
-            "Allégez la demande (les pièces jointes se déposent séparément).",
-        )
+                await self._refuse(scope, receive, send, too_large)
 
     @staticmethod
-    async def _refuse(
-        scope: Scope, send: Send, status: int, slug: str, title: str, detail: str
-    ) -> None:
-        body = json.dumps(
-            {
-                "type": TYPE_BASE + slug,
-                "title": title,
-                "status": status,
-                "detail": detail,
-                "instance": scope.get("path"),
-            },
-            ensure_ascii=False,
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(scope: Scope, receive: Receive, send: Send, problem: Problem) -> None:
+        await problem.response(instance=scope.get("path"))(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _too_large(max_bytes: int) -> Problem:
+    return Problem(
+        413,
+        "payload-too-large",
+        "Contenu trop volumineux",
+        f"Le corps de la requête dépasse la taille maximale de {max_bytes // 1024} Kio. "
+        "Allégez la demande (les pièces jointes se déposent séparément).",
+    )
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(413, problem.detail)
+        self.problem = problem

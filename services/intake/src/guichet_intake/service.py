@@ -151,11 +151,12 @@ def build_acknowledgement(
 
 
 async def submit(
-    db: Database, data: RequestCreate, idempotency_key: str | None
+    db: Database, data: RequestCreate, idempotency_key: str | None, now: datetime | None = None
 ) -> idempotency.StoredResponse:
+    """`now` is the server's clock; tests pass a fixed instant."""
     body_print = idempotency.fingerprint(data.model_dump_json().encode())
     try:
-        return await _submit_once(db, data, idempotency_key, body_print)
+        return await _submit_once(db, data, idempotency_key, body_print, now)
     except IntegrityError:
         # A concurrent retry with the same key committed first: replay its answer.
         if idempotency_key is None:
@@ -170,7 +171,11 @@ async def submit(
 
 
 async def _submit_once(
-    db: Database, data: RequestCreate, idempotency_key: str | None, body_print: str
+    db: Database,
+    data: RequestCreate,
+    idempotency_key: str | None,
+    body_print: str,
+    now: datetime | None,
 ) -> idempotency.StoredResponse:
     async with db.transaction() as session:
         if idempotency_key is not None:
@@ -211,7 +216,7 @@ async def _submit_once(
             )
 
         # The server's clock, never the client's, fixes the legal date of reception.
-        received_at = datetime.now(UTC)
+        received_at = now or datetime.now(UTC)
         reception_date = received_at.astimezone(ZoneInfo(tenant.timezone)).date()
         request_id = uuid.uuid4()
         tracking_code = new_tracking_code()

@@ -1,0 +1,205 @@
+"""Answers to the citizen: channel choice (R6, R27), retries on a real SMTP server, no double send."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
+
+from guichet_notifications.models import deliveries, metadata
+from guichet_notifications.service import Deliveries
+from guichet_notifications.transports import MailboxFolder, Smtp
+from guichet_plumbing import tables
+from guichet_plumbing.db import Database
+from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.localinfra import free_port
+from guichet_plumbing.observability import ServiceMetrics
+from tests.conftest import SmtpServer
+
+
+def received(
+    applicant: dict[str, Any], preference: str = "email", request_id: uuid.UUID | None = None
+) -> Envelope:
+    request_id = request_id or uuid.uuid4()
+    return Envelope(
+        id=uuid.uuid4(),
+        type="intake.request.received.v1",
+        occurred_at=datetime.now(UTC),
+        tenant="admiville",
+        subject=str(request_id),
+        data={
+            "request_id": str(request_id),
+            "tracking_code": "ABCD-EFGH-JKMN-PQRS",
+            "procedure_title": "Réservation d'une salle municipale",
+            "channel": "web",
+            "received_at": datetime.now(UTC).isoformat(),
+            "applicant": {"name": "Camille Martin", **applicant},
+            "contact_preference": preference,
+            "acknowledgement": {
+                "kind": "accuse_reception",
+                "reception_date": "2026-05-15",
+                "mentions": ["Votre demande a été reçue le 15 mai 2026."],
+            },
+        },
+    )
+
+
+def assigned(request_id: uuid.UUID) -> Envelope:
+    return Envelope(
+        id=uuid.uuid4(),
+        type="routing.request.assigned.v1",
+        occurred_at=datetime.now(UTC),
+        tenant="admiville",
+        subject=str(request_id),
+        data={
+            "request_id": str(request_id),
+            "tracking_code": "ABCD-EFGH-JKMN-PQRS",
+            "service_name": "Direction de l'accueil",
+            "assigned_at": datetime.now(UTC).isoformat(),
+        },
+    )
+
+
+@pytest.fixture
+async def db(data_dir: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite:///{data_dir / 'notifications.sqlite3'}")
+    await database.create_all(metadata, tables.metadata)
+    yield database
+    await database.dispose()
+
+
+def make(db: Database, transport: Any) -> tuple[Deliveries, Any, Any]:
+    service = Deliveries(
+        db,
+        transport,
+        ServiceMetrics("t"),
+        sender="Guichet <g@example.org>",
+        poll_interval=0.1,
+        max_attempts=3,
+    )
+    on_received = idempotent(db, "n.receipts", service.on_request_received, ServiceMetrics("t"))
+    on_assigned = idempotent(db, "n.assignments", service.on_request_assigned, ServiceMetrics("t"))
+    return service, on_received, on_assigned
+
+
+async def rows(db: Database) -> list[Any]:
+    async with db.sessions() as session:
+        return list(
+            (await session.execute(sa.select(deliveries).order_by(deliveries.c.created_at))).all()
+        )
+
+
+async def test_r6_receipt_goes_to_the_applicant_email_over_real_smtp(
+    db: Database, smtp_server: SmtpServer
+) -> None:
+    service, on_received, _ = make(db, Smtp(smtp_server.url))
+    await on_received(received({"email": "camille@example.org"}))
+    assert await service.send_due() == 1
+    [mail] = smtp_server.mailbox.to("camille@example.org")
+    assert mail["Subject"] == "Accusé de réception de votre demande n° ABCD-EFGH-JKMN-PQRS"
+    assert "reçue le 15 mai 2026" in mail.get_content()
+    [row] = await rows(db)
+    assert mail["Message-ID"] == f"<{row.id}@guichet>"
+    assert row.status == "sent"
+
+
+async def test_r27_answer_by_letter_when_the_citizen_prefers_paper(
+    db: Database, smtp_server: SmtpServer
+) -> None:
+    service, on_received, on_assigned = make(db, Smtp(smtp_server.url))
+    event = received(
+        {"email": "camille@example.org", "postal_address": "3 rue des Lilas, 99999 Admiville"},
+        preference="letter",
+    )
+    await on_received(event)
+    await on_assigned(assigned(uuid.UUID(event.subject)))
+    await service.send_due()
+    by_kind = {r.kind: r for r in await rows(db)}
+    # The receipt of an electronic submission is electronic (R2/R6); the answer follows R27.
+    assert by_kind["acknowledgement"].channel == "email"
+    assert by_kind["assignment"].channel == "letter"
+    assert by_kind["assignment"].status == "to_print"
+    assert len(smtp_server.mailbox.messages) == 1
+
+
+async def test_citizen_with_no_contact_is_flagged_unreachable(db: Database) -> None:
+    service, on_received, _ = make(db, MailboxFolder(Path("/nonexistent")))
+    await on_received(received({}, preference="email"))
+    [row] = await rows(db)
+    assert row.status == "unreachable" and row.recipient is None
+
+
+async def test_answer_overtaking_the_receipt_waits_then_goes_out(
+    db: Database, smtp_server: SmtpServer
+) -> None:
+    service, on_received, on_assigned = make(db, Smtp(smtp_server.url))
+    request_id = uuid.uuid4()
+    await on_assigned(assigned(request_id))
+    assert [r.status for r in await rows(db)] == ["waiting_contact"]
+    await on_received(received({"email": "camille@example.org"}, request_id=request_id))
+    assert await service.send_due() == 2
+    assert len(smtp_server.mailbox.to("camille@example.org")) == 2
+
+
+class FlakySmtp:
+    """A real SMTP server that refuses the first message with a temporary error."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.accepted: list[bytes] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            return "451 Temporary failure, try again later"
+        assert isinstance(envelope.content, bytes)
+        self.accepted.append(envelope.content)
+        return "250 OK"
+
+
+async def test_temporary_smtp_failure_is_retried_and_sent_once(db: Database) -> None:
+    handler = FlakySmtp()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        service, on_received, _ = make(db, Smtp(f"smtp://127.0.0.1:{port}"))
+        await on_received(received({"email": "camille@example.org"}))
+        assert await service.send_due() == 0
+        [row] = await rows(db)
+        assert row.status == "pending" and row.attempts == 1 and "451" in row.last_error
+        async with db.transaction() as session:  # make the retry due now
+            await session.execute(deliveries.update().values(next_attempt_at=None))
+        assert await service.send_due() == 1
+        assert await service.send_due() == 0, "a sent delivery is never sent again"
+    finally:
+        controller.stop()
+    assert len(handler.accepted) == 1
+
+
+async def test_redelivered_event_creates_one_delivery(db: Database, tmp_path: Path) -> None:
+    service, on_received, _ = make(db, MailboxFolder(tmp_path / "mailbox"))
+    event = received({"email": "camille@example.org"})
+    await on_received(event)
+    await on_received(event)
+    assert len(await rows(db)) == 1
+    assert await service.send_due() == 1
+    assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 1
+
+
+async def test_mailbox_folder_rewrites_rather_than_doubles(db: Database, tmp_path: Path) -> None:
+    service, on_received, _ = make(db, MailboxFolder(tmp_path / "mailbox"))
+    await on_received(received({"email": "camille@example.org"}))
+    [row] = await rows(db)
+    message = service.message(row)
+    await service.transport.send(message, row.recipient)
+    await service.transport.send(message, row.recipient)  # a crash-and-retry
+    assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 1

@@ -1,0 +1,132 @@
+"""Bad input gets RFC 9457 problem details in French, and never a 5xx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from guichet_intake.app import create_app
+from guichet_intake.settings import IntakeSettings
+from tests.support import serve
+
+PROBLEM = "application/problem+json"
+VALID = {
+    "tenant": "admiville",
+    "procedure": "reservation-salle",
+    "channel": "web",
+    "applicant": {"name": "Camille Martin", "email": "camille.martin@example.org"},
+}
+
+
+@pytest.fixture
+async def client(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(IntakeSettings(data_dir=data_dir, max_body_bytes=1024 * 1024))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
+        yield http
+
+
+async def count_requests(client: httpx.AsyncClient) -> float:
+    metrics = (await client.get("/metrics")).text
+    line = next(
+        (
+            l
+            for l in metrics.splitlines()
+            if l.startswith(
+                'guichet_http_requests_total{method="POST",route="/v1/requests",status="2xx"}'
+            )
+        ),
+        None,
+    )
+    return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+
+async def test_malformed_json_is_400_in_french(client: httpx.AsyncClient) -> None:
+    answer = await client.post(
+        "/v1/requests", content=b'{"tenant": ', headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == PROBLEM
+    problem = answer.json()
+    assert problem["type"].endswith("/malformed-json")
+    assert "JSON" in problem["detail"] and problem["status"] == 400
+
+
+async def test_body_over_one_mebibyte_is_413_from_its_declared_length(
+    client: httpx.AsyncClient,
+) -> None:
+    huge = b'{"payload": "' + b"x" * (1024 * 1024) + b'"}'
+    answer = await client.post(
+        "/v1/requests", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == PROBLEM
+    assert "1024 Kio" in answer.json()["detail"]
+
+
+async def test_streamed_body_without_length_is_cut_at_the_limit(
+    client: httpx.AsyncClient,
+) -> None:
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(64):  # 4 MiB offered in 64 KiB chunks
+            sent += 1
+            yield b"x" * 65536
+
+    answer = await client.post(
+        "/v1/requests", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert answer.json()["type"].endswith("/payload-too-large")
+
+
+async def test_validation_errors_name_each_field_in_french(client: httpx.AsyncClient) -> None:
+    answer = await client.post(
+        "/v1/requests",
+        json={**VALID, "channel": "pigeon", "applicant": {"name": "A", "email": "x"}},
+    )
+    assert answer.status_code == 422
+    problem = answer.json()
+    names = {p["name"]: p["reason"] for p in problem["invalid-params"]}
+    assert set(names) == {"channel", "applicant.email"}
+    assert "valeurs possibles" in names["channel"]
+    assert "channel" in problem["detail"]
+
+
+async def test_preference_without_matching_address_is_explained(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await client.post("/v1/requests", json={**VALID, "contact_preference": "letter"})
+    assert answer.status_code == 422
+    [param] = answer.json()["invalid-params"]
+    assert "adresse postale" in param["reason"]
+
+
+async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/v1/nothing-here")
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+    wrong = await client.delete("/v1/requests")
+    assert wrong.status_code == 405 and wrong.headers["content-type"] == PROBLEM
+
+
+async def test_rejected_input_harms_nothing_already_stored(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/requests", json=VALID, headers={"Idempotency-Key": "k1"})
+    assert created.status_code == 201
+    code = created.json()["tracking_code"]
+    await client.post(
+        "/v1/requests",
+        content=b"{",
+        headers={"Idempotency-Key": "k1", "Content-Type": "application/json"},
+    )
+    await client.post(
+        "/v1/requests", json={**VALID, "tenant": "ailleurs"}, headers={"Idempotency-Key": "k1"}
+    )
+    followed = await client.get(f"/v1/requests/{code}")
+    assert followed.status_code == 200
+    replay = await client.post("/v1/requests", json=VALID, headers={"Idempotency-Key": "k1"})
+    assert replay.json()["tracking_code"] == code
+    assert await count_requests(client) == 2.0  # the creation and its replay

@@ -1,0 +1,177 @@
+"""Routing a request to the competent service, and the inbox across channels (R26, R28)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import pytest
+import sqlalchemy as sa
+
+from guichet_plumbing import tables
+from guichet_plumbing.db import Database
+from guichet_plumbing.envelope import Envelope, EventData
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.observability import ServiceMetrics
+from guichet_plumbing.problems import Problem
+from guichet_routing import service
+from guichet_routing.models import assignments, metadata
+from guichet_routing.seed import seed_demo
+
+
+class Received(EventData):
+    event_type: ClassVar[str] = "intake.request.received.v1"
+    request_id: uuid.UUID
+    tracking_code: str
+    procedure_code: str
+    procedure_title: str
+    channel: str
+    received_at: datetime
+    applicant: dict[str, Any]
+
+
+def received(
+    procedure: str = "reservation-salle", channel: str = "web", at: datetime | None = None
+) -> Envelope:
+    request_id = uuid.uuid4()
+    return Received(
+        request_id=request_id,
+        tracking_code=f"T{request_id.hex[:15].upper()}",
+        procedure_code=procedure,
+        procedure_title="Démarche",
+        channel=channel,
+        received_at=at or datetime.now(UTC),
+        applicant={"name": "Camille Martin"},
+    ).envelope(tenant="admiville", subject=str(request_id))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def routing_db(
+    request: pytest.FixtureRequest, data_dir: Path, pg_database: Callable[[str], str]
+) -> AsyncIterator[Database]:
+    url = (
+        f"sqlite:///{data_dir / 'routing.sqlite3'}"
+        if request.param == "sqlite"
+        else pg_database("routing")
+    )
+    db = Database(url)
+    await db.create_all(metadata, tables.metadata)
+    await seed_demo(db)
+    yield db
+    await db.dispose()
+
+
+def test_r28_first_matching_rule_wins_else_default_service() -> None:
+    rules = [
+        SimpleNamespace(position=1, procedure_code="a", service_code="s1"),
+        SimpleNamespace(position=2, procedure_code="a", service_code="s2"),
+        SimpleNamespace(position=3, procedure_code="b", service_code="s3"),
+    ]
+    assert service.choose_service(rules, "accueil", "a")[0] == "s1"
+    assert service.choose_service(rules, "accueil", "b")[0] == "s3"
+    code, why = service.choose_service(rules, "accueil", "inconnue")
+    assert code == "accueil" and "défaut" in why
+
+
+async def test_r28_request_routed_straight_to_competent_service(routing_db: Database) -> None:
+    handle = idempotent(
+        routing_db, "routing.dispatch", service.on_request_received, ServiceMetrics("t")
+    )
+    event = received("signalement-voirie", channel="sms")
+    await handle(event)
+    inbox = await service.inbox(
+        routing_db,
+        tenant="admiville",
+        service="voirie",
+        status=None,
+        channel=None,
+        cursor=None,
+        limit=10,
+    )
+    [item] = inbox.items
+    assert item.service == "Centre technique municipal, service de la voirie"
+    assert item.channel == "sms"
+    async with routing_db.sessions() as session:
+        [payload] = await session.scalars(sa.select(tables.outbox.c.payload))
+    out = Envelope.from_bytes(payload)
+    assert out.type == "routing.request.assigned.v1" and out.data["service_code"] == "voirie"
+
+
+async def test_redelivered_event_has_one_effect(routing_db: Database) -> None:
+    handle = idempotent(
+        routing_db, "routing.dispatch", service.on_request_received, ServiceMetrics("t")
+    )
+    event = received()
+    await handle(event)
+    await handle(event)
+    async with routing_db.sessions() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(assignments)) == 1
+        assert await session.scalar(sa.select(sa.func.count()).select_from(tables.outbox)) == 1
+
+
+async def test_r26_one_inbox_for_every_channel_paged_by_cursor(routing_db: Database) -> None:
+    handle = idempotent(
+        routing_db, "routing.dispatch", service.on_request_received, ServiceMetrics("t")
+    )
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    channels = ["web", "email", "phone", "counter", "mail", "sms"]
+    sent = []
+    for i in range(13):
+        # Two requests share each instant: the id breaks the tie, deterministically.
+        event = received(channel=channels[i % 6], at=start + timedelta(minutes=i // 2))
+        sent.append(event)
+        await handle(event)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await service.inbox(
+            routing_db,
+            tenant="admiville",
+            service="accueil",
+            status=None,
+            channel=None,
+            cursor=cursor,
+            limit=5,
+        )
+        seen += [str(i.request_id) for i in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    expected = sorted(sent, key=lambda e: (e.data["received_at"], e.subject), reverse=True)
+    assert seen == [e.subject for e in expected]
+    only_sms = await service.inbox(
+        routing_db,
+        tenant="admiville",
+        service=None,
+        status=None,
+        channel="sms",
+        cursor=None,
+        limit=50,
+    )
+    assert {i.channel for i in only_sms.items} == {"sms"} and len(only_sms.items) == 2
+
+
+async def test_inbox_refuses_unknown_tenant_service_and_forged_cursor(
+    routing_db: Database,
+) -> None:
+    for kwargs, status in (
+        ({"tenant": "ailleurs"}, 404),
+        ({"service": "nulle"}, 404),
+        ({"cursor": "pas-un-curseur"}, 400),
+    ):
+        args: dict[str, Any] = {
+            "tenant": "admiville",
+            "service": None,
+            "status": None,
+            "channel": None,
+            "cursor": None,
+            "limit": 10,
+            **kwargs,
+        }
+        with pytest.raises(Problem) as refused:
+            await service.inbox(routing_db, **args)
+        assert refused.value.status == status
