@@ -68,8 +68,7 @@ def _deployment(service: str) -> dict[str, Any]:
     found = [
         d
         for d in _of_kind("Deployment")
-        if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
-        == service
+        if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == service
     ]
     assert len(found) == 1, f"expected one Deployment for {service}, found {len(found)}"
     return found[0]
@@ -250,8 +249,11 @@ def test_deployment_runs_its_service_with_probes(service: str) -> None:
     assert len(services) == 1, f"{service}: one Service selecting its pods"
     assert services[0]["spec"]["type"] == "ClusterIP"
     assert [p["targetPort"] for p in services[0]["spec"]["ports"]] in (["http"], [port])
-    pdbs = [p for p in _of_kind("PodDisruptionBudget") if p["spec"]["selector"]["matchLabels"]
-            == selector]
+    pdbs = [
+        p
+        for p in _of_kind("PodDisruptionBudget")
+        if p["spec"]["selector"]["matchLabels"] == selector
+    ]
     assert len(pdbs) == 1, f"{service}: one PodDisruptionBudget for its pods"
 
 
@@ -458,12 +460,9 @@ async def test_metrics_pass_promtool_lint(service: str, tmp_path: Path) -> None:
     # promtool exits 1 on a parse error and 3 on lint problems, printing one line per problem
     # ("name: counter metrics should have \"_total\" suffix", ...). Every line fails the test:
     # no warning is tolerated, none being unavoidable with prometheus_client.
-    problems = [
-        line for line in (stdout + stderr).decode().splitlines() if line.strip()
-    ]
+    problems = [line for line in (stdout + stderr).decode().splitlines() if line.strip()]
     assert process.returncode == 0 and problems == [], (
-        f"promtool check metrics on {service} (exit {process.returncode}):\n"
-        + "\n".join(problems)
+        f"promtool check metrics on {service} (exit {process.returncode}):\n" + "\n".join(problems)
     )
 
 
@@ -480,4 +479,6 @@ async def test_alerts_only_use_metrics_the_services_expose(tmp_path: Path) -> No
     for rule in _alert_rules():
         used = set(re.findall(r"\b(guichet_[a-z_]+|up)\{", rule["expr"]))
         assert used, f"{rule['alert']} reads no metric"
-        assert used <= exposed, f"{rule['alert']} reads metrics no service exposes: {used - exposed}"
+        assert used <= exposed, (
+            f"{rule['alert']} reads metrics no service exposes: {used - exposed}"
+        )

@@ -1,4 +1,4 @@
-"""Answers to the citizen: channel choice (R6, R27), retries on a real SMTP server, no double send."""
+"""Answers to the citizen: channel (R6, R27), retries on a real SMTP server, no double send."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from guichet_notifications.models import deliveries, metadata
 from guichet_notifications.service import Deliveries
@@ -131,7 +132,7 @@ async def test_r27_answer_by_letter_when_the_citizen_prefers_paper(
 
 
 async def test_citizen_with_no_contact_is_flagged_unreachable(db: Database) -> None:
-    service, on_received, _ = make(db, MailboxFolder(Path("/nonexistent")))
+    _, on_received, _ = make(db, MailboxFolder(Path("/nonexistent")))
     await on_received(received({}, preference="email"))
     [row] = await rows(db)
     assert row.status == "unreachable" and row.recipient is None

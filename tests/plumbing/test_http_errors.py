@@ -34,7 +34,7 @@ async def count_requests(client: httpx.AsyncClient) -> float:
         (
             l
             for l in metrics.splitlines()
-            if l.startswith(
+            if line.startswith(
                 'guichet_http_requests_total{method="POST",route="/v1/requests",status="2xx"}'
             )
         ),
