@@ -32,8 +32,8 @@ async def count_requests(client: httpx.AsyncClient) -> float:
     metrics = (await client.get("/metrics")).text
     line = next(
         (
-            l
-            for l in metrics.splitlines()
+            line
+            for line in metrics.splitlines()
             if line.startswith(
                 'guichet_http_requests_total{method="POST",route="/v1/requests",status="2xx"}'
             )
