@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guichet_intake.deadlines import add_delay
+from guichet_intake.deadlines import (
+    Clock,
+    Delay,
+    PiecesRequest,
+    add_delay,
+    implicit_decision,
+    is_working_day,
+    receipt_due,
+    registration_due,
+)
 
 
 @pytest.mark.parametrize(
@@ -68,3 +77,146 @@ def test_month_delay_keeps_the_day_number_or_ends_the_month(reception: date, mon
 def test_day_and_week_delays_never_count_the_reception_day(reception: date, n: int) -> None:
     assert (add_delay(reception, n, "days") - reception).days == n
     assert add_delay(reception, n, "weeks").weekday() == reception.weekday()
+
+
+# --- The clock of implicit decisions: incomplete files, transfers, extension -------------
+
+TWO_MONTHS = Delay(2, "months")
+
+
+def test_r11_sva_clock_starts_when_file_complete() -> None:
+    # Received 15 May; pieces asked 20 May, received 3 June → counts from 3 June → 3 August.
+    clock = Clock("sva", TWO_MONTHS, date(2026, 5, 15),
+                  pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20), date(2026, 6, 3)),))
+    deadline = implicit_decision(clock)
+    assert deadline.counts_from == date(2026, 6, 3)
+    assert deadline.last_day == date(2026, 8, 3)
+
+
+def test_r11_sva_no_date_while_pieces_are_missing() -> None:
+    clock = Clock("sva", TWO_MONTHS, date(2026, 5, 15),
+                  pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20)),))
+    deadline = implicit_decision(clock)
+    assert deadline.state == "waiting_pieces"
+    assert deadline.last_day is None
+
+
+def test_r11_svr_suspended_for_the_time_granted() -> None:
+    # 15 May + 2 months = 15 July; asked 20 May, 31 days granted (to 20 June), never produced:
+    # suspended 31 days → 15 August.
+    clock = Clock("svr", TWO_MONTHS, date(2026, 5, 15),
+                  pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20)),))
+    deadline = implicit_decision(clock)
+    assert deadline.state == "suspended"
+    assert deadline.suspended_days == 31
+    assert deadline.last_day == date(2026, 8, 15)
+
+
+def test_r11_svr_incomplete_file_answered_early_ends_the_suspension() -> None:
+    # Same file, pieces produced on 30 May: suspended 20 May → 30 May = 10 days → 25 July.
+    clock = Clock("svr", TWO_MONTHS, date(2026, 5, 15),
+                  pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20), date(2026, 5, 30)),))
+    deadline = implicit_decision(clock)
+    assert deadline.state == "running"
+    assert deadline.suspended_days == 10
+    assert deadline.last_day == date(2026, 7, 25)
+
+
+def test_r11_svr_overlapping_requests_suspend_once() -> None:
+    # 1–11 June and 6–16 June overlap: suspended 1 → 16 June = 15 days. 15 July + 15 = 30 July.
+    clock = Clock("svr", TWO_MONTHS, date(2026, 5, 15), pieces=(
+        PiecesRequest(date(2026, 6, 1), date(2026, 6, 30), date(2026, 6, 11)),
+        PiecesRequest(date(2026, 6, 6), date(2026, 6, 30), date(2026, 6, 16)),
+    ))
+    assert implicit_decision(clock).last_day == date(2026, 7, 30)
+
+
+def test_r11_pieces_asked_after_the_decision_was_born_change_nothing() -> None:
+    late = (PiecesRequest(date(2026, 7, 20), date(2026, 8, 20)),)
+    for regime in ("sva", "svr"):
+        clock = Clock(regime, TWO_MONTHS, date(2026, 5, 15), pieces=late)  # type: ignore[arg-type]
+        assert implicit_decision(clock).last_day == date(2026, 7, 15)
+
+
+def test_r13_transfer_sva_counts_from_competent_reception() -> None:
+    # First seized 15 May, received by the competent service 2 June → 2 August.
+    clock = Clock("sva", TWO_MONTHS, date(2026, 5, 15), competent_received_on=date(2026, 6, 2))
+    assert implicit_decision(clock).last_day == date(2026, 8, 2)
+
+
+def test_r13_transfer_svr_counts_from_first_reception() -> None:
+    clock = Clock("svr", TWO_MONTHS, date(2026, 5, 15), competent_received_on=date(2026, 6, 2))
+    assert implicit_decision(clock).last_day == date(2026, 7, 15)
+
+
+def test_r10_extension_to_working_day_only_when_procedure_asks() -> None:
+    # 1 March + 2 months = Friday 1 May 2026 (Labour Day) → Monday 4 May if extended.
+    plain = Clock("sva", TWO_MONTHS, date(2026, 3, 1))
+    extended = Clock("sva", TWO_MONTHS, date(2026, 3, 1), extend_to_working_day=True)
+    assert implicit_decision(plain).last_day == date(2026, 5, 1)
+    assert implicit_decision(extended).last_day == date(2026, 5, 4)
+
+
+def test_decision_is_born_at_midnight_local_time() -> None:
+    # Received 12 November: deemed accepted at the end of 12 January, relied on from 13 January.
+    deadline = implicit_decision(Clock("sva", TWO_MONTHS, date(2026, 11, 12)))
+    assert deadline.last_day == date(2027, 1, 12)
+    paris = deadline.decision_instant("Europe/Paris")
+    martinique = deadline.decision_instant("America/Martinique")
+    assert paris is not None and martinique is not None
+    assert paris.isoformat() == "2027-01-13T00:00:00+01:00"
+    assert martinique.isoformat() == "2027-01-13T00:00:00-04:00"
+    assert (martinique - paris) == timedelta(hours=5)
+
+
+def test_r3_registration_due_within_one_working_day() -> None:
+    # Friday 8 May 2026 is a holiday: received Thursday 7 May → due Monday 11 May.
+    assert registration_due(date(2026, 5, 7)) == date(2026, 5, 11)
+    # Received Tuesday 3 March → due Wednesday 4 March.
+    assert registration_due(date(2026, 3, 3)) == date(2026, 3, 4)
+
+
+def test_r3_working_days_follow_the_territory() -> None:
+    # 22 May is a holiday in Martinique (abolition of slavery), not in metropolitan France;
+    # there, the weekend and Whit Monday (25 May 2026) follow: due Tuesday 26 May.
+    # Good Friday (3 April 2026) and 26 December are holidays in Alsace-Moselle only.
+    assert registration_due(date(2026, 5, 21)) == date(2026, 5, 22)
+    assert registration_due(date(2026, 5, 21), "972") == date(2026, 5, 26)
+    assert is_working_day(date(2026, 4, 3))
+    assert not is_working_day(date(2026, 4, 3), "57")
+    assert not is_working_day(date(2026, 12, 26), "6AE")
+
+
+def test_r4_deferred_receipt_due_seven_days_after_competent_reception() -> None:
+    assert receipt_due(date(2026, 12, 28)) == date(2027, 1, 4)
+
+
+@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
+       st.integers(min_value=0, max_value=90), st.integers(min_value=1, max_value=60),
+       st.one_of(st.none(), st.integers(min_value=0, max_value=90)))
+def test_svr_suspension_never_exceeds_time_granted(
+    received: date, asked_after: int, granted: int, produced_after: int | None
+) -> None:
+    asked = received + timedelta(days=asked_after)
+    due = asked + timedelta(days=granted)
+    produced = None if produced_after is None else asked + timedelta(days=produced_after)
+    clock = Clock("svr", TWO_MONTHS, received, pieces=(PiecesRequest(asked, due, produced),))
+    deadline = implicit_decision(clock)
+    base = add_delay(received, 2, "months")
+    assert deadline.last_day is not None
+    assert 0 <= deadline.suspended_days <= granted
+    assert deadline.last_day == base + timedelta(days=deadline.suspended_days)
+    if asked > base:
+        assert deadline.suspended_days == 0
+
+
+@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
+       st.integers(min_value=0, max_value=120))
+def test_sva_never_ends_before_the_file_is_complete_plus_delay(
+    received: date, completed_after: int
+) -> None:
+    completed = received + timedelta(days=completed_after)
+    clock = Clock("sva", TWO_MONTHS, received,
+                  pieces=(PiecesRequest(received, completed + timedelta(days=30), completed),))
+    deadline = implicit_decision(clock)
+    assert deadline.last_day == add_delay(completed, 2, "months")

@@ -1,21 +1,44 @@
-"""Implicit-decision dates: pure computation, no I/O.
+"""When silence becomes a decision, and when receipts are due: pure computation, no I/O.
 
-Rules (LEGAL_RULES.md, "Computing a delay"): the day of reception does not
-count; a delay in days ends at the end of the Nth day after reception; in
-weeks, at the end of the same weekday N weeks later; in months, at the end of
-the day of the final month bearing the reception day's number, or that month's
-last day when it has none. The decision is born at the end of that day (24:00
-in the tenant's time zone) and can be relied on from the next day.
+Rules (LEGAL_RULES.md R3, R4, R10, R11, R13 and "Computing a delay"):
+
+- The day of reception does not count. A delay in days ends at the end of the
+  Nth day after reception; in weeks, at the end of the same weekday N weeks
+  later; in months, at the end of the day of the final month bearing the
+  reception day's number, or that month's last day when it has none.
+- The decision is born at the end of that day (24:00 in the tenant's time zone)
+  and can be relied on from the next day.
+- SVA: the delay starts only once the file is complete (the day the missing
+  pieces arrive, not counted) and, after a transfer, only from reception by the
+  competent administration.
+- SVR: the delay runs from reception by the administration first seized; it is
+  suspended from the day pieces are requested until they arrive, or until the
+  time granted ends if they never do.
+- No extension for weekends or public holidays unless the procedure asks for
+  it; then an end on a Saturday, Sunday or public holiday moves to the next
+  working day.
+- An AE is due within one working day of reception (R3); a deferred AR within
+  seven days of reception by the competent administration (R4).
 """
 
 from __future__ import annotations
 
 import calendar
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import holidays
+
+Regime = Literal["sva", "svr", "none"]
+Unit = Literal["days", "weeks", "months"]
+State = Literal["none", "running", "suspended", "waiting_pieces"]
 
 
 def add_delay(reception: date, value: int, unit: str) -> date:
-    """The last day of the delay: the decision is born at its end."""
+    """The last day of a delay counted from `reception` (which itself does not count)."""
     if value < 0:
         raise ValueError("a delay cannot be negative")
     if unit == "days":
@@ -28,3 +51,130 @@ def add_delay(reception: date, value: int, unit: str) -> date:
         last_day = calendar.monthrange(year, month + 1)[1]
         return date(year, month + 1, min(reception.day, last_day))
     raise ValueError(f"unknown delay unit: {unit}")
+
+
+@dataclass(frozen=True)
+class Delay:
+    value: int
+    unit: Unit
+
+
+@dataclass(frozen=True)
+class PiecesRequest:
+    """Missing pieces asked for on `requested_on`, to be produced by `due_on` at the latest."""
+
+    requested_on: date
+    due_on: date
+    received_on: date | None = None
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Everything the law looks at to date an implicit decision."""
+
+    regime: Regime
+    delay: Delay
+    received_on: date  # by the administration first seized
+    competent_received_on: date | None = None  # by the competent one, after a transfer
+    pieces: tuple[PiecesRequest, ...] = ()
+    extend_to_working_day: bool = False
+    territory: str | None = None  # `holidays` subdivision of France (57, 6AE, 972, ...)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    state: State
+    counts_from: date | None = None  # the day after which the delay runs
+    last_day: date | None = None  # the decision is born at the end of this day
+    suspended_days: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    def decision_instant(self, timezone: str) -> datetime | None:
+        """First instant the decision exists: 00:00 local on the day after `last_day`."""
+        if self.last_day is None:
+            return None
+        return datetime.combine(self.last_day + timedelta(days=1), time(0),
+                                tzinfo=ZoneInfo(timezone))
+
+
+def implicit_decision(clock: Clock) -> Deadline:
+    if clock.regime == "none":
+        return Deadline("none", notes=("Pas de décision implicite pour cette démarche.",))
+    pieces = sorted(clock.pieces, key=lambda p: p.requested_on)
+    deadline = _sva(clock, pieces) if clock.regime == "sva" else _svr(clock, pieces)
+    if deadline.last_day is not None and clock.extend_to_working_day:
+        moved = next_working_day_from(deadline.last_day, clock.territory)
+        if moved != deadline.last_day:
+            deadline = Deadline(deadline.state, deadline.counts_from, moved,
+                                deadline.suspended_days,
+                                (*deadline.notes, "Échéance reportée au premier jour ouvré."))
+    return deadline
+
+
+def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
+    start = clock.competent_received_on or clock.received_on
+    notes = []
+    if clock.competent_received_on:
+        notes.append("Délai compté à partir de la réception par l'administration compétente.")
+    for request in pieces:
+        if request.requested_on > add_delay(start, clock.delay.value, clock.delay.unit):
+            break  # asked too late: the acceptance was already born
+        if request.received_on is None:
+            return Deadline("waiting_pieces", notes=(
+                *notes, "Le délai ne court qu'à compter de la réception des pièces manquantes."))
+        start = max(start, request.received_on)
+        notes.append("Délai compté à partir de la réception des pièces manquantes.")
+    return Deadline("running", start, add_delay(start, clock.delay.value, clock.delay.unit),
+                    notes=tuple(notes))
+
+
+def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
+    start = clock.received_on  # R13: the first administration's reception
+    end = add_delay(start, clock.delay.value, clock.delay.unit)
+    suspended = 0
+    covered_until = start  # suspensions that overlap are counted once
+    state: State = "running"
+    notes = []
+    for request in pieces:
+        if request.requested_on > end:
+            break  # the rejection was already born
+        stop = min(request.received_on or request.due_on, request.due_on)
+        begin = max(request.requested_on, covered_until)
+        if stop > begin:
+            days = (stop - begin).days
+            suspended += days
+            end += timedelta(days=days)
+            covered_until = stop
+        if request.received_on is None:
+            state = "suspended"
+            notes.append("Délai suspendu jusqu'à la production des pièces, au plus tard le "
+                         f"{request.due_on.isoformat()}.")
+        else:
+            notes.append("Suspension levée à la réception des pièces.")
+    return Deadline(state, start, end, suspended, tuple(notes))
+
+
+@lru_cache(maxsize=64)
+def _holidays(territory: str | None, year: int) -> holidays.HolidayBase:
+    return holidays.France(years=year, subdiv=territory)
+
+
+def is_working_day(day: date, territory: str | None = None) -> bool:
+    """Jour ouvré: Monday to Friday, not a public holiday of the territory."""
+    return day.weekday() < 5 and day not in _holidays(territory, day.year)
+
+
+def next_working_day_from(day: date, territory: str | None = None) -> date:
+    while not is_working_day(day, territory):
+        day += timedelta(days=1)
+    return day
+
+
+def registration_due(received_on: date, territory: str | None = None) -> date:
+    """R3: last day for the AE, one working day after reception."""
+    return next_working_day_from(received_on + timedelta(days=1), territory)
+
+
+def receipt_due(competent_received_on: date) -> date:
+    """R4: last day for a deferred AR, seven days after reception by the competent service."""
+    return competent_received_on + timedelta(days=7)
