@@ -67,7 +67,11 @@ async def drive_flow(urls: Urls, smtp: SmtpServer) -> dict[str, Any]:
 
         followed = await eventually(assigned, timeout=20, what="request assigned in intake")
         assert followed["assigned_service"] == ACCUEIL
-        assert [h["status"] for h in followed["history"]] == ["received", "assigned"]
+        assert [h["status"] for h in followed["history"]] == [
+            "received",
+            "accuse_reception",
+            "assigned",
+        ]
 
         inbox = (
             await client.get(
@@ -97,7 +101,7 @@ async def drive_flow(urls: Urls, smtp: SmtpServer) -> dict[str, Any]:
                 ).json()
             )
             raise
-        assert {d["kind"] for d in deliveries} == {"acknowledgement", "assignment"}
+        assert {d["kind"] for d in deliveries} == {"accuse_reception", "assignment"}
 
         ready = await client.get(f"{urls.gateway}/ready")
         assert ready.status_code == 200, ready.text
@@ -110,8 +114,8 @@ async def drive_flow(urls: Urls, smtp: SmtpServer) -> dict[str, Any]:
     for mention in ack["mentions"]:
         assert mention in text
     assert ACCUEIL in text
-    assert (
-        receipt["Message-ID"]
-        == f"<{next(d['id'] for d in deliveries if d['kind'] == 'acknowledgement')}@guichet>"
-    )
+    ar_delivery = next(d for d in deliveries if d["kind"] == "accuse_reception")
+    assert receipt["Message-ID"] == f"<{ar_delivery['id']}@guichet>"
+    # The e-mail links to the signed PDF, and the token in the answer verifies.
+    assert f"/v1/receipts/{ack['receipt_id']}.pdf" in text
     return request

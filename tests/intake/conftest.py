@@ -7,8 +7,11 @@ import pytest
 
 from guichet_intake.models import metadata
 from guichet_intake.seed import seed_demo
+from guichet_intake.service import IntakeService
+from guichet_intake.settings import IntakeSettings
 from guichet_plumbing import tables
 from guichet_plumbing.db import Database
+from guichet_plumbing.observability import ServiceMetrics
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -26,3 +29,8 @@ async def intake_db(
     await seed_demo(db)
     yield db
     await db.dispose()
+
+
+@pytest.fixture
+def intake(intake_db: Database, data_dir: Path) -> IntakeService:
+    return IntakeService(intake_db, IntakeSettings(data_dir=data_dir), ServiceMetrics("intake"))

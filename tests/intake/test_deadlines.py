@@ -86,16 +86,24 @@ TWO_MONTHS = Delay(2, "months")
 
 def test_r11_sva_clock_starts_when_file_complete() -> None:
     # Received 15 May; pieces asked 20 May, received 3 June → counts from 3 June → 3 August.
-    clock = Clock("sva", TWO_MONTHS, date(2026, 5, 15),
-                  pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20), date(2026, 6, 3)),))
+    clock = Clock(
+        "sva",
+        TWO_MONTHS,
+        date(2026, 5, 15),
+        pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20), date(2026, 6, 3)),),
+    )
     deadline = implicit_decision(clock)
     assert deadline.counts_from == date(2026, 6, 3)
     assert deadline.last_day == date(2026, 8, 3)
 
 
 def test_r11_sva_no_date_while_pieces_are_missing() -> None:
-    clock = Clock("sva", TWO_MONTHS, date(2026, 5, 15),
-                  pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20)),))
+    clock = Clock(
+        "sva",
+        TWO_MONTHS,
+        date(2026, 5, 15),
+        pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20)),),
+    )
     deadline = implicit_decision(clock)
     assert deadline.state == "waiting_pieces"
     assert deadline.last_day is None
@@ -104,8 +112,12 @@ def test_r11_sva_no_date_while_pieces_are_missing() -> None:
 def test_r11_svr_suspended_for_the_time_granted() -> None:
     # 15 May + 2 months = 15 July; asked 20 May, 31 days granted (to 20 June), never produced:
     # suspended 31 days → 15 August.
-    clock = Clock("svr", TWO_MONTHS, date(2026, 5, 15),
-                  pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20)),))
+    clock = Clock(
+        "svr",
+        TWO_MONTHS,
+        date(2026, 5, 15),
+        pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20)),),
+    )
     deadline = implicit_decision(clock)
     assert deadline.state == "suspended"
     assert deadline.suspended_days == 31
@@ -114,8 +126,12 @@ def test_r11_svr_suspended_for_the_time_granted() -> None:
 
 def test_r11_svr_incomplete_file_answered_early_ends_the_suspension() -> None:
     # Same file, pieces produced on 30 May: suspended 20 May → 30 May = 10 days → 25 July.
-    clock = Clock("svr", TWO_MONTHS, date(2026, 5, 15),
-                  pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20), date(2026, 5, 30)),))
+    clock = Clock(
+        "svr",
+        TWO_MONTHS,
+        date(2026, 5, 15),
+        pieces=(PiecesRequest(date(2026, 5, 20), date(2026, 6, 20), date(2026, 5, 30)),),
+    )
     deadline = implicit_decision(clock)
     assert deadline.state == "running"
     assert deadline.suspended_days == 10
@@ -124,10 +140,15 @@ def test_r11_svr_incomplete_file_answered_early_ends_the_suspension() -> None:
 
 def test_r11_svr_overlapping_requests_suspend_once() -> None:
     # 1–11 June and 6–16 June overlap: suspended 1 → 16 June = 15 days. 15 July + 15 = 30 July.
-    clock = Clock("svr", TWO_MONTHS, date(2026, 5, 15), pieces=(
-        PiecesRequest(date(2026, 6, 1), date(2026, 6, 30), date(2026, 6, 11)),
-        PiecesRequest(date(2026, 6, 6), date(2026, 6, 30), date(2026, 6, 16)),
-    ))
+    clock = Clock(
+        "svr",
+        TWO_MONTHS,
+        date(2026, 5, 15),
+        pieces=(
+            PiecesRequest(date(2026, 6, 1), date(2026, 6, 30), date(2026, 6, 11)),
+            PiecesRequest(date(2026, 6, 6), date(2026, 6, 30), date(2026, 6, 16)),
+        ),
+    )
     assert implicit_decision(clock).last_day == date(2026, 7, 30)
 
 
@@ -191,9 +212,12 @@ def test_r4_deferred_receipt_due_seven_days_after_competent_reception() -> None:
     assert receipt_due(date(2026, 12, 28)) == date(2027, 1, 4)
 
 
-@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
-       st.integers(min_value=0, max_value=90), st.integers(min_value=1, max_value=60),
-       st.one_of(st.none(), st.integers(min_value=0, max_value=90)))
+@given(
+    st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
+    st.integers(min_value=0, max_value=90),
+    st.integers(min_value=1, max_value=60),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=90)),
+)
 def test_svr_suspension_never_exceeds_time_granted(
     received: date, asked_after: int, granted: int, produced_after: int | None
 ) -> None:
@@ -210,13 +234,19 @@ def test_svr_suspension_never_exceeds_time_granted(
         assert deadline.suspended_days == 0
 
 
-@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
-       st.integers(min_value=0, max_value=120))
+@given(
+    st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
+    st.integers(min_value=0, max_value=120),
+)
 def test_sva_never_ends_before_the_file_is_complete_plus_delay(
     received: date, completed_after: int
 ) -> None:
     completed = received + timedelta(days=completed_after)
-    clock = Clock("sva", TWO_MONTHS, received,
-                  pieces=(PiecesRequest(received, completed + timedelta(days=30), completed),))
+    clock = Clock(
+        "sva",
+        TWO_MONTHS,
+        received,
+        pieces=(PiecesRequest(received, completed + timedelta(days=30), completed),),
+    )
     deadline = implicit_decision(clock)
     assert deadline.last_day == add_delay(completed, 2, "months")

@@ -1,54 +1,29 @@
-"""Receipt of requests and the acknowledgement's content (R1, R5, R6, R22, R23).
+"""Receipt of requests and the acknowledgements' content (R1–R6, R22, R23).
 
 Every date below is computed by hand in the test, from the instant it submits at.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from guichet_intake import service
 from guichet_intake.models import requests
-from guichet_intake.schemas import RequestCreate
-from guichet_plumbing import tables
-from guichet_plumbing.db import Database
-from guichet_plumbing.envelope import Envelope
+from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
+from tests.intake.helpers import body, outbox_events, submit
 
 
-def body(**changes: Any) -> RequestCreate:
-    data: dict[str, Any] = {
-        "tenant": "admiville",
-        "procedure": "reservation-salle",
-        "channel": "web",
-        "applicant": {"name": "Camille Martin", "email": "camille.martin@example.org"},
-    }
-    data.update(changes)
-    return RequestCreate.model_validate(data)
-
-
-async def submit(db: Database, now: datetime, **changes: Any) -> dict[str, Any]:
-    stored = await service.submit(db, body(**changes), None, now=now)
-    assert stored.status_code == 201
-    created: dict[str, Any] = json.loads(stored.body)
-    return created
-
-
-async def outbox_events(db: Database) -> list[Envelope]:
-    async with db.sessions() as session:
-        rows = await session.scalars(sa.select(tables.outbox.c.payload))
-        return [Envelope.from_bytes(raw) for raw in rows]
-
-
-async def test_r5_sva_receipt_states_date_service_and_attestation(intake_db: Database) -> None:
-    created = await submit(intake_db, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+async def test_r5_sva_receipt_states_date_service_and_attestation(intake: IntakeService) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
     ack = created["acknowledgement"]
+    assert ack["kind"] == "accuse_reception"
     assert ack["reception_date"] == "2026-05-15"
     assert ack["service"] == {
         "code": "accueil",
@@ -63,44 +38,138 @@ async def test_r5_sva_receipt_states_date_service_and_attestation(intake_db: Dat
     assert "reçue le 15 mai 2026" in text
     assert "réputée acceptée le 15 juillet 2026 à minuit" in text
     assert "attestation d'acceptation implicite" in text
-    assert "accueil@admiville.example" in text and "01 99 00 00 03" in text
+    assert "accueil@admiville.example" in text
+    assert "01 99 00 00 03" in text
 
 
 async def test_r5_svr_receipt_states_rejection_date_and_means_of_appeal(
-    intake_db: Database,
+    intake: IntakeService,
 ) -> None:
     # Received 31 December: two months end on the last day of February (28 in 2027).
     created = await submit(
-        intake_db, datetime(2026, 12, 31, 10, 0, tzinfo=UTC), procedure="subvention-quartier"
+        intake,
+        datetime(2026, 12, 31, 10, 0, tzinfo=UTC),
+        procedure="subvention-quartier",
+        applicant={
+            "kind": "association",
+            "name": "Les Amis du Parc",
+            "rna": "W751234567",
+            "email": "amis.parc@example.org",
+        },
     )
     ack = created["acknowledgement"]
     assert ack["implicit_decision"]["regime"] == "svr"
     assert ack["implicit_decision"]["decision_date"] == "2027-02-28"
     text = " ".join(ack["mentions"])
     assert "réputée rejetée le 28 février 2027 à minuit" in text
-    assert "recours" in text and "tribunal administratif" in text
+    assert "recours" in text
+    assert "tribunal administratif" in text
     assert "attestation" not in text
+    assert "Statuts de l'association" in text, "required pieces are listed"
 
 
-async def test_r1_document_delivery_procedure_owes_no_receipt(intake_db: Database) -> None:
+async def test_r2_receipt_is_signed_and_verifiable(intake: IntakeService) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    token = created["acknowledgement"]["token"]
+    checked = await intake.verify(token)
+    assert checked.authentic
+    assert checked.receipt is not None
+    assert checked.receipt["reception_date"] == "2026-05-15"
+    assert checked.receipt["tracking_code"] == created["tracking_code"]
+    head, payload, signature = token.split(".")
+    forged = ".".join(
+        [head, payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1], signature]
+    )
+    assert not (await intake.verify(forged)).authentic
+    jwks = await intake.jwks()
+    assert [k["kty"] for k in jwks["keys"]] == ["OKP"]
+
+
+async def test_r2_rotated_key_signs_new_receipts_and_old_ones_still_verify(
+    intake: IntakeService,
+) -> None:
+    first = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    kid = await intake.rotate_key("admiville")
+    second = await submit(
+        intake, datetime(2026, 5, 15, 9, 31, tzinfo=UTC), payload={"salle": "Gymnase"}
+    )
+    assert (await intake.verify(first["acknowledgement"]["token"])).authentic
+    assert (await intake.verify(second["acknowledgement"]["token"])).authentic
+    header = second["acknowledgement"]["token"].split(".")[0]
+    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"] == kid
+    assert len((await intake.jwks())["keys"]) == 2
+
+
+async def test_r1_document_delivery_procedure_owes_no_receipt(intake: IntakeService) -> None:
     created = await submit(
-        intake_db, datetime(2026, 3, 2, 8, 0, tzinfo=UTC), procedure="acte-etat-civil"
+        intake, datetime(2026, 3, 2, 8, 0, tzinfo=UTC), procedure="acte-etat-civil"
     )
     assert created["acknowledgement"] is None
-    [event] = await outbox_events(intake_db)
-    assert event.data["acknowledgement"] is None, "no AR e-mail is owed either"
+    assert created["receipts"] == []
+    assert await outbox_events(intake.db, "intake.receipt.issued.v1") == []
+
+
+async def test_r3_unknown_procedure_gets_instant_registration_then_r4_receipt_on_qualification(
+    intake: IntakeService,
+) -> None:
+    # A free-form e-mail on Thursday 7 May 2026: AE at once, AR owed by 14 May.
+    created = await submit(
+        intake, datetime(2026, 5, 7, 14, 0, tzinfo=UTC), procedure=None, channel="email"
+    )
+    assert created["acknowledgement"]["kind"] == "accuse_enregistrement"
+    assert "enregistré le 7 mai 2026" in created["acknowledgement"]["mentions"][0]
+    assert created["implicit_decision"] is None
+    overdue = await intake.overdue("admiville", now=datetime(2026, 5, 15, 8, 0, tzinfo=UTC))
+    assert [o.tracking_code for o in overdue.items] == [created["tracking_code"]]
+    assert overdue.items[0].receipt_due_on == date(2026, 5, 14)
+    on_time = await intake.overdue("admiville", now=datetime(2026, 5, 14, 8, 0, tzinfo=UTC))
+    assert on_time.count == 0
+
+    qualified = await intake.qualify(
+        created["tracking_code"], "reservation-salle", now=datetime(2026, 5, 11, 9, 0, tzinfo=UTC)
+    )
+    kinds = [r.kind.value for r in qualified.receipts]
+    assert kinds == ["accuse_enregistrement", "accuse_reception"]
+    # The SVA clock counts from reception (7 May): 7 July.
+    assert qualified.implicit_decision is not None
+    assert qualified.implicit_decision.decision_date == date(2026, 7, 7)
+    assert (await intake.overdue("admiville", now=datetime(2026, 5, 20, tzinfo=UTC))).count == 0
+
+
+async def test_r3_paper_mail_without_procedure_gets_no_electronic_registration(
+    intake: IntakeService,
+) -> None:
+    created = await submit(
+        intake,
+        datetime(2026, 5, 7, 14, 0, tzinfo=UTC),
+        procedure=None,
+        channel="mail",
+        contact_preference="letter",
+        applicant={
+            "name": "Jean Dupont",
+            "postal_address": {
+                "street": "2 rue Haute",
+                "postal_code": "99999",
+                "city": "Admiville",
+            },
+        },
+    )
+    assert created["acknowledgement"] is None
+    overdue = await intake.overdue("admiville", now=datetime(2026, 5, 15, tzinfo=UTC))
+    assert overdue.count == 1, "the AR is still owed within 7 days (R4)"
 
 
 async def test_r22_request_entered_at_counter_gets_same_receipt_and_deadline(
-    intake_db: Database,
+    intake: IntakeService,
 ) -> None:
     at = datetime(2026, 5, 15, 9, 30, tzinfo=UTC)
-    web = await submit(intake_db, at)
+    web = await submit(intake, at)
     counter = await submit(
-        intake_db,
+        intake,
         at,
         channel="counter",
         contact_preference="letter",
+        entered_by="agent-042",
         applicant={
             "name": "Jean Dupont",
             "postal_address": {
@@ -116,73 +185,79 @@ async def test_r22_request_entered_at_counter_gets_same_receipt_and_deadline(
 
 
 async def test_reception_date_is_local_23h30_utc_in_winter_is_next_day_in_paris(
-    intake_db: Database,
+    intake: IntakeService,
 ) -> None:
     # 23:30 UTC on 14 January is 00:30 on 15 January in Paris (UTC+1).
-    created = await submit(intake_db, datetime(2026, 1, 14, 23, 30, tzinfo=UTC))
+    created = await submit(intake, datetime(2026, 1, 14, 23, 30, tzinfo=UTC))
     assert created["reception_date"] == "2026-01-15"
     assert created["received_at"] == "2026-01-14T23:30:00Z"
     # 15 January + 2 months = 15 March.
     assert created["acknowledgement"]["implicit_decision"]["decision_date"] == "2026-03-15"
 
 
-async def test_r23_request_stored_and_event_staged_in_one_commit(intake_db: Database) -> None:
-    created = await submit(intake_db, datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
-    async with intake_db.sessions() as session:
+async def test_r23_request_stored_and_events_staged_in_one_commit(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
+    async with intake.db.sessions() as session:
         stored = (
             await session.execute(
                 sa.select(requests).where(requests.c.id == uuid.UUID(created["id"]))
             )
         ).one()
     assert stored.tracking_code == created["tracking_code"]
-    [event] = await outbox_events(intake_db)
-    assert event.type == "intake.request.received.v1"
-    assert event.subject == created["id"]
-    assert event.data["acknowledgement"]["mentions"] == created["acknowledgement"]["mentions"]
+    received, issued = await outbox_events(intake.db)
+    assert received.type == "intake.request.received.v1"
+    assert received.subject == created["id"]
+    assert issued.type == "intake.receipt.issued.v1"
+    assert issued.data["mentions"] == created["acknowledgement"]["mentions"]
 
 
-async def test_r23_nothing_stored_when_the_request_is_refused(intake_db: Database) -> None:
+async def test_r23_nothing_stored_when_the_request_is_refused(intake: IntakeService) -> None:
     with pytest.raises(Problem) as refused:
-        await service.submit(intake_db, body(procedure="signalement-voirie"), None)
+        await intake.submit(body(procedure="signalement-voirie"), None)
     assert refused.value.status == 422
-    assert refused.value.invalid_params and refused.value.invalid_params[0].name == "location"
-    async with intake_db.sessions() as session:
+    assert refused.value.invalid_params
+    assert refused.value.invalid_params[0].name == "location"
+    async with intake.db.sessions() as session:
         assert await session.scalar(sa.select(sa.func.count()).select_from(requests)) == 0
-    assert await outbox_events(intake_db) == []
+    assert await outbox_events(intake.db) == []
 
 
-async def test_r6_receipt_address_is_the_applicant_email_in_the_event(
-    intake_db: Database,
+async def test_r6_receipt_goes_to_the_sender_address(intake: IntakeService) -> None:
+    await submit(intake, datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
+    [received] = await outbox_events(intake.db, "intake.request.received.v1")
+    assert received.data["applicant"]["email"] == "camille.martin@example.org"
+
+
+async def test_same_idempotency_key_replays_and_other_body_conflicts(
+    intake: IntakeService,
 ) -> None:
-    await submit(intake_db, datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
-    [event] = await outbox_events(intake_db)
-    assert event.data["applicant"]["email"] == "camille.martin@example.org"
-
-
-async def test_same_idempotency_key_replays_and_other_body_conflicts(intake_db: Database) -> None:
-    first = await service.submit(intake_db, body(), "key-1")
-    again = await service.submit(intake_db, body(), "key-1")
+    first = await intake.submit(body(), "key-1")
+    again = await intake.submit(body(), "key-1")
     assert again == first
     with pytest.raises(Problem) as conflict:
-        await service.submit(intake_db, body(channel="email"), "key-1")
+        await intake.submit(body(channel="email"), "key-1")
     assert conflict.value.status == 409
-    async with intake_db.sessions() as session:
+    async with intake.db.sessions() as session:
         assert await session.scalar(sa.select(sa.func.count()).select_from(requests)) == 1
 
 
-async def test_unknown_tenant_and_procedure_name_the_field(intake_db: Database) -> None:
+async def test_unknown_tenant_and_procedure_name_the_field(intake: IntakeService) -> None:
     for changes, field in (({"tenant": "nulle-part"}, "tenant"), ({"procedure": "x"}, "procedure")):
         with pytest.raises(Problem) as refused:
-            await service.submit(intake_db, body(**changes), None)
+            await intake.submit(body(**changes), None)
         assert refused.value.status == 404
-        assert refused.value.invalid_params and refused.value.invalid_params[0].name == field
+        assert refused.value.invalid_params
+        assert refused.value.invalid_params[0].name == field
 
 
 def test_tracking_codes_are_unguessable_and_forgiving_when_read_aloud() -> None:
     codes = {service.new_tracking_code() for _ in range(1000)}
     assert len(codes) == 1000
     code = codes.pop()
-    assert len(code) == 19 and code.count("-") == 3
+    assert len(code) == 19
+    assert code.count("-") == 3
     assert service.normalise_tracking_code(code.lower().replace("-", " ")) == code
     assert service.normalise_tracking_code("o1il-0000-0000-0000") == "0111-0000-0000-0000"
 

@@ -39,16 +39,29 @@ def received(
         data={
             "request_id": str(request_id),
             "tracking_code": "ABCD-EFGH-JKMN-PQRS",
-            "procedure_title": "Réservation d'une salle municipale",
-            "channel": "web",
-            "received_at": datetime.now(UTC).isoformat(),
             "applicant": {"name": "Camille Martin", **applicant},
             "contact_preference": preference,
-            "acknowledgement": {
-                "kind": "accuse_reception",
-                "reception_date": "2026-05-15",
-                "mentions": ["Votre demande a été reçue le 15 mai 2026."],
-            },
+        },
+    )
+
+
+def issued(request_id: uuid.UUID, kind: str = "accuse_reception") -> Envelope:
+    receipt_id = uuid.uuid4()
+    return Envelope(
+        id=uuid.uuid4(),
+        type="intake.receipt.issued.v1",
+        occurred_at=datetime.now(UTC),
+        tenant="admiville",
+        subject=str(request_id),
+        data={
+            "request_id": str(request_id),
+            "receipt_id": str(receipt_id),
+            "tracking_code": "ABCD-EFGH-JKMN-PQRS",
+            "kind": kind,
+            "title": "Accusé de réception",
+            "issued_at": datetime.now(UTC).isoformat(),
+            "mentions": ["Votre demande a été reçue le 15 mai 2026."],
+            "document_url": f"http://guichet.example/intake/v1/receipts/{receipt_id}.pdf",
         },
     )
 
@@ -78,6 +91,7 @@ async def db(data_dir: Path) -> AsyncIterator[Database]:
 
 
 def make(db: Database, transport: Any) -> tuple[Deliveries, Any, Any]:
+    """The service, one handler taking a request (then its AR), one for assignments."""
     service = Deliveries(
         db,
         transport,
@@ -86,8 +100,14 @@ def make(db: Database, transport: Any) -> tuple[Deliveries, Any, Any]:
         poll_interval=0.1,
         max_attempts=3,
     )
-    on_received = idempotent(db, "n.receipts", service.on_request_received, ServiceMetrics("t"))
+    on_contact = idempotent(db, "n.contacts", service.on_request_received, ServiceMetrics("t"))
+    on_receipt = idempotent(db, "n.receipts", service.on_receipt_issued, ServiceMetrics("t"))
     on_assigned = idempotent(db, "n.assignments", service.on_request_assigned, ServiceMetrics("t"))
+
+    async def on_received(event: Envelope, receipt: Envelope | None = None) -> None:
+        await on_contact(event)
+        await on_receipt(receipt or issued(uuid.UUID(event.subject)))
+
     return service, on_received, on_assigned
 
 
@@ -105,8 +125,9 @@ async def test_r6_receipt_goes_to_the_applicant_email_over_real_smtp(
     await on_received(received({"email": "camille@example.org"}))
     assert await service.send_due() == 1
     [mail] = smtp_server.mailbox.to("camille@example.org")
-    assert mail["Subject"] == "Accusé de réception de votre demande n° ABCD-EFGH-JKMN-PQRS"
+    assert mail["Subject"] == "Accusé de réception — demande n° ABCD-EFGH-JKMN-PQRS"
     assert "reçue le 15 mai 2026" in mail.get_content()
+    assert "/v1/receipts/" in mail.get_content(), "links to the signed document"
     [row] = await rows(db)
     assert mail["Message-ID"] == f"<{row.id}@guichet>"
     assert row.status == "sent"
@@ -125,7 +146,7 @@ async def test_r27_answer_by_letter_when_the_citizen_prefers_paper(
     await service.send_due()
     by_kind = {r.kind: r for r in await rows(db)}
     # The receipt of an electronic submission is electronic (R2/R6); the answer follows R27.
-    assert by_kind["acknowledgement"].channel == "email"
+    assert by_kind["accuse_reception"].channel == "email"
     assert by_kind["assignment"].channel == "letter"
     assert by_kind["assignment"].status == "to_print"
     assert len(smtp_server.mailbox.messages) == 1
@@ -146,6 +167,8 @@ async def test_answer_overtaking_the_receipt_waits_then_goes_out(
     await on_assigned(assigned(request_id))
     assert [r.status for r in await rows(db)] == ["waiting_contact"]
     await on_received(received({"email": "camille@example.org"}, request_id=request_id))
+    statuses = sorted(r.status for r in await rows(db))
+    assert statuses == ["pending", "waiting_contact"], "addressed by the sender, not before"
     assert await service.send_due() == 2
     assert len(smtp_server.mailbox.to("camille@example.org")) == 2
 
@@ -189,8 +212,9 @@ async def test_temporary_smtp_failure_is_retried_and_sent_once(db: Database) -> 
 async def test_redelivered_event_creates_one_delivery(db: Database, tmp_path: Path) -> None:
     service, on_received, _ = make(db, MailboxFolder(tmp_path / "mailbox"))
     event = received({"email": "camille@example.org"})
-    await on_received(event)
-    await on_received(event)
+    receipt = issued(uuid.UUID(event.subject))
+    await on_received(event, receipt)
+    await on_received(event, receipt)
     assert len(await rows(db)) == 1
     assert await service.send_due() == 1
     assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 1

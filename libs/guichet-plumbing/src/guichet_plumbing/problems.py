@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 _STATUS_TITLES = {
     400: "Requête mal formée",
+    403: "Action refusée",
     404: "Ressource introuvable",
     405: "Méthode non autorisée",
     406: "Format de réponse non disponible",
@@ -98,7 +100,9 @@ _STATUS_TITLES = {
     415: "Type de contenu non pris en charge",
     422: "Données invalides",
     429: "Trop de requêtes",
+    502: "Service distant en erreur",
     503: "Service momentanément indisponible",
+    504: "Service distant trop lent",
 }
 
 # pydantic error types → a sentence a citizen can act on.
@@ -190,6 +194,35 @@ def validation_problem(exc: RequestValidationError) -> Problem:
     )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+def document_body_problems(schema: dict[str, Any]) -> None:
+    """In an OpenAPI document: every operation reading a body may answer 400, 413 and 422."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                responses = operation.setdefault("responses", {})
+                for status in (400, 413, 422):
+                    responses.setdefault(
+                        str(status),
+                        {
+                            "description": _STATUS_TITLES[status],
+                            "content": {
+                                PROBLEM_MEDIA_TYPE: {
+                                    "schema": {"$ref": "#/components/schemas/ProblemDetails"}
+                                }
+                            },
+                        },
+                    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -207,12 +240,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             404: "Aucune ressource ne correspond à cette adresse.",
             405: "Cette méthode HTTP n'est pas acceptée à cette adresse.",
         }.get(exc.status_code, str(exc.detail))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; list them all.
+            headers = {"Allow": ", ".join(_allowed_methods(request))}
         return Problem(
             exc.status_code,
             f"http-{exc.status_code}",
             _STATUS_TITLES.get(exc.status_code, "Erreur"),
             detail,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         ).response(instance=request.url.path)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

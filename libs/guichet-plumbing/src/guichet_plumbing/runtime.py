@@ -16,7 +16,12 @@ from guichet_plumbing.db import Database
 from guichet_plumbing.inbox import Effect, idempotent
 from guichet_plumbing.observability import MetricsMiddleware, ServiceMetrics, health_router
 from guichet_plumbing.outbox import Relay
-from guichet_plumbing.problems import BodyLimitMiddleware, ProblemDetails, install_problem_handlers
+from guichet_plumbing.problems import (
+    BodyLimitMiddleware,
+    ProblemDetails,
+    document_body_problems,
+    install_problem_handlers,
+)
 from guichet_plumbing.settings import ServiceSettings
 
 
@@ -129,6 +134,7 @@ def _register_problem_schema(app: FastAPI) -> None:
             )
             defs = components["ProblemDetails"].pop("$defs", {})
             components.update(defs)
+            document_body_problems(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -2,32 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI
 
-from guichet_intake import api, service
+from guichet_intake import api
 from guichet_intake.events import PUBLISHED, RequestAssigned
 from guichet_intake.models import metadata
 from guichet_intake.seed import seed_demo
+from guichet_intake.service import IntakeService
 from guichet_intake.settings import IntakeSettings
 from guichet_plumbing.bus import Bus
 from guichet_plumbing.runtime import ServiceRuntime, create_service_app
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     runtime = ServiceRuntime("intake", settings, metadata, bus)
+    intake = IntakeService(runtime.db, settings, runtime.metrics)
     runtime.publishes(e.event_type for e in PUBLISHED)
-    runtime.consume("assignments", [RequestAssigned.event_type], service.on_request_assigned)
+    runtime.consume("assignments", [RequestAssigned.event_type], intake.on_request_assigned)
     if settings.seed_demo:
 
         async def seed() -> None:
             await seed_demo(runtime.db)
 
         runtime.on_startup(seed)
-    return create_service_app(
+    runtime.on_startup(lambda: start_scheduler(intake, settings.scheduler_interval))
+    app = create_service_app(
         runtime,
         title="Guichet — intake",
         description="Réception des demandes de tous canaux, horodatage, accusés de réception "
-        "et d'enregistrement, délais de décision implicite.",
+        "et d'enregistrement signés, délais de décision implicite, dossiers incomplets, "
+        "transmissions et envois abusifs.",
         routers=[api.router],
     )
+    app.state.intake = intake
+    return app
+
+
+async def start_scheduler(intake: IntakeService, interval: float) -> Callable[[], Awaitable[None]]:
+    """Implicit decisions and overdue receipts, checked every `interval` seconds."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                while await intake.decide_due() > 0:
+                    pass
+                await intake.refresh_overdue_gauge()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("intake scheduler pass failed; retrying")
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(loop(), name="intake-scheduler")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop

@@ -93,8 +93,9 @@ class Deadline:
         """First instant the decision exists: 00:00 local on the day after `last_day`."""
         if self.last_day is None:
             return None
-        return datetime.combine(self.last_day + timedelta(days=1), time(0),
-                                tzinfo=ZoneInfo(timezone))
+        return datetime.combine(
+            self.last_day + timedelta(days=1), time(0), tzinfo=ZoneInfo(timezone)
+        )
 
 
 def implicit_decision(clock: Clock) -> Deadline:
@@ -105,9 +106,13 @@ def implicit_decision(clock: Clock) -> Deadline:
     if deadline.last_day is not None and clock.extend_to_working_day:
         moved = next_working_day_from(deadline.last_day, clock.territory)
         if moved != deadline.last_day:
-            deadline = Deadline(deadline.state, deadline.counts_from, moved,
-                                deadline.suspended_days,
-                                (*deadline.notes, "Échéance reportée au premier jour ouvré."))
+            deadline = Deadline(
+                deadline.state,
+                deadline.counts_from,
+                moved,
+                deadline.suspended_days,
+                (*deadline.notes, "Échéance reportée au premier jour ouvré."),
+            )
     return deadline
 
 
@@ -120,12 +125,18 @@ def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
         if request.requested_on > add_delay(start, clock.delay.value, clock.delay.unit):
             break  # asked too late: the acceptance was already born
         if request.received_on is None:
-            return Deadline("waiting_pieces", notes=(
-                *notes, "Le délai ne court qu'à compter de la réception des pièces manquantes."))
+            return Deadline(
+                "waiting_pieces",
+                notes=(
+                    *notes,
+                    "Le délai ne court qu'à compter de la réception des pièces manquantes.",
+                ),
+            )
         start = max(start, request.received_on)
         notes.append("Délai compté à partir de la réception des pièces manquantes.")
-    return Deadline("running", start, add_delay(start, clock.delay.value, clock.delay.unit),
-                    notes=tuple(notes))
+    return Deadline(
+        "running", start, add_delay(start, clock.delay.value, clock.delay.unit), notes=tuple(notes)
+    )
 
 
 def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
@@ -147,8 +158,10 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
             covered_until = stop
         if request.received_on is None:
             state = "suspended"
-            notes.append("Délai suspendu jusqu'à la production des pièces, au plus tard le "
-                         f"{request.due_on.isoformat()}.")
+            notes.append(
+                "Délai suspendu jusqu'à la production des pièces, au plus tard le "
+                f"{request.due_on.isoformat()}."
+            )
         else:
             notes.append("Suspension levée à la réception des pièces.")
     return Deadline(state, start, end, suspended, tuple(notes))
@@ -156,7 +169,8 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
 
 @lru_cache(maxsize=64)
 def _holidays(territory: str | None, year: int) -> holidays.HolidayBase:
-    return holidays.France(years=year, subdiv=territory)
+    calendar_: holidays.HolidayBase = holidays.country_holidays("FR", subdiv=territory, years=year)
+    return calendar_
 
 
 def is_working_day(day: date, territory: str | None = None) -> bool:

@@ -18,27 +18,15 @@ class ApplicantContact(BaseModel):
     postal_address: str | None
 
 
-class AcknowledgementData(BaseModel):
-    kind: str
-    reception_date: date
-    service_designation: str
-    service_postal_address: str
-    service_email: str | None
-    service_phone: str | None
-    regime: str
-    implicit_decision_date: date | None
-    mentions: list[str]
-
-
 class RequestReceived(EventData):
-    """A request was received and timestamped; carries the acknowledgement owed to the applicant."""
+    """A request was received and timestamped, whatever its channel."""
 
     event_type: ClassVar[str] = "intake.request.received.v1"
 
     request_id: uuid.UUID
     tracking_code: str
-    procedure_code: str
-    procedure_title: str
+    procedure_code: str | None
+    procedure_title: str | None
     channel: str
     received_at: AwareDatetime
     reception_date: date
@@ -46,7 +34,48 @@ class RequestReceived(EventData):
     contact_preference: str
     payload: dict[str, Any]
     location: dict[str, Any] | None
-    acknowledgement: AcknowledgementData | None
+    abusive: bool
+
+
+class ReceiptIssued(EventData):
+    """A signed receipt was issued (AR, AE, request for pieces, transfer notice, attestation);
+    it must reach the applicant."""
+
+    event_type: ClassVar[str] = "intake.receipt.issued.v1"
+
+    request_id: uuid.UUID
+    receipt_id: uuid.UUID
+    tracking_code: str
+    kind: str
+    title: str
+    issued_at: AwareDatetime
+    mentions: list[str]
+    document_url: str
+
+
+class ImplicitDecisionBorn(EventData):
+    """The delay ran out with no explicit decision: the request is deemed accepted or rejected."""
+
+    event_type: ClassVar[str] = "intake.request.implicit_decision.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    decision: str  # accepted | rejected
+    last_day: date
+    born_at: AwareDatetime
+
+
+class RequestTransferred(EventData):
+    """The request was sent on to the competent administration (R12)."""
+
+    event_type: ClassVar[str] = "intake.request.transferred.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    destination: str
+    destination_tenant: str | None
+    new_request_id: uuid.UUID | None
+    reason: str
 
 
 class RequestAssigned(ConsumedEvent):
@@ -58,4 +87,9 @@ class RequestAssigned(ConsumedEvent):
     assigned_at: AwareDatetime
 
 
-PUBLISHED: tuple[type[EventData], ...] = (RequestReceived,)
+PUBLISHED: tuple[type[EventData], ...] = (
+    RequestReceived,
+    ReceiptIssued,
+    ImplicitDecisionBorn,
+    RequestTransferred,
+)

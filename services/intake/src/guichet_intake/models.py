@@ -1,4 +1,5 @@
-"""Intake's tables: tenants, their competent services and procedures, requests and their history."""
+"""Intake's tables: tenants, competent services, procedures, requests and everything
+the law attaches to them (receipts, missing pieces, signing keys, abusive sources)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ tenants = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     # Legal dates (reception, deadlines) are local dates in this zone.
     sa.Column("timezone", sa.String(64), nullable=False),
+    # Public holidays of the territory (`holidays` subdivision: 57, 6AE, 972, ...);
+    # NULL is metropolitan France.
+    sa.Column("territory", sa.String(16), nullable=True),
 )
 
 services = sa.Table(
@@ -39,9 +43,15 @@ procedures = sa.Table(
     sa.Column("regime", sa.String(8), nullable=False),
     sa.Column("delay_value", sa.Integer(), nullable=False),
     sa.Column("delay_unit", sa.String(8), nullable=False),
+    sa.Column("extend_to_working_day", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("acknowledgement_required", sa.Boolean(), nullable=False),
     sa.Column("location_required", sa.Boolean(), nullable=False),
+    sa.Column("identification", sa.String(16), nullable=False, server_default="none"),
+    sa.Column("required_pieces", sa.JSON(), nullable=False),
+    sa.Column("required_information", sa.JSON(), nullable=False),
     sa.Column("appeal_text", sa.Text(), nullable=True),
+    sa.Column("teleservice_url", sa.String(500), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(["tenant", "service_code"], ["services.tenant", "services.code"]),
 )
 
@@ -51,19 +61,43 @@ requests = sa.Table(
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), nullable=False),
     sa.Column("tracking_code", sa.String(32), nullable=False, unique=True),
-    sa.Column("procedure_code", sa.String(64), nullable=False),
+    sa.Column("procedure_code", sa.String(64), nullable=True),
     sa.Column("channel", sa.String(16), nullable=False),
     sa.Column("applicant", sa.JSON(), nullable=False),
     sa.Column("contact_preference", sa.String(16), nullable=False),
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("location", sa.JSON(), nullable=True),
+    sa.Column("entered_by", sa.String(200), nullable=True),
+    # Who sent it, normalised, to spot abusive repetition (R9).
+    sa.Column("source", sa.String(254), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Column("reception_date", sa.Date(), nullable=False),
+    # R13: after a transfer in, the first administration's reception date.
+    sa.Column("first_received_on", sa.Date(), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("abusive", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("abuse_reason", sa.String(300), nullable=True),
+    # The legal regime is fixed at reception: a later catalogue edit changes no running clock.
+    sa.Column("regime", sa.String(8), nullable=True),
+    sa.Column("delay_value", sa.Integer(), nullable=True),
+    sa.Column("delay_unit", sa.String(8), nullable=True),
+    sa.Column("extend_to_working_day", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("registration_due_on", sa.Date(), nullable=True),
+    sa.Column("receipt_due_on", sa.Date(), nullable=True),
+    sa.Column("receipt_issued_at", UTCDateTime(), nullable=True),
+    sa.Column("clock_state", sa.String(16), nullable=False, server_default="none"),
+    sa.Column("decision_last_day", sa.Date(), nullable=True),
+    sa.Column("decision_due_at", UTCDateTime(), nullable=True),
+    sa.Column("implicit_decision", sa.String(16), nullable=True),
     sa.Column("assigned_service_code", sa.String(64), nullable=True),
     sa.Column("assigned_service_name", sa.String(200), nullable=True),
-    sa.Column("acknowledgement", sa.JSON(), nullable=True),
+    sa.Column("transferred_to", sa.String(300), nullable=True),
     sa.Index("ix_requests_tenant_received", "tenant", "received_at"),
+    sa.Index("ix_requests_source", "tenant", "source", "received_at"),
+    # The scheduler's and the overdue listing's scans.
+    sa.Index("ix_requests_decision_due", "decision_due_at"),
+    sa.Index("ix_requests_receipt_due", "tenant", "receipt_due_on"),
 )
 
 request_history = sa.Table(
@@ -72,6 +106,51 @@ request_history = sa.Table(
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.Uuid(), sa.ForeignKey("requests.id"), nullable=False, index=True),
     sa.Column("at", UTCDateTime(), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("label", sa.String(400), nullable=False),
+    sa.Column("status", sa.String(64), nullable=False),
+    sa.Column("label", sa.Text(), nullable=False),
+)
+
+pieces_requests = sa.Table(
+    "pieces_requests",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("request_id", sa.Uuid(), sa.ForeignKey("requests.id"), nullable=False, index=True),
+    sa.Column("pieces", sa.JSON(), nullable=False),
+    sa.Column("requested_on", sa.Date(), nullable=False),
+    sa.Column("due_on", sa.Date(), nullable=False),
+    sa.Column("received_on", sa.Date(), nullable=True),
+    sa.Column("requested_by", sa.String(200), nullable=True),
+)
+
+receipts = sa.Table(
+    "receipts",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("request_id", sa.Uuid(), sa.ForeignKey("requests.id"), nullable=False, index=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("issued_at", UTCDateTime(), nullable=False),
+    sa.Column("document", sa.JSON(), nullable=False),
+    sa.Column("token", sa.Text(), nullable=False),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.String(100), primary_key=True),
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), nullable=False, index=True),
+    # In production the key store is the database; restrict its access accordingly.
+    sa.Column("private_pem", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("retired_at", UTCDateTime(), nullable=True),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(254), primary_key=True),
+    sa.Column("noticed_at", UTCDateTime(), nullable=True),
+    sa.Column("blocked_at", UTCDateTime(), nullable=True),
+    sa.Column("reason", sa.String(300), nullable=True),
 )

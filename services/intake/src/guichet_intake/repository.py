@@ -4,61 +4,92 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guichet_intake.models import procedures, request_history, requests, services, tenants
+from guichet_intake.models import (
+    pieces_requests,
+    procedures,
+    receipts,
+    request_history,
+    requests,
+    services,
+    signing_keys,
+    sources,
+    tenants,
+)
 
 
-async def get_tenant(session: AsyncSession, code: str) -> sa.Row[Any] | None:
+async def get_tenant(session: AsyncSession, code: str) -> Any:  # None when absent
     return (await session.execute(sa.select(tenants).where(tenants.c.code == code))).first()
 
 
-async def get_procedure(session: AsyncSession, tenant: str, code: str) -> sa.Row[Any] | None:
-    query = (
-        sa.select(procedures, *_service_columns())
-        .join(
-            services,
-            sa.and_(
-                services.c.tenant == procedures.c.tenant,
-                services.c.code == procedures.c.service_code,
-            ),
-        )
-        .where(procedures.c.tenant == tenant, procedures.c.code == code)
-    )
-    return (await session.execute(query)).first()
-
-
-async def list_procedures(session: AsyncSession, tenant: str) -> Sequence[sa.Row[Any]]:
-    query = (
-        sa.select(procedures, *_service_columns())
-        .join(
-            services,
-            sa.and_(
-                services.c.tenant == procedures.c.tenant,
-                services.c.code == procedures.c.service_code,
-            ),
-        )
-        .where(procedures.c.tenant == tenant)
-        .order_by(procedures.c.code)
-    )
-    return (await session.execute(query)).all()
-
-
-def _service_columns() -> list[sa.Label[Any]]:
-    return [
+def _procedure_query() -> Any:
+    return sa.select(
+        procedures,
         services.c.designation.label("service_designation"),
         services.c.postal_address.label("service_postal_address"),
         services.c.email.label("service_email"),
         services.c.phone.label("service_phone"),
-    ]
+    ).join(
+        services,
+        sa.and_(
+            services.c.tenant == procedures.c.tenant, services.c.code == procedures.c.service_code
+        ),
+    )
+
+
+async def get_procedure(session: AsyncSession, tenant: str, code: str) -> Any:  # None when absent
+    query = _procedure_query().where(procedures.c.tenant == tenant, procedures.c.code == code)
+    return (await session.execute(query)).first()
+
+
+async def list_procedures(
+    session: AsyncSession, tenant: str, regime: str | None = None
+) -> Sequence[Any]:
+    query = _procedure_query().where(procedures.c.tenant == tenant)
+    if regime is not None:
+        query = query.where(procedures.c.regime == regime)
+    return (await session.execute(query.order_by(procedures.c.code))).all()
+
+
+async def upsert_procedure(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Returns whether the procedure was created (else replaced)."""
+    key = (procedures.c.tenant == values["tenant"]) & (procedures.c.code == values["code"])
+    exists = await session.scalar(sa.select(sa.literal(1)).where(key))
+    if exists:
+        await session.execute(procedures.update().where(key).values(**values))
+        return False
+    await session.execute(procedures.insert().values(**values))
+    return True
+
+
+async def get_service(session: AsyncSession, tenant: str, code: str) -> Any:  # None when absent
+    query = sa.select(services).where(services.c.tenant == tenant, services.c.code == code)
+    return (await session.execute(query)).first()
+
+
+async def upsert_service(session: AsyncSession, values: dict[str, Any]) -> bool:
+    key = (services.c.tenant == values["tenant"]) & (services.c.code == values["code"])
+    exists = await session.scalar(sa.select(sa.literal(1)).where(key))
+    if exists:
+        await session.execute(services.update().where(key).values(**values))
+        return False
+    await session.execute(services.insert().values(**values))
+    return True
 
 
 async def insert_request(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(requests.insert().values(**values))
+
+
+async def update_request(
+    session: AsyncSession, request_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    await session.execute(requests.update().where(requests.c.id == request_id).values(**values))
 
 
 async def add_history(
@@ -69,16 +100,20 @@ async def add_history(
     )
 
 
-async def get_request_by_code(session: AsyncSession, tracking_code: str) -> sa.Row[Any] | None:
+async def get_request_by_code(
+    session: AsyncSession, tracking_code: str, for_update: bool = False
+) -> Any:  # None when absent
     query = sa.select(requests).where(requests.c.tracking_code == tracking_code)
+    if for_update:
+        query = query.with_for_update()
     return (await session.execute(query)).first()
 
 
-async def get_request(session: AsyncSession, request_id: uuid.UUID) -> sa.Row[Any] | None:
+async def get_request(session: AsyncSession, request_id: uuid.UUID) -> Any:  # None when absent
     return (await session.execute(sa.select(requests).where(requests.c.id == request_id))).first()
 
 
-async def history(session: AsyncSession, request_id: uuid.UUID) -> Sequence[sa.Row[Any]]:
+async def history(session: AsyncSession, request_id: uuid.UUID) -> Sequence[Any]:
     query = (
         sa.select(request_history)
         .where(request_history.c.request_id == request_id)
@@ -87,33 +122,169 @@ async def history(session: AsyncSession, request_id: uuid.UUID) -> Sequence[sa.R
     return (await session.execute(query)).all()
 
 
-async def set_assignment(
-    session: AsyncSession, request_id: uuid.UUID, service_code: str, service_name: str, status: str
-) -> None:
+async def insert_pieces_request(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(pieces_requests.insert().values(**values))
+
+
+async def pieces_for(session: AsyncSession, request_id: uuid.UUID) -> Sequence[Any]:
+    query = (
+        sa.select(pieces_requests)
+        .where(pieces_requests.c.request_id == request_id)
+        .order_by(pieces_requests.c.requested_on, pieces_requests.c.id)
+    )
+    return (await session.execute(query)).all()
+
+
+async def mark_pieces_received(
+    session: AsyncSession, request_id: uuid.UUID, received_on: date
+) -> int:
+    result = await session.execute(
+        pieces_requests.update()
+        .where(pieces_requests.c.request_id == request_id, pieces_requests.c.received_on.is_(None))
+        .values(received_on=received_on)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def insert_receipt(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(receipts.insert().values(**values))
+
+
+async def get_receipt(session: AsyncSession, receipt_id: uuid.UUID) -> Any:  # None when absent
+    return (await session.execute(sa.select(receipts).where(receipts.c.id == receipt_id))).first()
+
+
+async def receipts_for(session: AsyncSession, request_id: uuid.UUID) -> Sequence[Any]:
+    query = (
+        sa.select(receipts)
+        .where(receipts.c.request_id == request_id)
+        .order_by(receipts.c.issued_at, receipts.c.id)
+    )
+    return (await session.execute(query)).all()
+
+
+async def signing_keys_for(session: AsyncSession, tenant: str | None = None) -> Sequence[Any]:
+    query = sa.select(signing_keys).order_by(signing_keys.c.created_at, signing_keys.c.kid)
+    if tenant is not None:
+        query = query.where(signing_keys.c.tenant == tenant)
+    return (await session.execute(query)).all()
+
+
+async def insert_signing_key(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(signing_keys.insert().values(**values))
+
+
+async def retire_signing_keys(session: AsyncSession, tenant: str, at: datetime) -> None:
     await session.execute(
-        requests.update()
-        .where(requests.c.id == request_id)
-        .values(
-            status=status, assigned_service_code=service_code, assigned_service_name=service_name
-        )
+        signing_keys.update()
+        .where(signing_keys.c.tenant == tenant, signing_keys.c.retired_at.is_(None))
+        .values(retired_at=at)
     )
 
 
-async def tenant_exists(session: AsyncSession, code: str) -> bool:
-    return await get_tenant(session, code) is not None
+async def decisions_due(session: AsyncSession, now: datetime, limit: int) -> Sequence[Any]:
+    query = (
+        sa.select(requests)
+        .where(
+            requests.c.decision_due_at <= now,
+            requests.c.implicit_decision.is_(None),
+            requests.c.clock_state == "running",
+        )
+        .order_by(requests.c.decision_due_at, requests.c.id)
+        .limit(limit)
+        # Several replicas may run the scheduler; each request is decided once.
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(query)).all()
 
 
-async def upsert_tenant(session: AsyncSession, code: str, name: str, timezone: str) -> bool:
+async def overdue_receipts(
+    session: AsyncSession, tenant: str | None, today_by_tenant: dict[str, date]
+) -> Sequence[Any]:
+    conditions: list[sa.ColumnElement[bool]] = [
+        requests.c.receipt_issued_at.is_(None),
+        requests.c.receipt_due_on.isnot(None),
+        requests.c.abusive.is_(False),
+    ]
+    if tenant is not None:
+        conditions.append(requests.c.tenant == tenant)
+    per_tenant = [
+        (requests.c.tenant == code) & (requests.c.receipt_due_on < today)
+        for code, today in today_by_tenant.items()
+    ]
+    if not per_tenant:
+        return []
+    query = (
+        sa.select(requests)
+        .where(*conditions, sa.or_(*per_tenant))
+        .order_by(requests.c.receipt_due_on, requests.c.received_at)
+    )
+    return (await session.execute(query)).all()
+
+
+async def list_tenants(session: AsyncSession) -> Sequence[Any]:
+    return (await session.execute(sa.select(tenants).order_by(tenants.c.code))).all()
+
+
+async def recent_from_source(
+    session: AsyncSession, tenant: str, source: str, since: datetime
+) -> Sequence[Any]:
+    query = sa.select(requests.c.content_hash, requests.c.received_at).where(
+        requests.c.tenant == tenant, requests.c.source == source, requests.c.received_at >= since
+    )
+    return (await session.execute(query)).all()
+
+
+async def get_source(session: AsyncSession, tenant: str, source: str) -> Any:  # None when absent
+    query = sa.select(sources).where(sources.c.tenant == tenant, sources.c.source == source)
+    return (await session.execute(query)).first()
+
+
+async def upsert_source(
+    session: AsyncSession, tenant: str, source: str, values: dict[str, Any]
+) -> None:
+    if await get_source(session, tenant, source) is None:
+        await session.execute(sources.insert().values(tenant=tenant, source=source, **values))
+    else:
+        await session.execute(
+            sources.update()
+            .where(sources.c.tenant == tenant, sources.c.source == source)
+            .values(**values)
+        )
+
+
+async def flagged_sources(session: AsyncSession, tenant: str) -> Sequence[Any]:
+    flagged = (
+        sa.select(requests.c.source, sa.func.count().label("flagged"))
+        .where(requests.c.tenant == tenant, requests.c.abusive.is_(True))
+        .group_by(requests.c.source)
+        .subquery()
+    )
+    query = (
+        sa.select(
+            flagged.c.source,
+            flagged.c.flagged,
+            sources.c.noticed_at,
+            sources.c.blocked_at,
+            sources.c.reason,
+        )
+        .select_from(
+            flagged.outerjoin(
+                sources, sa.and_(sources.c.tenant == tenant, sources.c.source == flagged.c.source)
+            )
+        )
+        .order_by(flagged.c.flagged.desc(), flagged.c.source)
+    )
+    return (await session.execute(query)).all()
+
+
+async def upsert_tenant(
+    session: AsyncSession, code: str, name: str, timezone: str, territory: str | None = None
+) -> bool:
     """Insert the tenant if absent; returns whether it was created."""
-    if await tenant_exists(session, code):
+    if await get_tenant(session, code) is not None:
         return False
-    await session.execute(tenants.insert().values(code=code, name=name, timezone=timezone))
+    await session.execute(
+        tenants.insert().values(code=code, name=name, timezone=timezone, territory=territory)
+    )
     return True
-
-
-async def insert_service(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(services.insert().values(**values))
-
-
-async def insert_procedure(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(procedures.insert().values(**values))

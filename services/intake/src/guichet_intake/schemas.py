@@ -5,12 +5,24 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from enum import StrEnum
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    field_validator,
+    model_validator,
+)
+
+from guichet_intake import identification
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+TRACKING_CODE_PATTERN = r"^[0-9A-Za-z -]{16,24}$"
 
 
 class Channel(StrEnum):
@@ -20,6 +32,11 @@ class Channel(StrEnum):
     counter = "counter"
     mail = "mail"
     sms = "sms"
+
+    @property
+    def electronic(self) -> bool:
+        """Channels that are a saisine par voie électronique (R2: they get an AE or AR at once)."""
+        return self in {Channel.web, Channel.email, Channel.sms}
 
 
 class ContactPreference(StrEnum):
@@ -46,9 +63,37 @@ class ProcedureKind(StrEnum):
     information = "information"
 
 
+class Identification(StrEnum):
+    """What the applicant must give to be identified (R7)."""
+
+    none = "none"
+    person = "person"
+    company = "company"
+    association = "association"
+    any = "any"
+
+
+class ApplicantKind(StrEnum):
+    person = "person"
+    company = "company"
+    association = "association"
+
+
 class RequestStatus(StrEnum):
     received = "received"
     assigned = "assigned"
+    incomplete = "incomplete"
+    transferred = "transferred"
+    implicitly_accepted = "implicitly_accepted"
+    implicitly_rejected = "implicitly_rejected"
+
+
+class ReceiptKind(StrEnum):
+    accuse_reception = "accuse_reception"
+    accuse_enregistrement = "accuse_enregistrement"
+    attestation_acceptation_implicite = "attestation_acceptation_implicite"
+    demande_pieces = "demande_pieces"
+    avis_transmission = "avis_transmission"
 
 
 class Strict(BaseModel):
@@ -72,12 +117,50 @@ class PostalAddress(Strict):
 
 
 class Applicant(Strict):
-    name: str = Field(min_length=1, max_length=200, description="Nom et prénom du demandeur.")
+    kind: ApplicantKind = Field(
+        default=ApplicantKind.person,
+        description="person : particulier ; company : entreprise ; association.",
+    )
+    name: str = Field(
+        min_length=1, max_length=200, description="Nom affiché : prénom et nom, ou raison sociale."
+    )
+    family_name: str | None = Field(default=None, max_length=100, description="Nom de famille.")
+    given_name: str | None = Field(default=None, max_length=100, description="Prénom(s).")
     email: EmailStr | None = Field(default=None, description="Adresse électronique.")
     phone: str | None = Field(
         default=None, pattern=r"^\+?[0-9 .-]{6,20}$", description="Numéro de téléphone."
     )
     postal_address: PostalAddress | None = Field(default=None, description="Adresse postale.")
+    siren: str | None = Field(default=None, max_length=20, description="SIREN (9 chiffres).")
+    siret: str | None = Field(default=None, max_length=20, description="SIRET (14 chiffres).")
+    rna: str | None = Field(
+        default=None, max_length=20, description="Numéro RNA de l'association (W…)."
+    )
+
+    @field_validator("siren")
+    @classmethod
+    def _siren(cls, value: str | None) -> str | None:
+        return _checked(value, identification.siren_error)
+
+    @field_validator("siret")
+    @classmethod
+    def _siret(cls, value: str | None) -> str | None:
+        return _checked(value, identification.siret_error)
+
+    @field_validator("rna")
+    @classmethod
+    def _rna(cls, value: str | None) -> str | None:
+        checked = _checked(value, identification.rna_error)
+        return checked.upper() if checked else None
+
+
+def _checked(value: str | None, error: Any) -> str | None:
+    if value is None:
+        return None
+    problem = error(value)
+    if problem:
+        raise ValueError(problem)
+    return identification.normalise(value)
 
 
 class Location(Strict):
@@ -93,8 +176,12 @@ class RequestCreate(Strict):
     tenant: str = Field(
         pattern=TENANT_PATTERN, description="Code de la collectivité.", examples=["admiville"]
     )
-    procedure: str = Field(
-        pattern=CODE_PATTERN, description="Code de la démarche.", examples=["reservation-salle"]
+    procedure: str | None = Field(
+        default=None,
+        pattern=CODE_PATTERN,
+        description="Code de la démarche. Absent (courriel libre, courrier) : la demande "
+        "reçoit un accusé d'enregistrement, puis un accusé de réception une fois qualifiée.",
+        examples=["reservation-salle"],
     )
     channel: Channel = Field(description="Canal par lequel la demande est arrivée.")
     applicant: Applicant
@@ -105,27 +192,21 @@ class RequestCreate(Strict):
         default_factory=dict, description="Contenu libre de la demande (formulaire)."
     )
     location: Location | None = Field(default=None, description="Lieu concerné (signalements).")
+    entered_by: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Agent qui saisit la demande pour le compte de l'usager (guichet, "
+        "téléphone, courrier).",
+    )
 
     @model_validator(mode="after")
     def reachable_by_preference(self) -> Self:
         needed = {
-            ContactPreference.email: (
-                self.applicant.email,
-                "applicant.email",
-                "une adresse électronique",
-            ),
-            ContactPreference.sms: (
-                self.applicant.phone,
-                "applicant.phone",
-                "un numéro de téléphone",
-            ),
-            ContactPreference.letter: (
-                self.applicant.postal_address,
-                "applicant.postal_address",
-                "une adresse postale",
-            ),
+            ContactPreference.email: (self.applicant.email, "une adresse électronique"),
+            ContactPreference.sms: (self.applicant.phone, "un numéro de téléphone"),
+            ContactPreference.letter: (self.applicant.postal_address, "une adresse postale"),
         }
-        value, _field, what = needed[self.contact_preference]
+        value, what = needed[self.contact_preference]
         if value is None:
             raise ValueError(
                 f"Pour être répondu par « {self.contact_preference.value} », "
@@ -142,30 +223,108 @@ class ServiceContact(BaseModel):
     phone: str | None
 
 
+class ServiceWrite(Strict):
+    designation: str = Field(min_length=3, max_length=200)
+    postal_address: str = Field(min_length=5, max_length=400)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 .-]{6,20}$")
+
+
+class DelayWrite(Strict):
+    value: int = Field(default=2, ge=1, le=120, description="Durée du délai.")
+    unit: DelayUnit = DelayUnit.months
+
+
+class ProcedureWrite(Strict):
+    """A catalogue entry, as an administrator of the collectivité writes it."""
+
+    title: str = Field(min_length=3, max_length=200, description="Intitulé de la démarche.")
+    kind: ProcedureKind = ProcedureKind.demande
+    service: str = Field(pattern=CODE_PATTERN, description="Code du service compétent.")
+    regime: Regime = Field(
+        default=Regime.sva,
+        description="Silence vaut acceptation (sva, par défaut), rejet "
+        "(svr) ou pas de décision implicite (none).",
+    )
+    delay: DelayWrite = Field(default_factory=DelayWrite, description="Deux mois par défaut.")
+    extend_to_working_day: bool = Field(
+        default=False,
+        description="Reporter au premier jour ouvré une échéance tombant un samedi, un "
+        "dimanche ou un jour férié.",
+    )
+    acknowledgement_required: bool = Field(
+        default=True,
+        description="Faux pour la simple délivrance d'un document prévu par un texte (R1).",
+    )
+    location_required: bool = False
+    identification: Identification = Field(
+        default=Identification.none, description="Identification exigée du demandeur (R7)."
+    )
+    required_pieces: list[Annotated[str, Field(min_length=2, max_length=300)]] = Field(
+        default_factory=list, max_length=50
+    )
+    required_information: list[Annotated[str, Field(min_length=2, max_length=300)]] = Field(
+        default_factory=list, max_length=50
+    )
+    appeal_text: str | None = Field(
+        default=None, max_length=2000, description="Délais et voies de recours."
+    )
+    teleservice_url: HttpUrl | None = Field(
+        default=None,
+        description="Téléservice dédié : la saisine électronique ne se fait que par lui (R8).",
+    )
+
+    @model_validator(mode="after")
+    def consistent(self) -> Self:
+        if self.regime is not Regime.none and self.kind is not ProcedureKind.demande:
+            raise ValueError("Seule une demande peut donner lieu à une décision implicite.")
+        if self.regime is Regime.svr and not self.appeal_text:
+            raise ValueError(
+                "Une démarche en silence vaut rejet doit indiquer les délais et voies de "
+                "recours (appeal_text) : ils figurent sur l'accusé de réception."
+            )
+        return self
+
+
 class ImplicitDecision(BaseModel):
     regime: Regime = Field(
-        description="sva : silence vaut acceptation ; svr : silence vaut "
-        "rejet ; none : pas de décision implicite."
+        description="sva : silence vaut acceptation ; svr : silence vaut rejet ; none : pas de "
+        "décision implicite."
     )
     delay: str | None = Field(description="Délai au terme duquel le silence vaut décision.")
-    decision_date: date | None = Field(
-        description="Jour à la fin duquel (minuit, heure locale) la "
-        "demande sera réputée acceptée ou rejetée, si le "
-        "dossier est complet."
+    state: str = Field(
+        description="running : le délai court ; suspended : suspendu (pièces demandées, "
+        "SVR) ; waiting_pieces : ne court pas encore (pièces demandées, SVA) ; none."
     )
-    statement: str | None = Field(description="Mention à l'usager.")
+    decision_date: date | None = Field(
+        description="Jour à la fin duquel (minuit, heure locale) la demande sera réputée "
+        "acceptée ou rejetée, si le dossier est complet."
+    )
+    decided: str | None = Field(
+        default=None, description="accepted / rejected une fois la décision implicite née."
+    )
+
+
+class ReceiptSummary(BaseModel):
+    id: uuid.UUID
+    kind: ReceiptKind
+    issued_at: AwareDatetime
+    mentions: list[str]
+    token: str = Field(description="Jeton JWS signé par la collectivité (preuve de date).")
 
 
 class Acknowledgement(BaseModel):
-    kind: str = Field(description="accuse_reception (AR) ou accuse_enregistrement (AE).")
+    kind: ReceiptKind = Field(description="accuse_reception (AR) ou accuse_enregistrement (AE).")
+    receipt_id: uuid.UUID
     issued_at: AwareDatetime
     reception_date: date = Field(
         description="Date légale de réception, dans le fuseau de la collectivité."
     )
     tracking_code: str
-    service: ServiceContact
+    service: ServiceContact | None
     implicit_decision: ImplicitDecision | None
     mentions: list[str] = Field(description="Mentions légales, en français.")
+    token: str = Field(description="Jeton JWS signé : vérifiable sur /v1/receipts/verify.")
 
 
 class HistoryEntry(BaseModel):
@@ -174,19 +333,36 @@ class HistoryEntry(BaseModel):
     label: str
 
 
+class PiecesRequestPublic(BaseModel):
+    id: uuid.UUID
+    pieces: list[str]
+    requested_on: date
+    due_on: date
+    received_on: date | None
+
+
 class RequestPublic(BaseModel):
     id: uuid.UUID
     tracking_code: str
     tenant: str
-    procedure: str
+    procedure: str | None
     channel: Channel
     status: RequestStatus
     status_label: str
     received_at: AwareDatetime
     reception_date: date
     assigned_service: str | None
-    acknowledgement: Acknowledgement | None
+    acknowledgement: Acknowledgement | None = Field(
+        description="Le premier accusé remis (AR, ou AE en attente de qualification)."
+    )
+    implicit_decision: ImplicitDecision | None
+    receipts: list[ReceiptSummary]
+    missing_pieces: list[PiecesRequestPublic]
     history: list[HistoryEntry]
+
+
+class RequestCreated(RequestPublic):
+    """The request as stored, with the acknowledgement to hand to the applicant."""
 
 
 class ProcedurePublic(BaseModel):
@@ -195,8 +371,14 @@ class ProcedurePublic(BaseModel):
     kind: ProcedureKind
     regime: Regime
     delay: str
+    extend_to_working_day: bool
     acknowledgement_required: bool
     location_required: bool
+    identification: Identification
+    required_pieces: list[str]
+    required_information: list[str]
+    appeal_text: str | None
+    teleservice_url: str | None
     service: ServiceContact
 
 
@@ -205,14 +387,106 @@ class ProcedureList(BaseModel):
     items: list[ProcedurePublic]
 
 
-class RequestCreated(RequestPublic):
-    """The request as stored, with the acknowledgement to hand to the applicant."""
+class SvaEntry(BaseModel):
+    code: str
+    title: str
+    authority: str = Field(description="Autorité compétente pour décider.")
+    delay: str = Field(description="Délai au terme duquel le silence vaut acceptation.")
 
 
-def format_delay(value: int, unit: DelayUnit) -> str:
+class SvaList(BaseModel):
+    """R10: the published list of procedures where silence means acceptance."""
+
+    tenant: str
+    tenant_name: str
+    items: list[SvaEntry]
+
+
+class Qualification(Strict):
+    procedure: str = Field(pattern=CODE_PATTERN, description="Démarche retenue.")
+
+
+class MissingPiecesCreate(Strict):
+    pieces: list[Annotated[str, Field(min_length=2, max_length=300)]] = Field(
+        min_length=1, max_length=30, description="Pièces ou informations manquantes."
+    )
+    due_on: date = Field(description="Date limite pour les produire (incluse).")
+    requested_by: str | None = Field(default=None, max_length=200)
+
+
+class PiecesReceived(Strict):
+    received_on: date | None = Field(
+        default=None, description="Date de réception des pièces ; aujourd'hui par défaut."
+    )
+
+
+class TransferCreate(Strict):
+    tenant: str | None = Field(
+        default=None, pattern=TENANT_PATTERN, description="Collectivité servie par ce guichet."
+    )
+    administration_name: str | None = Field(default=None, min_length=3, max_length=200)
+    administration_url: HttpUrl | None = Field(
+        default=None, description="Point de réception des transmissions (HTTPS, signé)."
+    )
+    reason: str = Field(min_length=3, max_length=500, description="Motif, lu par l'usager.")
+
+    @model_validator(mode="after")
+    def one_destination(self) -> Self:
+        external = self.administration_name is not None or self.administration_url is not None
+        if (self.tenant is None) == (not external):
+            raise ValueError(
+                "Indiquez soit une collectivité (tenant), soit une administration extérieure "
+                "(administration_name et administration_url)."
+            )
+        if external and (self.administration_name is None or self.administration_url is None):
+            raise ValueError("Une administration extérieure a un nom et une adresse de réception.")
+        return self
+
+
+class VerifyRequest(Strict):
+    token: str = Field(min_length=10, max_length=20000, description="Jeton JWS d'un accusé.")
+
+
+class VerifyResult(BaseModel):
+    authentic: bool
+    receipt: dict[str, Any] | None = Field(description="Contenu signé, si authentique.")
+
+
+class OverdueReceipt(BaseModel):
+    tracking_code: str
+    received_at: AwareDatetime
+    reception_date: date
+    receipt_due_on: date
+    channel: Channel
+
+
+class OverdueList(BaseModel):
+    tenant: str
+    count: int
+    items: list[OverdueReceipt]
+
+
+class SourcePublic(BaseModel):
+    source: str
+    flagged_requests: int
+    noticed_at: AwareDatetime | None
+    blocked_at: AwareDatetime | None
+    reason: str | None
+
+
+class SourceList(BaseModel):
+    tenant: str
+    items: list[SourcePublic]
+
+
+class SourceAction(Strict):
+    reason: str = Field(min_length=3, max_length=300, description="Motif, communiqué à la source.")
+
+
+def format_delay(value: int, unit: DelayUnit | str) -> str:
     words = {
         DelayUnit.days: ("jour", "jours"),
         DelayUnit.weeks: ("semaine", "semaines"),
         DelayUnit.months: ("mois", "mois"),
-    }[unit]
+    }[DelayUnit(unit)]
     return f"{value} {words[0] if value == 1 else words[1]}"

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from guichet_intake import repository
 from guichet_plumbing.db import Database
 
-TENANT = {"code": "admiville", "name": "Commune d'Admiville", "timezone": "Europe/Paris"}
+TENANT: dict[str, Any] = {
+    "code": "admiville",
+    "name": "Commune d'Admiville",
+    "timezone": "Europe/Paris",
+    "territory": None,
+}
 
 _HOTEL_DE_VILLE = "Hôtel de ville, 1 place de la Mairie, 99999 Admiville"
 
@@ -55,67 +62,63 @@ _APPEAL = (
     "Télérecours citoyens)."
 )
 
+_DEFAULTS = {
+    "kind": "demande",
+    "regime": "none",
+    "delay_value": 2,
+    "delay_unit": "months",
+    "extend_to_working_day": False,
+    "acknowledgement_required": True,
+    "location_required": False,
+    "identification": "none",
+    "required_pieces": [],
+    "required_information": [],
+    "appeal_text": None,
+    "teleservice_url": None,
+}
+
 PROCEDURES = [
     {
+        **_DEFAULTS,
         "code": "reservation-salle",
         "title": "Réservation d'une salle municipale",
-        "kind": "demande",
         "service_code": "accueil",
         "regime": "sva",
-        "delay_value": 2,
-        "delay_unit": "months",
-        "acknowledgement_required": True,
-        "location_required": False,
-        "appeal_text": None,
+        "required_information": ["Salle souhaitée", "Date et horaires", "Nombre de personnes"],
     },
     {
+        **_DEFAULTS,
         "code": "subvention-quartier",
         "title": "Demande de subvention pour un projet de quartier",
-        "kind": "demande",
         "service_code": "citoyennete",
         "regime": "svr",
-        "delay_value": 2,
-        "delay_unit": "months",
-        "acknowledgement_required": True,
-        "location_required": False,
+        "identification": "association",
+        "required_pieces": ["Statuts de l'association", "Budget prévisionnel du projet"],
         "appeal_text": _APPEAL,
     },
+    # R1: the mere delivery of a document provided by law owes no AR.
     {
+        **_DEFAULTS,
         "code": "acte-etat-civil",
         "title": "Demande de copie ou d'extrait d'acte d'état civil",
-        # R1: the mere delivery of a document provided by law owes no AR.
-        "kind": "demande",
         "service_code": "etat-civil",
-        "regime": "none",
-        "delay_value": 2,
-        "delay_unit": "months",
         "acknowledgement_required": False,
-        "location_required": False,
-        "appeal_text": None,
     },
     {
+        **_DEFAULTS,
         "code": "inscription-periscolaire",
         "title": "Inscription aux activités périscolaires et à la restauration scolaire",
-        "kind": "demande",
         "service_code": "guichet-unique",
-        "regime": "none",
-        "delay_value": 2,
-        "delay_unit": "months",
-        "acknowledgement_required": True,
-        "location_required": False,
-        "appeal_text": None,
+        "identification": "person",
+        "required_pieces": ["Justificatif de domicile de moins de trois mois"],
     },
     {
+        **_DEFAULTS,
         "code": "signalement-voirie",
         "title": "Signalement d'un problème sur la voie publique",
         "kind": "signalement",
         "service_code": "voirie",
-        "regime": "none",
-        "delay_value": 2,
-        "delay_unit": "months",
-        "acknowledgement_required": True,
         "location_required": True,
-        "appeal_text": None,
     },
 ]
 
@@ -126,6 +129,6 @@ async def seed_demo(db: Database) -> None:
         if not await repository.upsert_tenant(session, **TENANT):
             return
         for service in SERVICES:
-            await repository.insert_service(session, {"tenant": TENANT["code"], **service})
+            await repository.upsert_service(session, {"tenant": TENANT["code"], **service})
         for procedure in PROCEDURES:
-            await repository.insert_procedure(session, {"tenant": TENANT["code"], **procedure})
+            await repository.upsert_procedure(session, {"tenant": TENANT["code"], **procedure})

@@ -1,42 +1,82 @@
-"""Receiving requests: timestamp, store, acknowledge, publish. One commit point per request."""
+"""Receiving requests as the law requires: timestamp, store, acknowledge, keep the clock.
+
+One commit point per operation: the request, its history, its signed receipts and
+their events are written in one transaction.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
+import time
 import uuid
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guichet_intake import repository
-from guichet_intake.deadlines import add_delay
+from guichet_intake import notices, repository
+from guichet_intake.deadlines import (
+    Clock,
+    Deadline,
+    Delay,
+    PiecesRequest,
+    implicit_decision,
+    receipt_due,
+    registration_due,
+)
+from guichet_intake.documents import ReceiptDocument, french_date
 from guichet_intake.events import (
-    AcknowledgementData,
     ApplicantContact,
+    ImplicitDecisionBorn,
+    ReceiptIssued,
     RequestAssigned,
     RequestReceived,
+    RequestTransferred,
 )
 from guichet_intake.schemas import (
     Acknowledgement,
-    DelayUnit,
+    ApplicantKind,
+    Channel,
     HistoryEntry,
+    Identification,
     ImplicitDecision,
+    MissingPiecesCreate,
+    OverdueList,
+    OverdueReceipt,
+    PiecesReceived,
+    PiecesRequestPublic,
+    ProcedureKind,
     ProcedureList,
     ProcedurePublic,
+    ProcedureWrite,
+    ReceiptKind,
+    ReceiptSummary,
     Regime,
     RequestCreate,
     RequestPublic,
     RequestStatus,
     ServiceContact,
+    ServiceWrite,
+    SourceList,
+    SourcePublic,
+    SvaEntry,
+    SvaList,
+    TransferCreate,
+    VerifyResult,
     format_delay,
 )
+from guichet_intake.settings import IntakeSettings
+from guichet_intake.signing import SigningKey, generate_key, jwks, sign, verify
 from guichet_plumbing import idempotency
-from guichet_plumbing.db import Database
-from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.db import Database, after_commit
+from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem
 
@@ -45,25 +85,30 @@ log = logging.getLogger(__name__)
 STATUS_LABELS = {
     RequestStatus.received: "Demande reçue",
     RequestStatus.assigned: "Transmise au service compétent",
+    RequestStatus.incomplete: "Dossier incomplet : pièces demandées",
+    RequestStatus.transferred: "Transmise à l'administration compétente",
+    RequestStatus.implicitly_accepted: "Acceptée implicitement",
+    RequestStatus.implicitly_rejected: "Rejetée implicitement",
+}
+
+RECEIPT_TITLES = {
+    ReceiptKind.accuse_reception: "Accusé de réception",
+    ReceiptKind.accuse_enregistrement: "Accusé d'enregistrement",
+    ReceiptKind.attestation_acceptation_implicite: "Attestation d'acceptation implicite",
+    ReceiptKind.demande_pieces: "Demande de pièces complémentaires",
+    ReceiptKind.avis_transmission: "Avis de transmission de votre demande",
+}
+
+# Statuses after which no clock runs and nothing more is owed by this administration.
+FINAL = {
+    RequestStatus.transferred,
+    RequestStatus.implicitly_accepted,
+    RequestStatus.implicitly_rejected,
 }
 
 # Crockford base32: no I, L, O, U, so a code read over the phone is unambiguous.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = str.maketrans({"O": "0", "I": "1", "L": "1"})
-_MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 
 
 def new_tracking_code() -> str:
@@ -77,9 +122,14 @@ def normalise_tracking_code(value: str) -> str:
     return "-".join(compact[i : i + 4] for i in range(0, len(compact), 4))
 
 
-def french_date(value: date) -> str:
-    day = "1er" if value.day == 1 else str(value.day)
-    return f"{day} {_MONTHS[value.month - 1]} {value.year}"
+def local_date(instant: datetime, timezone: str) -> date:
+    return instant.astimezone(ZoneInfo(timezone)).date()
+
+
+def _service(row: Any) -> notices.Service:
+    return notices.Service(
+        row.service_designation, row.service_postal_address, row.service_email, row.service_phone
+    )
 
 
 def _service_contact(row: Any) -> ServiceContact:
@@ -92,118 +142,328 @@ def _service_contact(row: Any) -> ServiceContact:
     )
 
 
-def build_acknowledgement(
-    procedure: Any, tracking_code: str, issued_at: datetime, reception_date: date
-) -> Acknowledgement | None:
-    """The AR with the mentions of R5, or None where R1 exempts the procedure."""
-    if not procedure.acknowledgement_required:
-        return None
-    service = _service_contact(procedure)
-    contact = ", ".join(
-        p
-        for p in (
-            service.postal_address,
-            f"courriel : {service.email}" if service.email else None,
-            f"téléphone : {service.phone}" if service.phone else None,
+def _identification_problems(procedure: Any, data: RequestCreate) -> list[InvalidParam]:
+    """R7: what the procedure requires of the applicant to identify them."""
+    required = Identification(procedure.identification)
+    applicant = data.applicant
+    if required is Identification.none:
+        return []
+    kind = applicant.kind
+    if required is not Identification.any and kind.value != required.value:
+        return [
+            InvalidParam(
+                name="applicant.kind",
+                reason=f"Cette démarche est réservée aux demandeurs de type « {required.value} ».",
+            )
+        ]
+    missing: list[InvalidParam] = []
+    if kind is ApplicantKind.person:
+        for field, label in (
+            ("family_name", "le nom de famille"),
+            ("given_name", "le prénom"),
+            ("postal_address", "l'adresse postale"),
+            ("email", "l'adresse électronique"),
+        ):
+            if getattr(applicant, field) is None:
+                missing.append(
+                    InvalidParam(
+                        name=f"applicant.{field}", reason=f"Indiquez {label} pour vous identifier."
+                    )
+                )
+    elif kind is ApplicantKind.company and not (applicant.siren or applicant.siret):
+        missing.append(
+            InvalidParam(
+                name="applicant.siret", reason="Une entreprise s'identifie par son SIREN ou SIRET."
+            )
         )
-        if p
-    )
-    mentions = [
-        f"Votre demande a été reçue le {french_date(reception_date)}.",
-        f"Service chargé de votre dossier : {service.designation} ({contact}).",
-        f"Numéro de suivi : {tracking_code}.",
-    ]
-    decision = None
-    if procedure.kind == "demande":
-        regime = Regime(procedure.regime)
-        delay = format_delay(procedure.delay_value, DelayUnit(procedure.delay_unit))
-        deadline = None
-        statement = "Cette demande ne peut pas donner lieu à une décision implicite."
-        if regime is not Regime.none:
-            deadline = add_delay(reception_date, procedure.delay_value, procedure.delay_unit)
-            outcome = "acceptée" if regime is Regime.sva else "rejetée"
-            statement = (
-                f"Cette demande peut donner lieu à une décision implicite "
-                f"d'{'acceptation' if regime is Regime.sva else 'rejet'} : en l'absence de "
-                f"réponse de l'administration dans un délai de {delay}, et si votre dossier "
-                f"est complet, elle sera réputée {outcome} le {french_date(deadline)} à minuit."
+    elif kind is ApplicantKind.association and not applicant.rna:
+        missing.append(
+            InvalidParam(
+                name="applicant.rna", reason="Une association s'identifie par son numéro RNA."
             )
-        mentions.append(statement)
-        if regime is Regime.sva:
-            mentions.append("Vous pourrez alors obtenir une attestation d'acceptation implicite.")
-        elif regime is Regime.svr and procedure.appeal_text:
-            mentions.append(procedure.appeal_text)
-        decision = ImplicitDecision(
-            regime=regime,
-            delay=delay if deadline else None,
-            decision_date=deadline,
-            statement=statement,
         )
-    return Acknowledgement(
-        kind="accuse_reception",
-        issued_at=issued_at,
-        reception_date=reception_date,
-        tracking_code=tracking_code,
-        service=service,
-        implicit_decision=decision,
-        mentions=mentions,
+    return missing
+
+
+def _source(data: RequestCreate) -> str:
+    """Who sent it, for R9: the e-mail, else the phone, else the postal address."""
+    applicant = data.applicant
+    if applicant.email:
+        return f"email:{str(applicant.email).lower()}"
+    if applicant.phone:
+        return "phone:" + "".join(c for c in applicant.phone if c.isdigit() or c == "+")
+    if applicant.postal_address:
+        return "mail:" + applicant.postal_address.one_line().lower()
+    return "name:" + applicant.name.lower()
+
+
+def _content_hash(data: RequestCreate) -> str:
+    content = json.dumps(
+        [data.procedure, data.payload, data.location and data.location.model_dump()],
+        sort_keys=True,
+        ensure_ascii=False,
     )
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
-async def submit(
-    db: Database, data: RequestCreate, idempotency_key: str | None, now: datetime | None = None
-) -> idempotency.StoredResponse:
-    """`now` is the server's clock; tests pass a fixed instant."""
-    body_print = idempotency.fingerprint(data.model_dump_json().encode())
-    try:
-        return await _submit_once(db, data, idempotency_key, body_print, now)
-    except IntegrityError:
-        # A concurrent retry with the same key committed first: replay its answer.
-        if idempotency_key is None:
-            raise
-        async with db.transaction() as session:
-            stored = await idempotency.replay(
-                session, "intake.requests", idempotency_key, body_print
+@dataclass
+class _CachedKey:
+    key: SigningKey
+    loaded: float
+
+
+class Keyring:
+    """Each tenant's receipt-signing keys: the newest unretired one signs, all are published."""
+
+    ttl = 60.0  # another replica's rotation is picked up within a minute
+
+    def __init__(self) -> None:
+        self._active: dict[str, _CachedKey] = {}
+
+    async def active(self, session: AsyncSession, tenant: str, now: datetime) -> SigningKey:
+        cached = self._active.get(tenant)
+        if cached and time.monotonic() - cached.loaded < self.ttl:
+            return cached.key
+        live = [
+            r for r in await repository.signing_keys_for(session, tenant) if r.retired_at is None
+        ]
+        if live:
+            row = live[-1]
+            key = SigningKey(kid=row.kid, private_pem=row.private_pem, created_at=row.created_at)
+        else:
+            key = await self._create(session, tenant, now)
+        # Cached once committed only: a rolled-back key must not sign anything.
+        after_commit(session, lambda: self._remember(tenant, key))
+        return key
+
+    def _remember(self, tenant: str, key: SigningKey) -> None:
+        self._active[tenant] = _CachedKey(key, time.monotonic())
+
+    async def _create(self, session: AsyncSession, tenant: str, now: datetime) -> SigningKey:
+        key = generate_key(tenant, now)
+        await repository.insert_signing_key(
+            session,
+            {
+                "kid": key.kid,
+                "tenant": tenant,
+                "private_pem": key.private_pem,
+                "created_at": key.created_at,
+            },
+        )
+        return key
+
+    async def rotate(self, session: AsyncSession, tenant: str, now: datetime) -> SigningKey:
+        """New key for new receipts; old ones stay published so old receipts still verify."""
+        await repository.retire_signing_keys(session, tenant, now)
+        key = await self._create(session, tenant, now)
+        after_commit(session, lambda: self._remember(tenant, key))
+        return key
+
+    @staticmethod
+    async def published(session: AsyncSession) -> dict[str, Any]:
+        rows = await repository.signing_keys_for(session)
+        return jwks(
+            SigningKey(kid=r.kid, private_pem=r.private_pem, created_at=r.created_at) for r in rows
+        )
+
+
+class IntakeService:
+    def __init__(
+        self,
+        db: Database,
+        settings: IntakeSettings,
+        metrics: ServiceMetrics,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.keyring = Keyring()
+        self.http = http
+        self.receipts_overdue = metrics.gauge(
+            "guichet_intake_receipts_overdue",
+            "Requests whose receipt (AR) is past its legal due date, by tenant.",
+            ("tenant",),
+        )
+        self.implicit_decisions = metrics.counter(
+            "guichet_intake_implicit_decisions",
+            "Implicit decisions born, by outcome.",
+            ("decision",),
+        )
+        self.flagged = metrics.counter(
+            "guichet_intake_abusive_requests", "Requests flagged as abusive (R9)."
+        )
+
+    # -- receipt of a request --------------------------------------------------------------
+
+    async def submit(
+        self, data: RequestCreate, idempotency_key: str | None, now: datetime | None = None
+    ) -> idempotency.StoredResponse:
+        """`now` is the server's clock; tests pass a fixed instant."""
+        body_print = idempotency.fingerprint(data.model_dump_json().encode())
+        try:
+            return await self._submit_once(data, idempotency_key, body_print, now)
+        except IntegrityError:
+            # A concurrent retry with the same key committed first: replay its answer.
+            if idempotency_key is None:
+                raise
+            async with self.db.transaction() as session:
+                stored = await idempotency.replay(
+                    session, "intake.requests", idempotency_key, body_print
+                )
+            if stored is None:
+                raise
+            return stored
+
+    async def _submit_once(
+        self,
+        data: RequestCreate,
+        idempotency_key: str | None,
+        body_print: str,
+        now: datetime | None,
+    ) -> idempotency.StoredResponse:
+        async with self.db.transaction() as session:
+            if idempotency_key is not None:
+                stored = await idempotency.replay(
+                    session, "intake.requests", idempotency_key, body_print
+                )
+                if stored is not None:
+                    return stored
+            tenant = await self._tenant(session, data.tenant)
+            source = _source(data)
+            known_source = await repository.get_source(session, data.tenant, source)
+            if known_source is not None and known_source.blocked_at is not None:
+                raise Problem(
+                    403,
+                    "source-blocked",
+                    "Envois bloqués",
+                    "Les envois de cette adresse sont bloqués après des envois "
+                    "abusifs, comme vous en avez été informé. Pour toute "
+                    "réclamation, adressez-vous à l'accueil de la mairie.",
+                )
+            procedure = None
+            if data.procedure is not None:
+                procedure = await self._procedure(session, data.tenant, data.procedure)
+                self._check_against_procedure(procedure, data)
+
+            # The server's clock, never the client's, fixes the legal date of reception.
+            received_at = now or datetime.now(UTC)
+            reception = local_date(received_at, tenant.timezone)
+            abuse = await self._abuse(session, data, source, received_at)
+            request_id = uuid.uuid4()
+            tracking_code = new_tracking_code()
+            values: dict[str, Any] = {
+                "id": request_id,
+                "tenant": data.tenant,
+                "tracking_code": tracking_code,
+                "procedure_code": data.procedure,
+                "channel": data.channel.value,
+                "applicant": data.applicant.model_dump(mode="json"),
+                "contact_preference": data.contact_preference.value,
+                "payload": data.payload,
+                "location": data.location.model_dump(mode="json") if data.location else None,
+                "entered_by": data.entered_by,
+                "source": source,
+                "content_hash": _content_hash(data),
+                "received_at": received_at,
+                "reception_date": reception,
+                "first_received_on": reception,
+                "status": RequestStatus.received.value,
+                "abusive": abuse is not None,
+                "abuse_reason": abuse,
+            }
+            if procedure is not None:
+                values.update(_regime_snapshot(procedure))
+            elif not abuse:
+                # R4: the AR is owed within 7 days; R3: an electronic sender gets an AE now.
+                values["receipt_due_on"] = receipt_due(reception)
+                if data.channel.electronic:
+                    values["registration_due_on"] = registration_due(reception, tenant.territory)
+            await repository.insert_request(session, values)
+            await repository.add_history(
+                session,
+                request_id,
+                received_at,
+                RequestStatus.received.value,
+                STATUS_LABELS[RequestStatus.received],
             )
-        if stored is None:
-            raise
-        return stored
-
-
-async def _submit_once(
-    db: Database,
-    data: RequestCreate,
-    idempotency_key: str | None,
-    body_print: str,
-    now: datetime | None,
-) -> idempotency.StoredResponse:
-    async with db.transaction() as session:
-        if idempotency_key is not None:
-            stored = await idempotency.replay(
-                session, "intake.requests", idempotency_key, body_print
+            row = await repository.get_request(session, request_id)
+            await stage(
+                session,
+                RequestReceived(
+                    request_id=request_id,
+                    tracking_code=tracking_code,
+                    procedure_code=data.procedure,
+                    procedure_title=procedure.title if procedure else None,
+                    channel=data.channel.value,
+                    received_at=received_at,
+                    reception_date=reception,
+                    applicant=_contact(data),
+                    payload=data.payload,
+                    contact_preference=data.contact_preference.value,
+                    location=values["location"],
+                    abusive=abuse is not None,
+                ).envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at),
             )
-            if stored is not None:
-                return stored
-        tenant = await repository.get_tenant(session, data.tenant)
-        if tenant is None:
+
+            if abuse is not None:
+                # R9: kept and visible to agents, but owed no receipt.
+                self.flagged.inc()
+                await repository.add_history(
+                    session,
+                    request_id,
+                    received_at,
+                    "flagged",
+                    f"Envoi signalé comme abusif : {abuse}",
+                )
+            elif procedure is not None:
+                await self._recompute_clock(session, row, tenant)
+                if procedure.acknowledgement_required:
+                    await self._issue_acknowledgement(
+                        session, tenant, procedure, request_id, received_at
+                    )
+            elif data.channel.electronic:
+                await self._issue(
+                    session,
+                    tenant,
+                    request_id,
+                    ReceiptKind.accuse_enregistrement,
+                    notices.registration(
+                        reception_date=reception,
+                        tracking_code=tracking_code,
+                        tenant_name=tenant.name,
+                    ),
+                    received_at,
+                )
+                await repository.update_request(session, request_id, {"registration_due_on": None})
+            public = await self._public(session, request_id)
+            response = idempotency.StoredResponse(201, public.model_dump_json().encode())
+            if idempotency_key is not None:
+                await idempotency.remember(
+                    session, "intake.requests", idempotency_key, body_print, response
+                )
+            return response
+
+    def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
+        if procedure.teleservice_url and data.channel is Channel.email:
+            # R8 (L112-9): where a dedicated téléservice exists, it is the electronic way in.
             raise Problem(
-                404,
-                "tenant-unknown",
-                "Collectivité inconnue",
-                f"La collectivité « {data.tenant} » n'est pas servie par ce guichet. "
-                "Vérifiez le code de la collectivité.",
-                [InvalidParam(name="tenant", reason="Collectivité inconnue.")],
+                422,
+                "teleservice-required",
+                "Téléservice dédié",
+                "Cette démarche se fait en ligne sur son téléservice dédié : "
+                f"{procedure.teleservice_url}. Une demande envoyée par courriel ne "
+                "peut pas être instruite.",
+                [InvalidParam(name="channel", reason="Utilisez le téléservice de la démarche.")],
             )
-        procedure = await repository.get_procedure(session, data.tenant, data.procedure)
-        if procedure is None:
+        problems = _identification_problems(procedure, data)
+        if problems:
             raise Problem(
-                404,
-                "procedure-unknown",
-                "Démarche inconnue",
-                f"La démarche « {data.procedure} » n'existe pas pour cette "
-                "collectivité. La liste des démarches est publiée sur "
-                f"/intake/v1/procedures?tenant={data.tenant}.",
-                [InvalidParam(name="procedure", reason="Démarche inconnue.")],
+                422,
+                "identification-required",
+                "Identification incomplète",
+                "Cette démarche exige que le demandeur soit identifié : "
+                + " ".join(p.reason for p in problems),
+                problems,
             )
         if procedure.location_required and data.location is None:
             raise Problem(
@@ -215,130 +475,861 @@ async def _submit_once(
                 [InvalidParam(name="location", reason="Ce champ est obligatoire.")],
             )
 
-        # The server's clock, never the client's, fixes the legal date of reception.
-        received_at = now or datetime.now(UTC)
-        reception_date = received_at.astimezone(ZoneInfo(tenant.timezone)).date()
-        request_id = uuid.uuid4()
-        tracking_code = new_tracking_code()
-        acknowledgement = build_acknowledgement(
-            procedure, tracking_code, received_at, reception_date
+    async def _abuse(
+        self, session: AsyncSession, data: RequestCreate, source: str, now: datetime
+    ) -> str | None:
+        """R9: repetition of one content, or a flood, from one source."""
+        recent = await repository.recent_from_source(
+            session, data.tenant, source, now - timedelta(hours=1)
         )
+        window = now - timedelta(minutes=self.settings.abuse_repeat_window_minutes)
+        content = _content_hash(data)
+        if any(r.content_hash == content and r.received_at >= window for r in recent):
+            return (
+                f"même contenu déjà reçu de la même source il y a moins de "
+                f"{self.settings.abuse_repeat_window_minutes} minutes"
+            )
+        if len(recent) >= self.settings.abuse_max_per_hour:
+            return (
+                f"plus de {self.settings.abuse_max_per_hour} envois de la même source en une heure"
+            )
+        return None
+
+    # -- receipts ----------------------------------------------------------------------------
+
+    async def _issue_acknowledgement(
+        self,
+        session: AsyncSession,
+        tenant: Any,
+        procedure: Any,
+        request_id: uuid.UUID,
+        now: datetime,
+    ) -> None:
+        row = await repository.get_request(session, request_id)
+        deadline = await self._deadline(session, row, tenant)
+        mentions = notices.acknowledgement(
+            reception_date=row.reception_date,
+            tracking_code=row.tracking_code,
+            service=_service(procedure),
+            is_demande=procedure.kind == ProcedureKind.demande,
+            regime=row.regime,
+            delay=format_delay(row.delay_value, row.delay_unit),
+            deadline=deadline,
+            appeal_text=procedure.appeal_text,
+            required_pieces=list(procedure.required_pieces),
+        )
+        await self._issue(
+            session, tenant, request_id, ReceiptKind.accuse_reception, mentions, now, procedure
+        )
+        await repository.update_request(session, request_id, {"receipt_issued_at": now})
+
+    async def _issue(
+        self,
+        session: AsyncSession,
+        tenant: Any,
+        request_id: uuid.UUID,
+        kind: ReceiptKind,
+        mentions: list[str],
+        now: datetime,
+        procedure: Any | None = None,
+    ) -> None:
+        """Sign and store a receipt, and publish it so it reaches the applicant."""
+        row = await repository.get_request(session, request_id)
+        if procedure is None and row.procedure_code:
+            procedure = await repository.get_procedure(session, row.tenant, row.procedure_code)
+        receipt_id = uuid.uuid4()
+        document = ReceiptDocument(
+            kind=kind.value,
+            receipt_id=str(receipt_id),
+            tenant_name=tenant.name,
+            tracking_code=row.tracking_code,
+            issued_at=now,
+            timezone=tenant.timezone,
+            reception_date=row.reception_date,
+            procedure_title=procedure.title if procedure else None,
+            applicant_name=row.applicant["name"],
+            service_designation=procedure.service_designation if procedure else tenant.name,
+            service_postal_address=procedure.service_postal_address if procedure else "",
+            service_email=procedure.service_email if procedure else None,
+            service_phone=procedure.service_phone if procedure else None,
+            mentions=mentions,
+            verification_url=f"{self.settings.public_url}/v1/receipts/verify",
+        )
+        key = await self.keyring.active(session, tenant.code, now)
+        signed = document.model_dump(mode="json")
+        token = sign(signed, key)
+        await repository.insert_receipt(
+            session,
+            {
+                "id": receipt_id,
+                "request_id": request_id,
+                "tenant": tenant.code,
+                "kind": kind.value,
+                "issued_at": now,
+                "document": signed,
+                "token": token,
+            },
+        )
+        await repository.add_history(
+            session, request_id, now, kind.value, f"Document émis : {RECEIPT_TITLES[kind]}"
+        )
+        await stage(
+            session,
+            ReceiptIssued(
+                request_id=request_id,
+                receipt_id=receipt_id,
+                tracking_code=row.tracking_code,
+                kind=kind.value,
+                title=RECEIPT_TITLES[kind],
+                issued_at=now,
+                mentions=mentions,
+                document_url=f"{self.settings.public_url}/v1/receipts/{receipt_id}.pdf",
+            ).envelope(tenant=tenant.code, subject=str(request_id), occurred_at=now),
+        )
+
+    async def receipt(self, receipt_id: uuid.UUID) -> tuple[ReceiptDocument, str]:
+        async with self.db.sessions() as session:
+            row = await repository.get_receipt(session, receipt_id)
+        if row is None:
+            raise Problem(
+                404,
+                "receipt-unknown",
+                "Accusé introuvable",
+                "Aucun accusé ne correspond à cet identifiant.",
+            )
+        return ReceiptDocument.model_validate(row.document), row.token
+
+    async def verify(self, token: str) -> VerifyResult:
+        async with self.db.sessions() as session:
+            published = await Keyring.published(session)
+        payload = verify(token, published["keys"])
+        return VerifyResult(authentic=payload is not None, receipt=payload)
+
+    async def jwks(self) -> dict[str, Any]:
+        async with self.db.sessions() as session:
+            return await Keyring.published(session)
+
+    async def rotate_key(self, tenant: str, now: datetime | None = None) -> str:
+        async with self.db.transaction() as session:
+            await self._tenant(session, tenant)
+            key = await self.keyring.rotate(session, tenant, now or datetime.now(UTC))
+        return key.kid
+
+    # -- the clock ----------------------------------------------------------------------------
+
+    async def _deadline(self, session: AsyncSession, row: Any, tenant: Any) -> Deadline:
+        if row.regime is None:
+            return Deadline("none")
+        pieces = await repository.pieces_for(session, row.id)
+        return implicit_decision(
+            Clock(
+                regime=row.regime,
+                delay=Delay(row.delay_value, row.delay_unit),
+                received_on=row.first_received_on,
+                competent_received_on=row.reception_date
+                if row.reception_date != row.first_received_on
+                else None,
+                pieces=tuple(
+                    PiecesRequest(p.requested_on, p.due_on, p.received_on) for p in pieces
+                ),
+                extend_to_working_day=row.extend_to_working_day,
+                territory=tenant.territory,
+            )
+        )
+
+    async def _recompute_clock(self, session: AsyncSession, row: Any, tenant: Any) -> Deadline:
+        deadline = await self._deadline(session, row, tenant)
+        await repository.update_request(
+            session,
+            row.id,
+            {
+                "clock_state": deadline.state,
+                "decision_last_day": deadline.last_day,
+                "decision_due_at": deadline.decision_instant(tenant.timezone),
+            },
+        )
+        return deadline
+
+    async def decide_due(self, now: datetime | None = None, limit: int = 100) -> int:
+        """Turn every expired silence into its implicit decision (R10); returns how many."""
+        now = now or datetime.now(UTC)
+        decided = 0
+        async with self.db.transaction() as session:
+            for row in await repository.decisions_due(session, now, limit):
+                accepted = row.regime == Regime.sva
+                status = (
+                    RequestStatus.implicitly_accepted
+                    if accepted
+                    else RequestStatus.implicitly_rejected
+                )
+                await repository.update_request(
+                    session,
+                    row.id,
+                    {
+                        "status": status.value,
+                        "clock_state": "none",
+                        "implicit_decision": "accepted" if accepted else "rejected",
+                    },
+                )
+                day = french_date(row.decision_last_day)
+                await repository.add_history(
+                    session,
+                    row.id,
+                    row.decision_due_at,
+                    status.value,
+                    f"{STATUS_LABELS[status]} (silence gardé jusqu'au {day} à minuit)",
+                )
+                await stage(
+                    session,
+                    ImplicitDecisionBorn(
+                        request_id=row.id,
+                        tracking_code=row.tracking_code,
+                        decision="accepted" if accepted else "rejected",
+                        last_day=row.decision_last_day,
+                        born_at=row.decision_due_at,
+                    ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
+                )
+                self.implicit_decisions.labels("accepted" if accepted else "rejected").inc()
+                decided += 1
+        return decided
+
+    async def attestation(self, tracking_code: str, now: datetime | None = None) -> uuid.UUID:
+        """The signed attestation of implicit acceptance a citizen may ask for (R5)."""
+        now = now or datetime.now(UTC)
+        async with self.db.transaction() as session:
+            row = await self._request(session, tracking_code)
+            if row.implicit_decision != "accepted":
+                raise Problem(
+                    409,
+                    "no-implicit-acceptance",
+                    "Pas d'acceptation implicite",
+                    "Cette demande n'est pas, à ce jour, réputée acceptée : aucune "
+                    "attestation ne peut être délivrée.",
+                )
+            for existing in await repository.receipts_for(session, row.id):
+                if existing.kind == ReceiptKind.attestation_acceptation_implicite:
+                    return uuid.UUID(str(existing.id))
+            tenant = await repository.get_tenant(session, row.tenant)
+            procedure = await repository.get_procedure(session, row.tenant, row.procedure_code)
+            await self._issue(
+                session,
+                tenant,
+                row.id,
+                ReceiptKind.attestation_acceptation_implicite,
+                notices.attestation(
+                    tracking_code=row.tracking_code,
+                    procedure_title=procedure.title if procedure else "",
+                    reception_date=row.reception_date,
+                    last_day=row.decision_last_day,
+                    delay=format_delay(row.delay_value, row.delay_unit),
+                ),
+                now,
+                procedure,
+            )
+            receipts = await repository.receipts_for(session, row.id)
+        return uuid.UUID(str(receipts[-1].id))
+
+    # -- qualification, incomplete files, transfers ------------------------------------------
+
+    async def qualify(
+        self, tracking_code: str, procedure_code: str, now: datetime | None = None
+    ) -> RequestPublic:
+        """An agent names the procedure of a request that came without one: the AR follows."""
+        now = now or datetime.now(UTC)
+        async with self.db.transaction() as session:
+            row = await self._request(session, tracking_code, for_update=True)
+            self._open(row)
+            if row.procedure_code is not None:
+                raise Problem(
+                    409,
+                    "already-qualified",
+                    "Demande déjà qualifiée",
+                    f"Cette demande relève déjà de la démarche « {row.procedure_code} ».",
+                )
+            tenant = await repository.get_tenant(session, row.tenant)
+            procedure = await self._procedure(session, row.tenant, procedure_code)
+            await repository.update_request(
+                session, row.id, {"procedure_code": procedure_code, **_regime_snapshot(procedure)}
+            )
+            await repository.add_history(
+                session, row.id, now, "qualified", f"Demande qualifiée : {procedure.title}"
+            )
+            row = await repository.get_request(session, row.id)
+            await self._recompute_clock(session, row, tenant)
+            if procedure.acknowledgement_required and not row.abusive:
+                await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
+            else:
+                await repository.update_request(session, row.id, {"receipt_due_on": None})
+            return await self._public(session, row.id)
+
+    async def request_pieces(
+        self, tracking_code: str, body: MissingPiecesCreate, now: datetime | None = None
+    ) -> RequestPublic:
+        """R11: tell the applicant what is missing, by when, and what happens to the clock."""
+        now = now or datetime.now(UTC)
+        async with self.db.transaction() as session:
+            row = await self._request(session, tracking_code, for_update=True)
+            self._open(row)
+            tenant = await repository.get_tenant(session, row.tenant)
+            today = local_date(now, tenant.timezone)
+            if body.due_on <= today:
+                raise Problem(
+                    422,
+                    "due-date-past",
+                    "Date limite dépassée",
+                    "La date limite de production des pièces doit être postérieure à "
+                    f"aujourd'hui ({french_date(today)}).",
+                    [InvalidParam(name="due_on", reason="Choisissez une date à venir.")],
+                )
+            await repository.insert_pieces_request(
+                session,
+                {
+                    "id": uuid.uuid4(),
+                    "request_id": row.id,
+                    "pieces": body.pieces,
+                    "requested_on": today,
+                    "due_on": body.due_on,
+                    "requested_by": body.requested_by,
+                },
+            )
+            deadline = await self._recompute_clock(session, row, tenant)
+            await repository.update_request(
+                session, row.id, {"status": RequestStatus.incomplete.value}
+            )
+            await repository.add_history(
+                session,
+                row.id,
+                now,
+                RequestStatus.incomplete.value,
+                f"Pièces demandées pour le {french_date(body.due_on)} : " + " ; ".join(body.pieces),
+            )
+            await self._issue(
+                session,
+                tenant,
+                row.id,
+                ReceiptKind.demande_pieces,
+                notices.missing_pieces(
+                    pieces=body.pieces,
+                    due_on=body.due_on,
+                    regime=row.regime or "none",
+                    delay=format_delay(row.delay_value, row.delay_unit) if row.delay_value else "",
+                    deadline=deadline,
+                    tracking_code=row.tracking_code,
+                ),
+                now,
+            )
+            return await self._public(session, row.id)
+
+    async def pieces_received(
+        self, tracking_code: str, body: PiecesReceived, now: datetime | None = None
+    ) -> RequestPublic:
+        """The pieces arrived: SVA starts, SVR's suspension ends (R11)."""
+        now = now or datetime.now(UTC)
+        async with self.db.transaction() as session:
+            row = await self._request(session, tracking_code, for_update=True)
+            self._open(row)
+            tenant = await repository.get_tenant(session, row.tenant)
+            today = local_date(now, tenant.timezone)
+            received_on = body.received_on or today
+            if received_on > today:
+                raise Problem(
+                    422,
+                    "date-in-future",
+                    "Date future",
+                    "La date de réception des pièces ne peut pas être future.",
+                    [InvalidParam(name="received_on", reason="Date future.")],
+                )
+            if not await repository.mark_pieces_received(session, row.id, received_on):
+                raise Problem(
+                    409,
+                    "no-pieces-awaited",
+                    "Aucune pièce attendue",
+                    "Aucune pièce n'est attendue pour cette demande.",
+                )
+            deadline = await self._recompute_clock(session, row, tenant)
+            status = RequestStatus.assigned if row.assigned_service_code else RequestStatus.received
+            await repository.update_request(session, row.id, {"status": status.value})
+            label = f"Pièces reçues le {french_date(received_on)} : dossier complet"
+            if deadline.last_day is not None:
+                outcome = "acceptée" if row.regime == Regime.sva else "rejetée"
+                label += (
+                    f" ; demande réputée {outcome} le {french_date(deadline.last_day)} "
+                    "à minuit sans réponse d'ici là"
+                )
+            await repository.add_history(session, row.id, now, "pieces_received", label)
+            procedure = (
+                await repository.get_procedure(session, row.tenant, row.procedure_code)
+                if row.procedure_code
+                else None
+            )
+            if procedure is not None and procedure.acknowledgement_required:
+                # A fresh AR restates the date now that the file is complete.
+                await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
+            return await self._public(session, row.id)
+
+    async def transfer(
+        self, tracking_code: str, body: TransferCreate, now: datetime | None = None
+    ) -> RequestPublic:
+        """R12: send the request on to the competent administration and tell the applicant."""
+        now = now or datetime.now(UTC)
+        async with self.db.transaction() as session:
+            row = await self._request(session, tracking_code, for_update=True)
+            self._open(row)
+            tenant = await repository.get_tenant(session, row.tenant)
+            new_id: uuid.UUID | None = None
+            if body.tenant is not None:
+                if body.tenant == row.tenant:
+                    raise Problem(
+                        422,
+                        "transfer-to-self",
+                        "Transmission impossible",
+                        "La demande ne peut pas être transmise à sa propre collectivité.",
+                        [InvalidParam(name="tenant", reason="Même collectivité.")],
+                    )
+                target = await self._tenant(session, body.tenant)
+                destination = target.name
+                new_id = await self._transfer_in(session, row, target, now)
+            else:
+                destination = body.administration_name or ""
+                await self._send_outside(session, row, tenant, body, now)
+            await repository.update_request(
+                session,
+                row.id,
+                {
+                    "status": RequestStatus.transferred.value,
+                    "clock_state": "none",
+                    "decision_due_at": None,
+                    "receipt_due_on": None,
+                    "transferred_to": destination,
+                },
+            )
+            await repository.add_history(
+                session,
+                row.id,
+                now,
+                RequestStatus.transferred.value,
+                f"Transmise à {destination} : {body.reason}",
+            )
+            await self._issue(
+                session,
+                tenant,
+                row.id,
+                ReceiptKind.avis_transmission,
+                notices.transfer(
+                    tracking_code=row.tracking_code,
+                    destination=destination,
+                    reason=body.reason,
+                    regime=row.regime or "none",
+                    first_reception=row.first_received_on,
+                ),
+                now,
+            )
+            await stage(
+                session,
+                RequestTransferred(
+                    request_id=row.id,
+                    tracking_code=row.tracking_code,
+                    destination=destination,
+                    destination_tenant=body.tenant,
+                    new_request_id=new_id,
+                    reason=body.reason,
+                ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
+            )
+            return await self._public(session, row.id)
+
+    async def _transfer_in(
+        self, session: AsyncSession, row: Any, target: Any, now: datetime
+    ) -> uuid.UUID:
+        """The competent tenant receives it today (R13), keeping the first reception date."""
+        new_id = uuid.uuid4()
+        reception = local_date(now, target.timezone)
         await repository.insert_request(
             session,
             {
-                "id": request_id,
-                "tenant": data.tenant,
-                "tracking_code": tracking_code,
-                "procedure_code": data.procedure,
-                "channel": data.channel.value,
-                "applicant": data.applicant.model_dump(mode="json"),
-                "contact_preference": data.contact_preference.value,
-                "payload": data.payload,
-                "location": data.location.model_dump(mode="json") if data.location else None,
-                "received_at": received_at,
-                "reception_date": reception_date,
+                "id": new_id,
+                "tenant": target.code,
+                "tracking_code": new_tracking_code(),
+                "procedure_code": None,
+                "channel": row.channel,
+                "applicant": row.applicant,
+                "contact_preference": row.contact_preference,
+                "payload": row.payload,
+                "location": row.location,
+                "entered_by": None,
+                "source": row.source,
+                "content_hash": row.content_hash,
+                "received_at": now,
+                "reception_date": reception,
+                "first_received_on": row.first_received_on,
                 "status": RequestStatus.received.value,
-                "acknowledgement": acknowledgement.model_dump(mode="json")
-                if acknowledgement
-                else None,
+                # R4: the competent administration owes the AR within 7 days of its seizure.
+                "receipt_due_on": receipt_due(reception),
             },
         )
         await repository.add_history(
             session,
-            request_id,
-            received_at,
+            new_id,
+            now,
             RequestStatus.received.value,
-            STATUS_LABELS[RequestStatus.received],
+            f"Reçue par transmission de la demande {row.tracking_code}",
         )
+        applicant = row.applicant
+        address = applicant.get("postal_address")
         await stage(
             session,
-            _received_event(
-                data,
-                procedure,
-                request_id,
-                tracking_code,
-                received_at,
-                reception_date,
-                acknowledgement,
-            ),
+            RequestReceived(
+                request_id=new_id,
+                tracking_code=(await repository.get_request(session, new_id)).tracking_code,
+                procedure_code=None,
+                procedure_title=None,
+                channel=row.channel,
+                received_at=now,
+                reception_date=reception,
+                applicant=ApplicantContact(
+                    name=applicant["name"],
+                    email=applicant.get("email"),
+                    phone=applicant.get("phone"),
+                    postal_address=", ".join(v for k, v in address.items() if v and k != "country")
+                    if address
+                    else None,
+                ),
+                contact_preference=row.contact_preference,
+                payload=row.payload,
+                location=row.location,
+                abusive=False,
+            ).envelope(tenant=target.code, subject=str(new_id), occurred_at=now),
         )
-        public = RequestPublic(
-            id=request_id,
-            tracking_code=tracking_code,
-            tenant=data.tenant,
-            procedure=data.procedure,
-            channel=data.channel,
-            status=RequestStatus.received,
-            status_label=STATUS_LABELS[RequestStatus.received],
-            received_at=received_at,
-            reception_date=reception_date,
-            assigned_service=None,
-            acknowledgement=acknowledgement,
-            history=[
-                HistoryEntry(
-                    at=received_at,
-                    status=RequestStatus.received.value,
-                    label=STATUS_LABELS[RequestStatus.received],
+        return new_id
+
+    async def _send_outside(
+        self, session: AsyncSession, row: Any, tenant: Any, body: TransferCreate, now: datetime
+    ) -> None:
+        """Signed hand-over to another administration; nothing changes here unless it accepts."""
+        key = await self.keyring.active(session, tenant.code, now)
+        token = sign(
+            {
+                "type": "guichet.transfer.v1",
+                "from": tenant.name,
+                "tracking_code": row.tracking_code,
+                "first_received_on": row.first_received_on.isoformat(),
+                "received_at": row.received_at.isoformat(),
+                "channel": row.channel,
+                "applicant": row.applicant,
+                "payload": row.payload,
+                "location": row.location,
+                "reason": body.reason,
+                "sent_at": now.isoformat(),
+            },
+            key,
+        )
+        http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
+        try:
+            answer = await http.post(
+                str(body.administration_url),
+                content=token,
+                headers={
+                    "Content-Type": "application/jose",
+                    # A retry after a lost answer must not create a second file over there.
+                    "Idempotency-Key": f"transfer-{row.id}",
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise _unreachable(body.administration_name or "", str(exc)) from exc
+        finally:
+            if self.http is None:
+                await http.aclose()
+        if not answer.is_success:
+            raise _unreachable(body.administration_name or "", f"HTTP {answer.status_code}")
+
+    # -- catalogue --------------------------------------------------------------------------
+
+    async def list_procedures(self, tenant: str) -> ProcedureList:
+        async with self.db.sessions() as session:
+            await self._tenant(session, tenant)
+            rows = await repository.list_procedures(session, tenant)
+        return ProcedureList(tenant=tenant, items=[_procedure_public(r) for r in rows])
+
+    async def sva_procedures(self, tenant: str) -> SvaList:
+        """R10: the published list of SVA procedures, with authority and delay."""
+        async with self.db.sessions() as session:
+            row = await self._tenant(session, tenant)
+            rows = await repository.list_procedures(session, tenant, Regime.sva.value)
+        return SvaList(
+            tenant=tenant,
+            tenant_name=row.name,
+            items=[
+                SvaEntry(
+                    code=r.code,
+                    title=r.title,
+                    authority=f"{row.name} — {r.service_designation}",
+                    delay=format_delay(r.delay_value, r.delay_unit),
                 )
+                for r in rows
             ],
         )
-        response = idempotency.StoredResponse(201, public.model_dump_json().encode())
-        if idempotency_key is not None:
-            await idempotency.remember(
-                session, "intake.requests", idempotency_key, body_print, response
+
+    async def put_procedure(
+        self, tenant: str, code: str, body: ProcedureWrite
+    ) -> tuple[ProcedurePublic, bool]:
+        async with self.db.transaction() as session:
+            await self._tenant(session, tenant)
+            if await repository.get_service(session, tenant, body.service) is None:
+                raise Problem(
+                    422,
+                    "service-unknown",
+                    "Service inconnu",
+                    f"Le service « {body.service} » n'existe pas : créez-le d'abord.",
+                    [InvalidParam(name="service", reason="Service inconnu.")],
+                )
+            created = await repository.upsert_procedure(
+                session,
+                {
+                    "tenant": tenant,
+                    "code": code,
+                    "title": body.title,
+                    "kind": body.kind.value,
+                    "service_code": body.service,
+                    "regime": body.regime.value,
+                    "delay_value": body.delay.value,
+                    "delay_unit": body.delay.unit.value,
+                    "extend_to_working_day": body.extend_to_working_day,
+                    "acknowledgement_required": body.acknowledgement_required,
+                    "location_required": body.location_required,
+                    "identification": body.identification.value,
+                    "required_pieces": body.required_pieces,
+                    "required_information": body.required_information,
+                    "appeal_text": body.appeal_text,
+                    "teleservice_url": str(body.teleservice_url) if body.teleservice_url else None,
+                    "updated_at": datetime.now(UTC),
+                },
             )
-        return response
+            row = await repository.get_procedure(session, tenant, code)
+        return _procedure_public(row), created
 
+    async def put_service(self, tenant: str, code: str, body: ServiceWrite) -> bool:
+        async with self.db.transaction() as session:
+            await self._tenant(session, tenant)
+            return await repository.upsert_service(
+                session,
+                {
+                    "tenant": tenant,
+                    "code": code,
+                    "designation": body.designation,
+                    "postal_address": body.postal_address,
+                    "email": str(body.email) if body.email else None,
+                    "phone": body.phone,
+                },
+            )
 
-def _received_event(
-    data: RequestCreate,
-    procedure: Any,
-    request_id: uuid.UUID,
-    tracking_code: str,
-    received_at: datetime,
-    reception_date: date,
-    acknowledgement: Acknowledgement | None,
-) -> Envelope:
-    address = data.applicant.postal_address
-    ack = None
-    if acknowledgement is not None:
-        decision = acknowledgement.implicit_decision
-        ack = AcknowledgementData(
-            kind=acknowledgement.kind,
-            reception_date=acknowledgement.reception_date,
-            service_designation=acknowledgement.service.designation,
-            service_postal_address=acknowledgement.service.postal_address,
-            service_email=acknowledgement.service.email,
-            service_phone=acknowledgement.service.phone,
-            regime=decision.regime.value if decision else Regime.none.value,
-            implicit_decision_date=decision.decision_date if decision else None,
-            mentions=acknowledgement.mentions,
+    # -- agents' views ------------------------------------------------------------------------
+
+    async def overdue(self, tenant: str, now: datetime | None = None) -> OverdueList:
+        now = now or datetime.now(UTC)
+        async with self.db.sessions() as session:
+            row = await self._tenant(session, tenant)
+            rows = await repository.overdue_receipts(
+                session, tenant, {tenant: local_date(now, row.timezone)}
+            )
+        return OverdueList(
+            tenant=tenant,
+            count=len(rows),
+            items=[
+                OverdueReceipt(
+                    tracking_code=r.tracking_code,
+                    received_at=r.received_at,
+                    reception_date=r.reception_date,
+                    receipt_due_on=r.receipt_due_on,
+                    channel=r.channel,
+                )
+                for r in rows
+            ],
         )
-    event = RequestReceived(
-        request_id=request_id,
-        tracking_code=tracking_code,
-        procedure_code=data.procedure,
-        procedure_title=procedure.title,
-        channel=data.channel.value,
-        received_at=received_at,
-        reception_date=reception_date,
-        applicant=ApplicantContact(
-            name=data.applicant.name,
-            email=str(data.applicant.email) if data.applicant.email else None,
-            phone=data.applicant.phone,
-            postal_address=address.one_line() if address else None,
-        ),
-        contact_preference=data.contact_preference.value,
-        payload=data.payload,
-        location=data.location.model_dump(mode="json") if data.location else None,
-        acknowledgement=ack,
-    )
-    return event.envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at)
 
+    async def refresh_overdue_gauge(self, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        async with self.db.sessions() as session:
+            tenants = await repository.list_tenants(session)
+            rows = await repository.overdue_receipts(
+                session, None, {t.code: local_date(now, t.timezone) for t in tenants}
+            )
+        counts = {t.code: 0 for t in tenants}
+        for r in rows:
+            counts[r.tenant] += 1
+        for code, count in counts.items():
+            self.receipts_overdue.labels(code).set(count)
 
-async def get_request(db: Database, tracking_code: str) -> RequestPublic:
-    async with db.sessions() as session:
-        row = await repository.get_request_by_code(session, normalise_tracking_code(tracking_code))
+    async def sources(self, tenant: str) -> SourceList:
+        async with self.db.sessions() as session:
+            await self._tenant(session, tenant)
+            rows = await repository.flagged_sources(session, tenant)
+        return SourceList(
+            tenant=tenant,
+            items=[
+                SourcePublic(
+                    source=r.source,
+                    flagged_requests=r.flagged,
+                    noticed_at=r.noticed_at,
+                    blocked_at=r.blocked_at,
+                    reason=r.reason,
+                )
+                for r in rows
+            ],
+        )
+
+    async def notice_source(self, tenant: str, source: str, reason: str) -> None:
+        """R9: the source is told before it can be blocked."""
+        async with self.db.transaction() as session:
+            await self._tenant(session, tenant)
+            await repository.upsert_source(
+                session, tenant, source, {"noticed_at": datetime.now(UTC), "reason": reason}
+            )
+
+    async def block_source(self, tenant: str, source: str, reason: str) -> None:
+        async with self.db.transaction() as session:
+            await self._tenant(session, tenant)
+            known = await repository.get_source(session, tenant, source)
+            if known is None or known.noticed_at is None:
+                raise Problem(
+                    409,
+                    "source-not-noticed",
+                    "Source non informée",
+                    "Informez d'abord la source du caractère abusif de ses envois "
+                    "(R9) avant de la bloquer.",
+                )
+            await repository.upsert_source(
+                session, tenant, source, {"blocked_at": datetime.now(UTC), "reason": reason}
+            )
+
+    async def unblock_source(self, tenant: str, source: str) -> None:
+        async with self.db.transaction() as session:
+            await self._tenant(session, tenant)
+            await repository.upsert_source(session, tenant, source, {"blocked_at": None})
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get_request(self, tracking_code: str) -> RequestPublic:
+        async with self.db.sessions() as session:
+            row = await self._request(session, tracking_code)
+            return await self._public(session, row.id)
+
+    async def _public(self, session: AsyncSession, request_id: uuid.UUID) -> RequestPublic:
+        row = await repository.get_request(session, request_id)
+        entries = await repository.history(session, row.id)
+        receipts = await repository.receipts_for(session, row.id)
+        pieces = await repository.pieces_for(session, row.id)
+        status = RequestStatus(row.status)
+        label = STATUS_LABELS[status]
+        if status is RequestStatus.assigned and row.assigned_service_name:
+            label = f"Transmise au service : {row.assigned_service_name}"
+        elif status is RequestStatus.transferred and row.transferred_to:
+            label = f"Transmise à {row.transferred_to}"
+        decision = None
+        if row.regime is not None:
+            decision = ImplicitDecision(
+                regime=Regime(row.regime),
+                delay=format_delay(row.delay_value, row.delay_unit)
+                if row.regime != Regime.none
+                else None,
+                state=row.clock_state,
+                decision_date=row.decision_last_day,
+                decided=row.implicit_decision,
+            )
+        summaries = [
+            ReceiptSummary(
+                id=r.id,
+                kind=ReceiptKind(r.kind),
+                issued_at=r.issued_at,
+                mentions=r.document["mentions"],
+                token=r.token,
+            )
+            for r in receipts
+        ]
+        first = next(
+            (
+                r
+                for r in receipts
+                if r.kind in {ReceiptKind.accuse_reception, ReceiptKind.accuse_enregistrement}
+            ),
+            None,
+        )
+        acknowledgement = None
+        if first is not None:
+            procedure = (
+                await repository.get_procedure(session, row.tenant, row.procedure_code)
+                if row.procedure_code and first.kind == ReceiptKind.accuse_reception
+                else None
+            )
+            acknowledgement = Acknowledgement(
+                kind=ReceiptKind(first.kind),
+                receipt_id=first.id,
+                issued_at=first.issued_at,
+                reception_date=row.reception_date,
+                tracking_code=row.tracking_code,
+                service=_service_contact(procedure) if procedure else None,
+                implicit_decision=decision if first.kind == ReceiptKind.accuse_reception else None,
+                mentions=first.document["mentions"],
+                token=first.token,
+            )
+        return RequestPublic(
+            id=row.id,
+            tracking_code=row.tracking_code,
+            tenant=row.tenant,
+            procedure=row.procedure_code,
+            channel=Channel(row.channel),
+            status=status,
+            status_label=label,
+            received_at=row.received_at,
+            reception_date=row.reception_date,
+            assigned_service=row.assigned_service_name,
+            acknowledgement=acknowledgement,
+            implicit_decision=decision,
+            receipts=summaries,
+            missing_pieces=[
+                PiecesRequestPublic(
+                    id=p.id,
+                    pieces=p.pieces,
+                    requested_on=p.requested_on,
+                    due_on=p.due_on,
+                    received_on=p.received_on,
+                )
+                for p in pieces
+            ],
+            history=[HistoryEntry(at=e.at, status=e.status, label=e.label) for e in entries],
+        )
+
+    async def _tenant(self, session: AsyncSession, code: str) -> Any:
+        tenant = await repository.get_tenant(session, code)
+        if tenant is None:
+            raise Problem(
+                404,
+                "tenant-unknown",
+                "Collectivité inconnue",
+                f"La collectivité « {code} » n'est pas servie par ce guichet. "
+                "Vérifiez le code de la collectivité.",
+                [InvalidParam(name="tenant", reason="Collectivité inconnue.")],
+            )
+        return tenant
+
+    async def _procedure(self, session: AsyncSession, tenant: str, code: str) -> Any:
+        procedure = await repository.get_procedure(session, tenant, code)
+        if procedure is None:
+            raise Problem(
+                404,
+                "procedure-unknown",
+                "Démarche inconnue",
+                f"La démarche « {code} » n'existe pas pour cette collectivité. La "
+                f"liste des démarches est publiée sur /intake/v1/procedures?tenant="
+                f"{tenant}.",
+                [InvalidParam(name="procedure", reason="Démarche inconnue.")],
+            )
+        return procedure
+
+    async def _request(
+        self, session: AsyncSession, tracking_code: str, for_update: bool = False
+    ) -> Any:
+        row = await repository.get_request_by_code(
+            session, normalise_tracking_code(tracking_code), for_update=for_update
+        )
         if row is None:
             raise Problem(
                 404,
@@ -347,76 +1338,90 @@ async def get_request(db: Database, tracking_code: str) -> RequestPublic:
                 "Aucune demande ne correspond à ce numéro de suivi. Vérifiez-le "
                 "(il figure sur votre accusé de réception).",
             )
-        entries = await repository.history(session, row.id)
-    status = RequestStatus(row.status)
-    label = STATUS_LABELS[status]
-    if status is RequestStatus.assigned and row.assigned_service_name:
-        label = f"Transmise au service : {row.assigned_service_name}"
-    return RequestPublic(
-        id=row.id,
-        tracking_code=row.tracking_code,
-        tenant=row.tenant,
-        procedure=row.procedure_code,
-        channel=row.channel,
-        status=status,
-        status_label=label,
-        received_at=row.received_at,
-        reception_date=row.reception_date,
-        assigned_service=row.assigned_service_name,
-        acknowledgement=Acknowledgement.model_validate(row.acknowledgement)
-        if row.acknowledgement
-        else None,
-        history=[HistoryEntry(at=e.at, status=e.status, label=e.label) for e in entries],
-    )
+        return row
 
-
-async def list_procedures(db: Database, tenant: str) -> ProcedureList:
-    async with db.sessions() as session:
-        if not await repository.tenant_exists(session, tenant):
+    @staticmethod
+    def _open(row: Any) -> None:
+        if RequestStatus(row.status) in FINAL:
             raise Problem(
-                404,
-                "tenant-unknown",
-                "Collectivité inconnue",
-                f"La collectivité « {tenant} » n'est pas servie par ce guichet.",
-                [InvalidParam(name="tenant", reason="Collectivité inconnue.")],
+                409,
+                "request-closed",
+                "Demande close",
+                f"Cette demande est close ({STATUS_LABELS[RequestStatus(row.status)]}"
+                ") : elle ne peut plus être modifiée.",
             )
-        rows = await repository.list_procedures(session, tenant)
-    return ProcedureList(
-        tenant=tenant,
-        items=[
-            ProcedurePublic(
-                code=r.code,
-                title=r.title,
-                kind=r.kind,
-                regime=r.regime,
-                delay=format_delay(r.delay_value, DelayUnit(r.delay_unit)),
-                acknowledgement_required=r.acknowledgement_required,
-                location_required=r.location_required,
-                service=_service_contact(r),
-            )
-            for r in rows
-        ],
+
+    # -- consumers ----------------------------------------------------------------------------
+
+    async def on_request_assigned(self, session: AsyncSession, envelope: Any) -> None:
+        """Routing chose the competent service: the applicant sees it when following."""
+        event = RequestAssigned.model_validate(envelope.data)
+        row = await repository.get_request(session, event.request_id)
+        if row is None:
+            # Not ours (another environment's event): retrying would block the partition.
+            log.warning("assignment for unknown request %s ignored", event.request_id)
+            return
+        values: dict[str, Any] = {
+            "assigned_service_code": event.service_code,
+            "assigned_service_name": event.service_name,
+        }
+        if row.status == RequestStatus.received:
+            values["status"] = RequestStatus.assigned.value
+        await repository.update_request(session, event.request_id, values)
+        await repository.add_history(
+            session,
+            event.request_id,
+            event.assigned_at,
+            RequestStatus.assigned.value,
+            f"Transmise au service : {event.service_name}",
+        )
+
+
+def _regime_snapshot(procedure: Any) -> dict[str, Any]:
+    return {
+        "regime": procedure.regime if procedure.kind == ProcedureKind.demande else "none",
+        "delay_value": procedure.delay_value,
+        "delay_unit": procedure.delay_unit,
+        "extend_to_working_day": procedure.extend_to_working_day,
+        # A receipt is owed only if the procedure owes one (R1).
+        "receipt_due_on": None,
+    }
+
+
+def _contact(data: RequestCreate) -> ApplicantContact:
+    address = data.applicant.postal_address
+    return ApplicantContact(
+        name=data.applicant.name,
+        email=str(data.applicant.email) if data.applicant.email else None,
+        phone=data.applicant.phone,
+        postal_address=address.one_line() if address else None,
     )
 
 
-async def on_request_assigned(session: AsyncSession, envelope: Envelope) -> None:
-    """Routing chose the competent service: the applicant sees it when following the request."""
-    event = RequestAssigned.model_validate(envelope.data)
-    if await repository.get_request(session, event.request_id) is None:
-        # Not ours (another environment's event): retrying would block the partition.
-        log.warning("assignment for unknown request %s ignored", event.request_id)
-        return
-    await repository.set_assignment(
-        session,
-        event.request_id,
-        event.service_code,
-        event.service_name,
-        RequestStatus.assigned.value,
+def _procedure_public(r: Any) -> ProcedurePublic:
+    return ProcedurePublic(
+        code=r.code,
+        title=r.title,
+        kind=r.kind,
+        regime=r.regime,
+        delay=format_delay(r.delay_value, r.delay_unit),
+        extend_to_working_day=r.extend_to_working_day,
+        acknowledgement_required=r.acknowledgement_required,
+        location_required=r.location_required,
+        identification=r.identification,
+        required_pieces=list(r.required_pieces),
+        required_information=list(r.required_information),
+        appeal_text=r.appeal_text,
+        teleservice_url=r.teleservice_url,
+        service=_service_contact(r),
     )
-    await repository.add_history(
-        session,
-        event.request_id,
-        event.assigned_at,
-        RequestStatus.assigned.value,
-        f"Transmise au service : {event.service_name}",
+
+
+def _unreachable(name: str, why: str) -> Problem:
+    return Problem(
+        502,
+        "transfer-failed",
+        "Transmission impossible",
+        f"{name} n'a pas accepté la transmission ({why}). La demande reste ici ; "
+        "réessayez plus tard.",
     )

@@ -9,3 +9,11 @@ class IntakeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GUICHET_INTAKE_", extra="ignore")
 
     seed_demo: bool = True
+    # Where citizens fetch receipts: links in e-mails and the verification URL in receipts.
+    public_url: str = "http://127.0.0.1:8000/intake"
+    scheduler_interval: float = 60.0
+    # R9: the same content from the same source within this window is a repetition...
+    abuse_repeat_window_minutes: int = 10
+    # ...and more than this many requests from one source in an hour is a flood.
+    abuse_max_per_hour: int = 30
+    transfer_timeout: float = 10.0

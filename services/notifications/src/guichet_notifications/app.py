@@ -5,7 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from guichet_notifications import api
-from guichet_notifications.events import PUBLISHED, RequestAssigned, RequestReceived
+from guichet_notifications.events import (
+    PUBLISHED,
+    ReceiptIssued,
+    RequestAssigned,
+    RequestReceived,
+)
 from guichet_notifications.models import metadata
 from guichet_notifications.service import Deliveries
 from guichet_notifications.settings import NotificationsSettings
@@ -31,7 +36,8 @@ def create_app(settings: NotificationsSettings | None = None, *, bus: Bus | None
         max_attempts=settings.max_attempts,
     )
     runtime.publishes(e.event_type for e in PUBLISHED)
-    runtime.consume("receipts", [RequestReceived.event_type], deliveries.on_request_received)
+    runtime.consume("contacts", [RequestReceived.event_type], deliveries.on_request_received)
+    runtime.consume("receipts", [ReceiptIssued.event_type], deliveries.on_receipt_issued)
     runtime.consume("assignments", [RequestAssigned.event_type], deliveries.on_request_assigned)
     runtime.on_startup(deliveries.start)
     app = create_service_app(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import ClassVar
 
 from pydantic import AwareDatetime, BaseModel
@@ -18,23 +17,25 @@ class Applicant(BaseModel):
     postal_address: str | None = None
 
 
-class AcknowledgementView(BaseModel):
-    kind: str
-    reception_date: date
-    mentions: list[str]
-
-
 class RequestReceived(ConsumedEvent):
     event_type: ClassVar[str] = "intake.request.received.v1"
 
     request_id: uuid.UUID
     tracking_code: str
-    procedure_title: str
-    channel: str
-    received_at: AwareDatetime
     applicant: Applicant
     contact_preference: str
-    acknowledgement: AcknowledgementView | None = None
+
+
+class ReceiptIssued(ConsumedEvent):
+    event_type: ClassVar[str] = "intake.receipt.issued.v1"
+
+    request_id: uuid.UUID
+    receipt_id: uuid.UUID
+    tracking_code: str
+    kind: str
+    title: str
+    mentions: list[str]
+    document_url: str
 
 
 class RequestAssigned(ConsumedEvent):

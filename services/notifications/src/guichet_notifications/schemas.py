@@ -22,8 +22,9 @@ class DeliveryPublic(BaseModel):
     request_id: uuid.UUID
     tracking_code: str | None
     kind: str = Field(
-        description="acknowledgement (accusé de réception) ou assignment "
-        "(transmission au service compétent)."
+        description="accuse_reception, accuse_enregistrement, demande_pieces, "
+        "avis_transmission, attestation_acceptation_implicite, ou assignment (transmission "
+        "au service compétent)."
     )
     channel: str | None = Field(description="email, letter (courrier papier à imprimer).")
     recipient: str | None

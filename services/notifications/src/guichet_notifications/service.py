@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_notifications import repository
-from guichet_notifications.events import RequestAssigned, RequestReceived
+from guichet_notifications.events import ReceiptIssued, RequestAssigned, RequestReceived
 from guichet_notifications.schemas import DeliveryList, DeliveryPublic, DeliveryStatus
 from guichet_notifications.transports import MailTransport
 from guichet_plumbing.db import Database, after_commit
@@ -36,14 +36,18 @@ SIGNATURE = (
 )
 
 
+# Receipts of an electronic exchange go back electronically, to the sender's address (R2, R6).
+ELECTRONIC_RECEIPTS = {"accuse_reception", "accuse_enregistrement"}
+
+
 def _channel_for(contact: Any, kind: str) -> tuple[str | None, str | None, DeliveryStatus]:
     """Channel, recipient and initial status for one delivery (R6, R27).
 
-    The acknowledgement goes to the applicant's e-mail when there is one (R6); other
-    answers follow the applicant's preference. No SMS transport exists yet, so an SMS
-    preference falls back to e-mail, then paper.
+    Receipts go to the applicant's e-mail when there is one (R6); other answers follow
+    the applicant's preference. No SMS transport exists yet, so an SMS preference falls
+    back to e-mail, then paper.
     """
-    wants_letter = contact.preference == "letter" and kind != "acknowledgement"
+    wants_letter = contact.preference == "letter" and kind not in ELECTRONIC_RECEIPTS
     if contact.email and not wants_letter:
         return "email", contact.email, DeliveryStatus.pending
     if contact.postal_address:
@@ -51,17 +55,14 @@ def _channel_for(contact: Any, kind: str) -> tuple[str | None, str | None, Deliv
     return None, None, DeliveryStatus.unreachable
 
 
-def render_acknowledgement(event: RequestReceived) -> tuple[str, str]:
-    ack = event.acknowledgement
-    assert ack is not None
-    subject = f"Accusé de réception de votre demande n° {event.tracking_code}"
+def render_receipt(event: ReceiptIssued) -> tuple[str, str]:
+    subject = f"{event.title} — demande n° {event.tracking_code}"
     lines = [
-        f"Bonjour {event.applicant.name},",
+        "Bonjour,",
         "",
-        f"Votre demande « {event.procedure_title} » a bien été reçue.",
+        *event.mentions,
         "",
-        *ack.mentions,
-        "",
+        f"Le document signé, qui fait foi, est disponible ici : {event.document_url}",
         f"Pour suivre votre demande, munissez-vous de son numéro : {event.tracking_code}.",
     ]
     return subject, "\n".join(lines) + SIGNATURE
@@ -104,6 +105,7 @@ class Deliveries:
         )
 
     async def on_request_received(self, session: AsyncSession, envelope: Envelope) -> None:
+        """Learn how to reach the applicant; receipts may have arrived first and wait."""
         event = RequestReceived.model_validate(envelope.data)
         await repository.insert_contact(
             session,
@@ -118,19 +120,22 @@ class Deliveries:
                 "preference": event.contact_preference,
             },
         )
+        after_commit(session, self._wake.set)
+
+    async def on_receipt_issued(self, session: AsyncSession, envelope: Envelope) -> None:
+        event = ReceiptIssued.model_validate(envelope.data)
         contact = await repository.get_contact(session, event.request_id)
-        if event.acknowledgement is not None:
-            subject, body = render_acknowledgement(event)
-            await self._add(
-                session,
-                envelope,
-                event.request_id,
-                event.tracking_code,
-                "acknowledgement",
-                subject,
-                body,
-                contact,
-            )
+        subject, body = render_receipt(event)
+        await self._add(
+            session,
+            envelope,
+            event.request_id,
+            event.tracking_code,
+            event.kind,
+            subject,
+            body,
+            contact,
+        )
         after_commit(session, self._wake.set)
 
     async def on_request_assigned(self, session: AsyncSession, envelope: Envelope) -> None:

@@ -17,7 +17,7 @@ class RequestAssigned(EventData):
 
     request_id: uuid.UUID
     tracking_code: str
-    procedure_code: str
+    procedure_code: str | None
     channel: str
     service_code: str
     service_name: str
@@ -34,8 +34,8 @@ class RequestReceived(ConsumedEvent):
 
     request_id: uuid.UUID
     tracking_code: str
-    procedure_code: str
-    procedure_title: str
+    procedure_code: str | None = None  # None: to be qualified, goes to the default service
+    procedure_title: str | None = None
     channel: str
     received_at: AwareDatetime
     applicant: ReceivedApplicant

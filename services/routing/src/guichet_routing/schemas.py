@@ -13,7 +13,7 @@ CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 class InboxItem(BaseModel):
     request_id: uuid.UUID
     tracking_code: str
-    procedure: str
+    procedure: str | None = Field(description="Absent tant que la demande n'est pas qualifiée.")
     procedure_title: str
     channel: str = Field(description="Canal d'arrivée : web, email, phone, counter, mail, sms.")
     applicant_name: str

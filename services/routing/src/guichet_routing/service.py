@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 STATUS_LABELS = {"assigned": "Transmise au service compétent"}
 
 
-def choose_service(rules: Any, default_service: str, procedure: str) -> tuple[str, str]:
+def choose_service(rules: Any, default_service: str, procedure: str | None) -> tuple[str, str]:
     """First matching rule in order, else the tenant's default service; says which applied."""
     for rule in rules:
         if rule.procedure_code == procedure:
@@ -61,7 +61,7 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             "tenant": envelope.tenant,
             "tracking_code": event.tracking_code,
             "procedure_code": event.procedure_code,
-            "procedure_title": event.procedure_title,
+            "procedure_title": event.procedure_title or "Demande à qualifier",
             "channel": event.channel,
             "applicant_name": event.applicant.name,
             "received_at": event.received_at,

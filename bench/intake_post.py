@@ -1,0 +1,437 @@
+"""Throughput and latency of intake's `POST /v1/requests` on PostgreSQL, against a baseline.
+
+`make bench` runs this. One invocation starts a throw-away PostgreSQL and a Tansu
+broker, then, one after the other, the bare baseline (`baseline_app.py`: same
+uvicorn, one INSERT) and intake as its real server process, and drives each with
+wrk at the same concurrency. It prints both figures and their ratio and writes
+them to `bench/results/`. It asserts no target: it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from guichet_plumbing.localinfra import LocalBroker, LocalPostgres, free_port
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+LUA_SCRIPT = BENCH_DIR / "post.lua"
+HOST = "127.0.0.1"
+
+BODY: dict[str, Any] = {
+    "tenant": "admiville",
+    "procedure": "reservation-salle",
+    "channel": "web",
+    "applicant": {"name": "Camille Martin", "email": "camille.martin@example.org"},
+    "contact_preference": "email",
+    "payload": {"salle": "Salle des fêtes", "personnes": 80},
+}
+BODY_TEXT = json.dumps(BODY, ensure_ascii=False)
+# post.lua appends "+<thread>.<n>" to this local part so each request has its own sender.
+VARY = "camille.martin"
+_RUNS = itertools.count(1)
+
+
+@dataclass
+class WrkRun:
+    requests: int
+    duration_s: float
+    rps: float
+    p50_ms: float
+    p75_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int
+    socket_errors: dict[str, int]
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + sum(self.socket_errors.values())
+
+
+@dataclass
+class SystemResult:
+    system: str
+    wrk: WrkRun
+    rows: int
+    server_cpu_ms_per_request: float
+    machine_cpu_busy_pct: float
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def server(
+    name: str, argv: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process, wait until `ready()` holds, and always stop it."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited at start (code {proc.returncode}):\n{tail(log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready within 60 s:\n{tail(log)}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def answers(url: str, method: str = "GET", body: bytes | None = None) -> Callable[[], bool]:
+    """A readiness probe: the server answered `url` at all (any status but a refused socket)."""
+    return lambda: http(method, url, body)[0] != 0
+
+
+def cpu_seconds(pid: int) -> float:
+    # utime + stime of one process, from /proc (fields 14 and 15, in clock ticks).
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, to see whether the 2 cores saturate."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+# -- database ----------------------------------------------------------------------------------
+
+
+async def _query(url: str, sql: str) -> Any:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+def query(url: str, sql: str) -> Any:
+    return asyncio.run(_query(url, sql))
+
+
+def settled_count(url: str, sql: str) -> int:
+    """Row count once it stops moving: requests in flight when wrk stops still commit."""
+    last = int(query(url, sql))
+    for _ in range(20):
+        time.sleep(0.5)
+        now = int(query(url, sql))
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+# -- load --------------------------------------------------------------------------------------
+
+
+def wrk(url: str, args: argparse.Namespace, duration: int) -> tuple[WrkRun, str]:
+    env = dict(os.environ, WRK_BODY=BODY_TEXT)
+    if not args.same_sender:
+        env["WRK_VARY"] = VARY
+        env["WRK_RUN"] = str(next(_RUNS))
+    argv = [
+        args.wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        # wrk takes whole seconds only.
+        f"-d{duration}s",
+        f"--timeout={args.timeout}s",
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
+    ]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"no WRK_JSON line in wrk output:\n{done.stdout}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    seconds = raw["duration_us"] / 1e6
+    return (
+        WrkRun(
+            requests=raw["requests"],
+            duration_s=round(seconds, 3),
+            rps=round(raw["requests"] / seconds, 1),
+            p50_ms=raw["p50_us"] / 1000,
+            p75_ms=raw["p75_us"] / 1000,
+            p90_ms=raw["p90_us"] / 1000,
+            p99_ms=raw["p99_us"] / 1000,
+            max_ms=raw["max_us"] / 1000,
+            # wrk counts HTTP statuses above 399 here; neither system redirects.
+            non_2xx=raw["status"],
+            socket_errors={k: raw[k] for k in ("connect", "read", "write", "timeout")},
+        ),
+        done.stdout,
+    )
+
+
+def measure(
+    system: str, proc: subprocess.Popen[bytes], url: str, db_url: str, args: argparse.Namespace
+) -> SystemResult:
+    status, answer = http("POST", url, BODY_TEXT.encode())
+    if status != 201:
+        raise RuntimeError(f"{system}: check POST answered {status}, not 201: {answer[:500]!r}")
+    log(f"{system}: warm-up {args.warmup} s (not counted)")
+    wrk(url, args, args.warmup)
+    count_sql = "SELECT count(*) FROM requests"
+    before = settled_count(db_url, count_sql)
+    # Start each run from a clean checkpoint so the previous run's dirty pages don't bill it.
+    query(db_url, "CHECKPOINT")
+    log(f"{system}: {args.duration} s at {args.connections} connections")
+    cpu0, (busy0, total0) = cpu_seconds(proc.pid), machine_cpu()
+    run, text = wrk(url, args, args.duration)
+    cpu1, (busy1, total1) = cpu_seconds(proc.pid), machine_cpu()
+    rows = settled_count(db_url, count_sql) - before
+    result = SystemResult(
+        system=system,
+        wrk=run,
+        rows=rows,
+        server_cpu_ms_per_request=round((cpu1 - cpu0) * 1000 / max(run.requests, 1), 3),
+        machine_cpu_busy_pct=round(100 * (busy1 - busy0) / max(total1 - total0, 1), 1),
+        notes={"wrk_output": text},
+    )
+    if run.errors:
+        shout(f"{system}: {run.errors} errors: {run.non_2xx} non-2xx, sockets {run.socket_errors}")
+    return result
+
+
+# -- the two systems ---------------------------------------------------------------------------
+
+
+def bench_baseline(postgres: LocalPostgres, tmp: Path, args: argparse.Namespace) -> SystemResult:
+    db_url = postgres.create_database("bench_baseline")
+    port = free_port()
+    url = f"http://{HOST}:{port}/v1/requests"
+    env = dict(os.environ, BENCH_BASELINE_DATABASE_URL=db_url)
+    # The flags `guichet_launcher serve` gives uvicorn.run, on the command line.
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "baseline_app:app"]
+    argv += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+    argv += ["--no-access-log", "--proxy-headers"]
+    # No /ready here: an empty-bodied POST answered at all (400) means it is up.
+    probe = answers(url, "POST", b"")
+    with server("baseline", argv, env, tmp / "baseline.log", probe) as proc:
+        return measure("baseline", proc, url, db_url, args)
+
+
+def bench_intake(
+    postgres: LocalPostgres, broker: LocalBroker, tmp: Path, args: argparse.Namespace
+) -> SystemResult:
+    db_url = postgres.create_database("bench_intake")
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    env = dict(
+        os.environ,
+        GUICHET_INTAKE_DATABASE_URL=db_url,
+        GUICHET_BUS="kafka",
+        GUICHET_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+        GUICHET_DATA_DIR=str(tmp / "data"),
+        GUICHET_LOG_LEVEL="WARNING",
+    )
+    argv = [sys.executable, "-m", "guichet_launcher", "serve", "intake"]
+    argv += ["--host", HOST, "--port", str(port)]
+
+    def ready() -> bool:
+        return http("GET", f"{base}/ready")[0] == 200
+
+    with server("intake", argv, env, tmp / "intake.log", ready) as proc:
+        result = measure("intake", proc, f"{base}/v1/requests", db_url, args)
+        # The relay publishes to Kafka behind the responses: show whether it kept up.
+        pending = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+        result.notes["outbox_pending_at_end"] = int(query(db_url, pending))
+        start = time.monotonic()
+        while query(db_url, pending) and time.monotonic() - start < 60:
+            time.sleep(0.5)
+        result.notes["outbox_drain_s"] = round(time.monotonic() - start, 1)
+        result.notes["outbox_pending_after_drain"] = int(query(db_url, pending))
+        # R9 flags repeated content or floods from one sender: that path issues no receipt.
+        flagged = "SELECT count(*) FROM requests WHERE abusive"
+        result.notes["flagged_abusive"] = int(query(db_url, flagged))
+        errors = tail(tmp / "intake.log")
+        if "Traceback" in errors or '"level": "ERROR"' in errors:
+            result.notes["log_tail"] = errors
+        return result
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"· {message}", file=sys.stderr, flush=True)
+
+
+def shout(message: str) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}\n!! {message}\n!! these figures are NOT a valid measurement\n{bar}\n")
+
+
+def table(results: list[SystemResult]) -> str:
+    head = ("system", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "rows", "wrk reqs")
+    lines = [head]
+    for r in results:
+        w = r.wrk
+        lines.append(
+            (
+                r.system,
+                f"{w.rps:.1f}",
+                f"{w.p50_ms:.1f}",
+                f"{w.p90_ms:.1f}",
+                f"{w.p99_ms:.1f}",
+                str(w.errors),
+                str(r.rows),
+                str(w.requests),
+            )
+        )
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in lines
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=20, help="seconds measured per system")
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of uncounted warm-up")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--timeout", type=int, default=10, help="wrk socket timeout, seconds")
+    parser.add_argument(
+        "--same-sender",
+        action="store_true",
+        help="send the byte-identical body every time: intake then flags all but the first "
+        "as abusive repetitions (R9), a different and slower path",
+    )
+    parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    args = parser.parse_args(argv)
+    if not shutil.which(args.wrk):
+        print("wrk is missing: `make wrk` installs the Debian package.", file=sys.stderr)
+        return 2
+
+    # Other work on this small machine skews every figure: record how busy it was.
+    load_before = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="guichet-bench-"))
+    postgres = LocalPostgres(tmp / "pgdata")
+    broker = LocalBroker()
+    try:
+        log(f"PostgreSQL and Tansu under {tmp}")
+        postgres.start()
+        broker.start(log_path=tmp / "tansu.log")
+        pg_version = query(postgres.url("postgres"), "SHOW server_version")
+        sync_commit = query(postgres.url("postgres"), "SHOW synchronous_commit")
+        results = [bench_baseline(postgres, tmp, args)]
+        results.append(bench_intake(postgres, broker, tmp, args))
+    finally:
+        broker.stop()
+        postgres.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    baseline, intake = results
+    throughput_ratio = intake.wrk.rps / baseline.wrk.rps if baseline.wrk.rps else 0.0
+    p99_ratio = intake.wrk.p99_ms / baseline.wrk.p99_ms if baseline.wrk.p99_ms else 0.0
+    machine = {
+        "nproc": os.cpu_count(),
+        "loadavg_1min_before": round(load_before, 2),
+        "postgresql": pg_version,
+        "synchronous_commit": sync_commit,
+        "wrk_connections": args.connections,
+        "wrk_threads": args.threads,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "wrk_timeout_s": args.timeout,
+        "same_sender": args.same_sender,
+    }
+
+    print()
+    print(table(results))
+    print()
+    print(f"intake/baseline  throughput {throughput_ratio:.2f}x   p99 latency {p99_ratio:.2f}x")
+    for r in results:
+        extra = {k: v for k, v in r.notes.items() if k not in ("wrk_output", "log_tail")}
+        print(
+            f"{r.system}: p75 {r.wrk.p75_ms:.1f} ms, max {r.wrk.max_ms:.1f} ms, server CPU "
+            f"{r.server_cpu_ms_per_request:.2f} ms/request, machine CPU busy "
+            f"{r.machine_cpu_busy_pct:.0f}%" + "".join(f", {k} {v}" for k, v in extra.items())
+        )
+    print(
+        f"machine: nproc {machine['nproc']} (load {load_before:.2f} before start), "
+        f"PostgreSQL {pg_version} "
+        f"(synchronous_commit={sync_commit}), wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration}s --timeout {args.timeout}s (after {args.warmup} s warm-up)"
+        + (", same sender every request" if args.same_sender else "")
+    )
+
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / f"intake_post-{stamp}.json"
+    document = {
+        "at": stamp,
+        "machine": machine,
+        "body": BODY,
+        "results": [asdict(r) | {"errors": r.wrk.errors} for r in results],
+        "ratio": {"throughput": round(throughput_ratio, 3), "p99": round(p99_ratio, 3)},
+    }
+    out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    print(f"results: {out.relative_to(ROOT)}")
+
+    failed = [r.system for r in results if r.wrk.errors]
+    if failed:
+        shout(f"errors during the run of: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

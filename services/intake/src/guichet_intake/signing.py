@@ -1,0 +1,158 @@
+"""Receipt signatures (R2): compact JWS over canonical JSON, Ed25519 keys. Pure, no I/O.
+
+The signature is what lets an applicant prove, later and to anyone, that the
+administration issued this receipt, with this content, at this date.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
+from joserfc import jws
+from joserfc.jwa import EdDSAAlgorithm, JWSAlgModel
+from joserfc.jwk import OKPKey
+from joserfc.jws import JWSRegistry
+
+__all__ = ["JWS_TYPE", "SigningKey", "generate_key", "jwks", "sign", "verify"]
+
+ALGORITHM = "EdDSA"
+JWS_TYPE = "guichet-receipt+jws"
+_HEADER_FIELDS = frozenset({"alg", "kid", "typ"})
+_KID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_JOSERFC_EDDSA = EdDSAAlgorithm()
+
+
+class _EdDSA(JWSAlgModel):
+    # joserfc's own EdDSA warns on every use since RFC 9864 prefers "Ed25519"; we keep
+    # "EdDSA" because verifiers in the wild know it, so delegate without the warning.
+    name = ALGORITHM
+    description = "EdDSA with Ed25519 keys"
+    key_type = "OKP"
+
+    def sign(self, msg: bytes, key: Any) -> bytes:
+        return _JOSERFC_EDDSA.sign(msg, key)
+
+    def verify(self, msg: bytes, sig: bytes, key: Any) -> bool:
+        return _JOSERFC_EDDSA.verify(msg, sig, key)
+
+
+class _ReceiptRegistry(JWSRegistry):
+    def __init__(self) -> None:
+        super().__init__(algorithms=[ALGORITHM])
+        # Our own table, so "none", HS256 and every other algorithm are unknown here: an
+        # attacker choosing the algorithm (alg confusion) gets nowhere.
+        self.algorithms = {ALGORITHM: _EdDSA()}
+        self.recommended = [ALGORITHM]
+        # joserfc's default (128 kB) would make big transfer payloads signable but never
+        # verifiable; sign() refuses what verify() would refuse.
+        self.max_payload_length = 1_000_000
+
+
+_REGISTRY = _ReceiptRegistry()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    # Kept out of repr so that logging a key never logs its secret.
+    private_pem: bytes = field(repr=False)
+    created_at: datetime
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public half, as published in the JWKS (never the private `d`)."""
+        return dict(
+            _private_key(self).as_dict(private=False, kid=self.kid, alg=ALGORITHM, use="sig")
+        )
+
+
+def _private_key(key: SigningKey) -> OKPKey:
+    okp = OKPKey.import_key(key.private_pem)
+    # A stored PEM of another type must not silently sign with another algorithm.
+    if okp.curve_name != "Ed25519" or not okp.is_private:
+        raise ValueError(f"signing key {key.kid!r} is not an Ed25519 private key")
+    return okp
+
+
+def generate_key(tenant: str, now: datetime) -> SigningKey:
+    """A fresh Ed25519 key; the kid says whose and from when, the random part makes it unique."""
+    if now.tzinfo is None:
+        raise ValueError("naive datetime refused: signing keys carry an aware creation time")
+    slug = _KID_UNSAFE.sub("-", tenant).strip("-") or "tenant"
+    kid = f"{slug}-{now.astimezone(UTC):%Y%m%d}-{secrets.token_hex(3)}"
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    return SigningKey(kid=kid, private_pem=pem, created_at=now)
+
+
+def _canonical(payload: dict[str, Any]) -> bytes:
+    # One byte sequence per content: whoever re-serialises the JSON gets the same bytes.
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def sign(payload: dict[str, Any], key: SigningKey) -> str:
+    """Compact JWS (EdDSA) of the canonical JSON of `payload`, naming the key by `kid`."""
+    body = _canonical(payload)
+    # Base64url grows the payload by 4/3: refuse now rather than issue an unverifiable receipt.
+    if (len(body) + 2) // 3 * 4 > _REGISTRY.max_payload_length:
+        raise ValueError("payload too large to be signed as a receipt")
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE}
+    return jws.serialize_compact(header, body, _private_key(key), registry=_REGISTRY)
+
+
+def _verify(token: str, public_jwks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    signed = jws.extract_compact(token.encode("ascii"), registry=_REGISTRY)
+    header = signed.headers()
+    if (
+        set(header) != _HEADER_FIELDS
+        or header["alg"] != ALGORITHM
+        or header["typ"] != JWS_TYPE
+        or not isinstance(header["kid"], str)
+    ):
+        return None
+    for jwk in public_jwks:
+        if not isinstance(jwk, dict) or jwk.get("kid") != header["kid"]:
+            continue
+        # Only Ed25519 public keys count, whatever else a caller's key list may hold.
+        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            continue
+        public = {k: v for k, v in jwk.items() if k != "d"}
+        if jws.validate_compact(signed, OKPKey.import_key(public), registry=_REGISTRY):
+            payload = json.loads(signed.payload.decode("utf-8"))
+            # Only our canonical encoding is a receipt (no duplicate keys, no NaN, one form).
+            if isinstance(payload, dict) and _canonical(payload) == signed.payload:
+                return payload
+            return None
+    return None
+
+
+def verify(token: str, public_jwks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The payload if `token` is signed by the published key it names, else None.
+
+    Never raises: the token comes from anyone, and every failure means "not authentic".
+    """
+    try:
+        return _verify(token, public_jwks)
+    except Exception:
+        # Trust boundary: joserfc, base64, JSON and cryptography each raise their own
+        # errors on hostile input; all of them mean the same thing to the caller.
+        return None
+
+
+def jwks(keys: Iterable[SigningKey]) -> dict[str, list[dict[str, Any]]]:
+    """The JWK Set to publish: every key whose receipts must still verify."""
+    return {"keys": [key.public_jwk() for key in keys]}

@@ -1,0 +1,45 @@
+"""Building requests and reading back what intake stored, for the intake tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from guichet_intake.schemas import RequestCreate
+from guichet_intake.service import IntakeService
+from guichet_plumbing import tables
+from guichet_plumbing.db import Database
+from guichet_plumbing.envelope import Envelope
+
+CAMILLE = {"name": "Camille Martin", "email": "camille.martin@example.org"}
+
+
+def body(**changes: Any) -> RequestCreate:
+    data: dict[str, Any] = {
+        "tenant": "admiville",
+        "procedure": "reservation-salle",
+        "channel": "web",
+        "applicant": dict(CAMILLE),
+        "payload": {"salle": "Salle des fêtes"},
+    }
+    data.update(changes)
+    return RequestCreate.model_validate(data)
+
+
+async def submit(intake: IntakeService, now: datetime, **changes: Any) -> dict[str, Any]:
+    stored = await intake.submit(body(**changes), None, now=now)
+    assert stored.status_code == 201
+    created: dict[str, Any] = json.loads(stored.body)
+    return created
+
+
+async def outbox_events(db: Database, event_type: str | None = None) -> list[Envelope]:
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            sa.select(tables.outbox.c.payload).order_by(tables.outbox.c.seq)
+        )
+        events = [Envelope.from_bytes(raw) for raw in rows]
+    return [e for e in events if event_type is None or e.type == event_type]

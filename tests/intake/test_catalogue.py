@@ -1,0 +1,177 @@
+"""The procedure catalogue and what it requires of applicants (R7, R8, R10)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from guichet_intake.schemas import Applicant, ProcedureWrite, ServiceWrite
+from guichet_intake.service import IntakeService
+from guichet_plumbing.problems import Problem
+from tests.intake.helpers import submit
+
+AT = datetime(2026, 5, 15, 9, 30, tzinfo=UTC)
+
+
+async def test_r10_sva_procedures_are_published_with_authority_and_delay(
+    intake: IntakeService,
+) -> None:
+    listing = await intake.sva_procedures("admiville")
+    assert [(e.code, e.delay) for e in listing.items] == [("reservation-salle", "2 mois")]
+    assert listing.items[0].authority == (
+        "Commune d'Admiville — Direction de l'accueil, du courrier et de la location de salles"
+    )
+
+
+async def test_r10_catalogue_edit_applies_to_new_requests_only(intake: IntakeService) -> None:
+    before = await submit(intake, AT)
+    await intake.put_procedure(
+        "admiville",
+        "reservation-salle",
+        ProcedureWrite(
+            title="Réservation d'une salle municipale",
+            service="accueil",
+            regime="sva",
+            delay={"value": 3, "unit": "weeks"},
+        ),
+    )
+    after = await submit(intake, AT, payload={"salle": "Gymnase"})
+    # 15 May 2026 (a Friday) + 3 weeks = Friday 5 June.
+    assert after["implicit_decision"]["decision_date"] == "2026-06-05"
+    followed = await intake.get_request(before["tracking_code"])
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.decision_date.isoformat() == "2026-07-15"
+
+
+async def test_new_procedure_and_service_written_by_an_administrator(
+    intake: IntakeService,
+) -> None:
+    await intake.put_service(
+        "admiville",
+        "urbanisme",
+        ServiceWrite(
+            designation="Service de l'urbanisme",
+            postal_address="1 place de la Mairie, 99999 Admiville",
+            email="urbanisme@admiville.example",
+        ),
+    )
+    procedure, created = await intake.put_procedure(
+        "admiville",
+        "terrasse",
+        ProcedureWrite(
+            title="Autorisation de terrasse",
+            service="urbanisme",
+            regime="svr",
+            delay={"value": 2, "unit": "months"},
+            appeal_text="Recours sous deux mois.",
+            extend_to_working_day=True,
+            identification="company",
+        ),
+    )
+    assert created
+    assert procedure.service.designation == "Service de l'urbanisme"
+    listed = await intake.list_procedures("admiville")
+    assert "terrasse" in [p.code for p in listed.items]
+
+
+def test_svr_procedure_without_means_of_appeal_is_refused() -> None:
+    with pytest.raises(ValidationError, match="voies de recours"):
+        ProcedureWrite(title="Terrasse", service="urbanisme", regime="svr")
+
+
+async def test_procedure_naming_an_unknown_service_is_refused(intake: IntakeService) -> None:
+    with pytest.raises(Problem) as refused:
+        await intake.put_procedure("admiville", "x", ProcedureWrite(title="Xyz", service="nulle"))
+    assert refused.value.status == 422
+    assert refused.value.invalid_params
+    assert refused.value.invalid_params[0].name == "service"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("siret", "73282932000075", "clé de contrôle"),
+        ("siret", "7328293200007", "14 chiffres"),
+        ("siren", "732829321", "clé de contrôle"),
+        ("rna", "X751234567", "W suivi"),
+    ],
+)
+def test_r7_invalid_identifiers_are_refused_in_french(field: str, value: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Applicant.model_validate({"name": "Société", field: value})
+
+
+def test_r7_valid_identifiers_are_accepted_and_normalised() -> None:
+    # 732 829 320 00074 passes Luhn; La Poste's 356 000 000 00001 fails Luhn but follows
+    # La Poste's own rule (digit sum a multiple of 5).
+    assert Applicant(name="S", siret="732 829 320 00074").siret == "73282932000074"
+    assert Applicant(name="S", siren="732829320").siren == "732829320"
+    assert Applicant(name="La Poste", siret="35600000000001").siret == "35600000000001"
+    with pytest.raises(ValidationError):
+        Applicant(name="La Poste", siret="35600000000002")
+    assert Applicant(name="A", rna="w751234567").rna == "W751234567"
+
+
+async def test_r7_person_identification_names_each_missing_field(intake: IntakeService) -> None:
+    with pytest.raises(Problem) as refused:
+        await submit(intake, AT, procedure="inscription-periscolaire")
+    assert refused.value.status == 422
+    names = [p.name for p in refused.value.invalid_params or []]
+    assert names == ["applicant.family_name", "applicant.given_name", "applicant.postal_address"]
+    created = await submit(
+        intake,
+        AT,
+        procedure="inscription-periscolaire",
+        applicant={
+            "name": "Camille Martin",
+            "family_name": "Martin",
+            "given_name": "Camille",
+            "email": "camille.martin@example.org",
+            "postal_address": {
+                "street": "3 rue des Lilas",
+                "postal_code": "99999",
+                "city": "Admiville",
+            },
+        },
+    )
+    assert created["acknowledgement"]["kind"] == "accuse_reception"
+
+
+async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
+    with pytest.raises(Problem) as refused:
+        await submit(
+            intake,
+            AT,
+            procedure="subvention-quartier",
+            applicant={
+                "kind": "association",
+                "name": "Les Amis du Parc",
+                "email": "amis@example.org",
+            },
+        )
+    assert [p.name for p in refused.value.invalid_params or []] == ["applicant.rna"]
+    with pytest.raises(Problem) as wrong_kind:
+        await submit(intake, AT, procedure="subvention-quartier")
+    assert [p.name for p in wrong_kind.value.invalid_params or []] == ["applicant.kind"]
+
+
+async def test_r8_email_submission_refused_where_a_dedicated_teleservice_exists(
+    intake: IntakeService,
+) -> None:
+    await intake.put_procedure(
+        "admiville",
+        "reservation-salle",
+        ProcedureWrite(
+            title="Réservation d'une salle municipale",
+            service="accueil",
+            teleservice_url="https://demarches.admiville.example/salles",
+        ),
+    )
+    with pytest.raises(Problem) as refused:
+        await submit(intake, AT, channel="email")
+    assert refused.value.status == 422
+    assert "https://demarches.admiville.example/salles" in refused.value.detail
+    web = await submit(intake, AT, channel="web")
+    assert web["acknowledgement"]["kind"] == "accuse_reception"

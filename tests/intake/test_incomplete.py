@@ -1,0 +1,121 @@
+"""Incomplete files (R11): the applicant is told what, by when, and what the clock does."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived
+from guichet_intake.service import IntakeService
+from guichet_plumbing.problems import Problem
+from tests.intake.helpers import outbox_events, submit
+
+ASSOCIATION = {
+    "kind": "association",
+    "name": "Les Amis du Parc",
+    "rna": "W751234567",
+    "email": "amis.parc@example.org",
+}
+
+
+async def test_r11_sva_clock_starts_when_file_complete(intake: IntakeService) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    code = created["tracking_code"]
+    asked = await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Attestation d'assurance"], due_on=date(2026, 6, 20)),
+        now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+    )
+    assert asked.status.value == "incomplete"
+    assert asked.implicit_decision is not None
+    assert asked.implicit_decision.state == "waiting_pieces"
+    assert asked.implicit_decision.decision_date is None
+    notice = asked.receipts[-1]
+    assert notice.kind.value == "demande_pieces"
+    text = " ".join(notice.mentions)
+    assert "Attestation d'assurance" in text
+    assert "au plus tard le 20 juin 2026" in text
+    assert "ne commencera à courir qu'à compter de la réception" in text
+
+    done = await intake.pieces_received(
+        code, PiecesReceived(), now=datetime(2026, 6, 3, 10, 0, tzinfo=UTC)
+    )
+    # Complete on 3 June: deemed accepted at the end of 3 August.
+    assert done.implicit_decision is not None
+    assert done.implicit_decision.decision_date == date(2026, 8, 3)
+    assert done.status.value == "received"
+    assert done.receipts[-1].kind.value == "accuse_reception"
+    assert "3 août 2026 à minuit" in " ".join(done.receipts[-1].mentions)
+    assert "Pièces reçues le 3 juin 2026" in done.history[-2].label
+
+
+async def test_r11_svr_incomplete_file_answered_early(intake: IntakeService) -> None:
+    created = await submit(
+        intake,
+        datetime(2026, 5, 15, 9, 0, tzinfo=UTC),
+        procedure="subvention-quartier",
+        applicant=ASSOCIATION,
+    )
+    code = created["tracking_code"]
+    asked = await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Budget prévisionnel"], due_on=date(2026, 6, 20)),
+        now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+    )
+    assert asked.implicit_decision is not None
+    assert asked.implicit_decision.state == "suspended"
+    # Suspended 20 May → 20 June (31 days) if never produced: 15 July + 31 = 15 August.
+    assert asked.implicit_decision.decision_date == date(2026, 8, 15)
+    text = " ".join(asked.receipts[-1].mentions)
+    assert "suspendu" in text
+    assert "réputée rejetée le 15 août 2026 à minuit" in text
+
+    done = await intake.pieces_received(
+        code,
+        PiecesReceived(received_on=date(2026, 5, 30)),
+        now=datetime(2026, 5, 30, 15, 0, tzinfo=UTC),
+    )
+    # Produced 30 May: 10 days of suspension, 15 July + 10 = 25 July.
+    assert done.implicit_decision is not None
+    assert done.implicit_decision.decision_date == date(2026, 7, 25)
+    assert done.implicit_decision.state == "running"
+
+
+async def test_r11_deadline_in_the_past_is_refused_naming_the_field(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    with pytest.raises(Problem) as refused:
+        await intake.request_pieces(
+            created["tracking_code"],
+            MissingPiecesCreate(pieces=["RIB"], due_on=date(2026, 5, 19)),
+            now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+        )
+    assert refused.value.status == 422
+    assert refused.value.invalid_params
+    assert refused.value.invalid_params[0].name == "due_on"
+
+
+async def test_r11_pieces_received_when_none_awaited_is_a_conflict(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    with pytest.raises(Problem) as refused:
+        await intake.pieces_received(created["tracking_code"], PiecesReceived())
+    assert refused.value.status == 409
+
+
+async def test_r11_pieces_request_reaches_the_applicant_as_a_signed_notice(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    await intake.request_pieces(
+        created["tracking_code"],
+        MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 6, 1)),
+        now=datetime(2026, 5, 16, 9, 0, tzinfo=UTC),
+    )
+    issued = await outbox_events(intake.db, "intake.receipt.issued.v1")
+    assert [e.data["kind"] for e in issued] == ["accuse_reception", "demande_pieces"]
+    notice = (await intake.get_request(created["tracking_code"])).receipts[-1]
+    assert (await intake.verify(notice.token)).authentic

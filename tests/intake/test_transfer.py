@@ -1,0 +1,185 @@
+"""Requests sent to the wrong administration (R12, R13)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from guichet_intake import repository
+from guichet_intake.schemas import TransferCreate
+from guichet_intake.service import IntakeService
+from guichet_plumbing.problems import Problem
+from tests.intake.helpers import outbox_events, submit
+from tests.support import serve
+
+ASSOCIATION = {
+    "kind": "association",
+    "name": "Les Amis du Parc",
+    "rna": "W751234567",
+    "email": "amis.parc@example.org",
+}
+
+
+async def add_neighbour(intake: IntakeService) -> None:
+    async with intake.db.transaction() as session:
+        await repository.upsert_tenant(
+            session, "voisinville", "Commune de Voisinville", "Europe/Paris"
+        )
+        await repository.upsert_service(
+            session,
+            {
+                "tenant": "voisinville",
+                "code": "vie-associative",
+                "designation": "Service de la vie associative",
+                "postal_address": "Mairie, 99998 Voisinville",
+                "email": None,
+                "phone": None,
+            },
+        )
+        await repository.upsert_procedure(
+            session,
+            {
+                "tenant": "voisinville",
+                "code": "subvention",
+                "title": "Subvention",
+                "kind": "demande",
+                "service_code": "vie-associative",
+                "regime": "svr",
+                "delay_value": 2,
+                "delay_unit": "months",
+                "extend_to_working_day": False,
+                "acknowledgement_required": True,
+                "location_required": False,
+                "identification": "none",
+                "required_pieces": [],
+                "required_information": [],
+                "appeal_text": "Recours sous deux mois.",
+                "teleservice_url": None,
+            },
+        )
+        await repository.upsert_procedure(
+            session,
+            {
+                "tenant": "voisinville",
+                "code": "salle",
+                "title": "Salle",
+                "kind": "demande",
+                "service_code": "vie-associative",
+                "regime": "sva",
+                "delay_value": 2,
+                "delay_unit": "months",
+                "extend_to_working_day": False,
+                "acknowledgement_required": True,
+                "location_required": False,
+                "identification": "none",
+                "required_pieces": [],
+                "required_information": [],
+                "appeal_text": None,
+                "teleservice_url": None,
+            },
+        )
+
+
+async def transfer_to_neighbour(intake: IntakeService, procedure: str) -> tuple[str, str]:
+    """Received in Admiville on 15 May, transferred on 2 June, qualified there."""
+    await add_neighbour(intake)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    moved = await intake.transfer(
+        created["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="La salle demandée appartient à Voisinville."),
+        now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+    )
+    assert moved.status.value == "transferred"
+    notice = moved.receipts[-1]
+    assert notice.kind.value == "avis_transmission"
+    assert "transmise à Commune de Voisinville" in notice.mentions[0]
+    [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
+    new_id = event.data["new_request_id"]
+    async with intake.db.sessions() as session:
+        import uuid
+
+        row = await repository.get_request(session, uuid.UUID(new_id))
+    qualified = await intake.qualify(
+        row.tracking_code, procedure, now=datetime(2026, 6, 3, 9, 0, tzinfo=UTC)
+    )
+    return created["tracking_code"], str(
+        qualified.implicit_decision.decision_date if qualified.implicit_decision else None
+    )
+
+
+async def test_r13_transfer_sva_runs_from_competent_reception(intake: IntakeService) -> None:
+    original, decision = await transfer_to_neighbour(intake, "salle")
+    # Received by Voisinville on 2 June: deemed accepted at the end of 2 August.
+    assert decision == "2026-08-02"
+    followed = await intake.get_request(original)
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.state == "none", "the first clock stops"
+    assert await intake.decide_due(now=datetime(2026, 7, 20, tzinfo=UTC)) == 0
+
+
+async def test_r13_transfer_svr_runs_from_first_reception(intake: IntakeService) -> None:
+    _, decision = await transfer_to_neighbour(intake, "subvention")
+    # First seized by Admiville on 15 May: deemed rejected at the end of 15 July.
+    assert decision == "2026-07-15"
+
+
+async def test_r12_transfer_tells_the_applicant_and_r4_receipt_due_from_new_seizure(
+    intake: IntakeService,
+) -> None:
+    await add_neighbour(intake)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    await intake.transfer(
+        created["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="Compétence de Voisinville."),
+        now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+    )
+    issued = await outbox_events(intake.db, "intake.receipt.issued.v1")
+    assert [e.data["kind"] for e in issued] == ["accuse_reception", "avis_transmission"]
+    overdue = await intake.overdue("voisinville", now=datetime(2026, 6, 10, tzinfo=UTC))
+    assert [o.receipt_due_on for o in overdue.items] == [date(2026, 6, 9)]
+    with pytest.raises(Problem) as closed:
+        await intake.transfer(
+            created["tracking_code"], TransferCreate(tenant="voisinville", reason="Encore")
+        )
+    assert closed.value.status == 409
+
+
+async def test_r12_external_transfer_is_signed_and_needs_acceptance(
+    intake: IntakeService,
+) -> None:
+    received: list[tuple[bytes, str | None]] = []
+    refuse = {"now": True}
+
+    async def inbox(request: Request) -> JSONResponse:
+        if refuse["now"]:
+            return JSONResponse({"error": "indisponible"}, status_code=503)
+        received.append((await request.body(), request.headers.get("idempotency-key")))
+        return JSONResponse({"status": "reçu"}, status_code=202)
+
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    async with serve(Starlette(routes=[Route("/transmissions", inbox, methods=["POST"])])) as base:
+        transfer = TransferCreate(
+            administration_name="Préfecture de la Zone",
+            administration_url=f"{base}/transmissions",
+            reason="Compétence de l'État.",
+        )
+        with pytest.raises(Problem) as failed:
+            await intake.transfer(created["tracking_code"], transfer)
+        assert failed.value.status == 502
+        still = await intake.get_request(created["tracking_code"])
+        assert still.status.value == "received", "nothing changes unless it was accepted"
+        refuse["now"] = False
+        moved = await intake.transfer(created["tracking_code"], transfer)
+    assert moved.status.value == "transferred"
+    [(token, key)] = received
+    assert key == f"transfer-{created['id']}"
+    checked = await intake.verify(token.decode())
+    assert checked.authentic
+    assert checked.receipt is not None
+    assert checked.receipt["tracking_code"] == created["tracking_code"]
+    assert checked.receipt["first_received_on"] == "2026-05-15"
