@@ -1,0 +1,145 @@
+"""Intake over real HTTP: receipts as PDF/HTML/text, verification, and French problem details."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pypdf import PdfReader
+
+from guichet_intake.app import create_app
+from guichet_intake.settings import IntakeSettings
+from tests.support import serve
+
+REQUEST = {
+    "tenant": "admiville",
+    "procedure": "reservation-salle",
+    "channel": "web",
+    "applicant": {"name": "Camille Martin", "email": "camille.martin@example.org"},
+    "payload": {"salle": "Salle des fêtes"},
+}
+
+
+@pytest.fixture
+async def client(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        serve(create_app(IntakeSettings(data_dir=data_dir))) as base,
+        httpx.AsyncClient(base_url=base) as http,
+    ):
+        yield http
+
+
+def words(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+async def test_r5_receipt_fetched_as_pdf_carries_every_mention(
+    client: httpx.AsyncClient,
+) -> None:
+    created = (await client.post("/v1/requests", json=REQUEST)).json()
+    ack = created["acknowledgement"]
+    pdf = await client.get(f"/v1/receipts/{ack['receipt_id']}.pdf")
+    assert pdf.status_code == 200
+    assert pdf.headers["content-type"] == "application/pdf"
+    reader = PdfReader(io.BytesIO(pdf.content))
+    text = words(" ".join(page.extract_text() for page in reader.pages))
+    assert "Accusé de réception" in text
+    assert created["tracking_code"] in text
+    for mention in ack["mentions"]:
+        assert words(mention) in text, mention
+
+
+async def test_r2_receipt_negotiates_html_and_text_and_verifies(
+    client: httpx.AsyncClient,
+) -> None:
+    created = (await client.post("/v1/requests", json=REQUEST)).json()
+    receipt_id = created["acknowledgement"]["receipt_id"]
+    html = await client.get(f"/v1/receipts/{receipt_id}", headers={"Accept": "text/html"})
+    assert html.headers["content-type"].startswith("text/html")
+    assert 'lang="fr"' in html.text
+    text = await client.get(f"/v1/receipts/{receipt_id}", headers={"Accept": "text/plain"})
+    assert created["tracking_code"] in text.text
+    as_json = (await client.get(f"/v1/receipts/{receipt_id}")).json()
+    token = as_json["token"]
+    assert token == created["acknowledgement"]["token"]
+
+    genuine = (await client.post("/v1/receipts/verify", json={"token": token})).json()
+    assert genuine["authentic"] is True
+    assert genuine["receipt"]["reception_date"] == created["reception_date"]
+    head, payload, signature = token.split(".")
+    # Rewrite the payload as if the reception date had been moved back a day.
+    import base64
+    import json
+
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["reception_date"] = "2020-01-01"
+    forged_payload = (
+        base64.urlsafe_b64encode(json.dumps(claims, sort_keys=True, separators=(",", ":")).encode())
+        .rstrip(b"=")
+        .decode()
+    )
+    forged = (
+        await client.post(
+            "/v1/receipts/verify", json={"token": f"{head}.{forged_payload}.{signature}"}
+        )
+    ).json()
+    assert forged == {"authentic": False, "receipt": None}
+
+    keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
+    assert {k["alg"] for k in keys} == {"EdDSA"}
+    assert all("d" not in k for k in keys), "never a private part"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "status"),
+    [
+        ({"procedure": "permis-de-voler"}, "procedure", 404),
+        (
+            {
+                "procedure": "subvention-quartier",
+                "applicant": {
+                    "kind": "company",
+                    "name": "SARL Dupont",
+                    "siret": "73282932000075",
+                    "email": "contact@dupont.example",
+                },
+            },
+            "applicant.siret",
+            422,
+        ),
+        ({"procedure": "inscription-periscolaire"}, "applicant.family_name", 422),
+    ],
+)
+async def test_bad_input_is_a_french_problem_naming_the_field(
+    client: httpx.AsyncClient, change: dict[str, object], field: str, status: int
+) -> None:
+    answer = await client.post("/v1/requests", json={**REQUEST, **change})
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert field in [p["name"] for p in problem["invalid-params"]]
+    assert re.search(
+        r"[éèàç]|Démarche|Indiquez|SIRET", problem["detail"] + str(problem["invalid-params"])
+    )
+
+
+async def test_missing_pieces_deadline_in_the_past_names_the_field(
+    client: httpx.AsyncClient,
+) -> None:
+    created = (await client.post("/v1/requests", json=REQUEST)).json()
+    answer = await client.post(
+        f"/v1/requests/{created['tracking_code']}/missing-pieces",
+        json={"pieces": ["Plan"], "due_on": "2020-01-01"},
+    )
+    assert answer.status_code == 422
+    assert answer.json()["invalid-params"][0]["name"] == "due_on"
+
+
+async def test_r10_public_sva_listing_needs_no_login(client: httpx.AsyncClient) -> None:
+    listing = await client.get("/v1/procedures/sva", params={"tenant": "admiville"})
+    assert listing.status_code == 200
+    assert [i["code"] for i in listing.json()["items"]] == ["reservation-salle"]
