@@ -30,7 +30,7 @@ class ProcessDied(Exception):
 
 
 class DiesBeforePublish:
-    async def publish(self, envelope: Envelope) -> None:
+    async def publish_batch(self, envelopes: list[Envelope]) -> int:
         raise ProcessDied
 
 
@@ -40,8 +40,8 @@ class DiesAfterPublish:
     def __init__(self, inner: KafkaBus) -> None:
         self.inner = inner
 
-    async def publish(self, envelope: Envelope) -> None:
-        await self.inner.publish(envelope)
+    async def publish_batch(self, envelopes: list[Envelope]) -> int:
+        await self.inner.publish_batch(envelopes)
         raise ProcessDied
 
 

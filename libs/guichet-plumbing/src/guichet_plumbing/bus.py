@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +32,14 @@ class Subscription:
     handler: Handler
 
 
+class PublishFailed(Exception):
+    """A batch stopped at `sent`: the events before it are published, the rest are not."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"publication stopped after {sent} event(s)")
+        self.sent = sent
+
+
 class Bus(Protocol):
     def subscribe(self, group: str, event_types: Iterable[str], handler: Handler) -> None: ...
 
@@ -43,6 +51,10 @@ class Bus(Protocol):
     async def stop(self) -> None: ...
 
     async def publish(self, envelope: Envelope) -> None: ...
+
+    async def publish_batch(self, envelopes: Sequence[Envelope]) -> int:
+        """Publish in order; returns how many went out, or raises `PublishFailed`."""
+        ...
 
     def is_ready(self) -> bool: ...
 
@@ -65,6 +77,14 @@ class InProcessBus:
 
     def is_ready(self) -> bool:
         return True
+
+    async def publish_batch(self, envelopes: Sequence[Envelope]) -> int:
+        for sent, envelope in enumerate(envelopes):
+            try:
+                await self.publish(envelope)
+            except Exception as exc:
+                raise PublishFailed(sent) from exc
+        return len(envelopes)
 
     async def publish(self, envelope: Envelope) -> None:
         # A failing handler makes publish fail: the relay keeps the event and
@@ -167,6 +187,29 @@ class KafkaBus:
         await self._producer.send_and_wait(  # type: ignore[attr-defined]
             self.topic(envelope.type), envelope.to_bytes(), key=envelope.subject.encode()
         )
+
+    async def publish_batch(self, envelopes: Sequence[Envelope]) -> int:
+        """All sends in flight at once, then the acknowledgements in order."""
+        if self._producer is None:
+            raise RuntimeError("KafkaBus.publish before start")
+        deliveries = []
+        for sent, envelope in enumerate(envelopes):
+            try:
+                deliveries.append(
+                    await self._producer.send(  # type: ignore[attr-defined]
+                        self.topic(envelope.type),
+                        envelope.to_bytes(),
+                        key=envelope.subject.encode(),
+                    )
+                )
+            except Exception as exc:
+                await asyncio.gather(*deliveries, return_exceptions=True)
+                raise PublishFailed(sent) from exc
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        for sent, result in enumerate(results):
+            if isinstance(result, BaseException):
+                raise PublishFailed(sent) from result
+        return len(results)
 
     async def _consume(self, subscription: Subscription) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guichet_plumbing.bus import Bus
+from guichet_plumbing.bus import Bus, PublishFailed
 from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
@@ -28,16 +28,19 @@ log = logging.getLogger(__name__)
 async def stage(session: AsyncSession, *envelopes: Envelope) -> None:
     """Write events in the caller's transaction; they leave only if it commits."""
     now = datetime.now(UTC)
-    for envelope in envelopes:
-        await session.execute(
-            outbox.insert().values(
-                event_id=envelope.id,
-                event_type=envelope.type,
-                subject=envelope.subject,
-                payload=envelope.to_bytes(),
-                created_at=now,
-            )
-        )
+    await session.execute(
+        outbox.insert(),
+        [
+            {
+                "event_id": e.id,
+                "event_type": e.type,
+                "subject": e.subject,
+                "payload": e.to_bytes(),
+                "created_at": now,
+            }
+            for e in envelopes
+        ],
+    )
     # Polling stays the safety net; this only shortens the wait.
     after_commit(session, _wake_relays)
 
@@ -73,6 +76,7 @@ class Relay:
 
     async def run_once(self) -> int:
         """Publish one batch of pending events; returns how many were published."""
+        error: BaseException | None = None
         async with self.db.transaction() as session:
             # SKIP LOCKED lets several replicas relay the same outbox without
             # publishing a row twice in the normal case.
@@ -85,28 +89,31 @@ class Relay:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            published: list[int] = []
+            if not rows:
+                return 0
             try:
-                for seq, payload in rows:
-                    await self.bus.publish(Envelope.from_bytes(payload))
-                    published.append(seq)
-            finally:
-                # Mark what did go out even if a later publish failed.
-                if published:
-                    await session.execute(
-                        outbox.update()
-                        .where(outbox.c.seq.in_(published))
-                        .values(published_at=datetime.now(UTC))
-                    )
-                failed = [seq for seq, _ in rows if seq not in published]
-                if failed:
-                    await session.execute(
-                        outbox.update()
-                        .where(outbox.c.seq == failed[0])
-                        .values(attempts=outbox.c.attempts + 1)
-                    )
-        self.metrics.events_published.inc(len(published))
-        return len(published)
+                sent = await self.bus.publish_batch([Envelope.from_bytes(p) for _, p in rows])
+            except PublishFailed as failure:
+                sent, error = failure.sent, failure.__cause__ or failure
+            except Exception as failure:  # the bus failed before anything went out
+                sent, error = 0, failure
+            # Mark what did go out, and commit that, even when the rest failed.
+            if sent:
+                await session.execute(
+                    outbox.update()
+                    .where(outbox.c.seq.in_([seq for seq, _ in rows[:sent]]))
+                    .values(published_at=datetime.now(UTC))
+                )
+            if error is not None:
+                await session.execute(
+                    outbox.update()
+                    .where(outbox.c.seq == rows[sent][0])
+                    .values(attempts=outbox.c.attempts + 1)
+                )
+        self.metrics.events_published.inc(sent)
+        if error is not None:
+            raise error
+        return sent
 
     async def backlog(self) -> int:
         async with self.db.sessions() as session:

@@ -83,7 +83,8 @@ async def upsert_service(session: AsyncSession, values: dict[str, Any]) -> bool:
 
 
 async def insert_request(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(requests.insert().values(**values))
+    # Parameters apart from the statement: one compiled INSERT, reused from the cache.
+    await session.execute(requests.insert(), values)
 
 
 async def update_request(
@@ -98,6 +99,11 @@ async def add_history(
     await session.execute(
         request_history.insert().values(request_id=request_id, at=at, status=status, label=label)
     )
+
+
+async def add_history_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(request_history.insert(), rows)
 
 
 async def get_request_by_code(
@@ -146,8 +152,8 @@ async def mark_pieces_received(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def insert_receipt(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(receipts.insert().values(**values))
+async def insert_receipts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(receipts.insert(), rows)
 
 
 async def get_receipt(session: AsyncSession, receipt_id: uuid.UUID) -> Any:  # None when absent
@@ -238,6 +244,13 @@ async def recent_from_source(
 async def get_source(session: AsyncSession, tenant: str, source: str) -> Any:  # None when absent
     query = sa.select(sources).where(sources.c.tenant == tenant, sources.c.source == source)
     return (await session.execute(query)).first()
+
+
+async def blocked_sources(session: AsyncSession, tenant: str) -> list[str]:
+    query = sa.select(sources.c.source).where(
+        sources.c.tenant == tenant, sources.c.blocked_at.isnot(None)
+    )
+    return list(await session.scalars(query))
 
 
 async def upsert_source(

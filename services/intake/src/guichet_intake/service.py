@@ -12,8 +12,9 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,7 +30,6 @@ from guichet_intake.deadlines import (
     PiecesRequest,
     implicit_decision,
     receipt_due,
-    registration_due,
 )
 from guichet_intake.documents import ReceiptDocument, french_date
 from guichet_intake.events import (
@@ -76,6 +76,7 @@ from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import SigningKey, generate_key, jwks, sign, verify
 from guichet_plumbing import idempotency
 from guichet_plumbing.db import Database, after_commit
+from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem
@@ -268,6 +269,8 @@ class Keyring:
 
 
 class IntakeService:
+    catalogue_ttl = 5.0
+
     def __init__(
         self,
         db: Database,
@@ -278,6 +281,7 @@ class IntakeService:
         self.db = db
         self.settings = settings
         self.keyring = Keyring()
+        self._catalogue: dict[tuple[str, ...], tuple[float, Any]] = {}
         self.http = http
         self.receipts_overdue = metrics.gauge(
             "guichet_intake_receipts_overdue",
@@ -330,8 +334,7 @@ class IntakeService:
                     return stored
             tenant = await self._tenant(session, data.tenant)
             source = _source(data)
-            known_source = await repository.get_source(session, data.tenant, source)
-            if known_source is not None and known_source.blocked_at is not None:
+            if await self._blocked(session, data.tenant, source):
                 raise Problem(
                     403,
                     "source-blocked",
@@ -350,11 +353,10 @@ class IntakeService:
             reception = local_date(received_at, tenant.timezone)
             abuse = await self._abuse(session, data, source, received_at)
             request_id = uuid.uuid4()
-            tracking_code = new_tracking_code()
             values: dict[str, Any] = {
                 "id": request_id,
                 "tenant": data.tenant,
-                "tracking_code": tracking_code,
+                "tracking_code": new_tracking_code(),
                 "procedure_code": data.procedure,
                 "channel": data.channel.value,
                 "applicant": data.applicant.model_dump(mode="json"),
@@ -370,28 +372,34 @@ class IntakeService:
                 "status": RequestStatus.received.value,
                 "abusive": abuse is not None,
                 "abuse_reason": abuse,
+                "regime": None,
+                "delay_value": None,
+                "delay_unit": None,
+                "extend_to_working_day": False,
+                "registration_due_on": None,
+                "receipt_due_on": None,
+                "receipt_issued_at": None,
+                "clock_state": "none",
+                "decision_last_day": None,
+                "decision_due_at": None,
+                "implicit_decision": None,
+                "assigned_service_code": None,
+                "assigned_service_name": None,
+                "transferred_to": None,
             }
-            if procedure is not None:
-                values.update(_regime_snapshot(procedure))
-            elif not abuse:
-                # R4: the AR is owed within 7 days; R3: an electronic sender gets an AE now.
-                values["receipt_due_on"] = receipt_due(reception)
-                if data.channel.electronic:
-                    values["registration_due_on"] = registration_due(reception, tenant.territory)
-            await repository.insert_request(session, values)
-            await repository.add_history(
-                session,
+            # Everything is built in memory and written in a handful of statements: this
+            # is the path every citizen request takes.
+            out = _Writes()
+            out.history(
                 request_id,
                 received_at,
                 RequestStatus.received.value,
                 STATUS_LABELS[RequestStatus.received],
             )
-            row = await repository.get_request(session, request_id)
-            await stage(
-                session,
+            out.events.append(
                 RequestReceived(
                     request_id=request_id,
-                    tracking_code=tracking_code,
+                    tracking_code=values["tracking_code"],
                     procedure_code=data.procedure,
                     procedure_title=procedure.title if procedure else None,
                     channel=data.channel.value,
@@ -402,40 +410,50 @@ class IntakeService:
                     contact_preference=data.contact_preference.value,
                     location=values["location"],
                     abusive=abuse is not None,
-                ).envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at),
+                ).envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at)
             )
-
+            request = SimpleNamespace(**values)
             if abuse is not None:
                 # R9: kept and visible to agents, but owed no receipt.
                 self.flagged.inc()
-                await repository.add_history(
-                    session,
-                    request_id,
-                    received_at,
-                    "flagged",
-                    f"Envoi signalé comme abusif : {abuse}",
+                out.history(
+                    request_id, received_at, "flagged", f"Envoi signalé comme abusif : {abuse}"
                 )
             elif procedure is not None:
-                await self._recompute_clock(session, row, tenant)
+                values.update(_regime_snapshot(procedure))
+                request = SimpleNamespace(**values)
+                deadline = self._clock(request, tenant, pieces=())
+                values.update(_clock_values(deadline, tenant))
+                request = SimpleNamespace(**values)
                 if procedure.acknowledgement_required:
-                    await self._issue_acknowledgement(
-                        session, tenant, procedure, request_id, received_at
+                    await self._acknowledge(
+                        session, out, tenant, procedure, request, deadline, received_at
                     )
+                    values["receipt_issued_at"] = received_at
             elif data.channel.electronic:
-                await self._issue(
+                # R3: an electronic sender gets an AE at once; R4: the AR within 7 days.
+                values["receipt_due_on"] = receipt_due(reception)
+                await self._make_receipt(
                     session,
+                    out,
                     tenant,
-                    request_id,
+                    request,
                     ReceiptKind.accuse_enregistrement,
                     notices.registration(
                         reception_date=reception,
-                        tracking_code=tracking_code,
+                        tracking_code=request.tracking_code,
                         tenant_name=tenant.name,
                     ),
                     received_at,
+                    None,
                 )
-                await repository.update_request(session, request_id, {"registration_due_on": None})
-            public = await self._public(session, request_id)
+            else:
+                values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
+            await repository.insert_request(session, values)
+            await out.flush(session)
+            public = _public_of(
+                SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
+            )
             response = idempotency.StoredResponse(201, public.model_dump_json().encode())
             if idempotency_key is not None:
                 await idempotency.remember(
@@ -497,6 +515,89 @@ class IntakeService:
 
     # -- receipts ----------------------------------------------------------------------------
 
+    async def _acknowledge(
+        self,
+        session: AsyncSession,
+        out: _Writes,
+        tenant: Any,
+        procedure: Any,
+        request: Any,
+        deadline: Deadline,
+        now: datetime,
+    ) -> None:
+        """The AR with the mentions of R5."""
+        mentions = notices.acknowledgement(
+            reception_date=request.reception_date,
+            tracking_code=request.tracking_code,
+            service=_service(procedure),
+            is_demande=procedure.kind == ProcedureKind.demande,
+            regime=request.regime,
+            delay=format_delay(request.delay_value, request.delay_unit),
+            deadline=deadline,
+            appeal_text=procedure.appeal_text,
+            required_pieces=list(procedure.required_pieces),
+        )
+        await self._make_receipt(
+            session, out, tenant, request, ReceiptKind.accuse_reception, mentions, now, procedure
+        )
+
+    async def _make_receipt(
+        self,
+        session: AsyncSession,
+        out: _Writes,
+        tenant: Any,
+        request: Any,
+        kind: ReceiptKind,
+        mentions: list[str],
+        now: datetime,
+        procedure: Any | None,
+    ) -> None:
+        """Sign a receipt and queue its row, its history line and its event in `out`."""
+        receipt_id = uuid.uuid4()
+        document = ReceiptDocument(
+            kind=kind.value,
+            receipt_id=str(receipt_id),
+            tenant_name=tenant.name,
+            tracking_code=request.tracking_code,
+            issued_at=now,
+            timezone=tenant.timezone,
+            reception_date=request.reception_date,
+            procedure_title=procedure.title if procedure else None,
+            applicant_name=request.applicant["name"],
+            service_designation=procedure.service_designation if procedure else tenant.name,
+            service_postal_address=procedure.service_postal_address if procedure else "",
+            service_email=procedure.service_email if procedure else None,
+            service_phone=procedure.service_phone if procedure else None,
+            mentions=mentions,
+            verification_url=f"{self.settings.public_url}/v1/receipts/verify",
+        )
+        key = await self.keyring.active(session, tenant.code, now)
+        signed = document.model_dump(mode="json")
+        out.receipts.append(
+            {
+                "id": receipt_id,
+                "request_id": request.id,
+                "tenant": tenant.code,
+                "kind": kind.value,
+                "issued_at": now,
+                "document": signed,
+                "token": sign(signed, key),
+            }
+        )
+        out.history(request.id, now, kind.value, f"Document émis : {RECEIPT_TITLES[kind]}")
+        out.events.append(
+            ReceiptIssued(
+                request_id=request.id,
+                receipt_id=receipt_id,
+                tracking_code=request.tracking_code,
+                kind=kind.value,
+                title=RECEIPT_TITLES[kind],
+                issued_at=now,
+                mentions=mentions,
+                document_url=f"{self.settings.public_url}/v1/receipts/{receipt_id}.pdf",
+            ).envelope(tenant=tenant.code, subject=str(request.id), occurred_at=now)
+        )
+
     async def _issue_acknowledgement(
         self,
         session: AsyncSession,
@@ -506,21 +607,11 @@ class IntakeService:
         now: datetime,
     ) -> None:
         row = await repository.get_request(session, request_id)
-        deadline = await self._deadline(session, row, tenant)
-        mentions = notices.acknowledgement(
-            reception_date=row.reception_date,
-            tracking_code=row.tracking_code,
-            service=_service(procedure),
-            is_demande=procedure.kind == ProcedureKind.demande,
-            regime=row.regime,
-            delay=format_delay(row.delay_value, row.delay_unit),
-            deadline=deadline,
-            appeal_text=procedure.appeal_text,
-            required_pieces=list(procedure.required_pieces),
+        out = _Writes()
+        await self._acknowledge(
+            session, out, tenant, procedure, row, await self._deadline(session, row, tenant), now
         )
-        await self._issue(
-            session, tenant, request_id, ReceiptKind.accuse_reception, mentions, now, procedure
-        )
+        await out.flush(session)
         await repository.update_request(session, request_id, {"receipt_issued_at": now})
 
     async def _issue(
@@ -533,59 +624,13 @@ class IntakeService:
         now: datetime,
         procedure: Any | None = None,
     ) -> None:
-        """Sign and store a receipt, and publish it so it reaches the applicant."""
+        """Sign, store and publish a receipt for a request already stored."""
         row = await repository.get_request(session, request_id)
         if procedure is None and row.procedure_code:
-            procedure = await repository.get_procedure(session, row.tenant, row.procedure_code)
-        receipt_id = uuid.uuid4()
-        document = ReceiptDocument(
-            kind=kind.value,
-            receipt_id=str(receipt_id),
-            tenant_name=tenant.name,
-            tracking_code=row.tracking_code,
-            issued_at=now,
-            timezone=tenant.timezone,
-            reception_date=row.reception_date,
-            procedure_title=procedure.title if procedure else None,
-            applicant_name=row.applicant["name"],
-            service_designation=procedure.service_designation if procedure else tenant.name,
-            service_postal_address=procedure.service_postal_address if procedure else "",
-            service_email=procedure.service_email if procedure else None,
-            service_phone=procedure.service_phone if procedure else None,
-            mentions=mentions,
-            verification_url=f"{self.settings.public_url}/v1/receipts/verify",
-        )
-        key = await self.keyring.active(session, tenant.code, now)
-        signed = document.model_dump(mode="json")
-        token = sign(signed, key)
-        await repository.insert_receipt(
-            session,
-            {
-                "id": receipt_id,
-                "request_id": request_id,
-                "tenant": tenant.code,
-                "kind": kind.value,
-                "issued_at": now,
-                "document": signed,
-                "token": token,
-            },
-        )
-        await repository.add_history(
-            session, request_id, now, kind.value, f"Document émis : {RECEIPT_TITLES[kind]}"
-        )
-        await stage(
-            session,
-            ReceiptIssued(
-                request_id=request_id,
-                receipt_id=receipt_id,
-                tracking_code=row.tracking_code,
-                kind=kind.value,
-                title=RECEIPT_TITLES[kind],
-                issued_at=now,
-                mentions=mentions,
-                document_url=f"{self.settings.public_url}/v1/receipts/{receipt_id}.pdf",
-            ).envelope(tenant=tenant.code, subject=str(request_id), occurred_at=now),
-        )
+            procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
+        out = _Writes()
+        await self._make_receipt(session, out, tenant, row, kind, mentions, now, procedure)
+        await out.flush(session)
 
     async def receipt(self, receipt_id: uuid.UUID) -> tuple[ReceiptDocument, str]:
         async with self.db.sessions() as session:
@@ -621,6 +666,12 @@ class IntakeService:
         if row.regime is None:
             return Deadline("none")
         pieces = await repository.pieces_for(session, row.id)
+        return self._clock(row, tenant, pieces)
+
+    @staticmethod
+    def _clock(row: Any, tenant: Any, pieces: Any) -> Deadline:
+        if row.regime is None:
+            return Deadline("none")
         return implicit_decision(
             Clock(
                 regime=row.regime,
@@ -639,15 +690,7 @@ class IntakeService:
 
     async def _recompute_clock(self, session: AsyncSession, row: Any, tenant: Any) -> Deadline:
         deadline = await self._deadline(session, row, tenant)
-        await repository.update_request(
-            session,
-            row.id,
-            {
-                "clock_state": deadline.state,
-                "decision_last_day": deadline.last_day,
-                "decision_due_at": deadline.decision_instant(tenant.timezone),
-            },
-        )
+        await repository.update_request(session, row.id, _clock_values(deadline, tenant))
         return deadline
 
     async def decide_due(self, now: datetime | None = None, limit: int = 100) -> int:
@@ -1073,6 +1116,7 @@ class IntakeService:
     ) -> tuple[ProcedurePublic, bool]:
         async with self.db.transaction() as session:
             await self._tenant(session, tenant)
+            after_commit(session, self._catalogue.clear)
             if await repository.get_service(session, tenant, body.service) is None:
                 raise Problem(
                     422,
@@ -1109,6 +1153,7 @@ class IntakeService:
     async def put_service(self, tenant: str, code: str, body: ServiceWrite) -> bool:
         async with self.db.transaction() as session:
             await self._tenant(session, tenant)
+            after_commit(session, self._catalogue.clear)
             return await repository.upsert_service(
                 session,
                 {
@@ -1199,11 +1244,13 @@ class IntakeService:
             await repository.upsert_source(
                 session, tenant, source, {"blocked_at": datetime.now(UTC), "reason": reason}
             )
+            after_commit(session, self._catalogue.clear)
 
     async def unblock_source(self, tenant: str, source: str) -> None:
         async with self.db.transaction() as session:
             await self._tenant(session, tenant)
             await repository.upsert_source(session, tenant, source, {"blocked_at": None})
+            after_commit(session, self._catalogue.clear)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -1217,88 +1264,47 @@ class IntakeService:
         entries = await repository.history(session, row.id)
         receipts = await repository.receipts_for(session, row.id)
         pieces = await repository.pieces_for(session, row.id)
-        status = RequestStatus(row.status)
-        label = STATUS_LABELS[status]
-        if status is RequestStatus.assigned and row.assigned_service_name:
-            label = f"Transmise au service : {row.assigned_service_name}"
-        elif status is RequestStatus.transferred and row.transferred_to:
-            label = f"Transmise à {row.transferred_to}"
-        decision = None
-        if row.regime is not None:
-            decision = ImplicitDecision(
-                regime=Regime(row.regime),
-                delay=format_delay(row.delay_value, row.delay_unit)
-                if row.regime != Regime.none
-                else None,
-                state=row.clock_state,
-                decision_date=row.decision_last_day,
-                decided=row.implicit_decision,
-            )
-        summaries = [
-            ReceiptSummary(
-                id=r.id,
-                kind=ReceiptKind(r.kind),
-                issued_at=r.issued_at,
-                mentions=r.document["mentions"],
-                token=r.token,
-            )
-            for r in receipts
-        ]
-        first = next(
-            (
-                r
-                for r in receipts
-                if r.kind in {ReceiptKind.accuse_reception, ReceiptKind.accuse_enregistrement}
-            ),
-            None,
+        procedure = (
+            await self._procedure_row(session, row.tenant, row.procedure_code)
+            if row.procedure_code
+            else None
         )
-        acknowledgement = None
-        if first is not None:
-            procedure = (
-                await repository.get_procedure(session, row.tenant, row.procedure_code)
-                if row.procedure_code and first.kind == ReceiptKind.accuse_reception
-                else None
-            )
-            acknowledgement = Acknowledgement(
-                kind=ReceiptKind(first.kind),
-                receipt_id=first.id,
-                issued_at=first.issued_at,
-                reception_date=row.reception_date,
-                tracking_code=row.tracking_code,
-                service=_service_contact(procedure) if procedure else None,
-                implicit_decision=decision if first.kind == ReceiptKind.accuse_reception else None,
-                mentions=first.document["mentions"],
-                token=first.token,
-            )
-        return RequestPublic(
-            id=row.id,
-            tracking_code=row.tracking_code,
-            tenant=row.tenant,
-            procedure=row.procedure_code,
-            channel=Channel(row.channel),
-            status=status,
-            status_label=label,
-            received_at=row.received_at,
-            reception_date=row.reception_date,
-            assigned_service=row.assigned_service_name,
-            acknowledgement=acknowledgement,
-            implicit_decision=decision,
-            receipts=summaries,
-            missing_pieces=[
-                PiecesRequestPublic(
-                    id=p.id,
-                    pieces=p.pieces,
-                    requested_on=p.requested_on,
-                    due_on=p.due_on,
-                    received_on=p.received_on,
-                )
-                for p in pieces
-            ],
-            history=[HistoryEntry(at=e.at, status=e.status, label=e.label) for e in entries],
+        return _public_of(row, entries, receipts, pieces, procedure)
+
+    # -- catalogue cache: the hot path reads it on every request -------------------------
+
+    async def _tenant_row(self, session: AsyncSession, code: str) -> Any:
+        return await self._cached(("tenant", code), repository.get_tenant(session, code))
+
+    async def _procedure_row(self, session: AsyncSession, tenant: str, code: str) -> Any:
+        return await self._cached(
+            ("procedure", tenant, code), repository.get_procedure(session, tenant, code)
         )
 
+    async def _blocked(self, session: AsyncSession, tenant: str, source: str) -> bool:
+        """R9: blocked sources, read once per TTL rather than once per request."""
+        key = ("blocked", tenant)
+        hit = self._catalogue.get(key)
+        if hit is None or hit[0] <= time.monotonic():
+            blocked = frozenset(await repository.blocked_sources(session, tenant))
+            self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, blocked)
+            return source in blocked
+        return source in hit[1]
+
+    async def _cached(self, key: tuple[str, ...], load: Any) -> Any:
+        hit = self._catalogue.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            load.close()  # the query coroutine is not needed
+            return hit[1]
+        row = await load
+        if row is not None:
+            # Edits made on this replica clear the cache at once; others see them within
+            # the TTL. A request's regime is fixed at reception either way.
+            self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, row)
+        return row
+
     async def _tenant(self, session: AsyncSession, code: str) -> Any:
-        tenant = await repository.get_tenant(session, code)
+        tenant = await self._tenant_row(session, code)
         if tenant is None:
             raise Problem(
                 404,
@@ -1311,7 +1317,7 @@ class IntakeService:
         return tenant
 
     async def _procedure(self, session: AsyncSession, tenant: str, code: str) -> Any:
-        procedure = await repository.get_procedure(session, tenant, code)
+        procedure = await self._procedure_row(session, tenant, code)
         if procedure is None:
             raise Problem(
                 404,
@@ -1425,3 +1431,118 @@ def _unreachable(name: str, why: str) -> Problem:
         f"{name} n'a pas accepté la transmission ({why}). La demande reste ici ; "
         "réessayez plus tard.",
     )
+
+
+def _public_of(
+    row: Any, entries: Any, receipts: Any, pieces: Any, procedure: Any | None
+) -> RequestPublic:
+    """The public view of a request from its row and its children (loaded or just built)."""
+    status = RequestStatus(row.status)
+    label = STATUS_LABELS[status]
+    if status is RequestStatus.assigned and row.assigned_service_name:
+        label = f"Transmise au service : {row.assigned_service_name}"
+    elif status is RequestStatus.transferred and row.transferred_to:
+        label = f"Transmise à {row.transferred_to}"
+    decision = None
+    if row.regime is not None:
+        decision = ImplicitDecision(
+            regime=Regime(row.regime),
+            delay=format_delay(row.delay_value, row.delay_unit)
+            if row.regime != Regime.none
+            else None,
+            state=row.clock_state,
+            decision_date=row.decision_last_day,
+            decided=row.implicit_decision,
+        )
+    summaries = [
+        ReceiptSummary(
+            id=r.id,
+            kind=ReceiptKind(r.kind),
+            issued_at=r.issued_at,
+            mentions=r.document["mentions"],
+            token=r.token,
+        )
+        for r in receipts
+    ]
+    first = next(
+        (
+            r
+            for r in receipts
+            if r.kind in {ReceiptKind.accuse_reception, ReceiptKind.accuse_enregistrement}
+        ),
+        None,
+    )
+    acknowledgement = None
+    if first is not None:
+        if first.kind != ReceiptKind.accuse_reception:
+            procedure = None
+        acknowledgement = Acknowledgement(
+            kind=ReceiptKind(first.kind),
+            receipt_id=first.id,
+            issued_at=first.issued_at,
+            reception_date=row.reception_date,
+            tracking_code=row.tracking_code,
+            service=_service_contact(procedure) if procedure else None,
+            implicit_decision=decision if first.kind == ReceiptKind.accuse_reception else None,
+            mentions=first.document["mentions"],
+            token=first.token,
+        )
+    return RequestPublic(
+        id=row.id,
+        tracking_code=row.tracking_code,
+        tenant=row.tenant,
+        procedure=row.procedure_code,
+        channel=Channel(row.channel),
+        status=status,
+        status_label=label,
+        received_at=row.received_at,
+        reception_date=row.reception_date,
+        assigned_service=row.assigned_service_name,
+        acknowledgement=acknowledgement,
+        implicit_decision=decision,
+        receipts=summaries,
+        missing_pieces=[
+            PiecesRequestPublic(
+                id=p.id,
+                pieces=p.pieces,
+                requested_on=p.requested_on,
+                due_on=p.due_on,
+                received_on=p.received_on,
+            )
+            for p in pieces
+        ],
+        history=[HistoryEntry(at=e.at, status=e.status, label=e.label) for e in entries],
+    )
+
+
+def _clock_values(deadline: Deadline, tenant: Any) -> dict[str, Any]:
+    return {
+        "clock_state": deadline.state,
+        "decision_last_day": deadline.last_day,
+        "decision_due_at": deadline.decision_instant(tenant.timezone),
+    }
+
+
+@dataclass
+class _Writes:
+    """Rows and events gathered in memory, then written in a few statements."""
+
+    history_rows: list[SimpleNamespace] = field(default_factory=list)
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Envelope] = field(default_factory=list)
+
+    def history(self, request_id: uuid.UUID, at: datetime, status: str, label: str) -> None:
+        self.history_rows.append(
+            SimpleNamespace(request_id=request_id, at=at, status=status, label=label)
+        )
+
+    @property
+    def receipt_rows(self) -> list[SimpleNamespace]:
+        return [SimpleNamespace(**r) for r in self.receipts]
+
+    async def flush(self, session: AsyncSession) -> None:
+        await repository.add_history_rows(session, [vars(h) for h in self.history_rows])
+        if self.receipts:
+            await repository.insert_receipts(session, self.receipts)
+        if self.events:
+            await stage(session, *self.events)

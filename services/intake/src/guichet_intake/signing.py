@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -78,10 +79,16 @@ class SigningKey:
 
 
 def _private_key(key: SigningKey) -> OKPKey:
-    okp = OKPKey.import_key(key.private_pem)
+    return _parsed_private_key(key.kid, key.private_pem)
+
+
+@lru_cache(maxsize=256)
+def _parsed_private_key(kid: str, private_pem: bytes) -> OKPKey:
+    # Parsing the PEM costs more than signing: once per key, not once per receipt.
+    okp = OKPKey.import_key(private_pem)
     # A stored PEM of another type must not silently sign with another algorithm.
     if okp.curve_name != "Ed25519" or not okp.is_private:
-        raise ValueError(f"signing key {key.kid!r} is not an Ed25519 private key")
+        raise ValueError(f"signing key {kid!r} is not an Ed25519 private key")
     return okp
 
 
