@@ -23,7 +23,6 @@ from guichet_gateway.providers import (
     load_cases,
     packaged_cases_dir,
 )
-from guichet_gateway.schemas import is_valid_siret
 from guichet_gateway.settings import GatewaySettings
 from tests.gateway.conftest import CALLER, DINUM_SIRET, query_for, running, staging_case
 from tests.support import serve
@@ -179,23 +178,6 @@ def test_packaged_cases_carry_their_licence() -> None:
     assert "MIT License" in sandbox.joinpath("LICENSE").read_text("utf-8")
     assert "Etalab" in sandbox.joinpath("LICENSE").read_text("utf-8")
     assert "2045a4bd" in sandbox.joinpath("README.md").read_text("utf-8")
-
-
-@pytest.mark.parametrize(
-    ("siret", "valid"),
-    [
-        ("13002526500013", True),  # DINUM, API Particulier's own example
-        ("73282932000074", True),
-        ("35600000000048", True),  # La Poste head office: passes Luhn
-        ("35600000049837", True),  # La Poste establishment: digit sum multiple of 5
-        ("35600000012345", False),
-        ("13002526500014", False),
-        ("1300252650001", False),
-        ("１３００２５２６５０００１３", False),  # full-width digits
-    ],
-)
-def test_siret_check(siret: str, valid: bool) -> None:
-    assert is_valid_siret(siret) is valid
 
 
 def test_sandbox_provider_is_refused_in_production(data_dir: Path) -> None:

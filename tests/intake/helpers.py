@@ -8,7 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from guichet_intake import repository
 from guichet_intake.schemas import RequestCreate
+from guichet_intake.seed import PROCEDURE_DEFAULTS
 from guichet_intake.service import IntakeService
 from guichet_plumbing import tables
 from guichet_plumbing.db import Database
@@ -43,3 +45,40 @@ async def outbox_events(db: Database, event_type: str | None = None) -> list[Env
         )
         events = [Envelope.from_bytes(raw) for raw in rows]
     return [e for e in events if event_type is None or e.type == event_type]
+
+
+async def add_tenant(
+    db: Database,
+    code: str,
+    name: str,
+    timezone: str,
+    territory: str | None = None,
+    *,
+    procedures: dict[str, dict[str, Any]],
+) -> None:
+    """A second tenant with one service, `accueil`, and the given procedures."""
+    async with db.transaction() as session:
+        await repository.upsert_tenant(session, code, name, timezone, territory)
+        await repository.upsert_service(
+            session,
+            {
+                "tenant": code,
+                "code": "accueil",
+                "designation": f"Accueil de {name}",
+                "postal_address": f"Mairie, {name}",
+                "email": None,
+                "phone": None,
+            },
+        )
+        for procedure, fields in procedures.items():
+            await repository.upsert_procedure(
+                session,
+                {
+                    **PROCEDURE_DEFAULTS,
+                    "tenant": code,
+                    "code": procedure,
+                    "title": procedure,
+                    "service_code": "accueil",
+                    **fields,
+                },
+            )

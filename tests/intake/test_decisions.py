@@ -8,7 +8,7 @@ import pytest
 
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import outbox_events, submit
+from tests.intake.helpers import add_tenant, outbox_events, submit
 
 ASSOCIATION = {
     "kind": "association",
@@ -73,44 +73,14 @@ async def test_r5_sva_attestation_of_implicit_acceptance_is_signed(
 
 
 async def test_martinique_decision_is_born_at_local_midnight(intake: IntakeService) -> None:
-    from guichet_intake import repository
-
-    async with intake.db.transaction() as session:
-        await repository.upsert_tenant(
-            session, "schoelcher", "Ville de Schœlcher", "America/Martinique", "972"
-        )
-        await repository.upsert_service(
-            session,
-            {
-                "tenant": "schoelcher",
-                "code": "accueil",
-                "designation": "Accueil",
-                "postal_address": "Mairie, 97233 Schœlcher",
-                "email": None,
-                "phone": None,
-            },
-        )
-        await repository.upsert_procedure(
-            session,
-            {
-                "tenant": "schoelcher",
-                "code": "salle",
-                "title": "Salle",
-                "kind": "demande",
-                "service_code": "accueil",
-                "regime": "sva",
-                "delay_value": 2,
-                "delay_unit": "months",
-                "extend_to_working_day": False,
-                "acknowledgement_required": True,
-                "location_required": False,
-                "identification": "none",
-                "required_pieces": [],
-                "required_information": [],
-                "appeal_text": None,
-                "teleservice_url": None,
-            },
-        )
+    await add_tenant(
+        intake.db,
+        "schoelcher",
+        "Ville de Schœlcher",
+        "America/Martinique",
+        "972",
+        procedures={"salle": {"regime": "sva"}},
+    )
     # 02:30 UTC on 15 May is still 14 May in Martinique (UTC-4): decision at the end of
     # 14 July, i.e. 15 July 00:00 Martinique = 04:00 UTC.
     created = await submit(

@@ -14,7 +14,7 @@ from guichet_intake import repository
 from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import outbox_events, submit
+from tests.intake.helpers import add_tenant, outbox_events, submit
 from tests.support import serve
 
 ASSOCIATION = {
@@ -26,63 +26,16 @@ ASSOCIATION = {
 
 
 async def add_neighbour(intake: IntakeService) -> None:
-    async with intake.db.transaction() as session:
-        await repository.upsert_tenant(
-            session, "voisinville", "Commune de Voisinville", "Europe/Paris"
-        )
-        await repository.upsert_service(
-            session,
-            {
-                "tenant": "voisinville",
-                "code": "vie-associative",
-                "designation": "Service de la vie associative",
-                "postal_address": "Mairie, 99998 Voisinville",
-                "email": None,
-                "phone": None,
-            },
-        )
-        await repository.upsert_procedure(
-            session,
-            {
-                "tenant": "voisinville",
-                "code": "subvention",
-                "title": "Subvention",
-                "kind": "demande",
-                "service_code": "vie-associative",
-                "regime": "svr",
-                "delay_value": 2,
-                "delay_unit": "months",
-                "extend_to_working_day": False,
-                "acknowledgement_required": True,
-                "location_required": False,
-                "identification": "none",
-                "required_pieces": [],
-                "required_information": [],
-                "appeal_text": "Recours sous deux mois.",
-                "teleservice_url": None,
-            },
-        )
-        await repository.upsert_procedure(
-            session,
-            {
-                "tenant": "voisinville",
-                "code": "salle",
-                "title": "Salle",
-                "kind": "demande",
-                "service_code": "vie-associative",
-                "regime": "sva",
-                "delay_value": 2,
-                "delay_unit": "months",
-                "extend_to_working_day": False,
-                "acknowledgement_required": True,
-                "location_required": False,
-                "identification": "none",
-                "required_pieces": [],
-                "required_information": [],
-                "appeal_text": None,
-                "teleservice_url": None,
-            },
-        )
+    await add_tenant(
+        intake.db,
+        "voisinville",
+        "Commune de Voisinville",
+        "Europe/Paris",
+        procedures={
+            "subvention": {"regime": "svr", "appeal_text": "Recours sous deux mois."},
+            "salle": {"regime": "sva"},
+        },
+    )
 
 
 async def transfer_to_neighbour(intake: IntakeService, procedure: str) -> tuple[str, str]:

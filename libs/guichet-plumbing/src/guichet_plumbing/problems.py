@@ -75,6 +75,18 @@ class Problem(Exception):
         )
 
 
+def unknown_tenant(code: str) -> Problem:
+    """The same answer from every service for a collectivité it does not serve."""
+    return Problem(
+        404,
+        "tenant-unknown",
+        "Collectivité inconnue",
+        f"La collectivité « {code} » n'est pas servie par ce guichet. Vérifiez le "
+        "code de la collectivité.",
+        [InvalidParam(name="tenant", reason="Collectivité inconnue.")],
+    )
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries so the OpenAPI documents each problem a route may return."""
     return {

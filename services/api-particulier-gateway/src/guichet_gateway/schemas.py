@@ -10,39 +10,14 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from guichet_gateway.policy import FORBIDDEN_PURPOSES, Dataset, Outcome, allowed_purposes_text
+from guichet_plumbing.identifiers import siret_error
 from guichet_plumbing.problems import InvalidParam
 
 FRANCE = "99100"
-LA_POSTE_SIREN = "356000000"
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def is_valid_siret(value: str) -> bool:
-    """14 digits passing the Luhn check; La Poste's establishments use another rule.
-
-    INSEE numbers La Poste's many establishments (SIREN 356000000) so that the sum
-    of the 14 digits is a multiple of 5, which the Luhn check would reject.
-    """
-    if len(value) != 14 or not value.isascii() or not value.isdigit():
-        return False
-    if luhn_ok(value):
-        return True
-    return value.startswith(LA_POSTE_SIREN) and sum(int(c) for c in value) % 5 == 0
 
 
 def _check_siret(value: str) -> str:
-    if not is_valid_siret(value):
+    if siret_error(value) is not None or not value.isdigit():
         raise ValueError(
             "SIRET invalide : 14 chiffres attendus, dont le dernier est une clé de contrôle "
             "(algorithme de Luhn). Recopiez-le depuis l'annuaire des entreprises."

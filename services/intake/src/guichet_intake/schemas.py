@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from guichet_intake import identification
+from guichet_plumbing import identifiers as identification
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"

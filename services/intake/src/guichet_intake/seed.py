@@ -62,7 +62,8 @@ _APPEAL = (
     "Télérecours citoyens)."
 )
 
-_DEFAULTS = {
+# What a catalogue entry is unless it says otherwise (the law's defaults: R1, R10).
+PROCEDURE_DEFAULTS: dict[str, Any] = {
     "kind": "demande",
     "regime": "none",
     "delay_value": 2,
@@ -79,7 +80,7 @@ _DEFAULTS = {
 
 PROCEDURES = [
     {
-        **_DEFAULTS,
+        **PROCEDURE_DEFAULTS,
         "code": "reservation-salle",
         "title": "Réservation d'une salle municipale",
         "service_code": "accueil",
@@ -87,7 +88,7 @@ PROCEDURES = [
         "required_information": ["Salle souhaitée", "Date et horaires", "Nombre de personnes"],
     },
     {
-        **_DEFAULTS,
+        **PROCEDURE_DEFAULTS,
         "code": "subvention-quartier",
         "title": "Demande de subvention pour un projet de quartier",
         "service_code": "citoyennete",
@@ -98,14 +99,14 @@ PROCEDURES = [
     },
     # R1: the mere delivery of a document provided by law owes no AR.
     {
-        **_DEFAULTS,
+        **PROCEDURE_DEFAULTS,
         "code": "acte-etat-civil",
         "title": "Demande de copie ou d'extrait d'acte d'état civil",
         "service_code": "etat-civil",
         "acknowledgement_required": False,
     },
     {
-        **_DEFAULTS,
+        **PROCEDURE_DEFAULTS,
         "code": "inscription-periscolaire",
         "title": "Inscription aux activités périscolaires et à la restauration scolaire",
         "service_code": "guichet-unique",
@@ -113,7 +114,7 @@ PROCEDURES = [
         "required_pieces": ["Justificatif de domicile de moins de trois mois"],
     },
     {
-        **_DEFAULTS,
+        **PROCEDURE_DEFAULTS,
         "code": "signalement-voirie",
         "title": "Signalement d'un problème sur la voie publique",
         "kind": "signalement",

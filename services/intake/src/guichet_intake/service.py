@@ -79,7 +79,7 @@ from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import stage
-from guichet_plumbing.problems import InvalidParam, Problem
+from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 
 log = logging.getLogger(__name__)
 
@@ -752,8 +752,8 @@ class IntakeService:
             for existing in await repository.receipts_for(session, row.id):
                 if existing.kind == ReceiptKind.attestation_acceptation_implicite:
                     return uuid.UUID(str(existing.id))
-            tenant = await repository.get_tenant(session, row.tenant)
-            procedure = await repository.get_procedure(session, row.tenant, row.procedure_code)
+            tenant = await self._tenant_row(session, row.tenant)
+            procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
             await self._issue(
                 session,
                 tenant,
@@ -780,8 +780,7 @@ class IntakeService:
         """An agent names the procedure of a request that came without one: the AR follows."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row = await self._request(session, tracking_code, for_update=True)
-            self._open(row)
+            row, tenant = await self._editable(session, tracking_code)
             if row.procedure_code is not None:
                 raise Problem(
                     409,
@@ -789,7 +788,6 @@ class IntakeService:
                     "Demande déjà qualifiée",
                     f"Cette demande relève déjà de la démarche « {row.procedure_code} ».",
                 )
-            tenant = await repository.get_tenant(session, row.tenant)
             procedure = await self._procedure(session, row.tenant, procedure_code)
             await repository.update_request(
                 session, row.id, {"procedure_code": procedure_code, **_regime_snapshot(procedure)}
@@ -811,9 +809,7 @@ class IntakeService:
         """R11: tell the applicant what is missing, by when, and what happens to the clock."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row = await self._request(session, tracking_code, for_update=True)
-            self._open(row)
-            tenant = await repository.get_tenant(session, row.tenant)
+            row, tenant = await self._editable(session, tracking_code)
             today = local_date(now, tenant.timezone)
             if body.due_on <= today:
                 raise Problem(
@@ -869,9 +865,7 @@ class IntakeService:
         """The pieces arrived: SVA starts, SVR's suspension ends (R11)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row = await self._request(session, tracking_code, for_update=True)
-            self._open(row)
-            tenant = await repository.get_tenant(session, row.tenant)
+            row, tenant = await self._editable(session, tracking_code)
             today = local_date(now, tenant.timezone)
             received_on = body.received_on or today
             if received_on > today:
@@ -916,9 +910,7 @@ class IntakeService:
         """R12: send the request on to the competent administration and tell the applicant."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row = await self._request(session, tracking_code, for_update=True)
-            self._open(row)
-            tenant = await repository.get_tenant(session, row.tenant)
+            row, tenant = await self._editable(session, tracking_code)
             new_id: uuid.UUID | None = None
             if body.tenant is not None:
                 if body.tenant == row.tenant:
@@ -1306,14 +1298,7 @@ class IntakeService:
     async def _tenant(self, session: AsyncSession, code: str) -> Any:
         tenant = await self._tenant_row(session, code)
         if tenant is None:
-            raise Problem(
-                404,
-                "tenant-unknown",
-                "Collectivité inconnue",
-                f"La collectivité « {code} » n'est pas servie par ce guichet. "
-                "Vérifiez le code de la collectivité.",
-                [InvalidParam(name="tenant", reason="Collectivité inconnue.")],
-            )
+            raise unknown_tenant(code)
         return tenant
 
     async def _procedure(self, session: AsyncSession, tenant: str, code: str) -> Any:
@@ -1345,6 +1330,12 @@ class IntakeService:
                 "(il figure sur votre accusé de réception).",
             )
         return row
+
+    async def _editable(self, session: AsyncSession, tracking_code: str) -> tuple[Any, Any]:
+        """The request, locked for this transaction, and its tenant; closed ones refuse."""
+        row = await self._request(session, tracking_code, for_update=True)
+        self._open(row)
+        return row, await self._tenant_row(session, row.tenant)
 
     @staticmethod
     def _open(row: Any) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.outbox import stage
-from guichet_plumbing.problems import InvalidParam, Problem
+from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 from guichet_routing import repository
 from guichet_routing.events import RequestAssigned, RequestReceived
 from guichet_routing.schemas import (
@@ -124,7 +124,7 @@ async def inbox(
     after = decode_cursor(cursor) if cursor else None
     async with db.sessions() as session:
         if await repository.get_tenant(session, tenant) is None:
-            raise _unknown_tenant(tenant)
+            raise unknown_tenant(tenant)
         if service is not None and await repository.get_service(session, tenant, service) is None:
             raise Problem(
                 404,
@@ -170,7 +170,7 @@ async def routing_table(db: Database, tenant: str) -> RoutingTable:
     async with db.sessions() as session:
         row = await repository.get_tenant(session, tenant)
         if row is None:
-            raise _unknown_tenant(tenant)
+            raise unknown_tenant(tenant)
         services = await repository.list_services(session, tenant)
         rules = await repository.list_rules(session, tenant)
     return RoutingTable(
@@ -181,14 +181,4 @@ async def routing_table(db: Database, tenant: str) -> RoutingTable:
             RulePublic(position=r.position, procedure=r.procedure_code, service=r.service_code)
             for r in rules
         ],
-    )
-
-
-def _unknown_tenant(tenant: str) -> Problem:
-    return Problem(
-        404,
-        "tenant-unknown",
-        "Collectivité inconnue",
-        f"La collectivité « {tenant} » n'est pas servie par ce guichet.",
-        [InvalidParam(name="tenant", reason="Collectivité inconnue.")],
     )

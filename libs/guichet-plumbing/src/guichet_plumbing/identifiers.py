@@ -1,4 +1,5 @@
-"""Checks of the identifiers a company or an association gives (R7)."""
+"""French identifiers of companies (SIREN, SIRET) and associations (RNA): checks shared by
+the services that receive them. Each error is a French sentence for the applicant."""
 
 from __future__ import annotations
 
@@ -38,18 +39,18 @@ def siret_error(value: str) -> str | None:
     digits = normalise(value)
     if not re.fullmatch(r"[0-9]{14}", digits):
         return "Un SIRET comporte 14 chiffres."
-    if digits.startswith(LA_POSTE_SIREN):
-        if sum(int(c) for c in digits) % 5 != 0:
-            return "Ce SIRET n'est pas valide (clé de contrôle) : vérifiez les chiffres."
+    if luhn_ok(digits[:9]) and luhn_ok(digits):
         return None
-    if not luhn_ok(digits[:9]) or not luhn_ok(digits):
-        return "Ce SIRET n'est pas valide (clé de contrôle) : vérifiez les chiffres."
-    return None
+    # La Poste's establishments (SIREN 356000000) are numbered so that the digits add up
+    # to a multiple of 5, which Luhn would reject.
+    if digits.startswith(LA_POSTE_SIREN) and sum(int(c) for c in digits) % 5 == 0:
+        return None
+    return "Ce SIRET n'est pas valide (clé de contrôle) : vérifiez les chiffres."
 
 
 def rna_error(value: str) -> str | None:
-    # Répertoire national des associations: W followed by 9 digits (the 3 first
-    # identify the prefecture, which may be 2 digits and a letter in Corsica).
-    if not re.fullmatch(r"W[0-9]{2}[0-9AB][0-9]{6}", normalise(value).upper()):
+    # Répertoire national des associations: W, then the prefecture's 3 characters (2A or 2B
+    # then a digit in Corsica), then 6 digits.
+    if not re.fullmatch(r"W[0-9][0-9AB][0-9]{7}", normalise(value).upper()):
         return "Un numéro RNA s'écrit W suivi de 9 caractères (ex. W751234567)."
     return None
