@@ -6,7 +6,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -20,6 +19,7 @@ from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from guichet_routing import service
 from guichet_routing.models import assignments, metadata
+from guichet_routing.rules import Rule, Sample, decide
 from guichet_routing.seed import seed_demo
 
 
@@ -67,14 +67,15 @@ async def routing_db(
 
 def test_r28_first_matching_rule_wins_else_default_service() -> None:
     rules = [
-        SimpleNamespace(position=1, procedure_code="a", service_code="s1"),
-        SimpleNamespace(position=2, procedure_code="a", service_code="s2"),
-        SimpleNamespace(position=3, procedure_code="b", service_code="s3"),
+        Rule(1, "a1", "s1", procedures=frozenset({"a"})),
+        Rule(2, "a2", "s2", procedures=frozenset({"a"})),
+        Rule(3, "b", "s3", procedures=frozenset({"b"})),
     ]
-    assert service.choose_service(rules, "accueil", "a")[0] == "s1"
-    assert service.choose_service(rules, "accueil", "b")[0] == "s3"
-    code, why = service.choose_service(rules, "accueil", "inconnue")
-    assert code == "accueil" and "défaut" in why
+    assert decide(rules, "accueil", Sample("a", "web"), []).service == "s1"
+    assert decide(rules, "accueil", Sample("b", "web"), []).service == "s3"
+    fallback = decide(rules, "accueil", Sample("inconnue", "web"), [])
+    assert fallback.service == "accueil"
+    assert "défaut" in fallback.explanation()
 
 
 async def test_r28_request_routed_straight_to_competent_service(routing_db: Database) -> None:

@@ -174,11 +174,14 @@ def french_reason(error: dict[str, Any]) -> str:
 
 
 def _field_name(location: tuple[Any, ...]) -> str:
-    # FastAPI prefixes with where the value came from: body, query, path, header.
-    parts = [str(p) for p in location]
+    """`rules[0].conditions.fields[1]`: FastAPI's location, less where it came from."""
+    parts = list(location)
     if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
         parts = parts[1:]
-    return ".".join(parts) or "corps"
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "corps"
 
 
 def validation_problem(exc: RequestValidationError) -> Problem:

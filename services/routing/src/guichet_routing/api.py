@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from guichet_plumbing.db import Database
 from guichet_plumbing.problems import problem_responses
 from guichet_routing import service
-from guichet_routing.schemas import CODE_PATTERN, TENANT_PATTERN, Inbox, RoutingTable
+from guichet_routing.schemas import (
+    CODE_PATTERN,
+    TENANT_PATTERN,
+    DryRunResult,
+    DryRunSample,
+    Inbox,
+    NeighbourhoodPublic,
+    NeighbourhoodWrite,
+    RoutingTable,
+    RulesWrite,
+)
 
 router = APIRouter(prefix="/v1")
 
@@ -65,3 +75,58 @@ async def get_routing_table(
     tenant: Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la collectivité.")],
 ) -> RoutingTable:
     return await service.routing_table(_db(request), tenant)
+
+
+Tenant = Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la collectivité.")]
+
+
+@router.put(
+    "/rules",
+    response_model=RoutingTable,
+    summary="Remplacer les règles d'aiguillage (ordonnées : la première qui convient l'emporte)",
+    description="Validées à l'écriture ; appliquées à la demande suivante, sans redémarrage.",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def put_rules(request: Request, tenant: Tenant, body: RulesWrite) -> RoutingTable:
+    return await service.put_rules(_db(request), tenant, body)
+
+
+@router.post(
+    "/rules/dry-run",
+    response_model=DryRunResult,
+    summary="Où irait une demande comme celle-ci, et pourquoi (sans rien envoyer)",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def dry_run_rules(request: Request, tenant: Tenant, body: DryRunSample) -> DryRunResult:
+    return await service.dry_run(_db(request), tenant, body)
+
+
+@router.get(
+    "/neighbourhoods",
+    response_model=list[NeighbourhoodPublic],
+    summary="Quartiers de la collectivité (GeoJSON)",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def list_neighbourhoods(request: Request, tenant: Tenant) -> list[NeighbourhoodPublic]:
+    return await service.list_neighbourhoods(_db(request), tenant)
+
+
+@router.put(
+    "/neighbourhoods/{code}",
+    status_code=204,
+    response_class=Response,
+    summary="Déclarer ou redessiner un quartier (polygone GeoJSON)",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def put_neighbourhood(
+    request: Request,
+    tenant: Tenant,
+    body: NeighbourhoodWrite,
+    code: Annotated[str, Path(pattern=CODE_PATTERN, description="Code du quartier.")],
+) -> Response:
+    await service.put_neighbourhood(_db(request), tenant, code, body)
+    return Response(status_code=204)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from guichet_plumbing.envelope import ConsumedEvent, EventData
 
@@ -29,6 +29,11 @@ class ReceivedApplicant(BaseModel):
     name: str
 
 
+class ReceivedLocation(BaseModel):
+    latitude: float
+    longitude: float
+
+
 class RequestReceived(ConsumedEvent):
     event_type: ClassVar[str] = "intake.request.received.v1"
 
@@ -39,6 +44,8 @@ class RequestReceived(ConsumedEvent):
     channel: str
     received_at: AwareDatetime
     applicant: ReceivedApplicant
+    payload: dict[str, Any] = Field(default_factory=dict)
+    location: ReceivedLocation | None = None
 
 
 PUBLISHED: tuple[type[EventData], ...] = (RequestAssigned,)

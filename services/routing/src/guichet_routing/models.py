@@ -30,9 +30,20 @@ rules = sa.Table(
     metadata,
     sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
     sa.Column("position", sa.Integer(), primary_key=True),
-    sa.Column("procedure_code", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    # {"procedures": [...], "channels": [...], "fields": [...], "neighbourhoods": [...]}
+    sa.Column("conditions", sa.JSON(), nullable=False),
     sa.Column("service_code", sa.String(64), nullable=False),
     sa.ForeignKeyConstraint(["tenant", "service_code"], ["services.tenant", "services.code"]),
+)
+
+neighbourhoods = sa.Table(
+    "neighbourhoods",
+    metadata,
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("geometry", sa.JSON(), nullable=False),  # GeoJSON, WGS 84
 )
 
 assignments = sa.Table(
@@ -49,7 +60,8 @@ assignments = sa.Table(
     sa.Column("service_code", sa.String(64), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("assigned_at", UTCDateTime(), nullable=False),
-    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("rule", sa.String(1000), nullable=False),
+    sa.Column("neighbourhood", sa.String(64), nullable=True),
     # The inbox lists a service's requests newest first, by a unique cursor.
     sa.Index("ix_assignments_inbox", "tenant", "service_code", "received_at", "request_id"),
 )

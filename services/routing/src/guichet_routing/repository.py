@@ -10,7 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guichet_routing.models import assignments, rules, services, status_history, tenants
+from guichet_routing.models import (
+    assignments,
+    neighbourhoods,
+    rules,
+    services,
+    status_history,
+    tenants,
+)
 
 
 async def get_tenant(session: AsyncSession, code: str) -> sa.Row[Any] | None:
@@ -89,5 +96,37 @@ async def insert_service(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(services.insert().values(**values))
 
 
-async def insert_rule(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(rules.insert().values(**values))
+async def replace_rules(
+    session: AsyncSession, tenant: str, default_service: str, rows: list[dict[str, Any]]
+) -> None:
+    """The whole ordered table at once: no request is ever routed by half an edit."""
+    await session.execute(
+        tenants.update().where(tenants.c.code == tenant).values(default_service=default_service)
+    )
+    await session.execute(rules.delete().where(rules.c.tenant == tenant))
+    if rows:
+        await session.execute(rules.insert(), [{"tenant": tenant, **row} for row in rows])
+
+
+async def list_neighbourhoods(session: AsyncSession, tenant: str) -> Sequence[Any]:
+    query = (
+        sa.select(neighbourhoods)
+        .where(neighbourhoods.c.tenant == tenant)
+        .order_by(neighbourhoods.c.code)
+    )
+    return (await session.execute(query)).all()
+
+
+async def upsert_neighbourhood(
+    session: AsyncSession, tenant: str, code: str, name: str, geometry: dict[str, Any]
+) -> bool:
+    key = (neighbourhoods.c.tenant == tenant) & (neighbourhoods.c.code == code)
+    if await session.scalar(sa.select(sa.literal(1)).where(key)):
+        await session.execute(
+            neighbourhoods.update().where(key).values(name=name, geometry=geometry)
+        )
+        return False
+    await session.execute(
+        neighbourhoods.insert().values(tenant=tenant, code=code, name=name, geometry=geometry)
+    )
+    return True

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -38,7 +39,8 @@ class ServicePublic(BaseModel):
 
 class RulePublic(BaseModel):
     position: int
-    procedure: str
+    name: str
+    conditions: dict[str, Any]
     service: str
 
 
@@ -47,3 +49,127 @@ class RoutingTable(BaseModel):
     default_service: str
     services: list[ServicePublic]
     rules: list[RulePublic]
+    neighbourhoods: list[str]
+
+
+Channel = Literal["web", "email", "phone", "counter", "mail", "sms"]
+FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,4}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class FieldConditionWrite(Strict):
+    field: str = Field(pattern=FIELD_PATTERN, description="Chemin dans le formulaire (a.b).")
+    equals: str | int | float | bool | None = Field(default=None, description="Valeur exacte.")
+    one_of: list[str | int | float | bool] | None = Field(
+        default=None, min_length=1, max_length=50, description="Une valeur parmi celles-ci."
+    )
+    contains: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Texte contenu (sans tenir compte de la casse).",
+    )
+
+    @model_validator(mode="after")
+    def one_test(self) -> Self:
+        tests = [self.equals is not None, self.one_of is not None, self.contains is not None]
+        if sum(tests) != 1:
+            raise ValueError(
+                "Une condition sur un champ a exactement un test : equals, one_of ou contains."
+            )
+        return self
+
+
+class RuleConditions(Strict):
+    procedures: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = Field(
+        default=None, min_length=1, max_length=100, description="Démarches concernées."
+    )
+    channels: list[Channel] | None = Field(
+        default=None, min_length=1, description="Canaux d'arrivée concernés."
+    )
+    fields: list[FieldConditionWrite] = Field(
+        default_factory=list, max_length=20, description="Conditions sur le formulaire."
+    )
+    neighbourhoods: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = Field(
+        default=None, min_length=1, max_length=100, description="Quartiers concernés."
+    )
+
+
+class RuleWrite(Strict):
+    name: str = Field(min_length=3, max_length=200, description="Nom lisible de la règle.")
+    conditions: RuleConditions = Field(default_factory=RuleConditions)
+    service: str = Field(pattern=CODE_PATTERN, description="Service compétent.")
+
+
+class RulesWrite(Strict):
+    """The whole routing table of a tenant, in order: the first matching rule wins."""
+
+    default_service: str = Field(
+        pattern=CODE_PATTERN, description="Service qui reçoit ce qu'aucune règle ne prend."
+    )
+    rules: list[RuleWrite] = Field(max_length=500)
+
+
+class NeighbourhoodWrite(Strict):
+    name: str = Field(min_length=2, max_length=200, description="Nom du quartier.")
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon ou MultiPolygon (WGS 84).")
+
+    @field_validator("geometry")
+    @classmethod
+    def geojson(cls, value: dict[str, Any]) -> dict[str, Any]:
+        kind = value.get("type")
+        coordinates = value.get("coordinates")
+        if kind not in {"Polygon", "MultiPolygon"} or not isinstance(coordinates, list):
+            raise ValueError("La géométrie doit être un Polygon ou un MultiPolygon GeoJSON.")
+        polygons = coordinates if kind == "MultiPolygon" else [coordinates]
+        if not polygons or len(polygons) > 50:
+            raise ValueError("Entre 1 et 50 polygones.")
+        for polygon in polygons:
+            if not isinstance(polygon, list) or not polygon:
+                raise ValueError("Chaque polygone a au moins un anneau.")
+            for ring in polygon:
+                _check_ring(ring)
+        return {"type": kind, "coordinates": coordinates}
+
+
+def _check_ring(ring: Any) -> None:
+    if not isinstance(ring, list) or not 4 <= len(ring) <= 10000:
+        raise ValueError("Chaque anneau compte de 4 à 10 000 positions.")
+    for position in ring:
+        if (
+            not isinstance(position, list)
+            or len(position) not in (2, 3)
+            or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in position)
+        ):
+            raise ValueError("Chaque position est [longitude, latitude].")
+        if not (-180 <= position[0] <= 180 and -90 <= position[1] <= 90):
+            raise ValueError("Longitude entre -180 et 180, latitude entre -90 et 90.")
+    if ring[0][:2] != ring[-1][:2]:
+        raise ValueError("Un anneau doit être fermé : sa dernière position répète la première.")
+
+
+class NeighbourhoodPublic(BaseModel):
+    code: str
+    name: str
+    geometry: dict[str, Any]
+
+
+class DryRunSample(Strict):
+    procedure: str | None = Field(default=None, pattern=CODE_PATTERN)
+    channel: Channel = "web"
+    payload: dict[str, Any] = Field(default_factory=dict)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
+class DryRunResult(BaseModel):
+    service: str
+    service_name: str
+    rule: int | None = Field(
+        description="Numéro de la règle retenue ; absent : service par défaut."
+    )
+    neighbourhood: str | None
+    explanation: str = Field(description="Pourquoi, en français.")

@@ -34,13 +34,17 @@ async def seed_demo(db: Database) -> None:
             await repository.insert_service(
                 session, {"tenant": TENANT["code"], "code": code, "name": name}
             )
-        for position, (procedure, service) in enumerate(RULES, start=1):
-            await repository.insert_rule(
-                session,
+        await repository.replace_rules(
+            session,
+            TENANT["code"],
+            TENANT["default_service"],
+            [
                 {
-                    "tenant": TENANT["code"],
                     "position": position,
-                    "procedure_code": procedure,
+                    "name": f"Démarche {procedure}",
+                    "conditions": {"procedures": [procedure]},
                     "service_code": service,
-                },
-            )
+                }
+                for position, (procedure, service) in enumerate(RULES, start=1)
+            ],
+        )

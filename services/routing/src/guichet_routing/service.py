@@ -17,11 +17,17 @@ from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 from guichet_routing import repository
 from guichet_routing.events import RequestAssigned, RequestReceived
+from guichet_routing.rules import FieldCondition, Neighbourhood, Rule, Sample, decide
 from guichet_routing.schemas import (
+    DryRunResult,
+    DryRunSample,
     Inbox,
     InboxItem,
+    NeighbourhoodPublic,
+    NeighbourhoodWrite,
     RoutingTable,
     RulePublic,
+    RulesWrite,
     ServicePublic,
 )
 
@@ -30,12 +36,39 @@ log = logging.getLogger(__name__)
 STATUS_LABELS = {"assigned": "Transmise au service compétent"}
 
 
-def choose_service(rules: Any, default_service: str, procedure: str | None) -> tuple[str, str]:
-    """First matching rule in order, else the tenant's default service; says which applied."""
-    for rule in rules:
-        if rule.procedure_code == procedure:
-            return rule.service_code, f"règle n° {rule.position} (démarche {procedure})"
-    return default_service, "service par défaut (aucune règle ne correspond)"
+async def _routing(session: AsyncSession, tenant: str) -> tuple[list[Rule], list[Neighbourhood]]:
+    return (
+        [_rule(r) for r in await repository.list_rules(session, tenant)],
+        [
+            Neighbourhood(n.code, n.name, n.geometry)
+            for n in await repository.list_neighbourhoods(session, tenant)
+        ],
+    )
+
+
+def _rule(row: Any) -> Rule:
+    conditions = row.conditions
+    return Rule(
+        position=row.position,
+        name=row.name,
+        service=row.service_code,
+        procedures=_set(conditions.get("procedures")),
+        channels=_set(conditions.get("channels")),
+        fields=tuple(
+            FieldCondition(
+                field=f["field"],
+                equals=f.get("equals"),
+                one_of=tuple(f["one_of"]) if f.get("one_of") is not None else None,
+                contains=f.get("contains"),
+            )
+            for f in conditions.get("fields") or ()
+        ),
+        neighbourhoods=_set(conditions.get("neighbourhoods")),
+    )
+
+
+def _set(values: list[str] | None) -> frozenset[str] | None:
+    return frozenset(values) if values is not None else None
 
 
 async def on_request_received(session: AsyncSession, envelope: Envelope) -> None:
@@ -46,13 +79,22 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
         # a reason to block every later request on this partition.
         log.error("request %s for tenant %s unknown to routing", event.request_id, envelope.tenant)
         return
-    service_code, why = choose_service(
-        await repository.list_rules(session, envelope.tenant),
+    rules, places = await _routing(session, envelope.tenant)
+    decision = decide(
+        rules,
         tenant.default_service,
-        event.procedure_code,
+        Sample(
+            procedure=event.procedure_code,
+            channel=event.channel,
+            payload=event.payload,
+            longitude=event.location.longitude if event.location else None,
+            latitude=event.location.latitude if event.location else None,
+        ),
+        places,
     )
-    service = await repository.get_service(session, envelope.tenant, service_code)
+    service = await repository.get_service(session, envelope.tenant, decision.service)
     assert service is not None, "rules reference existing services (foreign key)"
+    why = decision.explanation()
     now = datetime.now(UTC)
     await repository.insert_assignment(
         session,
@@ -65,14 +107,19 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             "channel": event.channel,
             "applicant_name": event.applicant.name,
             "received_at": event.received_at,
-            "service_code": service_code,
+            "service_code": decision.service,
             "status": "assigned",
             "assigned_at": now,
-            "rule": why,
+            "rule": why[:1000],
+            "neighbourhood": decision.neighbourhood,
         },
     )
     await repository.add_history(
-        session, event.request_id, now, "assigned", f"Transmise au service : {service.name} ({why})"
+        session,
+        event.request_id,
+        now,
+        "assigned",
+        f"Transmise au service : {service.name} ({why})"[:400],
     )
     await stage(
         session,
@@ -81,12 +128,114 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             tracking_code=event.tracking_code,
             procedure_code=event.procedure_code,
             channel=event.channel,
-            service_code=service_code,
+            service_code=decision.service,
             service_name=service.name,
             rule=why,
             assigned_at=now,
         ).envelope(tenant=envelope.tenant, subject=str(event.request_id), occurred_at=now),
     )
+
+
+async def put_rules(db: Database, tenant: str, body: RulesWrite) -> RoutingTable:
+    """Replace the tenant's ordered rules; the next request is routed by them (R29)."""
+    async with db.transaction() as session:
+        if await repository.get_tenant(session, tenant) is None:
+            raise unknown_tenant(tenant)
+        known = {s.code for s in await repository.list_services(session, tenant)}
+        places = {n.code for n in await repository.list_neighbourhoods(session, tenant)}
+        faults = []
+        if body.default_service not in known:
+            faults.append(
+                InvalidParam(
+                    name="default_service", reason=f"Service « {body.default_service} » inconnu."
+                )
+            )
+        for index, rule in enumerate(body.rules):
+            if rule.service not in known:
+                faults.append(
+                    InvalidParam(
+                        name=f"rules[{index}].service",
+                        reason=f"Service « {rule.service} » inconnu.",
+                    )
+                )
+            for code in rule.conditions.neighbourhoods or ():
+                if code not in places:
+                    faults.append(
+                        InvalidParam(
+                            name=f"rules[{index}].conditions.neighbourhoods",
+                            reason=f"Quartier « {code} » inconnu : déclarez-le d'abord.",
+                        )
+                    )
+        if faults:
+            raise Problem(
+                422,
+                "rules-invalid",
+                "Règles d'aiguillage invalides",
+                "Les règles n'ont pas été enregistrées : "
+                + " ".join(f"{f.name} : {f.reason}" for f in faults),
+                faults,
+            )
+        await repository.replace_rules(
+            session,
+            tenant,
+            body.default_service,
+            [
+                {
+                    "position": position,
+                    "name": rule.name,
+                    "service_code": rule.service,
+                    "conditions": rule.conditions.model_dump(mode="json", exclude_none=True),
+                }
+                for position, rule in enumerate(body.rules, start=1)
+            ],
+        )
+    return await routing_table(db, tenant)
+
+
+async def dry_run(db: Database, tenant: str, sample: DryRunSample) -> DryRunResult:
+    """Where a request like this one would go, and why, without sending anything."""
+    async with db.sessions() as session:
+        row = await repository.get_tenant(session, tenant)
+        if row is None:
+            raise unknown_tenant(tenant)
+        rules, places = await _routing(session, tenant)
+        names = {s.code: s.name for s in await repository.list_services(session, tenant)}
+    decision = decide(
+        rules,
+        row.default_service,
+        Sample(
+            procedure=sample.procedure,
+            channel=sample.channel,
+            payload=sample.payload,
+            longitude=sample.longitude,
+            latitude=sample.latitude,
+        ),
+        places,
+    )
+    return DryRunResult(
+        service=decision.service,
+        service_name=names[decision.service],
+        rule=decision.rule.position if decision.rule else None,
+        neighbourhood=decision.neighbourhood,
+        explanation=decision.explanation(),
+    )
+
+
+async def put_neighbourhood(db: Database, tenant: str, code: str, body: NeighbourhoodWrite) -> bool:
+    async with db.transaction() as session:
+        if await repository.get_tenant(session, tenant) is None:
+            raise unknown_tenant(tenant)
+        return await repository.upsert_neighbourhood(
+            session, tenant, code, body.name, body.geometry
+        )
+
+
+async def list_neighbourhoods(db: Database, tenant: str) -> list[NeighbourhoodPublic]:
+    async with db.sessions() as session:
+        if await repository.get_tenant(session, tenant) is None:
+            raise unknown_tenant(tenant)
+        rows = await repository.list_neighbourhoods(session, tenant)
+    return [NeighbourhoodPublic(code=r.code, name=r.name, geometry=r.geometry) for r in rows]
 
 
 def encode_cursor(received_at: datetime, request_id: uuid.UUID) -> str:
@@ -173,12 +322,16 @@ async def routing_table(db: Database, tenant: str) -> RoutingTable:
             raise unknown_tenant(tenant)
         services = await repository.list_services(session, tenant)
         rules = await repository.list_rules(session, tenant)
+        places = await repository.list_neighbourhoods(session, tenant)
     return RoutingTable(
         tenant=tenant,
         default_service=row.default_service,
         services=[ServicePublic(code=s.code, name=s.name) for s in services],
         rules=[
-            RulePublic(position=r.position, procedure=r.procedure_code, service=r.service_code)
+            RulePublic(
+                position=r.position, name=r.name, conditions=r.conditions, service=r.service_code
+            )
             for r in rules
         ],
+        neighbourhoods=[n.code for n in places],
     )
