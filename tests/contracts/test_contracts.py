@@ -42,6 +42,10 @@ SAMPLES: list[EventData] = [
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
         destination="Commune de Voisinville", destination_tenant="voisinville",
         new_request_id=uuid.uuid4(), reason="Compétence"),
+    routing_events.StatusChanged(
+        request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS", from_status="recue",
+        status="en_cours", label="En cours de traitement", phase="processing", final=False,
+        transition="prendre_en_charge", actions=["notify"], changed_at=NOW),
     routing_events.RequestAssigned(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
         procedure_code="reservation-salle", channel="web", service_code="accueil",
@@ -54,6 +58,8 @@ CONSUMER_VIEWS: list[type[ConsumedEvent]] = [
     notifications_events.RequestReceived,
     notifications_events.ReceiptIssued,
     notifications_events.RequestAssigned,
+    intake_events.StatusChanged,
+    notifications_events.StatusChanged,
 ]
 
 
@@ -78,6 +84,7 @@ def test_published_events_validate_against_their_schema(sample: EventData) -> No
                          ids=lambda v: f"{v.__module__.split('.')[0]}:{v.event_type}")
 def test_consumers_read_what_producers_write(view: type[ConsumedEvent]) -> None:
     [producer] = [s for s in SAMPLES if type(s).event_type == view.event_type]
+    assert view.event_type in {e.event_type for spec in SERVICES for e in spec.events}
     envelope = producer.envelope(tenant="admiville", subject=str(REQUEST_ID))
     parsed = view.model_validate(envelope.data)
     assert str(getattr(parsed, "request_id")) == str(REQUEST_ID)  # noqa: B009

@@ -69,3 +69,42 @@ async def test_embedded_writes_mail_to_mailbox_folder_without_smtp(data_dir: Pat
 
         files = await eventually(two_files, timeout=20, what="two .eml files")
     assert any(created.json()["tracking_code"] in f.read_text() for f in files)
+
+
+async def test_status_changes_flow_back_to_the_citizen(
+    data_dir: Path, smtp_server: SmtpServer
+) -> None:
+    """Routing's workflow moves the request; intake shows it, notifications tells the citizen,
+    and the final answer stops the implicit-decision clock."""
+    from tests.e2e.flow import REQUEST
+    from tests.support import eventually
+
+    app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        created = (await client.post("/intake/v1/requests", json=REQUEST)).json()
+        code, request_id = created["tracking_code"], created["id"]
+
+        async def routed() -> bool:
+            return (await client.get(f"/routing/v1/requests/{request_id}")).status_code == 200
+
+        await eventually(routed, what="request routed")
+        for transition in ("prendre_en_charge", "cloturer"):
+            moved = await client.post(
+                f"/routing/v1/requests/{request_id}/transitions", json={"transition": transition}
+            )
+            assert moved.status_code == 200, moved.text
+
+        async def closed() -> dict[str, object] | None:
+            followed = (await client.get(f"/intake/v1/requests/{code}")).json()
+            return followed if followed["status"] == "closed" else None
+
+        followed = await eventually(closed, what="intake shows the request closed")
+        assert followed["status_label"] == "Traitée : une réponse vous a été adressée"
+        assert followed["implicit_decision"]["state"] == "none"
+
+        async def four_mails() -> bool:
+            return len(smtp_server.mailbox.to("camille.martin@example.org")) == 4
+
+        await eventually(four_mails, timeout=20, what="receipt, assignment and two statuses")
+    subjects = [m["Subject"] for m in smtp_server.mailbox.messages]
+    assert f"Votre demande n° {code} : En cours de traitement" in subjects

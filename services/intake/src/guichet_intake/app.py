@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 
 from guichet_intake import api
-from guichet_intake.events import PUBLISHED, RequestAssigned
+from guichet_intake.events import PUBLISHED, RequestAssigned, StatusChanged
 from guichet_intake.models import metadata
 from guichet_intake.seed import seed_demo
 from guichet_intake.service import IntakeService
@@ -27,6 +27,7 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
     intake = IntakeService(runtime.db, settings, runtime.metrics)
     runtime.publishes(e.event_type for e in PUBLISHED)
     runtime.consume("assignments", [RequestAssigned.event_type], intake.on_request_assigned)
+    runtime.consume("statuses", [StatusChanged.event_type], intake.on_status_changed)
     if settings.seed_demo:
 
         async def seed() -> None:

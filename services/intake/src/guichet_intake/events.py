@@ -87,6 +87,16 @@ class RequestAssigned(ConsumedEvent):
     assigned_at: AwareDatetime
 
 
+class StatusChanged(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.request.status_changed.v1"
+
+    request_id: uuid.UUID
+    status: str
+    label: str
+    final: bool
+    changed_at: AwareDatetime
+
+
 PUBLISHED: tuple[type[EventData], ...] = (
     RequestReceived,
     ReceiptIssued,

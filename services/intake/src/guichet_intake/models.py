@@ -93,6 +93,8 @@ requests = sa.Table(
     sa.Column("assigned_service_code", sa.String(64), nullable=True),
     sa.Column("assigned_service_name", sa.String(200), nullable=True),
     sa.Column("transferred_to", sa.String(300), nullable=True),
+    # What the competent service's workflow says, in the citizen's words.
+    sa.Column("status_detail", sa.String(200), nullable=True),
     sa.Index("ix_requests_tenant_received", "tenant", "received_at"),
     sa.Index("ix_requests_source", "tenant", "source", "received_at"),
     # The scheduler's and the overdue listing's scans.

@@ -84,6 +84,8 @@ class RequestStatus(StrEnum):
     assigned = "assigned"
     incomplete = "incomplete"
     transferred = "transferred"
+    processing = "processing"
+    closed = "closed"
     implicitly_accepted = "implicitly_accepted"
     implicitly_rejected = "implicitly_rejected"
 

@@ -39,6 +39,7 @@ from guichet_intake.events import (
     RequestAssigned,
     RequestReceived,
     RequestTransferred,
+    StatusChanged,
 )
 from guichet_intake.schemas import (
     Acknowledgement,
@@ -88,6 +89,8 @@ STATUS_LABELS = {
     RequestStatus.assigned: "Transmise au service compétent",
     RequestStatus.incomplete: "Dossier incomplet : pièces demandées",
     RequestStatus.transferred: "Transmise à l'administration compétente",
+    RequestStatus.processing: "En cours de traitement",
+    RequestStatus.closed: "Traitée",
     RequestStatus.implicitly_accepted: "Acceptée implicitement",
     RequestStatus.implicitly_rejected: "Rejetée implicitement",
 }
@@ -103,6 +106,7 @@ RECEIPT_TITLES = {
 # Statuses after which no clock runs and nothing more is owed by this administration.
 FINAL = {
     RequestStatus.transferred,
+    RequestStatus.closed,
     RequestStatus.implicitly_accepted,
     RequestStatus.implicitly_rejected,
 }
@@ -386,6 +390,7 @@ class IntakeService:
                 "assigned_service_code": None,
                 "assigned_service_name": None,
                 "transferred_to": None,
+                "status_detail": None,
             }
             # Everything is built in memory and written in a handful of statements: this
             # is the path every citizen request takes.
@@ -1373,6 +1378,32 @@ class IntakeService:
             f"Transmise au service : {event.service_name}",
         )
 
+    async def on_status_changed(self, session: AsyncSession, envelope: Any) -> None:
+        """The service moved the request along its workflow: the citizen follows it here.
+
+        A final status is the explicit answer: the implicit-decision clock stops (an
+        explicit decision taken in time leaves no room for silence to decide)."""
+        event = StatusChanged.model_validate(envelope.data)
+        row = await repository.get_request(session, event.request_id)
+        if row is None:
+            log.warning("status change for unknown request %s ignored", event.request_id)
+            return
+        values: dict[str, Any] = {"status_detail": event.label}
+        if RequestStatus(row.status) not in FINAL:
+            if event.final:
+                values.update(
+                    status=RequestStatus.closed.value,
+                    clock_state="none",
+                    decision_due_at=None,
+                    receipt_due_on=None,
+                )
+            else:
+                values["status"] = RequestStatus.processing.value
+        await repository.update_request(session, event.request_id, values)
+        await repository.add_history(
+            session, event.request_id, event.changed_at, event.status, event.label
+        )
+
 
 def _regime_snapshot(procedure: Any) -> dict[str, Any]:
     return {
@@ -1434,6 +1465,8 @@ def _public_of(
         label = f"Transmise au service : {row.assigned_service_name}"
     elif status is RequestStatus.transferred and row.transferred_to:
         label = f"Transmise à {row.transferred_to}"
+    elif status in {RequestStatus.processing, RequestStatus.closed} and row.status_detail:
+        label = row.status_detail
     decision = None
     if row.regime is not None:
         decision = ImplicitDecision(

@@ -10,6 +10,7 @@ from guichet_notifications.events import (
     ReceiptIssued,
     RequestAssigned,
     RequestReceived,
+    StatusChanged,
 )
 from guichet_notifications.models import metadata
 from guichet_notifications.service import Deliveries
@@ -39,6 +40,7 @@ def create_app(settings: NotificationsSettings | None = None, *, bus: Bus | None
     runtime.consume("contacts", [RequestReceived.event_type], deliveries.on_request_received)
     runtime.consume("receipts", [ReceiptIssued.event_type], deliveries.on_receipt_issued)
     runtime.consume("assignments", [RequestAssigned.event_type], deliveries.on_request_assigned)
+    runtime.consume("statuses", [StatusChanged.event_type], deliveries.on_status_changed)
     runtime.on_startup(deliveries.start)
     app = create_service_app(
         runtime,

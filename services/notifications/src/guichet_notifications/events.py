@@ -47,4 +47,13 @@ class RequestAssigned(ConsumedEvent):
     assigned_at: AwareDatetime
 
 
+class StatusChanged(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.request.status_changed.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    label: str
+    actions: list[str]
+
+
 PUBLISHED: tuple[type[EventData], ...] = ()

@@ -23,8 +23,8 @@ class DeliveryPublic(BaseModel):
     tracking_code: str | None
     kind: str = Field(
         description="accuse_reception, accuse_enregistrement, demande_pieces, "
-        "avis_transmission, attestation_acceptation_implicite, ou assignment (transmission "
-        "au service compétent)."
+        "avis_transmission, attestation_acceptation_implicite, assignment (transmission "
+        "au service compétent) ou status (nouvelle étape du traitement)."
     )
     channel: str | None = Field(description="email, letter (courrier papier à imprimer).")
     recipient: str | None

@@ -21,7 +21,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_notifications import repository
-from guichet_notifications.events import ReceiptIssued, RequestAssigned, RequestReceived
+from guichet_notifications.events import (
+    ReceiptIssued,
+    RequestAssigned,
+    RequestReceived,
+    StatusChanged,
+)
 from guichet_notifications.schemas import DeliveryList, DeliveryPublic, DeliveryStatus
 from guichet_notifications.transports import MailTransport
 from guichet_plumbing.db import Database, after_commit
@@ -150,6 +155,28 @@ class Deliveries:
             "assignment",
             subject,
             body,
+            contact,
+        )
+        after_commit(session, self._wake.set)
+
+    async def on_status_changed(self, session: AsyncSession, envelope: Envelope) -> None:
+        """The workflow said to tell the citizen (action `notify`): send the new status."""
+        event = StatusChanged.model_validate(envelope.data)
+        if "notify" not in event.actions:
+            return
+        contact = await repository.get_contact(session, event.request_id)
+        subject = f"Votre demande n° {event.tracking_code} : {event.label}"
+        body = (
+            f"Bonjour,\n\nVotre demande n° {event.tracking_code} a changé d'étape : {event.label}."
+        )
+        await self._add(
+            session,
+            envelope,
+            event.request_id,
+            event.tracking_code,
+            "status",
+            subject,
+            body + SIGNATURE,
             contact,
         )
         after_commit(session, self._wake.set)

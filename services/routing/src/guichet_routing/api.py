@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from guichet_plumbing.db import Database
 from guichet_plumbing.problems import problem_responses
@@ -12,6 +13,7 @@ from guichet_routing import service
 from guichet_routing.schemas import (
     CODE_PATTERN,
     TENANT_PATTERN,
+    AssignmentPublic,
     DryRunResult,
     DryRunSample,
     Inbox,
@@ -19,6 +21,9 @@ from guichet_routing.schemas import (
     NeighbourhoodWrite,
     RoutingTable,
     RulesWrite,
+    TransitionCreate,
+    WorkflowPublic,
+    WorkflowWrite,
 )
 
 router = APIRouter(prefix="/v1")
@@ -45,7 +50,10 @@ async def get_inbox(
     service_code: Annotated[
         str | None, Query(alias="service", pattern=CODE_PATTERN, description="Code du service.")
     ] = None,
-    status: Annotated[Literal["assigned"] | None, Query(description="Statut.")] = None,
+    status: Annotated[
+        str | None,
+        Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Code de statut du circuit."),
+    ] = None,
     channel: Annotated[Channel | None, Query(description="Canal d'arrivée.")] = None,
     cursor: Annotated[
         str | None, Query(max_length=200, description="Curseur de la page suivante.")
@@ -130,3 +138,67 @@ async def put_neighbourhood(
 ) -> Response:
     await service.put_neighbourhood(_db(request), tenant, code, body)
     return Response(status_code=204)
+
+
+Procedure = Annotated[str, Path(pattern=CODE_PATTERN, description="Code de la démarche.")]
+
+
+@router.get(
+    "/workflows/{procedure}",
+    response_model=WorkflowPublic,
+    summary="Circuit de traitement en vigueur pour une démarche",
+    tags=["circuits"],
+    responses=problem_responses(404, 422),
+)
+async def get_workflow(request: Request, tenant: Tenant, procedure: Procedure) -> WorkflowPublic:
+    return await service.get_workflow(_db(request), tenant, procedure)
+
+
+@router.put(
+    "/workflows/{procedure}",
+    response_model=WorkflowPublic,
+    status_code=201,
+    summary="Publier une nouvelle version du circuit (statuts, transitions, actions)",
+    description="Validée à l'écriture. Les demandes en cours gardent leur version ; "
+    "les suivantes prennent celle-ci, sans redémarrage.",
+    tags=["circuits"],
+    responses=problem_responses(404, 422),
+)
+async def put_workflow(
+    request: Request, tenant: Tenant, procedure: Procedure, body: WorkflowWrite
+) -> WorkflowPublic:
+    return await service.put_workflow(_db(request), tenant, procedure, body)
+
+
+@router.get(
+    "/requests/{request_id}",
+    response_model=AssignmentPublic,
+    summary="Où en est une demande dans son circuit, et ce qu'on peut en faire",
+    tags=["corbeille"],
+    responses=problem_responses(404, 422),
+)
+async def get_assignment(request: Request, request_id: uuid.UUID) -> AssignmentPublic:
+    return await service.assignment(_db(request), request_id)
+
+
+@router.post(
+    "/requests/{request_id}/transitions",
+    response_model=AssignmentPublic,
+    summary="Déclencher une transition du circuit",
+    tags=["corbeille"],
+    responses=problem_responses(404, 409, 422),
+)
+async def fire_transition(
+    request: Request,
+    request_id: uuid.UUID,
+    body: TransitionCreate,
+    agent: Annotated[
+        str | None,
+        Header(
+            alias="X-Agent-Id",
+            max_length=200,
+            description="Agent (provisoire, avant l'authentification).",
+        ),
+    ] = None,
+) -> AssignmentPublic:
+    return await service.fire(_db(request), request_id, body, agent)

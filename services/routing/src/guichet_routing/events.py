@@ -48,4 +48,22 @@ class RequestReceived(ConsumedEvent):
     location: ReceivedLocation | None = None
 
 
-PUBLISHED: tuple[type[EventData], ...] = (RequestAssigned,)
+class StatusChanged(EventData):
+    """An agent (or a timer) moved the request along its workflow; `label` is what the
+    citizen reads."""
+
+    event_type: ClassVar[str] = "routing.request.status_changed.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    from_status: str
+    status: str
+    label: str
+    phase: str
+    final: bool
+    transition: str
+    actions: list[str]
+    changed_at: AwareDatetime
+
+
+PUBLISHED: tuple[type[EventData], ...] = (RequestAssigned, StatusChanged)

@@ -37,6 +37,17 @@ rules = sa.Table(
     sa.ForeignKeyConstraint(["tenant", "service_code"], ["services.tenant", "services.code"]),
 )
 
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
+    sa.Column("procedure_code", sa.String(64), primary_key=True),
+    # Versions are never edited: a request keeps the one it started with.
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.Column("definition", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
 neighbourhoods = sa.Table(
     "neighbourhoods",
     metadata,
@@ -58,7 +69,10 @@ assignments = sa.Table(
     sa.Column("applicant_name", sa.String(200), nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Column("service_code", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(64), nullable=False),
+    sa.Column("status_label", sa.String(200), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("workflow_version", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("assigned_at", UTCDateTime(), nullable=False),
     sa.Column("rule", sa.String(1000), nullable=False),
     sa.Column("neighbourhood", sa.String(64), nullable=True),
@@ -74,6 +88,9 @@ status_history = sa.Table(
         "request_id", sa.Uuid(), sa.ForeignKey("assignments.request_id"), nullable=False, index=True
     ),
     sa.Column("at", UTCDateTime(), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("label", sa.String(400), nullable=False),
+    sa.Column("status", sa.String(64), nullable=False),
+    sa.Column("label", sa.Text(), nullable=False),
+    # Internal: who fired the transition and the agent's comment (never shown to citizens).
+    sa.Column("agent", sa.String(200), nullable=True),
+    sa.Column("comment", sa.Text(), nullable=True),
 )

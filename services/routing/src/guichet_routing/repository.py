@@ -17,6 +17,7 @@ from guichet_routing.models import (
     services,
     status_history,
     tenants,
+    workflows,
 )
 
 
@@ -49,10 +50,18 @@ async def insert_assignment(session: AsyncSession, values: dict[str, Any]) -> No
 
 
 async def add_history(
-    session: AsyncSession, request_id: uuid.UUID, at: datetime, status: str, label: str
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    at: datetime,
+    status: str,
+    label: str,
+    agent: str | None = None,
+    comment: str | None = None,
 ) -> None:
     await session.execute(
-        status_history.insert().values(request_id=request_id, at=at, status=status, label=label)
+        status_history.insert().values(
+            request_id=request_id, at=at, status=status, label=label, agent=agent, comment=comment
+        )
     )
 
 
@@ -130,3 +139,42 @@ async def upsert_neighbourhood(
         neighbourhoods.insert().values(tenant=tenant, code=code, name=name, geometry=geometry)
     )
     return True
+
+
+async def latest_workflow(session: AsyncSession, tenant: str, procedure: str) -> Any:
+    """The newest version, or None when the procedure still uses the default circuit."""
+    query = (
+        sa.select(workflows)
+        .where(workflows.c.tenant == tenant, workflows.c.procedure_code == procedure)
+        .order_by(workflows.c.version.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).first()
+
+
+async def get_workflow(session: AsyncSession, tenant: str, procedure: str, version: int) -> Any:
+    query = sa.select(workflows).where(
+        workflows.c.tenant == tenant,
+        workflows.c.procedure_code == procedure,
+        workflows.c.version == version,
+    )
+    return (await session.execute(query)).first()
+
+
+async def insert_workflow(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(workflows.insert().values(**values))
+
+
+async def lock_assignment(session: AsyncSession, request_id: uuid.UUID) -> Any:
+    query = sa.select(assignments).where(assignments.c.request_id == request_id).with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def set_status(
+    session: AsyncSession, request_id: uuid.UUID, status: str, label: str, phase: str
+) -> None:
+    await session.execute(
+        assignments.update()
+        .where(assignments.c.request_id == request_id)
+        .values(status=status, status_label=label, phase=phase)
+    )

@@ -173,3 +173,60 @@ class DryRunResult(BaseModel):
     )
     neighbourhood: str | None
     explanation: str = Field(description="Pourquoi, en français.")
+
+
+Phase = Literal["qualification", "processing", "delivery"]
+Action = Literal["notify", "request_pieces", "assign", "transfer", "close_with_decision"]
+
+
+class StatusWrite(Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    label: str = Field(min_length=3, max_length=200, description="Libellé lu par l'usager.")
+    phase: Phase = Field(description="Phase GRC : qualification, traitement ou délivrance.")
+    final: bool = False
+
+
+class TransitionWrite(Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    label: str = Field(min_length=3, max_length=200, description="Libellé du bouton de l'agent.")
+    from_: list[str] = Field(
+        alias="from",
+        min_length=1,
+        max_length=50,
+        description="Statuts depuis lesquels elle peut être déclenchée.",
+    )
+    to: str = Field(description="Statut d'arrivée.")
+    actions: list[Action] = Field(default_factory=list, max_length=5)
+
+
+class WorkflowWrite(Strict):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+
+    initial: str = Field(description="Statut d'une demande qui arrive.")
+    statuses: list[StatusWrite] = Field(min_length=1, max_length=50)
+    transitions: list[TransitionWrite] = Field(max_length=200)
+
+
+class WorkflowPublic(BaseModel):
+    tenant: str
+    procedure: str
+    version: int = Field(description="0 : circuit par défaut, pas encore personnalisé.")
+    definition: dict[str, Any]
+
+
+class TransitionCreate(Strict):
+    transition: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    comment: str | None = Field(
+        default=None, max_length=2000, description="Commentaire interne, non visible de l'usager."
+    )
+
+
+class AssignmentPublic(BaseModel):
+    request_id: uuid.UUID
+    tracking_code: str
+    service: str
+    status: str
+    status_label: str
+    phase: str
+    workflow_version: int
+    available_transitions: list[dict[str, str]]

@@ -15,10 +15,11 @@ from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
-from guichet_routing import repository
-from guichet_routing.events import RequestAssigned, RequestReceived
+from guichet_routing import repository, workflows
+from guichet_routing.events import RequestAssigned, RequestReceived, StatusChanged
 from guichet_routing.rules import FieldCondition, Neighbourhood, Rule, Sample, decide
 from guichet_routing.schemas import (
+    AssignmentPublic,
     DryRunResult,
     DryRunSample,
     Inbox,
@@ -29,11 +30,12 @@ from guichet_routing.schemas import (
     RulePublic,
     RulesWrite,
     ServicePublic,
+    TransitionCreate,
+    WorkflowPublic,
+    WorkflowWrite,
 )
 
 log = logging.getLogger(__name__)
-
-STATUS_LABELS = {"assigned": "Transmise au service compétent"}
 
 
 async def _routing(session: AsyncSession, tenant: str) -> tuple[list[Rule], list[Neighbourhood]]:
@@ -96,6 +98,8 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
     assert service is not None, "rules reference existing services (foreign key)"
     why = decision.explanation()
     now = datetime.now(UTC)
+    version, definition = await _current_workflow(session, envelope.tenant, event.procedure_code)
+    start = workflows.status(definition, definition["initial"])
     await repository.insert_assignment(
         session,
         {
@@ -108,7 +112,10 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             "applicant_name": event.applicant.name,
             "received_at": event.received_at,
             "service_code": decision.service,
-            "status": "assigned",
+            "status": start["code"],
+            "status_label": start["label"],
+            "phase": start["phase"],
+            "workflow_version": version,
             "assigned_at": now,
             "rule": why[:1000],
             "neighbourhood": decision.neighbourhood,
@@ -118,8 +125,8 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
         session,
         event.request_id,
         now,
-        "assigned",
-        f"Transmise au service : {service.name} ({why})"[:400],
+        start["code"],
+        f"Transmise au service : {service.name} ({why})",
     )
     await stage(
         session,
@@ -303,7 +310,7 @@ async def inbox(
             applicant_name=r.applicant_name,
             service=names.get(r.service_code, r.service_code),
             status=r.status,
-            status_label=STATUS_LABELS.get(r.status, r.status),
+            status_label=r.status_label,
             received_at=r.received_at,
             assigned_at=r.assigned_at,
         )
@@ -334,4 +341,155 @@ async def routing_table(db: Database, tenant: str) -> RoutingTable:
             for r in rules
         ],
         neighbourhoods=[n.code for n in places],
+    )
+
+
+async def _current_workflow(
+    session: AsyncSession, tenant: str, procedure: str | None
+) -> tuple[int, dict[str, Any]]:
+    row = await repository.latest_workflow(session, tenant, procedure) if procedure else None
+    return (row.version, row.definition) if row else (0, workflows.DEFAULT_WORKFLOW)
+
+
+async def _definition(session: AsyncSession, assignment: Any) -> dict[str, Any]:
+    if assignment.workflow_version == 0 or assignment.procedure_code is None:
+        return workflows.DEFAULT_WORKFLOW
+    row = await repository.get_workflow(
+        session, assignment.tenant, assignment.procedure_code, assignment.workflow_version
+    )
+    return dict(row.definition)
+
+
+async def put_workflow(
+    db: Database, tenant: str, procedure: str, body: WorkflowWrite
+) -> WorkflowPublic:
+    """A new version; requests in flight keep theirs, the next ones take this one (R29)."""
+    definition = body.model_dump(mode="json", by_alias=True)
+    faults = workflows.problems(definition)
+    if faults:
+        raise Problem(
+            422,
+            "workflow-invalid",
+            "Circuit de traitement invalide",
+            "Le circuit n'a pas été enregistré : "
+            + " ".join(f"{f.name} : {f.reason}" for f in faults),
+            faults,
+        )
+    async with db.transaction() as session:
+        if await repository.get_tenant(session, tenant) is None:
+            raise unknown_tenant(tenant)
+        latest = await repository.latest_workflow(session, tenant, procedure)
+        version = (latest.version if latest else 0) + 1
+        await repository.insert_workflow(
+            session,
+            {
+                "tenant": tenant,
+                "procedure_code": procedure,
+                "version": version,
+                "definition": definition,
+                "created_at": datetime.now(UTC),
+            },
+        )
+    return WorkflowPublic(
+        tenant=tenant, procedure=procedure, version=version, definition=definition
+    )
+
+
+async def get_workflow(db: Database, tenant: str, procedure: str) -> WorkflowPublic:
+    async with db.sessions() as session:
+        if await repository.get_tenant(session, tenant) is None:
+            raise unknown_tenant(tenant)
+        version, definition = await _current_workflow(session, tenant, procedure)
+    return WorkflowPublic(
+        tenant=tenant, procedure=procedure, version=version, definition=definition
+    )
+
+
+async def assignment(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
+    async with db.sessions() as session:
+        row = await repository.get_assignment(session, request_id)
+        if row is None:
+            raise _unknown_request()
+        definition = await _definition(session, row)
+        names = {s.code: s.name for s in await repository.list_services(session, row.tenant)}
+    return AssignmentPublic(
+        request_id=row.request_id,
+        tracking_code=row.tracking_code,
+        service=names.get(row.service_code, row.service_code),
+        status=row.status,
+        status_label=row.status_label,
+        phase=row.phase,
+        workflow_version=row.workflow_version,
+        available_transitions=[
+            {"code": t["code"], "label": t["label"]}
+            for t in definition["transitions"]
+            if row.status in t["from"]
+        ],
+    )
+
+
+async def fire(
+    db: Database, request_id: uuid.UUID, body: TransitionCreate, agent: str | None
+) -> AssignmentPublic:
+    """An agent moves the request along its workflow; the citizen sees the new label."""
+    async with db.transaction() as session:
+        row = await repository.lock_assignment(session, request_id)
+        if row is None:
+            raise _unknown_request()
+        definition = await _definition(session, row)
+        move = workflows.transition(definition, body.transition)
+        if move is None:
+            raise Problem(
+                422,
+                "transition-unknown",
+                "Transition inconnue",
+                f"Le circuit de cette demande n'a pas de transition « {body.transition} ».",
+                [InvalidParam(name="transition", reason="Transition inconnue.")],
+            )
+        if row.status not in move["from"]:
+            raise Problem(
+                409,
+                "transition-not-allowed",
+                "Transition impossible",
+                f"« {move['label']} » ne peut pas être fait depuis le statut "
+                f"« {row.status_label} ».",
+            )
+        target = workflows.status(definition, move["to"])
+        now = datetime.now(UTC)
+        await repository.set_status(
+            session, request_id, target["code"], target["label"], target["phase"]
+        )
+        await repository.add_history(
+            session,
+            request_id,
+            now,
+            target["code"],
+            target["label"],
+            agent=agent,
+            comment=body.comment,
+        )
+        await stage(
+            session,
+            StatusChanged(
+                request_id=request_id,
+                tracking_code=row.tracking_code,
+                from_status=row.status,
+                status=target["code"],
+                label=target["label"],
+                phase=target["phase"],
+                final=target["final"],
+                transition=move["code"],
+                actions=list(move["actions"]),
+                changed_at=now,
+            ).envelope(tenant=row.tenant, subject=str(request_id), occurred_at=now),
+        )
+    return await assignment(db, request_id)
+
+
+def _unknown_request() -> Problem:
+    return Problem(
+        404,
+        "request-unknown",
+        "Demande introuvable",
+        "Aucune demande aiguillée ne porte cet identifiant.",
     )
