@@ -19,6 +19,7 @@ from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from guichet_routing import service
 from guichet_routing.models import assignments, metadata
+from guichet_routing.repository import InboxFilter
 from guichet_routing.rules import Rule, Sample, decide
 from guichet_routing.seed import seed_demo
 
@@ -85,13 +86,7 @@ async def test_r28_request_routed_straight_to_competent_service(routing_db: Data
     event = received("signalement-voirie", channel="sms")
     await handle(event)
     inbox = await service.inbox(
-        routing_db,
-        tenant="admiville",
-        service="voirie",
-        status=None,
-        channel=None,
-        cursor=None,
-        limit=10,
+        routing_db, InboxFilter("admiville", service="voirie"), cursor=None, limit=10
     )
     [item] = inbox.items
     assert item.service == "Centre technique municipal, service de la voirie"
@@ -130,13 +125,7 @@ async def test_r26_one_inbox_for_every_channel_paged_by_cursor(routing_db: Datab
     cursor = None
     while True:
         page = await service.inbox(
-            routing_db,
-            tenant="admiville",
-            service="accueil",
-            status=None,
-            channel=None,
-            cursor=cursor,
-            limit=5,
+            routing_db, InboxFilter("admiville", service="accueil"), cursor=cursor, limit=5
         )
         seen += [str(i.request_id) for i in page.items]
         if page.next_cursor is None:
@@ -145,34 +134,21 @@ async def test_r26_one_inbox_for_every_channel_paged_by_cursor(routing_db: Datab
     expected = sorted(sent, key=lambda e: (e.data["received_at"], e.subject), reverse=True)
     assert seen == [e.subject for e in expected]
     only_sms = await service.inbox(
-        routing_db,
-        tenant="admiville",
-        service=None,
-        status=None,
-        channel="sms",
-        cursor=None,
-        limit=50,
+        routing_db, InboxFilter("admiville", channel="sms"), cursor=None, limit=50
     )
-    assert {i.channel for i in only_sms.items} == {"sms"} and len(only_sms.items) == 2
+    assert {i.channel for i in only_sms.items} == {"sms"}
+    assert len(only_sms.items) == 2
+    assert page.counts == {"recue": 13}, "counts per status under the same filters"
 
 
 async def test_inbox_refuses_unknown_tenant_service_and_forged_cursor(
     routing_db: Database,
 ) -> None:
-    for kwargs, status in (
-        ({"tenant": "ailleurs"}, 404),
-        ({"service": "nulle"}, 404),
-        ({"cursor": "pas-un-curseur"}, 400),
+    for where, cursor, status in (
+        (InboxFilter("ailleurs"), None, 404),
+        (InboxFilter("admiville", service="nulle"), None, 404),
+        (InboxFilter("admiville"), "pas-un-curseur", 400),
     ):
-        args: dict[str, Any] = {
-            "tenant": "admiville",
-            "service": None,
-            "status": None,
-            "channel": None,
-            "cursor": None,
-            "limit": 10,
-            **kwargs,
-        }
         with pytest.raises(Problem) as refused:
-            await service.inbox(routing_db, **args)
+            await service.inbox(routing_db, where, cursor=cursor, limit=10)
         assert refused.value.status == status

@@ -186,3 +186,59 @@ async def test_r26_transition_moves_phase_and_tells_the_citizen_in_their_words(
         await client.get("/v1/inbox", params={"tenant": "admiville", "status": "reparee"})
     ).json()
     assert [i["status_label"] for i in inbox["items"]] == ["Réparée"]
+
+
+async def test_r28_inbox_filters_assignment_comments_and_commitments(
+    routing: tuple[httpx.AsyncClient, InProcessBus, Any],
+) -> None:
+    client, bus, db = routing
+    # The road service commits to answer within 8 days; nothing is late yet.
+    put = await client.put(
+        "/v1/services/voirie",
+        params={"tenant": "admiville"},
+        json={"commitment_days": 8, "email": "voirie@admiville.example"},
+    )
+    assert put.status_code == 204
+    first = await arrive(bus)
+    second = await arrive(bus, "reservation-salle")
+    inbox = (
+        await client.get(
+            "/v1/inbox", params={"tenant": "admiville", "procedure": "signalement-voirie"}
+        )
+    ).json()
+    [item] = inbox["items"]
+    assert item["request_id"] == first
+    assert item["due_at"] is not None
+    assert item["overdue"] is False
+    assert item["phase"] == "qualification"
+
+    mine = await client.put(
+        f"/v1/requests/{first}/agent",
+        json={"agent": "agent-17"},
+        headers={"X-Agent-Id": "cheffe-voirie"},
+    )
+    assert mine.status_code == 200
+    noted = await client.post(f"/v1/requests/{first}/comments", json={"text": "Appeler l'usager"})
+    assert noted.status_code == 204
+    assigned = (
+        await client.get("/v1/inbox", params={"tenant": "admiville", "agent": "agent-17"})
+    ).json()
+    assert [i["request_id"] for i in assigned["items"]] == [first]
+    found = (
+        await client.get("/v1/inbox", params={"tenant": "admiville", "q": "reservation"})
+    ).json()
+    assert [i["request_id"] for i in found["items"]] == [second]
+
+    # Its due date passed (moved back, as nine days would): the road report is late; the
+    # room booking, whose service made no commitment, is not.
+    async with db.transaction() as session:
+        from guichet_routing.models import assignments
+
+        await session.execute(
+            assignments.update()
+            .where(assignments.c.due_at.isnot(None))
+            .values(due_at=datetime(2020, 1, 1, tzinfo=UTC))
+        )
+    late = (await client.get("/v1/inbox", params={"tenant": "admiville", "overdue": "true"})).json()
+    assert [i["request_id"] for i in late["items"]] == [first]
+    assert late["items"][0]["overdue"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -10,10 +11,13 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from guichet_plumbing.db import Database
 from guichet_plumbing.problems import problem_responses
 from guichet_routing import service
+from guichet_routing.repository import InboxFilter
 from guichet_routing.schemas import (
     CODE_PATTERN,
     TENANT_PATTERN,
+    AgentWrite,
     AssignmentPublic,
+    CommentWrite,
     DryRunResult,
     DryRunSample,
     Inbox,
@@ -21,6 +25,7 @@ from guichet_routing.schemas import (
     NeighbourhoodWrite,
     RoutingTable,
     RulesWrite,
+    ServiceSettingsWrite,
     TransitionCreate,
     WorkflowPublic,
     WorkflowWrite,
@@ -39,14 +44,14 @@ def _db(request: Request) -> Database:
 @router.get(
     "/inbox",
     response_model=Inbox,
-    summary="Corbeille des agents : toutes les demandes, quel que soit leur canal",
-    description="Les plus récentes d'abord ; pagination par curseur.",
+    summary="Corbeille des agents : toutes les demandes, quel que soit leur canal (R26)",
+    description="Les plus récentes d'abord ; pagination par curseur ; décompte par statut.",
     tags=["corbeille"],
     responses=problem_responses(400, 404, 422),
 )
 async def get_inbox(
     request: Request,
-    tenant: Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la collectivité.")],
+    tenant: Tenant,
     service_code: Annotated[
         str | None, Query(alias="service", pattern=CODE_PATTERN, description="Code du service.")
     ] = None,
@@ -55,20 +60,37 @@ async def get_inbox(
         Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Code de statut du circuit."),
     ] = None,
     channel: Annotated[Channel | None, Query(description="Canal d'arrivée.")] = None,
+    procedure: Annotated[str | None, Query(pattern=CODE_PATTERN, description="Démarche.")] = None,
+    neighbourhood: Annotated[
+        str | None, Query(pattern=CODE_PATTERN, description="Quartier.")
+    ] = None,
+    agent: Annotated[
+        str | None, Query(max_length=200, description="Attribuées à cet agent.")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=2, max_length=100, description="Texte : numéro de suivi, nom, démarche."),
+    ] = None,
+    overdue: Annotated[
+        bool, Query(description="Seulement celles qui ont dépassé l'engagement du service.")
+    ] = False,
     cursor: Annotated[
         str | None, Query(max_length=200, description="Curseur de la page suivante.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Taille de page.")] = 50,
 ) -> Inbox:
-    return await service.inbox(
-        _db(request),
+    where = InboxFilter(
         tenant=tenant,
         service=service_code,
         status=status,
         channel=channel,
-        cursor=cursor,
-        limit=limit,
+        procedure=procedure,
+        neighbourhood=neighbourhood,
+        agent=agent,
+        text=q,
+        overdue_at=datetime.now(UTC) if overdue else None,
     )
+    return await service.inbox(_db(request), where, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -202,3 +224,59 @@ async def fire_transition(
     ] = None,
 ) -> AssignmentPublic:
     return await service.fire(_db(request), request_id, body, agent)
+
+
+AgentHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Agent-Id",
+        max_length=200,
+        description="Agent (provisoire, avant l'authentification).",
+    ),
+]
+
+
+@router.put(
+    "/requests/{request_id}/agent",
+    response_model=AssignmentPublic,
+    summary="Attribuer, réattribuer ou remettre au service",
+    tags=["corbeille"],
+    responses=problem_responses(404, 422),
+)
+async def put_agent(
+    request: Request, request_id: uuid.UUID, body: AgentWrite, by: AgentHeader = None
+) -> AssignmentPublic:
+    return await service.assign_agent(_db(request), request_id, body.agent, by)
+
+
+@router.post(
+    "/requests/{request_id}/comments",
+    status_code=204,
+    response_class=Response,
+    summary="Commentaire interne entre agents",
+    tags=["corbeille"],
+    responses=problem_responses(404, 422),
+)
+async def post_comment(
+    request: Request, request_id: uuid.UUID, body: CommentWrite, by: AgentHeader = None
+) -> Response:
+    await service.comment(_db(request), request_id, body.text, by)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/services/{code}",
+    status_code=204,
+    response_class=Response,
+    summary="Engagement de réponse et mode d'alerte d'un service (R28)",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def put_service_settings(
+    request: Request,
+    tenant: Tenant,
+    body: ServiceSettingsWrite,
+    code: Annotated[str, Path(pattern=CODE_PATTERN)],
+) -> Response:
+    await service.configure_service(_db(request), tenant, code, body)
+    return Response(status_code=204)

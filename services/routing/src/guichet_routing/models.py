@@ -23,6 +23,10 @@ services = sa.Table(
     sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
     sa.Column("code", sa.String(64), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254), nullable=True),
+    # R28: "we answer within N days", and whether agents are alerted at once or by digest.
+    sa.Column("commitment_days", sa.Integer(), nullable=True),
+    sa.Column("alert_mode", sa.String(16), nullable=False, server_default="immediate"),
 )
 
 rules = sa.Table(
@@ -73,6 +77,10 @@ assignments = sa.Table(
     sa.Column("status_label", sa.String(200), nullable=False),
     sa.Column("phase", sa.String(16), nullable=False),
     sa.Column("workflow_version", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("closed", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("agent", sa.String(200), nullable=True),
+    # The service's commitment turned into a date; NULL when it made none.
+    sa.Column("due_at", UTCDateTime(), nullable=True),
     sa.Column("assigned_at", UTCDateTime(), nullable=False),
     sa.Column("rule", sa.String(1000), nullable=False),
     sa.Column("neighbourhood", sa.String(64), nullable=True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,23 +66,49 @@ async def add_history(
     )
 
 
+@dataclass(frozen=True)
+class InboxFilter:
+    tenant: str
+    service: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    procedure: str | None = None
+    neighbourhood: str | None = None
+    agent: str | None = None
+    text: str | None = None
+    overdue_at: datetime | None = None  # open requests past their service's commitment
+
+    def conditions(self, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
+        found: list[sa.ColumnElement[bool]] = [assignments.c.tenant == self.tenant]
+        for column, value in (
+            (assignments.c.service_code, self.service),
+            (assignments.c.channel, self.channel),
+            (assignments.c.procedure_code, self.procedure),
+            (assignments.c.neighbourhood, self.neighbourhood),
+            (assignments.c.agent, self.agent),
+        ):
+            if value is not None:
+                found.append(column == value)
+        if with_status and self.status is not None:
+            found.append(assignments.c.status == self.status)
+        if self.text:
+            pattern = f"%{self.text.replace('%', '').replace('_', '')}%"
+            found.append(
+                sa.or_(
+                    assignments.c.tracking_code.ilike(pattern),
+                    assignments.c.applicant_name.ilike(pattern),
+                    assignments.c.procedure_title.ilike(pattern),
+                )
+            )
+        if self.overdue_at is not None:
+            found += [assignments.c.closed.is_(False), assignments.c.due_at < self.overdue_at]
+        return found
+
+
 async def inbox_page(
-    session: AsyncSession,
-    *,
-    tenant: str,
-    service: str | None,
-    status: str | None,
-    channel: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> Sequence[sa.Row[Any]]:
-    query = sa.select(assignments).where(assignments.c.tenant == tenant)
-    if service is not None:
-        query = query.where(assignments.c.service_code == service)
-    if status is not None:
-        query = query.where(assignments.c.status == status)
-    if channel is not None:
-        query = query.where(assignments.c.channel == channel)
+    session: AsyncSession, where: InboxFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> Sequence[Any]:
+    query = sa.select(assignments).where(*where.conditions())
     if after is not None:
         # Keyset pagination: stable while new requests arrive, unlike OFFSET.
         query = query.where(
@@ -95,6 +122,32 @@ async def inbox_page(
         limit
     )
     return (await session.execute(query)).all()
+
+
+async def inbox_counts(session: AsyncSession, where: InboxFilter) -> dict[str, int]:
+    """Requests per status under the same filters (the status filter aside)."""
+    query = (
+        sa.select(assignments.c.status, sa.func.count())
+        .where(*where.conditions(with_status=False))
+        .group_by(assignments.c.status)
+    )
+    return {status: count for status, count in (await session.execute(query)).all()}
+
+
+async def set_agent(session: AsyncSession, request_id: uuid.UUID, agent: str | None) -> None:
+    await session.execute(
+        assignments.update().where(assignments.c.request_id == request_id).values(agent=agent)
+    )
+
+
+async def update_service(
+    session: AsyncSession, tenant: str, code: str, values: dict[str, Any]
+) -> None:
+    await session.execute(
+        services.update()
+        .where(services.c.tenant == tenant, services.c.code == code)
+        .values(**values)
+    )
 
 
 async def insert_tenant(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -171,10 +224,10 @@ async def lock_assignment(session: AsyncSession, request_id: uuid.UUID) -> Any:
 
 
 async def set_status(
-    session: AsyncSession, request_id: uuid.UUID, status: str, label: str, phase: str
+    session: AsyncSession, request_id: uuid.UUID, status: str, label: str, phase: str, closed: bool
 ) -> None:
     await session.execute(
         assignments.update()
         .where(assignments.c.request_id == request_id)
-        .values(status=status, status_label=label, phase=phase)
+        .values(status=status, status_label=label, phase=phase, closed=closed)
     )

@@ -21,12 +21,18 @@ class InboxItem(BaseModel):
     service: str
     status: str
     status_label: str
+    phase: str = Field(description="qualification, processing (traitement) ou delivery.")
+    agent: str | None = Field(description="Agent à qui la demande est attribuée.")
+    neighbourhood: str | None
     received_at: AwareDatetime
     assigned_at: AwareDatetime
+    due_at: AwareDatetime | None = Field(description="Échéance de l'engagement du service.")
+    overdue: bool
 
 
 class Inbox(BaseModel):
     items: list[InboxItem]
+    counts: dict[str, int] = Field(description="Nombre de demandes par statut (mêmes filtres).")
     next_cursor: str | None = Field(
         description="À passer en `cursor` pour la page suivante ; absent à la dernière page."
     )
@@ -230,3 +236,26 @@ class AssignmentPublic(BaseModel):
     phase: str
     workflow_version: int
     available_transitions: list[dict[str, str]]
+
+
+class AgentWrite(Strict):
+    agent: str | None = Field(max_length=200, description="Agent ; null : remettre au service.")
+
+
+class CommentWrite(Strict):
+    text: str = Field(min_length=1, max_length=4000, description="Commentaire interne.")
+
+
+class ServiceSettingsWrite(Strict):
+    email: str | None = Field(
+        default=None,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Adresse des alertes du service.",
+    )
+    commitment_days: int | None = Field(
+        default=None, ge=1, le=365, description="Engagement de réponse (jours)."
+    )
+    alert_mode: Literal["immediate", "digest"] = Field(
+        default="immediate", description="Alerte à chaque demande, ou relevé périodique."
+    )

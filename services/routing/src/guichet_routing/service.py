@@ -6,7 +6,7 @@ import base64
 import binascii
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 from guichet_routing import repository, workflows
 from guichet_routing.events import RequestAssigned, RequestReceived, StatusChanged
+from guichet_routing.repository import InboxFilter
 from guichet_routing.rules import FieldCondition, Neighbourhood, Rule, Sample, decide
 from guichet_routing.schemas import (
     AssignmentPublic,
@@ -30,6 +31,7 @@ from guichet_routing.schemas import (
     RulePublic,
     RulesWrite,
     ServicePublic,
+    ServiceSettingsWrite,
     TransitionCreate,
     WorkflowPublic,
     WorkflowWrite,
@@ -116,6 +118,10 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             "status_label": start["label"],
             "phase": start["phase"],
             "workflow_version": version,
+            # R28: the service's answer commitment, as a date agents can sort by.
+            "due_at": now + timedelta(days=service.commitment_days)
+            if service.commitment_days
+            else None,
             "assigned_at": now,
             "rule": why[:1000],
             "neighbourhood": decision.neighbourhood,
@@ -267,39 +273,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from exc
 
 
-async def inbox(
-    db: Database,
-    *,
-    tenant: str,
-    service: str | None,
-    status: str | None,
-    channel: str | None,
-    cursor: str | None,
-    limit: int,
-) -> Inbox:
+async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: int) -> Inbox:
     after = decode_cursor(cursor) if cursor else None
     async with db.sessions() as session:
-        if await repository.get_tenant(session, tenant) is None:
-            raise unknown_tenant(tenant)
-        if service is not None and await repository.get_service(session, tenant, service) is None:
+        if await repository.get_tenant(session, where.tenant) is None:
+            raise unknown_tenant(where.tenant)
+        names = {s.code: s.name for s in await repository.list_services(session, where.tenant)}
+        if where.service is not None and where.service not in names:
             raise Problem(
                 404,
                 "service-unknown",
                 "Service inconnu",
-                f"Le service « {service} » n'existe pas dans cette collectivité.",
+                f"Le service « {where.service} » n'existe pas dans cette collectivité.",
                 [InvalidParam(name="service", reason="Service inconnu.")],
             )
-        names = {s.code: s.name for s in await repository.list_services(session, tenant)}
-        rows = await repository.inbox_page(
-            session,
-            tenant=tenant,
-            service=service,
-            status=status,
-            channel=channel,
-            after=after,
-            limit=limit + 1,
-        )
+        rows = await repository.inbox_page(session, where, after, limit + 1)
+        counts = await repository.inbox_counts(session, where)
     page = rows[:limit]
+    now = datetime.now(UTC)
     items = [
         InboxItem(
             request_id=r.request_id,
@@ -311,15 +302,68 @@ async def inbox(
             service=names.get(r.service_code, r.service_code),
             status=r.status,
             status_label=r.status_label,
+            phase=r.phase,
+            agent=r.agent,
+            neighbourhood=r.neighbourhood,
             received_at=r.received_at,
             assigned_at=r.assigned_at,
+            due_at=r.due_at,
+            overdue=bool(r.due_at and not r.closed and r.due_at < now),
         )
         for r in page
     ]
     next_cursor = (
         encode_cursor(page[-1].received_at, page[-1].request_id) if len(rows) > limit else None
     )
-    return Inbox(items=items, next_cursor=next_cursor)
+    return Inbox(items=items, next_cursor=next_cursor, counts=counts)
+
+
+async def assign_agent(
+    db: Database, request_id: uuid.UUID, agent: str | None, by: str | None
+) -> AssignmentPublic:
+    async with db.transaction() as session:
+        row = await repository.lock_assignment(session, request_id)
+        if row is None:
+            raise _unknown_request()
+        await repository.set_agent(session, request_id, agent)
+        label = f"Attribuée à {agent}" if agent else "Remise dans la corbeille du service"
+        await repository.add_history(
+            session, request_id, datetime.now(UTC), row.status, label, agent=by, comment=None
+        )
+    return await assignment(db, request_id)
+
+
+async def comment(db: Database, request_id: uuid.UUID, text: str, by: str | None) -> None:
+    """Internal note between agents: kept in the history, never shown to the citizen."""
+    async with db.transaction() as session:
+        row = await repository.lock_assignment(session, request_id)
+        if row is None:
+            raise _unknown_request()
+        await repository.add_history(
+            session,
+            request_id,
+            datetime.now(UTC),
+            row.status,
+            "Commentaire interne",
+            agent=by,
+            comment=text,
+        )
+
+
+async def configure_service(
+    db: Database, tenant: str, code: str, body: ServiceSettingsWrite
+) -> None:
+    async with db.transaction() as session:
+        if await repository.get_tenant(session, tenant) is None:
+            raise unknown_tenant(tenant)
+        if await repository.get_service(session, tenant, code) is None:
+            raise Problem(
+                404,
+                "service-unknown",
+                "Service inconnu",
+                f"Le service « {code} » n'existe pas dans cette collectivité.",
+            )
+        await repository.update_service(session, tenant, code, body.model_dump(mode="json"))
 
 
 async def routing_table(db: Database, tenant: str) -> RoutingTable:
@@ -457,7 +501,7 @@ async def fire(
         target = workflows.status(definition, move["to"])
         now = datetime.now(UTC)
         await repository.set_status(
-            session, request_id, target["code"], target["label"], target["phase"]
+            session, request_id, target["code"], target["label"], target["phase"], target["final"]
         )
         await repository.add_history(
             session,
