@@ -46,6 +46,10 @@ SAMPLES: list[EventData] = [
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS", from_status="recue",
         status="en_cours", label="En cours de traitement", phase="processing", final=False,
         transition="prendre_en_charge", actions=["notify"], changed_at=NOW),
+    routing_events.ServiceAlerted(
+        request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS", service_code="voirie",
+        service_name="Voirie", service_email="voirie@admiville.example",
+        procedure_title="Signalement", channel="sms", due_at=NOW),
     routing_events.RequestAssigned(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
         procedure_code="reservation-salle", channel="web", service_code="accueil",
@@ -60,6 +64,7 @@ CONSUMER_VIEWS: list[type[ConsumedEvent]] = [
     notifications_events.RequestAssigned,
     intake_events.StatusChanged,
     notifications_events.StatusChanged,
+    notifications_events.ServiceAlerted,
 ]
 
 

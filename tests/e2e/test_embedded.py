@@ -108,3 +108,43 @@ async def test_status_changes_flow_back_to_the_citizen(
         await eventually(four_mails, timeout=20, what="receipt, assignment and two statuses")
     subjects = [m["Subject"] for m in smtp_server.mailbox.messages]
     assert f"Votre demande n° {code} : En cours de traitement" in subjects
+
+
+async def test_r28_service_asking_for_alerts_hears_of_each_request_at_once(
+    data_dir: Path, smtp_server: SmtpServer
+) -> None:
+    from tests.support import eventually
+
+    app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        configured = await client.put(
+            "/routing/v1/services/voirie",
+            params={"tenant": "admiville"},
+            json={
+                "email": "voirie@admiville.example",
+                "commitment_days": 8,
+                "alert_mode": "immediate",
+            },
+        )
+        assert configured.status_code == 204
+        created = await client.post(
+            "/intake/v1/requests",
+            json={
+                "tenant": "admiville",
+                "procedure": "signalement-voirie",
+                "channel": "sms",
+                "applicant": {"name": "Ali Ben", "phone": "06 12 34 56 78"},
+                "contact_preference": "sms",
+                "location": {"latitude": 48.85, "longitude": 2.35, "address": "rue des Lilas"},
+            },
+        )
+        assert created.status_code == 201, created.text
+        code = created.json()["tracking_code"]
+
+        async def alerted() -> bool:
+            return len(smtp_server.mailbox.to("voirie@admiville.example")) == 1
+
+        await eventually(alerted, timeout=20, what="the road service alerted")
+    [alert] = smtp_server.mailbox.to("voirie@admiville.example")
+    assert code in alert["Subject"]
+    assert "Engagement de réponse" in alert.get_content()

@@ -10,6 +10,7 @@ from guichet_notifications.events import (
     ReceiptIssued,
     RequestAssigned,
     RequestReceived,
+    ServiceAlerted,
     StatusChanged,
 )
 from guichet_notifications.models import metadata
@@ -41,6 +42,7 @@ def create_app(settings: NotificationsSettings | None = None, *, bus: Bus | None
     runtime.consume("receipts", [ReceiptIssued.event_type], deliveries.on_receipt_issued)
     runtime.consume("assignments", [RequestAssigned.event_type], deliveries.on_request_assigned)
     runtime.consume("statuses", [StatusChanged.event_type], deliveries.on_status_changed)
+    runtime.consume("alerts", [ServiceAlerted.event_type], deliveries.on_service_alerted)
     runtime.on_startup(deliveries.start)
     app = create_service_app(
         runtime,

@@ -56,4 +56,16 @@ class StatusChanged(ConsumedEvent):
     actions: list[str]
 
 
+class ServiceAlerted(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.service.alerted.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    service_name: str
+    service_email: str
+    procedure_title: str
+    channel: str
+    due_at: AwareDatetime | None = None
+
+
 PUBLISHED: tuple[type[EventData], ...] = ()

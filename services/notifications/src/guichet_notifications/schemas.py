@@ -24,7 +24,8 @@ class DeliveryPublic(BaseModel):
     kind: str = Field(
         description="accuse_reception, accuse_enregistrement, demande_pieces, "
         "avis_transmission, attestation_acceptation_implicite, assignment (transmission "
-        "au service compétent) ou status (nouvelle étape du traitement)."
+        "au service compétent), status (nouvelle étape du traitement) ou agent_alert (alerte "
+        "au service)."
     )
     channel: str | None = Field(description="email, letter (courrier papier à imprimer).")
     recipient: str | None

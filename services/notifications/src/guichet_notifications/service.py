@@ -25,6 +25,7 @@ from guichet_notifications.events import (
     ReceiptIssued,
     RequestAssigned,
     RequestReceived,
+    ServiceAlerted,
     StatusChanged,
 )
 from guichet_notifications.schemas import DeliveryList, DeliveryPublic, DeliveryStatus
@@ -178,6 +179,33 @@ class Deliveries:
             subject,
             body + SIGNATURE,
             contact,
+        )
+        after_commit(session, self._wake.set)
+
+    async def on_service_alerted(self, session: AsyncSession, envelope: Envelope) -> None:
+        """R28: the agents of a service that asked for it hear of each new request at once."""
+        event = ServiceAlerted.model_validate(envelope.data)
+        due = f" Engagement de réponse : {event.due_at:%d/%m/%Y}." if event.due_at else ""
+        await repository.insert_delivery(
+            session,
+            {
+                "id": uuid.uuid4(),
+                "request_id": event.request_id,
+                "tenant": envelope.tenant,
+                "tracking_code": event.tracking_code,
+                "event_id": envelope.id,
+                "kind": "agent_alert",
+                "channel": "email",
+                "recipient": event.service_email,
+                "subject": f"Nouvelle demande n° {event.tracking_code} : {event.procedure_title}",
+                "body": (
+                    f"Bonjour,\n\nUne nouvelle demande est arrivée pour {event.service_name} "
+                    f"(canal : {event.channel}) : « {event.procedure_title} », n° "
+                    f"{event.tracking_code}.{due}\n\nElle vous attend dans la corbeille."
+                ),
+                "status": DeliveryStatus.pending.value,
+                "created_at": datetime.now(UTC),
+            },
         )
         after_commit(session, self._wake.set)
 

@@ -66,4 +66,19 @@ class StatusChanged(EventData):
     changed_at: AwareDatetime
 
 
-PUBLISHED: tuple[type[EventData], ...] = (RequestAssigned, StatusChanged)
+class ServiceAlerted(EventData):
+    """A service that asked for immediate alerts has a new request (R28)."""
+
+    event_type: ClassVar[str] = "routing.service.alerted.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    service_code: str
+    service_name: str
+    service_email: str
+    procedure_title: str
+    channel: str
+    due_at: AwareDatetime | None
+
+
+PUBLISHED: tuple[type[EventData], ...] = (RequestAssigned, StatusChanged, ServiceAlerted)

@@ -16,7 +16,12 @@ from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 from guichet_routing import repository, workflows
-from guichet_routing.events import RequestAssigned, RequestReceived, StatusChanged
+from guichet_routing.events import (
+    RequestAssigned,
+    RequestReceived,
+    ServiceAlerted,
+    StatusChanged,
+)
 from guichet_routing.repository import InboxFilter
 from guichet_routing.rules import FieldCondition, Neighbourhood, Rule, Sample, decide
 from guichet_routing.schemas import (
@@ -102,6 +107,8 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
     now = datetime.now(UTC)
     version, definition = await _current_workflow(session, envelope.tenant, event.procedure_code)
     start = workflows.status(definition, definition["initial"])
+    # R28: the service's answer commitment, as a date agents can sort by.
+    due_at = now + timedelta(days=service.commitment_days) if service.commitment_days else None
     await repository.insert_assignment(
         session,
         {
@@ -118,10 +125,7 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             "status_label": start["label"],
             "phase": start["phase"],
             "workflow_version": version,
-            # R28: the service's answer commitment, as a date agents can sort by.
-            "due_at": now + timedelta(days=service.commitment_days)
-            if service.commitment_days
-            else None,
+            "due_at": due_at,
             "assigned_at": now,
             "rule": why[:1000],
             "neighbourhood": decision.neighbourhood,
@@ -147,6 +151,20 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             assigned_at=now,
         ).envelope(tenant=envelope.tenant, subject=str(event.request_id), occurred_at=now),
     )
+    if service.alert_mode == "immediate" and service.email:
+        await stage(
+            session,
+            ServiceAlerted(
+                request_id=event.request_id,
+                tracking_code=event.tracking_code,
+                service_code=decision.service,
+                service_name=service.name,
+                service_email=service.email,
+                procedure_title=event.procedure_title or "Demande à qualifier",
+                channel=event.channel,
+                due_at=due_at,
+            ).envelope(tenant=envelope.tenant, subject=str(event.request_id), occurred_at=now),
+        )
 
 
 async def put_rules(db: Database, tenant: str, body: RulesWrite) -> RoutingTable:
