@@ -136,3 +136,33 @@ async def test_r12_external_transfer_is_signed_and_needs_acceptance(
     assert checked.receipt is not None
     assert checked.receipt["tracking_code"] == created["tracking_code"]
     assert checked.receipt["first_received_on"] == "2026-05-15"
+
+
+async def test_r12_external_transfer_only_to_allowed_https_destinations(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    intake.settings.env = "production"
+    with pytest.raises(Problem) as plain_http:
+        await intake.transfer(
+            created["tracking_code"],
+            TransferCreate(
+                administration_name="Serveur interne",
+                administration_url="http://127.0.0.1:5432/",
+                reason="Essai",
+            ),
+        )
+    assert plain_http.value.status == 422
+    intake.settings.transfer_allowed_hosts = ["transmissions.prefecture.example"]
+    with pytest.raises(Problem) as unlisted:
+        await intake.transfer(
+            created["tracking_code"],
+            TransferCreate(
+                administration_name="Ailleurs",
+                administration_url="https://ailleurs.example/in",
+                reason="Essai",
+            ),
+        )
+    assert unlisted.value.invalid_params
+    assert unlisted.value.invalid_params[0].name == "administration_url"
+    assert (await intake.get_request(created["tracking_code"])).status.value == "received"

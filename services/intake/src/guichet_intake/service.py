@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -102,6 +103,9 @@ RECEIPT_TITLES = {
     ReceiptKind.demande_pieces: "Demande de pièces complémentaires",
     ReceiptKind.avis_transmission: "Avis de transmission de votre demande",
 }
+
+# A time granted for missing pieces beyond a year would freeze a file indefinitely.
+MAX_PIECES_DAYS = 366
 
 # Statuses after which no clock runs and nothing more is owed by this administration.
 FINAL = {
@@ -825,6 +829,15 @@ class IntakeService:
                     f"aujourd'hui ({french_date(today)}).",
                     [InvalidParam(name="due_on", reason="Choisissez une date à venir.")],
                 )
+            if body.due_on > today + timedelta(days=MAX_PIECES_DAYS):
+                raise Problem(
+                    422,
+                    "due-date-too-far",
+                    "Date limite trop lointaine",
+                    f"Le délai accordé pour produire des pièces ne peut dépasser "
+                    f"{MAX_PIECES_DAYS} jours.",
+                    [InvalidParam(name="due_on", reason="Choisissez une date plus proche.")],
+                )
             await repository.insert_pieces_request(
                 session,
                 {
@@ -880,6 +893,18 @@ class IntakeService:
                     "Date future",
                     "La date de réception des pièces ne peut pas être future.",
                     [InvalidParam(name="received_on", reason="Date future.")],
+                )
+            awaited = [
+                p for p in await repository.pieces_for(session, row.id) if p.received_on is None
+            ]
+            if awaited and received_on < min(p.requested_on for p in awaited):
+                raise Problem(
+                    422,
+                    "date-before-request",
+                    "Date antérieure à la demande de pièces",
+                    "Les pièces ne peuvent pas avoir été reçues avant d'avoir été demandées "
+                    f"(le {french_date(min(p.requested_on for p in awaited))}).",
+                    [InvalidParam(name="received_on", reason="Date trop ancienne.")],
                 )
             if not await repository.mark_pieces_received(session, row.id, received_on):
                 raise Problem(
@@ -1041,10 +1066,27 @@ class IntakeService:
         )
         return new_id
 
+    def _check_destination(self, url: str) -> None:
+        """No request to an arbitrary address: HTTPS in production, and listed hosts if set."""
+        parts = urlsplit(url)
+        allowed = self.settings.transfer_allowed_hosts
+        if (self.settings.env == "production" and parts.scheme != "https") or (
+            allowed and parts.hostname not in allowed
+        ):
+            raise Problem(
+                422,
+                "transfer-destination-refused",
+                "Destinataire non autorisé",
+                "Cette adresse de transmission n'est pas autorisée pour ce guichet : les "
+                "transmissions se font en HTTPS vers les administrations déclarées.",
+                [InvalidParam(name="administration_url", reason="Adresse non autorisée.")],
+            )
+
     async def _send_outside(
         self, session: AsyncSession, row: Any, tenant: Any, body: TransferCreate, now: datetime
     ) -> None:
         """Signed hand-over to another administration; nothing changes here unless it accepts."""
+        self._check_destination(str(body.administration_url))
         key = await self.keyring.active(session, tenant.code, now)
         token = sign(
             {

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from guichet_plumbing.settings import ServiceSettings
@@ -17,3 +18,6 @@ class IntakeSettings(ServiceSettings):
     # ...and more than this many requests from one source in an hour is a flood.
     abuse_max_per_hour: int = 30
     transfer_timeout: float = 10.0
+    # Hosts that may receive transfers to other administrations; empty: any (HTTPS only in
+    # production).
+    transfer_allowed_hosts: list[str] = Field(default_factory=list)
