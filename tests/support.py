@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from guichet_intake.events import ApplicantContact, RequestReceived
+from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.localinfra import free_port
 
 T = TypeVar("T")
@@ -53,3 +57,40 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+def received_event(
+    procedure: str | None = "reservation-salle",
+    *,
+    channel: str = "web",
+    payload: dict[str, Any] | None = None,
+    location: dict[str, float] | None = None,
+    applicant: dict[str, Any] | None = None,
+    preference: str = "email",
+    received_at: datetime | None = None,
+    request_id: uuid.UUID | None = None,
+) -> Envelope:
+    """An `intake.request.received.v1` as intake itself builds it, for consumers' tests."""
+    request_id = request_id or uuid.uuid4()
+    received_at = received_at or datetime.now(UTC)
+    contact = {
+        "name": "Camille Martin",
+        "email": None,
+        "phone": None,
+        "postal_address": None,
+        **(applicant or {}),
+    }
+    return RequestReceived(
+        request_id=request_id,
+        tracking_code=f"{request_id.hex[:4]}-TEST-TEST-TEST".upper(),
+        procedure_code=procedure,
+        procedure_title=procedure,
+        channel=channel,
+        received_at=received_at,
+        reception_date=received_at.date(),
+        applicant=ApplicantContact(**contact),
+        contact_preference=preference,
+        payload=payload or {},
+        location=location,
+        abusive=False,
+    ).envelope(tenant="admiville", subject=str(request_id), occurred_at=received_at)

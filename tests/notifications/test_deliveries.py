@@ -24,25 +24,13 @@ from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.localinfra import free_port
 from guichet_plumbing.observability import ServiceMetrics
 from tests.conftest import SmtpServer
+from tests.support import received_event
 
 
 def received(
     applicant: dict[str, Any], preference: str = "email", request_id: uuid.UUID | None = None
 ) -> Envelope:
-    request_id = request_id or uuid.uuid4()
-    return Envelope(
-        id=uuid.uuid4(),
-        type="intake.request.received.v1",
-        occurred_at=datetime.now(UTC),
-        tenant="admiville",
-        subject=str(request_id),
-        data={
-            "request_id": str(request_id),
-            "tracking_code": "ABCD-EFGH-JKMN-PQRS",
-            "applicant": {"name": "Camille Martin", **applicant},
-            "contact_preference": preference,
-        },
-    )
+    return received_event(applicant=applicant, preference=preference, request_id=request_id)
 
 
 def issued(request_id: uuid.UUID, kind: str = "accuse_reception") -> Envelope:

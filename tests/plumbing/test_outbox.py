@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -15,14 +12,14 @@ import sqlalchemy as sa
 from guichet_plumbing import tables
 from guichet_plumbing.bus import KafkaBus
 from guichet_plumbing.db import Database
-from guichet_plumbing.envelope import Envelope, EventData
+from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.localinfra import LocalBroker
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import Relay, stage
 from guichet_routing.app import create_app as create_routing
 from guichet_routing.settings import RoutingSettings
 from tests.plumbing.kafka_tools import read_topic
-from tests.support import eventually, serve
+from tests.support import eventually, received_event, serve
 
 
 class ProcessDied(Exception):
@@ -45,32 +42,6 @@ class DiesAfterPublish:
         raise ProcessDied
 
 
-class Received(EventData):
-    """A minimal intake.request.received.v1, as routing reads it."""
-
-    event_type: ClassVar[str] = "intake.request.received.v1"
-    request_id: uuid.UUID
-    tracking_code: str
-    procedure_code: str
-    procedure_title: str
-    channel: str
-    received_at: datetime
-    applicant: dict[str, Any]
-
-
-def received_event() -> Envelope:
-    request_id = uuid.uuid4()
-    return Received(
-        request_id=request_id,
-        tracking_code="ABCD-EFGH-JKMN-PQRS",
-        procedure_code="reservation-salle",
-        procedure_title="Réservation d'une salle municipale",
-        channel="counter",
-        received_at=datetime.now(UTC),
-        applicant={"name": "Camille Martin"},
-    ).envelope(tenant="admiville", subject=str(request_id))
-
-
 async def producer_db(url: str) -> Database:
     db = Database(url)
     await db.create_all(tables.metadata)
@@ -79,7 +50,7 @@ async def producer_db(url: str) -> Database:
 
 async def started_bus(kafka: LocalBroker, prefix: str) -> KafkaBus:
     bus = KafkaBus(kafka.bootstrap_servers, topic_prefix=prefix)
-    bus.declare([Received.event_type])
+    bus.declare(["intake.request.received.v1"])
     await bus.start()
     return bus
 
@@ -102,7 +73,7 @@ async def test_relay_killed_between_commit_and_publish_publishes_once_on_restart
     topic_prefix: str,
 ) -> None:
     db = await producer_db(pg_database("producer"))
-    event = received_event()
+    event = received_event(channel="counter")
     async with db.transaction() as session:
         await stage(session, event)
 
@@ -131,7 +102,7 @@ async def test_event_redelivered_after_crash_has_one_effect(
 ) -> None:
     """Crash after publish, before the mark: the event goes out twice; routing acts once."""
     db = await producer_db(pg_database("producer"))
-    event = received_event()
+    event = received_event(channel="counter")
     async with db.transaction() as session:
         await stage(session, event)
 

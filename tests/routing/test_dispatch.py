@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
 
 from guichet_plumbing import tables
 from guichet_plumbing.db import Database
-from guichet_plumbing.envelope import Envelope, EventData
+from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
@@ -22,32 +20,13 @@ from guichet_routing.models import assignments, metadata
 from guichet_routing.repository import InboxFilter
 from guichet_routing.rules import Rule, Sample, decide
 from guichet_routing.seed import seed_demo
-
-
-class Received(EventData):
-    event_type: ClassVar[str] = "intake.request.received.v1"
-    request_id: uuid.UUID
-    tracking_code: str
-    procedure_code: str
-    procedure_title: str
-    channel: str
-    received_at: datetime
-    applicant: dict[str, Any]
+from tests.support import received_event
 
 
 def received(
     procedure: str = "reservation-salle", channel: str = "web", at: datetime | None = None
 ) -> Envelope:
-    request_id = uuid.uuid4()
-    return Received(
-        request_id=request_id,
-        tracking_code=f"T{request_id.hex[:15].upper()}",
-        procedure_code=procedure,
-        procedure_title="Démarche",
-        channel=channel,
-        received_at=at or datetime.now(UTC),
-        applicant={"name": "Camille Martin"},
-    ).envelope(tenant="admiville", subject=str(request_id))
+    return received_event(procedure, channel=channel, received_at=at)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from guichet_plumbing.envelope import Envelope
 from guichet_routing.app import create_app
 from guichet_routing.rules import FieldCondition, Neighbourhood, Rule, Sample, decide
 from guichet_routing.settings import RoutingSettings
-from tests.support import eventually, serve
+from tests.support import eventually, received_event, serve
 
 # Two neighbourhoods of Admiville, as squares in WGS 84 (longitude, latitude).
 CENTRE = {
@@ -94,31 +92,8 @@ async def routing(data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InPr
         yield client, bus
 
 
-def received(
-    procedure: str,
-    channel: str = "web",
-    payload: dict[str, Any] | None = None,
-    location: dict[str, float] | None = None,
-) -> Envelope:
-    request_id = uuid.uuid4()
-    return Envelope(
-        id=uuid.uuid4(),
-        type="intake.request.received.v1",
-        occurred_at=datetime.now(UTC),
-        tenant="admiville",
-        subject=str(request_id),
-        data={
-            "request_id": str(request_id),
-            "tracking_code": "ABCD-EFGH-JKMN-PQRS",
-            "procedure_code": procedure,
-            "procedure_title": procedure,
-            "channel": channel,
-            "received_at": datetime.now(UTC).isoformat(),
-            "applicant": {"name": "Camille Martin"},
-            "payload": payload or {},
-            "location": location,
-        },
-    )
+def received(procedure: str, location: dict[str, float] | None = None) -> Envelope:
+    return received_event(procedure, location=location)
 
 
 async def test_r29_rules_edited_through_the_api_route_the_next_request_without_restart(

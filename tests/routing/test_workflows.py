@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from guichet_plumbing.envelope import Envelope
 from guichet_routing.app import create_app
 from guichet_routing.settings import RoutingSettings
 from guichet_routing.workflows import DEFAULT_WORKFLOW
-from tests.support import serve
+from tests.support import received_event, serve
 
 WORKFLOW: dict[str, Any] = {
     "initial": "a_qualifier",
@@ -64,26 +63,9 @@ async def routing(data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InPr
 
 
 async def arrive(bus: InProcessBus, procedure: str = "signalement-voirie") -> str:
-    request_id = uuid.uuid4()
-    await bus.publish(
-        Envelope(
-            id=uuid.uuid4(),
-            type="intake.request.received.v1",
-            occurred_at=datetime.now(UTC),
-            tenant="admiville",
-            subject=str(request_id),
-            data={
-                "request_id": str(request_id),
-                "tracking_code": "ABCD-EFGH-JKMN-PQRS",
-                "procedure_code": procedure,
-                "procedure_title": procedure,
-                "channel": "web",
-                "received_at": datetime.now(UTC).isoformat(),
-                "applicant": {"name": "Camille Martin"},
-            },
-        )
-    )
-    return str(request_id)
+    event = received_event(procedure)
+    await bus.publish(event)
+    return event.subject
 
 
 @pytest.mark.parametrize(
