@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,44 +77,66 @@ class Relay:
 
     async def run_once(self) -> int:
         """Publish one batch of pending events; returns how many were published."""
-        error: BaseException | None = None
-        async with self.db.transaction() as session:
-            # SKIP LOCKED lets several replicas relay the same outbox without
-            # publishing a row twice in the normal case.
-            rows = (
-                await session.execute(
-                    sa.select(outbox.c.seq, outbox.c.payload)
-                    .where(outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.seq)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if not rows:
-                return 0
-            try:
-                sent = await self.bus.publish_batch([Envelope.from_bytes(p) for _, p in rows])
-            except PublishFailed as failure:
-                sent, error = failure.sent, failure.__cause__ or failure
-            except Exception as failure:  # the bus failed before anything went out
-                sent, error = 0, failure
-            # Mark what did go out, and commit that, even when the rest failed.
-            if sent:
-                await session.execute(
-                    outbox.update()
-                    .where(outbox.c.seq.in_([seq for seq, _ in rows[:sent]]))
-                    .values(published_at=datetime.now(UTC))
-                )
-            if error is not None:
-                await session.execute(
-                    outbox.update()
-                    .where(outbox.c.seq == rows[sent][0])
-                    .values(attempts=outbox.c.attempts + 1)
-                )
+        if self.db.is_postgres:
+            # SKIP LOCKED lets several replicas relay the same outbox without publishing a
+            # row twice in the normal case: the rows stay locked while they are published.
+            async with self.db.transaction() as session:
+                rows = await self._pending(session, lock=True)
+                sent, error = await self._publish(rows)
+                await self._mark(session, rows, sent, error)
+        else:
+            # SQLite is the embedded default: one process, one relay per database. Its write
+            # lock must not be held while in-process consumers write to the other services'
+            # databases, or two relays could wait on each other.
+            async with self.db.sessions() as session:
+                rows = await self._pending(session, lock=False)
+            sent, error = await self._publish(rows)
+            if rows:
+                async with self.db.transaction() as session:
+                    await self._mark(session, rows, sent, error)
         self.metrics.events_published.inc(sent)
         if error is not None:
             raise error
         return sent
+
+    async def _pending(self, session: AsyncSession, *, lock: bool) -> list[Any]:
+        query = (
+            sa.select(outbox.c.seq, outbox.c.payload)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.seq)
+            .limit(self.batch_size)
+        )
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return list((await session.execute(query)).all())
+
+    async def _publish(self, rows: list[Any]) -> tuple[int, BaseException | None]:
+        if not rows:
+            return 0, None
+        try:
+            return await self.bus.publish_batch([Envelope.from_bytes(p) for _, p in rows]), None
+        except PublishFailed as failure:
+            return failure.sent, failure.__cause__ or failure
+        except Exception as failure:  # the bus failed before anything went out
+            return 0, failure
+
+    @staticmethod
+    async def _mark(
+        session: AsyncSession, rows: list[Any], sent: int, error: BaseException | None
+    ) -> None:
+        """Mark what did go out, even when the rest failed; count the failed attempt."""
+        if sent:
+            await session.execute(
+                outbox.update()
+                .where(outbox.c.seq.in_([seq for seq, _ in rows[:sent]]))
+                .values(published_at=datetime.now(UTC))
+            )
+        if error is not None:
+            await session.execute(
+                outbox.update()
+                .where(outbox.c.seq == rows[sent][0])
+                .values(attempts=outbox.c.attempts + 1)
+            )
 
     async def backlog(self) -> int:
         async with self.db.sessions() as session:
