@@ -15,6 +15,8 @@ tenants = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     # Where a request goes when no rule matches: never nowhere.
     sa.Column("default_service", sa.String(64), nullable=False),
+    # Digests go out at the tenant's local hour (R28).
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="Europe/Paris"),
 )
 
 services = sa.Table(
@@ -27,6 +29,20 @@ services = sa.Table(
     # R28: "we answer within N days", and whether agents are alerted at once or by digest.
     sa.Column("commitment_days", sa.Integer(), nullable=True),
     sa.Column("alert_mode", sa.String(16), nullable=False, server_default="immediate"),
+    # Digest mode: "daily" or "weekly" (Mondays), at this local time; and the last one sent.
+    sa.Column("digest_period", sa.String(16), nullable=False, server_default="daily"),
+    sa.Column("digest_time", sa.String(5), nullable=False, server_default="08:00"),
+    sa.Column("last_digest_at", UTCDateTime(), nullable=True),
+)
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("service_code", sa.String(64), primary_key=True),
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.ForeignKeyConstraint(["tenant", "service_code"], ["services.tenant", "services.code"]),
 )
 
 rules = sa.Table(
@@ -38,6 +54,7 @@ rules = sa.Table(
     # {"procedures": [...], "channels": [...], "fields": [...], "neighbourhoods": [...]}
     sa.Column("conditions", sa.JSON(), nullable=False),
     sa.Column("service_code", sa.String(64), nullable=False),
+    sa.Column("team_code", sa.String(64), nullable=True),
     sa.ForeignKeyConstraint(["tenant", "service_code"], ["services.tenant", "services.code"]),
 )
 
@@ -84,8 +101,25 @@ assignments = sa.Table(
     sa.Column("assigned_at", UTCDateTime(), nullable=False),
     sa.Column("rule", sa.String(1000), nullable=False),
     sa.Column("neighbourhood", sa.String(64), nullable=True),
-    # The inbox lists a service's requests newest first, by a unique cursor.
+    sa.Column("team_code", sa.String(64), nullable=True),
+    # The form's fields, for automatic transitions conditioned on them.
+    sa.Column("payload", sa.JSON(), nullable=True),
+    # Since when the request is in its status, and when a timed transition fires (or NULL).
+    sa.Column("status_since", UTCDateTime(), nullable=True),
+    sa.Column("auto_at", UTCDateTime(), nullable=True),
+    # The inbox lists newest first by a unique cursor (received_at, request_id): each
+    # common filter has an index ending with that order, so a page reads ~limit rows.
     sa.Index("ix_assignments_inbox", "tenant", "service_code", "received_at", "request_id"),
+    sa.Index("ix_assignments_tenant_recent", "tenant", "received_at", "request_id"),
+    sa.Index(
+        "ix_assignments_status", "tenant", "service_code", "status", "received_at", "request_id"
+    ),
+    sa.Index(
+        "ix_assignments_team", "tenant", "service_code", "team_code", "received_at", "request_id"
+    ),
+    sa.Index("ix_assignments_agent", "tenant", "agent", "received_at", "request_id"),
+    sa.Index("ix_assignments_open_due", "tenant", "service_code", "closed", "due_at"),
+    sa.Index("ix_assignments_auto", "auto_at"),
 )
 
 status_history = sa.Table(
