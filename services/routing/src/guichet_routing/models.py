@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from guichet_plumbing.db import UTCDateTime, new_metadata
 
 metadata = new_metadata()
+
+
+@sa.event.listens_for(metadata, "before_create")
+def _trigrams(_target: sa.MetaData, connection: sa.Connection, **_: Any) -> None:
+    """The inbox's text search (ILIKE '%…%') uses trigram indexes on PostgreSQL; pg_trgm
+    is a trusted extension, so the database owner may create it. SQLite scans."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+
 
 tenants = sa.Table(
     "tenants",
@@ -118,9 +129,28 @@ assignments = sa.Table(
         "ix_assignments_team", "tenant", "service_code", "team_code", "received_at", "request_id"
     ),
     sa.Index("ix_assignments_agent", "tenant", "agent", "received_at", "request_id"),
-    sa.Index("ix_assignments_open_due", "tenant", "service_code", "closed", "due_at"),
     sa.Index("ix_assignments_auto", "auto_at"),
 )
+
+# Open requests are a few percent of the history: partial indexes keep the counts per
+# status and the overdue list proportional to the work in progress, not to the archive.
+_open = assignments.c.closed == sa.false()
+for _name, _columns in (
+    ("ix_assignments_open_recent", ("tenant", "service_code", "received_at", "request_id")),
+    ("ix_assignments_open_status", ("tenant", "service_code", "status")),
+    ("ix_assignments_open_agent", ("tenant", "agent", "status")),
+):
+    sa.Index(
+        _name, *(assignments.c[c] for c in _columns), postgresql_where=_open, sqlite_where=_open
+    )
+
+for _column in ("tracking_code", "applicant_name", "procedure_title"):
+    sa.Index(
+        f"ix_assignments_trgm_{_column}",
+        assignments.c[_column],
+        postgresql_using="gin",
+        postgresql_ops={_column: "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql")
 
 status_history = sa.Table(
     "status_history",

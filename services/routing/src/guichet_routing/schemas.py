@@ -43,7 +43,9 @@ class InboxItem(BaseModel):
 
 class Inbox(BaseModel):
     items: list[InboxItem]
-    counts: dict[str, int] = Field(description="Nombre de demandes par statut (mêmes filtres).")
+    counts: dict[str, int] = Field(
+        description="Nombre de demandes non closes par statut (mêmes filtres, hors statut)."
+    )
     next_cursor: str | None = Field(
         description="À passer en `cursor` pour la page suivante ; absent à la dernière page."
     )
