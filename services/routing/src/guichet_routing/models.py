@@ -118,15 +118,21 @@ assignments = sa.Table(
     # Since when the request is in its status, and when a timed transition fires (or NULL).
     sa.Column("status_since", UTCDateTime(), nullable=True),
     sa.Column("auto_at", UTCDateTime(), nullable=True),
-    # The inbox lists newest first by a unique cursor (received_at, request_id): each
-    # common filter has an index ending with that order, so a page reads ~limit rows.
-    sa.Index("ix_assignments_inbox", "tenant", "service_code", "received_at", "request_id"),
-    sa.Index("ix_assignments_tenant_recent", "tenant", "received_at", "request_id"),
+    # The inbox lists newest first by a unique cursor (received_at, request_id). Each
+    # common view has a B-tree index starting with its equality filters and that order, so
+    # a page stops after ~limit entries; the trailing columns let the other filters be
+    # checked inside the index, without reading the rows they reject.
     sa.Index(
-        "ix_assignments_status", "tenant", "service_code", "status", "received_at", "request_id"
+        "ix_assignments_inbox",
+        *("tenant", "service_code", "received_at", "request_id"),
+        *("team_code", "channel", "procedure_code", "neighbourhood"),
     ),
     sa.Index(
-        "ix_assignments_team", "tenant", "service_code", "team_code", "received_at", "request_id"
+        "ix_assignments_tenant_recent",
+        *("tenant", "received_at", "request_id", "channel", "procedure_code", "neighbourhood"),
+    ),
+    sa.Index(
+        "ix_assignments_status", "tenant", "service_code", "status", "received_at", "request_id"
     ),
     sa.Index("ix_assignments_agent", "tenant", "agent", "received_at", "request_id"),
     sa.Index("ix_assignments_auto", "auto_at"),
@@ -135,16 +141,46 @@ assignments = sa.Table(
 # Open requests are a few percent of the history: partial indexes keep the counts per
 # status and the overdue list proportional to the work in progress, not to the archive.
 _open = assignments.c.closed == sa.false()
-for _name, _columns in (
-    ("ix_assignments_open_recent", ("tenant", "service_code", "received_at", "request_id")),
-    ("ix_assignments_open_status", ("tenant", "service_code", "status")),
-    ("ix_assignments_open_agent", ("tenant", "agent", "status")),
-):
-    sa.Index(
-        _name, *(assignments.c[c] for c in _columns), postgresql_where=_open, sqlite_where=_open
-    )
-
-for _column in ("tracking_code", "applicant_name", "procedure_title"):
+sa.Index(
+    "ix_assignments_open_recent",
+    *("tenant", "service_code", "received_at", "request_id", "due_at"),
+    postgresql_where=_open,
+    sqlite_where=_open,
+)
+# Counts per status read this index only, whatever the other filters.
+sa.Index(
+    "ix_assignments_open_counts",
+    *("tenant", "service_code", "status"),
+    postgresql_include=[
+        "team_code",
+        "channel",
+        "procedure_code",
+        "neighbourhood",
+        "agent",
+        "due_at",
+    ],
+    postgresql_where=_open,
+    sqlite_where=_open,
+)
+sa.Index(
+    "ix_assignments_open_agent",
+    "tenant",
+    "agent",
+    "status",
+    postgresql_where=_open,
+    sqlite_where=_open,
+)
+# The text search (ILIKE '%…%'): trigram indexes on PostgreSQL, over every request for
+# the page and over open ones for the counts. SQLite scans, which its sizes allow.
+_searched = ("tracking_code", "applicant_name", "procedure_title")
+sa.Index(
+    "ix_assignments_open_text",
+    *(assignments.c[c] for c in _searched),
+    postgresql_using="gin",
+    postgresql_ops=dict.fromkeys(_searched, "gin_trgm_ops"),
+    postgresql_where=_open,
+).ddl_if(dialect="postgresql")
+for _column in _searched:
     sa.Index(
         f"ix_assignments_trgm_{_column}",
         assignments.c[_column],

@@ -143,20 +143,7 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
         start["code"],
         f"Transmise au service : {service.name} ({why})",
     )
-    await stage(
-        session,
-        RequestAssigned(
-            request_id=event.request_id,
-            tracking_code=event.tracking_code,
-            procedure_code=event.procedure_code,
-            channel=event.channel,
-            service_code=decision.service,
-            service_name=service.name,
-            rule=why,
-            assigned_at=now,
-            team_code=decision.team,
-        ).envelope(tenant=envelope.tenant, subject=str(event.request_id), occurred_at=now),
-    )
+    await _announce(session, envelope.tenant, event, service, decision.team, why, now)
     await _settle(session, event.request_id, definition, now)
     if service.alert_mode == "immediate" and service.email:
         await stage(
@@ -676,23 +663,37 @@ async def _reassign(
         return
     service = await repository.get_service(session, row.tenant, act["service"])
     assert service is not None, "validated when the workflow was saved"
-    why = "transmise par le circuit de traitement"
     await repository.add_history(
         session, row.request_id, now, row.status, f"Transmise au service : {service.name}", agent=by
     )
+    why = "transmise par le circuit de traitement"
+    await _announce(session, row.tenant, row, service, act.get("team"), why, now)
+
+
+async def _announce(
+    session: AsyncSession,
+    tenant: str,
+    request: Any,
+    service: Any,
+    team: str | None,
+    why: str,
+    now: datetime,
+) -> None:
+    """`routing.request.assigned.v1`: intake shows the service, notifications tells the
+    citizen. `request` is the received event or the assignment row (same field names)."""
     await stage(
         session,
         RequestAssigned(
-            request_id=row.request_id,
-            tracking_code=row.tracking_code,
-            procedure_code=row.procedure_code,
-            channel=row.channel,
+            request_id=request.request_id,
+            tracking_code=request.tracking_code,
+            procedure_code=request.procedure_code,
+            channel=request.channel,
             service_code=service.code,
             service_name=service.name,
             rule=why,
             assigned_at=now,
-            team_code=act.get("team"),
-        ).envelope(tenant=row.tenant, subject=str(row.request_id), occurred_at=now),
+            team_code=team,
+        ).envelope(tenant=tenant, subject=str(request.request_id), occurred_at=now),
     )
 
 
