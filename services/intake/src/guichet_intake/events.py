@@ -6,7 +6,7 @@ import uuid
 from datetime import date
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from guichet_plumbing.envelope import ConsumedEvent, EventData
 
@@ -105,6 +105,7 @@ class StatusChanged(ConsumedEvent):
     label: str
     final: bool
     changed_at: AwareDatetime
+    actions: list[str] = Field(default_factory=list)
 
 
 class PiecesRequested(ConsumedEvent):

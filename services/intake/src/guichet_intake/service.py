@@ -1449,7 +1449,9 @@ class IntakeService:
             log.warning("status change for unknown request %s ignored", event.request_id)
             return
         values: dict[str, Any] = {"status_detail": event.label}
-        if RequestStatus(row.status) not in FINAL:
+        # A transfer ends the request here through its own event (R12), in whatever order
+        # the two arrive: closing it first would make intake refuse the transfer.
+        if RequestStatus(row.status) not in FINAL and "transfer" not in event.actions:
             if event.final:
                 values.update(
                     status=RequestStatus.closed.value,
