@@ -141,35 +141,23 @@ assignments = sa.Table(
 # Open requests are a few percent of the history: partial indexes keep the counts per
 # status and the overdue list proportional to the work in progress, not to the archive.
 _open = assignments.c.closed == sa.false()
-sa.Index(
-    "ix_assignments_open_recent",
-    *("tenant", "service_code", "received_at", "request_id", "due_at"),
-    postgresql_where=_open,
-    sqlite_where=_open,
-)
-# Counts per status read this index only, whatever the other filters.
-sa.Index(
-    "ix_assignments_open_counts",
-    *("tenant", "service_code", "status"),
-    postgresql_include=[
-        "team_code",
-        "channel",
-        "procedure_code",
-        "neighbourhood",
-        "agent",
-        "due_at",
-    ],
-    postgresql_where=_open,
-    sqlite_where=_open,
-)
-sa.Index(
-    "ix_assignments_open_agent",
-    "tenant",
-    "agent",
-    "status",
-    postgresql_where=_open,
-    sqlite_where=_open,
-)
+# Counts per status read the second index only, whatever the other filters.
+for _name, _columns, _included in (
+    ("ix_assignments_open_recent", ("service_code", "received_at", "request_id", "due_at"), []),
+    (
+        "ix_assignments_open_counts",
+        ("service_code", "status"),
+        ["team_code", "channel", "procedure_code", "neighbourhood", "agent", "due_at"],
+    ),
+    ("ix_assignments_open_agent", ("agent", "status"), []),
+):
+    sa.Index(
+        _name,
+        *(assignments.c[c] for c in ("tenant", *_columns)),
+        postgresql_include=_included,
+        postgresql_where=_open,
+        sqlite_where=_open,
+    )
 # The text search (ILIKE '%…%'): trigram indexes on PostgreSQL, over every request for
 # the page and over open ones for the counts. SQLite scans, which its sizes allow.
 _searched = ("tracking_code", "applicant_name", "procedure_title")
