@@ -130,6 +130,8 @@ assignments = sa.Table(
     sa.Index(
         "ix_assignments_tenant_recent",
         *("tenant", "received_at", "request_id", "channel", "procedure_code", "neighbourhood"),
+        # The text search's page is checked on these, in the index.
+        postgresql_include=["tracking_code", "applicant_name", "procedure_title"],
     ),
     sa.Index(
         "ix_assignments_status", "tenant", "service_code", "status", "received_at", "request_id"

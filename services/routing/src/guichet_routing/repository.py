@@ -111,18 +111,24 @@ class InboxFilter:
 async def inbox_page(
     session: AsyncSession, where: InboxFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> Sequence[Any]:
-    query = sa.select(assignments).where(*where.conditions())
+    newest_first = (assignments.c.received_at.desc(), assignments.c.request_id.desc())
+    keys = sa.select(assignments.c.request_id).where(*where.conditions())
     if after is not None:
         # Keyset pagination: stable while new requests arrive, unlike OFFSET.
-        query = query.where(
+        keys = keys.where(
             sa.tuple_(assignments.c.received_at, assignments.c.request_id)
             < sa.tuple_(
                 sa.literal(after[0], type_=assignments.c.received_at.type),
                 sa.literal(after[1], type_=sa.Uuid()),
             )
         )
-    query = query.order_by(assignments.c.received_at.desc(), assignments.c.request_id.desc()).limit(
-        limit
+    # The page's keys come from an index alone (filters checked on its entries, see
+    # models.py); only the rows shown are then read.
+    keys = keys.order_by(*newest_first).limit(limit)
+    query = (
+        sa.select(assignments)
+        .where(assignments.c.request_id.in_(keys.scalar_subquery()))
+        .order_by(*newest_first)
     )
     return (await session.execute(query)).all()
 
