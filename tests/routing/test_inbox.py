@@ -174,6 +174,8 @@ async def test_r28_service_consulting_periodically_gets_one_digest_per_period(
                 "digest_time": "08:00",
             }
         ),
+        # Switched to digests on 2 March at 8:30 (Paris): the first one is the next day's.
+        now=datetime(2026, 3, 2, 7, 30, tzinfo=UTC),
     )
     arrived = {}
     for name in ("before", "in_period", "just_before", "after"):
@@ -203,6 +205,7 @@ async def test_r28_service_consulting_periodically_gets_one_digest_per_period(
         )
     assert alerts == 0, "a digest service is not alerted at each request"
 
+    assert await service.send_digests(routing_db, now=datetime(2026, 3, 3, 6, 59, tzinfo=UTC)) == 0
     at_eight = datetime(2026, 3, 3, 7, 0, tzinfo=UTC)
     assert await service.send_digests(routing_db, now=at_eight) == 1
     assert await service.send_digests(routing_db, now=at_eight + timedelta(hours=3)) == 0

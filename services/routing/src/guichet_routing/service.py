@@ -383,15 +383,26 @@ async def comment(db: Database, request_id: uuid.UUID, text: str, by: str | None
 
 
 async def configure_service(
-    db: Database, tenant: str, code: str, body: ServiceSettingsWrite
+    db: Database,
+    tenant: str,
+    code: str,
+    body: ServiceSettingsWrite,
+    now: datetime | None = None,
 ) -> None:
     async with db.transaction() as session:
-        if await repository.get_tenant(session, tenant) is None:
+        row = await repository.get_tenant(session, tenant)
+        if row is None:
             raise unknown_tenant(tenant)
-        if await repository.get_service(session, tenant, code) is None:
+        current = await repository.get_service(session, tenant, code)
+        if current is None:
             raise _unknown_service(code)
         values = body.model_dump(mode="json")
         values["digest_time"] = body.digest_time.strftime("%H:%M")
+        if body.alert_mode == "digest" and current.alert_mode != "digest":
+            # Digests start at the next scheduled instant, not with a past one at once.
+            values["last_digest_at"] = digest_slot(
+                now or datetime.now(UTC), row.timezone, body.digest_period, values["digest_time"]
+            )
         await repository.update_service(session, tenant, code, values)
 
 
