@@ -1,4 +1,5 @@
-"""Answers to the citizen: channel (R6, R27), retries on a real SMTP server, no double send."""
+"""Answers to the citizen: channel (R6, R27), retries on a real SMTP server, no double send;
+periodic digests to services (R28)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.localinfra import free_port
 from guichet_plumbing.observability import ServiceMetrics
+from guichet_routing.events import DigestItem, ServiceDigest
 from tests.conftest import SmtpServer
 from tests.support import received_event
 
@@ -216,3 +218,63 @@ async def test_mailbox_folder_rewrites_rather_than_doubles(db: Database, tmp_pat
     await service.transport.send(message, row.recipient)
     await service.transport.send(message, row.recipient)  # a crash-and-retry
     assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 1
+
+
+def item(code: str, received: datetime, due: datetime | None) -> DigestItem:
+    return DigestItem(
+        request_id=uuid.uuid4(),
+        tracking_code=code,
+        procedure_title="Signalement sur la voirie",
+        channel="sms",
+        status_label="Reçue par le service compétent",
+        received_at=received,
+        due_at=due,
+    )
+
+
+async def test_r28_one_email_per_digest_listing_new_and_overdue_requests(
+    db: Database, smtp_server: SmtpServer
+) -> None:
+    service, _, _ = make(db, Smtp(smtp_server.url))
+    handle = idempotent(db, "n.digests", service.on_service_digest, ServiceMetrics("t"))
+    digest = ServiceDigest(
+        service_code="voirie",
+        service_name="Service de la voirie",
+        service_email="voirie@admiville.example",
+        timezone="Europe/Paris",
+        period_start=datetime(2026, 3, 2, 7, 0, tzinfo=UTC),
+        period_end=datetime(2026, 3, 3, 7, 0, tzinfo=UTC),
+        new_total=3,
+        overdue_total=1,
+        # Received 2 March 9:15 and 23:30 UTC: 10:15 on the 2nd and 0:30 on the 3rd in Paris.
+        new=[
+            item("AAAA-BBBB-CCCC-DDDD", datetime(2026, 3, 2, 9, 15, tzinfo=UTC), None),
+            item("EEEE-FFFF-GGGG-HHHH", datetime(2026, 3, 2, 23, 30, tzinfo=UTC), None),
+        ],
+        overdue=[
+            item(
+                "JJJJ-KKKK-MMMM-NNNN",
+                datetime(2026, 2, 20, 8, 0, tzinfo=UTC),
+                datetime(2026, 2, 28, 8, 0, tzinfo=UTC),
+            )
+        ],
+    ).envelope(tenant="admiville", subject="admiville.voirie")
+    await handle(digest)
+    await handle(digest)
+    assert len(await rows(db)) == 1
+    assert await service.send_due() == 1
+    assert await service.send_due() == 0
+    [mail] = smtp_server.mailbox.to("voirie@admiville.example")
+    assert mail["Subject"] == (
+        "Relevé du 03/03/2026 pour Service de la voirie : 3 nouvelle(s), 1 en retard"
+    )
+    text = mail.get_content()
+    assert "du 02/03/2026 à 08:00 au 03/03/2026 à 08:00" in text
+    assert (
+        "n° EEEE-FFFF-GGGG-HHHH : Signalement sur la voirie (sms, reçue le 03/03/2026 à 00:30)"
+        in text
+    )
+    assert "… et 1 autre(s), dans la corbeille." in text
+    assert "échéance 28/02/2026" in text
+    [row] = await rows(db)
+    assert (row.kind, row.request_id, row.status) == ("service_digest", None, "sent")

@@ -10,7 +10,13 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 
 from guichet_intake import api
-from guichet_intake.events import PUBLISHED, RequestAssigned, StatusChanged
+from guichet_intake.events import (
+    PUBLISHED,
+    PiecesRequested,
+    RequestAssigned,
+    StatusChanged,
+    TransferRequested,
+)
 from guichet_intake.models import metadata
 from guichet_intake.seed import seed_demo
 from guichet_intake.service import IntakeService
@@ -28,6 +34,8 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
     runtime.publishes(e.event_type for e in PUBLISHED)
     runtime.consume("assignments", [RequestAssigned.event_type], intake.on_request_assigned)
     runtime.consume("statuses", [StatusChanged.event_type], intake.on_status_changed)
+    runtime.consume("pieces", [PiecesRequested.event_type], intake.on_pieces_requested)
+    runtime.consume("transfers", [TransferRequested.event_type], intake.on_transfer_requested)
     if settings.seed_demo:
 
         async def seed() -> None:

@@ -6,7 +6,7 @@ import uuid
 from datetime import date
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from guichet_plumbing.envelope import ConsumedEvent, EventData
 
@@ -78,6 +78,16 @@ class RequestTransferred(EventData):
     reason: str
 
 
+class PiecesArrived(EventData):
+    """The missing pieces arrived: the file is complete (R11); a workflow may move on."""
+
+    event_type: ClassVar[str] = "intake.request.pieces_received.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    received_on: date
+
+
 class RequestAssigned(ConsumedEvent):
     event_type: ClassVar[str] = "routing.request.assigned.v1"
 
@@ -95,6 +105,28 @@ class StatusChanged(ConsumedEvent):
     label: str
     final: bool
     changed_at: AwareDatetime
+    actions: list[str] = Field(default_factory=list)
+
+
+class PiecesRequested(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.request.pieces_requested.v1"
+
+    request_id: uuid.UUID
+    pieces: list[str]
+    due_in_days: int
+    requested_by: str | None = None
+    requested_at: AwareDatetime
+
+
+class TransferRequested(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.request.transfer_requested.v1"
+
+    request_id: uuid.UUID
+    tenant: str | None = None
+    administration_name: str | None = None
+    administration_url: str | None = None
+    reason: str
+    requested_at: AwareDatetime
 
 
 PUBLISHED: tuple[type[EventData], ...] = (
@@ -102,4 +134,5 @@ PUBLISHED: tuple[type[EventData], ...] = (
     ReceiptIssued,
     ImplicitDecisionBorn,
     RequestTransferred,
+    PiecesArrived,
 )

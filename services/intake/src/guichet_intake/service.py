@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
@@ -36,11 +37,14 @@ from guichet_intake.documents import ReceiptDocument, french_date
 from guichet_intake.events import (
     ApplicantContact,
     ImplicitDecisionBorn,
+    PiecesArrived,
+    PiecesRequested,
     ReceiptIssued,
     RequestAssigned,
     RequestReceived,
     RequestTransferred,
     StatusChanged,
+    TransferRequested,
 )
 from guichet_intake.schemas import (
     Acknowledgement,
@@ -819,63 +823,66 @@ class IntakeService:
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             row, tenant = await self._editable(session, tracking_code)
-            today = local_date(now, tenant.timezone)
-            if body.due_on <= today:
-                raise Problem(
-                    422,
-                    "due-date-past",
-                    "Date limite dépassée",
-                    "La date limite de production des pièces doit être postérieure à "
-                    f"aujourd'hui ({french_date(today)}).",
-                    [InvalidParam(name="due_on", reason="Choisissez une date à venir.")],
-                )
-            if body.due_on > today + timedelta(days=MAX_PIECES_DAYS):
-                raise Problem(
-                    422,
-                    "due-date-too-far",
-                    "Date limite trop lointaine",
-                    f"Le délai accordé pour produire des pièces ne peut dépasser "
-                    f"{MAX_PIECES_DAYS} jours.",
-                    [InvalidParam(name="due_on", reason="Choisissez une date plus proche.")],
-                )
-            await repository.insert_pieces_request(
-                session,
-                {
-                    "id": uuid.uuid4(),
-                    "request_id": row.id,
-                    "pieces": body.pieces,
-                    "requested_on": today,
-                    "due_on": body.due_on,
-                    "requested_by": body.requested_by,
-                },
-            )
-            deadline = await self._recompute_clock(session, row, tenant)
-            await repository.update_request(
-                session, row.id, {"status": RequestStatus.incomplete.value}
-            )
-            await repository.add_history(
-                session,
-                row.id,
-                now,
-                RequestStatus.incomplete.value,
-                f"Pièces demandées pour le {french_date(body.due_on)} : " + " ; ".join(body.pieces),
-            )
-            await self._issue(
-                session,
-                tenant,
-                row.id,
-                ReceiptKind.demande_pieces,
-                notices.missing_pieces(
-                    pieces=body.pieces,
-                    due_on=body.due_on,
-                    regime=row.regime or "none",
-                    delay=format_delay(row.delay_value, row.delay_unit) if row.delay_value else "",
-                    deadline=deadline,
-                    tracking_code=row.tracking_code,
-                ),
-                now,
-            )
+            await self._ask_pieces(session, row, tenant, body, now)
             return await self._public(session, row.id)
+
+    async def _ask_pieces(
+        self, session: AsyncSession, row: Any, tenant: Any, body: MissingPiecesCreate, now: datetime
+    ) -> None:
+        today = local_date(now, tenant.timezone)
+        if body.due_on <= today:
+            raise Problem(
+                422,
+                "due-date-past",
+                "Date limite dépassée",
+                "La date limite de production des pièces doit être postérieure à "
+                f"aujourd'hui ({french_date(today)}).",
+                [InvalidParam(name="due_on", reason="Choisissez une date à venir.")],
+            )
+        if body.due_on > today + timedelta(days=MAX_PIECES_DAYS):
+            raise Problem(
+                422,
+                "due-date-too-far",
+                "Date limite trop lointaine",
+                f"Le délai accordé pour produire des pièces ne peut dépasser "
+                f"{MAX_PIECES_DAYS} jours.",
+                [InvalidParam(name="due_on", reason="Choisissez une date plus proche.")],
+            )
+        await repository.insert_pieces_request(
+            session,
+            {
+                "id": uuid.uuid4(),
+                "request_id": row.id,
+                "pieces": body.pieces,
+                "requested_on": today,
+                "due_on": body.due_on,
+                "requested_by": body.requested_by,
+            },
+        )
+        deadline = await self._recompute_clock(session, row, tenant)
+        await repository.update_request(session, row.id, {"status": RequestStatus.incomplete.value})
+        await repository.add_history(
+            session,
+            row.id,
+            now,
+            RequestStatus.incomplete.value,
+            f"Pièces demandées pour le {french_date(body.due_on)} : " + " ; ".join(body.pieces),
+        )
+        await self._issue(
+            session,
+            tenant,
+            row.id,
+            ReceiptKind.demande_pieces,
+            notices.missing_pieces(
+                pieces=body.pieces,
+                due_on=body.due_on,
+                regime=row.regime or "none",
+                delay=format_delay(row.delay_value, row.delay_unit) if row.delay_value else "",
+                deadline=deadline,
+                tracking_code=row.tracking_code,
+            ),
+            now,
+        )
 
     async def pieces_received(
         self, tracking_code: str, body: PiecesReceived, now: datetime | None = None
@@ -924,6 +931,12 @@ class IntakeService:
                     "à minuit sans réponse d'ici là"
                 )
             await repository.add_history(session, row.id, now, "pieces_received", label)
+            await stage(
+                session,
+                PiecesArrived(
+                    request_id=row.id, tracking_code=row.tracking_code, received_on=received_on
+                ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
+            )
             procedure = (
                 await repository.get_procedure(session, row.tenant, row.procedure_code)
                 if row.procedure_code
@@ -941,66 +954,71 @@ class IntakeService:
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             row, tenant = await self._editable(session, tracking_code)
-            new_id: uuid.UUID | None = None
-            if body.tenant is not None:
-                if body.tenant == row.tenant:
-                    raise Problem(
-                        422,
-                        "transfer-to-self",
-                        "Transmission impossible",
-                        "La demande ne peut pas être transmise à sa propre collectivité.",
-                        [InvalidParam(name="tenant", reason="Même collectivité.")],
-                    )
-                target = await self._tenant(session, body.tenant)
-                destination = target.name
-                new_id = await self._transfer_in(session, row, target, now)
-            else:
-                destination = body.administration_name or ""
-                await self._send_outside(session, row, tenant, body, now)
-            await repository.update_request(
-                session,
-                row.id,
-                {
-                    "status": RequestStatus.transferred.value,
-                    "clock_state": "none",
-                    "decision_due_at": None,
-                    "receipt_due_on": None,
-                    "transferred_to": destination,
-                },
-            )
-            await repository.add_history(
-                session,
-                row.id,
-                now,
-                RequestStatus.transferred.value,
-                f"Transmise à {destination} : {body.reason}",
-            )
-            await self._issue(
-                session,
-                tenant,
-                row.id,
-                ReceiptKind.avis_transmission,
-                notices.transfer(
-                    tracking_code=row.tracking_code,
-                    destination=destination,
-                    reason=body.reason,
-                    regime=row.regime or "none",
-                    first_reception=row.first_received_on,
-                ),
-                now,
-            )
-            await stage(
-                session,
-                RequestTransferred(
-                    request_id=row.id,
-                    tracking_code=row.tracking_code,
-                    destination=destination,
-                    destination_tenant=body.tenant,
-                    new_request_id=new_id,
-                    reason=body.reason,
-                ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
-            )
+            await self._transfer(session, row, tenant, body, now)
             return await self._public(session, row.id)
+
+    async def _transfer(
+        self, session: AsyncSession, row: Any, tenant: Any, body: TransferCreate, now: datetime
+    ) -> None:
+        new_id: uuid.UUID | None = None
+        if body.tenant is not None:
+            if body.tenant == row.tenant:
+                raise Problem(
+                    422,
+                    "transfer-to-self",
+                    "Transmission impossible",
+                    "La demande ne peut pas être transmise à sa propre collectivité.",
+                    [InvalidParam(name="tenant", reason="Même collectivité.")],
+                )
+            target = await self._tenant(session, body.tenant)
+            destination = target.name
+            new_id = await self._transfer_in(session, row, target, now)
+        else:
+            destination = body.administration_name or ""
+            await self._send_outside(session, row, tenant, body, now)
+        await repository.update_request(
+            session,
+            row.id,
+            {
+                "status": RequestStatus.transferred.value,
+                "clock_state": "none",
+                "decision_due_at": None,
+                "receipt_due_on": None,
+                "transferred_to": destination,
+            },
+        )
+        await repository.add_history(
+            session,
+            row.id,
+            now,
+            RequestStatus.transferred.value,
+            f"Transmise à {destination} : {body.reason}",
+        )
+        await self._issue(
+            session,
+            tenant,
+            row.id,
+            ReceiptKind.avis_transmission,
+            notices.transfer(
+                tracking_code=row.tracking_code,
+                destination=destination,
+                reason=body.reason,
+                regime=row.regime or "none",
+                first_reception=row.first_received_on,
+            ),
+            now,
+        )
+        await stage(
+            session,
+            RequestTransferred(
+                request_id=row.id,
+                tracking_code=row.tracking_code,
+                destination=destination,
+                destination_tenant=body.tenant,
+                new_request_id=new_id,
+                reason=body.reason,
+            ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
+        )
 
     async def _transfer_in(
         self, session: AsyncSession, row: Any, target: Any, now: datetime
@@ -1431,7 +1449,9 @@ class IntakeService:
             log.warning("status change for unknown request %s ignored", event.request_id)
             return
         values: dict[str, Any] = {"status_detail": event.label}
-        if RequestStatus(row.status) not in FINAL:
+        # A transfer ends the request here through its own event (R12), in whatever order
+        # the two arrive: closing it first would make intake refuse the transfer.
+        if RequestStatus(row.status) not in FINAL and "transfer" not in event.actions:
             if event.final:
                 values.update(
                     status=RequestStatus.closed.value,
@@ -1445,6 +1465,58 @@ class IntakeService:
         await repository.add_history(
             session, event.request_id, event.changed_at, event.status, event.label
         )
+
+    async def on_pieces_requested(self, session: AsyncSession, envelope: Any) -> None:
+        """The service's workflow asks for pieces: intake issues the legal request (R11)."""
+        event = PiecesRequested.model_validate(envelope.data)
+
+        async def act(row: Any, tenant: Any) -> None:
+            today = local_date(event.requested_at, tenant.timezone)
+            body = MissingPiecesCreate(
+                pieces=event.pieces,
+                due_on=today + timedelta(days=event.due_in_days),
+                requested_by=event.requested_by,
+            )
+            await self._ask_pieces(session, row, tenant, body, event.requested_at)
+
+        await self._on_routing_act(session, event.request_id, "pieces request", act)
+
+    async def on_transfer_requested(self, session: AsyncSession, envelope: Any) -> None:
+        """The service's workflow sends the request on: intake transfers it (R12)."""
+        event = TransferRequested.model_validate(envelope.data)
+
+        async def act(row: Any, tenant: Any) -> None:
+            body = TransferCreate.model_validate(
+                event.model_dump(
+                    include={"tenant", "administration_name", "administration_url", "reason"},
+                    exclude_none=True,
+                )
+            )
+            await self._transfer(session, row, tenant, body, event.requested_at)
+
+        await self._on_routing_act(session, event.request_id, "transfer", act)
+
+    async def _on_routing_act(
+        self,
+        session: AsyncSession,
+        request_id: uuid.UUID,
+        what: str,
+        act: Callable[[Any, Any], Awaitable[None]],
+    ) -> None:
+        """Run a legal act routing asked for, or log why it cannot be: a refusal (closed
+        request, impossible destination) must not block the events that follow."""
+        row = await repository.get_request(session, request_id)
+        if row is None:
+            log.warning("%s for unknown request %s ignored", what, request_id)
+            return
+        try:
+            async with session.begin_nested():
+                locked, tenant = await self._editable(session, row.tracking_code)
+                await act(locked, tenant)
+        except Problem as refused:
+            if refused.status >= 500:
+                raise  # the remote administration failed: retry later
+            log.warning("%s for request %s refused: %s", what, request_id, refused.detail)
 
 
 def _regime_snapshot(procedure: Any) -> dict[str, Any]:

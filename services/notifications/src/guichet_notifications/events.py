@@ -68,4 +68,27 @@ class ServiceAlerted(ConsumedEvent):
     due_at: AwareDatetime | None = None
 
 
+class DigestItem(BaseModel):
+    tracking_code: str
+    procedure_title: str
+    channel: str
+    status_label: str
+    received_at: AwareDatetime
+    due_at: AwareDatetime | None = None
+
+
+class ServiceDigest(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.service.digest.v1"
+
+    service_name: str
+    service_email: str
+    timezone: str
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    new_total: int
+    overdue_total: int
+    new: list[DigestItem]
+    overdue: list[DigestItem]
+
+
 PUBLISHED: tuple[type[EventData], ...] = ()

@@ -25,7 +25,8 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
-    sa.Column("request_id", sa.Uuid(), nullable=False, index=True),
+    # NULL for messages about no single request (a service's periodic digest).
+    sa.Column("request_id", sa.Uuid(), nullable=True, index=True),
     sa.Column("tenant", sa.String(64), nullable=False),
     sa.Column("tracking_code", sa.String(32), nullable=True, index=True),
     # One delivery per triggering event and kind: the side effect's idempotency key.

@@ -17,15 +17,18 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_notifications import repository
 from guichet_notifications.events import (
+    DigestItem,
     ReceiptIssued,
     RequestAssigned,
     RequestReceived,
     ServiceAlerted,
+    ServiceDigest,
     StatusChanged,
 )
 from guichet_notifications.schemas import DeliveryList, DeliveryPublic, DeliveryStatus
@@ -81,6 +84,49 @@ def render_assignment(event: RequestAssigned) -> tuple[str, str]:
         f"service compétent : {event.service_name}. Il vous répondra directement."
     )
     return subject, body + SIGNATURE
+
+
+def render_digest(event: ServiceDigest) -> tuple[str, str]:
+    """One e-mail per digest: the new requests of the period, then those past the commitment,
+    dated in the tenant's time zone."""
+    zone = ZoneInfo(event.timezone)
+    end = event.period_end.astimezone(zone)
+    start = event.period_start.astimezone(zone)
+
+    def line(item: DigestItem) -> str:
+        due = f", échéance {item.due_at.astimezone(zone):%d/%m/%Y}" if item.due_at else ""
+        return (
+            f"- n° {item.tracking_code} : {item.procedure_title} ({item.channel}, reçue le "
+            f"{item.received_at.astimezone(zone):%d/%m/%Y à %H:%M}{due}) — {item.status_label}"
+        )
+
+    def section(title: str, total: int, items: list[DigestItem]) -> list[str]:
+        if total == 0:
+            return [f"{title} : aucune.", ""]
+        more = (
+            [f"… et {total - len(items)} autre(s), dans la corbeille."]
+            if total > len(items)
+            else []
+        )
+        return [f"{title} : {total}", *map(line, items), *more, ""]
+
+    subject = (
+        f"Relevé du {end:%d/%m/%Y} pour {event.service_name} : {event.new_total} nouvelle(s), "
+        f"{event.overdue_total} en retard"
+    )
+    lines = [
+        "Bonjour,",
+        "",
+        f"Voici le relevé des demandes de {event.service_name} du {start:%d/%m/%Y à %H:%M} "
+        f"au {end:%d/%m/%Y à %H:%M}.",
+        "",
+        *section("Nouvelles demandes", event.new_total, event.new),
+        *section(
+            "Demandes en retard sur l'engagement du service", event.overdue_total, event.overdue
+        ),
+        "Elles vous attendent dans la corbeille.",
+    ]
+    return subject, "\n".join(lines)
 
 
 class Deliveries:
@@ -203,6 +249,29 @@ class Deliveries:
                     f"(canal : {event.channel}) : « {event.procedure_title} », n° "
                     f"{event.tracking_code}.{due}\n\nElle vous attend dans la corbeille."
                 ),
+                "status": DeliveryStatus.pending.value,
+                "created_at": datetime.now(UTC),
+            },
+        )
+        after_commit(session, self._wake.set)
+
+    async def on_service_digest(self, session: AsyncSession, envelope: Envelope) -> None:
+        """R28: a service consulting its queue periodically gets one e-mail per digest."""
+        event = ServiceDigest.model_validate(envelope.data)
+        subject, body = render_digest(event)
+        await repository.insert_delivery(
+            session,
+            {
+                "id": uuid.uuid4(),
+                "request_id": None,
+                "tenant": envelope.tenant,
+                "tracking_code": None,
+                "event_id": envelope.id,
+                "kind": "service_digest",
+                "channel": "email",
+                "recipient": event.service_email,
+                "subject": subject[:300],
+                "body": body,
                 "status": DeliveryStatus.pending.value,
                 "created_at": datetime.now(UTC),
             },

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from guichet_plumbing.db import Database
-from guichet_plumbing.problems import problem_responses
+from guichet_plumbing.problems import InvalidParam, Problem, problem_responses
 from guichet_routing import service
 from guichet_routing.repository import InboxFilter
 from guichet_routing.schemas import (
@@ -26,10 +26,12 @@ from guichet_routing.schemas import (
     RoutingTable,
     RulesWrite,
     ServiceSettingsWrite,
+    TeamWrite,
     TransitionCreate,
     WorkflowPublic,
     WorkflowWrite,
 )
+from guichet_routing.workflows import ROLES, Actor
 
 router = APIRouter(prefix="/v1")
 
@@ -41,11 +43,44 @@ def _db(request: Request) -> Database:
     return db
 
 
+AgentHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Agent-Id",
+        max_length=200,
+        description="Agent (provisoire, avant l'authentification).",
+    ),
+]
+RolesHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Agent-Roles",
+        max_length=200,
+        description=f"Rôles de l'agent, séparés par des virgules ({', '.join(ROLES)}) "
+        "(provisoire, avant l'authentification).",
+    ),
+]
+ServicesHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Agent-Services",
+        max_length=1000,
+        description="Services de l'agent, séparés par des virgules (provisoire, avant "
+        "l'authentification).",
+    ),
+]
+
+
+def _listed(value: str | None) -> frozenset[str]:
+    return frozenset(part.strip() for part in (value or "").split(",") if part.strip())
+
+
 @router.get(
     "/inbox",
     response_model=Inbox,
     summary="Corbeille des agents : toutes les demandes, quel que soit leur canal (R26)",
-    description="Les plus récentes d'abord ; pagination par curseur ; décompte par statut.",
+    description="Les plus récentes d'abord (date de réception, puis identifiant) ; pagination "
+    "par curseur opaque, stable quand de nouvelles demandes arrivent ; décompte par statut.",
     tags=["corbeille"],
     responses=problem_responses(400, 404, 422),
 )
@@ -64,9 +99,16 @@ async def get_inbox(
     neighbourhood: Annotated[
         str | None, Query(pattern=CODE_PATTERN, description="Quartier.")
     ] = None,
+    team: Annotated[
+        str | None, Query(pattern=CODE_PATTERN, description="Équipe (avec son service).")
+    ] = None,
     agent: Annotated[
         str | None, Query(max_length=200, description="Attribuées à cet agent.")
     ] = None,
+    mine: Annotated[
+        bool, Query(description="Seulement celles qui me sont attribuées (X-Agent-Id).")
+    ] = False,
+    me: AgentHeader = None,
     q: Annotated[
         str | None,
         Query(min_length=2, max_length=100, description="Texte : numéro de suivi, nom, démarche."),
@@ -79,14 +121,23 @@ async def get_inbox(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Taille de page.")] = 50,
 ) -> Inbox:
+    if mine and me is None:
+        raise Problem(
+            400,
+            "agent-unknown",
+            "Agent non identifié",
+            "« Mes demandes » suppose de savoir qui vous êtes : identifiez-vous.",
+            [InvalidParam(name="mine", reason="Agent non identifié.")],
+        )
     where = InboxFilter(
         tenant=tenant,
         service=service_code,
+        team=team,
         status=status,
         channel=channel,
         procedure=procedure,
         neighbourhood=neighbourhood,
-        agent=agent,
+        agent=me if mine else agent,
         text=q,
         overdue_at=datetime.now(UTC) if overdue else None,
     )
@@ -208,32 +259,20 @@ async def get_assignment(request: Request, request_id: uuid.UUID) -> AssignmentP
     response_model=AssignmentPublic,
     summary="Déclencher une transition du circuit",
     tags=["corbeille"],
-    responses=problem_responses(404, 409, 422),
+    description="Une transition peut être réservée à des rôles ou à des services (403 sinon) ; "
+    "les transitions automatiques ne se déclenchent pas à la main.",
+    responses=problem_responses(403, 404, 409, 422),
 )
 async def fire_transition(
     request: Request,
     request_id: uuid.UUID,
     body: TransitionCreate,
-    agent: Annotated[
-        str | None,
-        Header(
-            alias="X-Agent-Id",
-            max_length=200,
-            description="Agent (provisoire, avant l'authentification).",
-        ),
-    ] = None,
+    agent: AgentHeader = None,
+    roles: RolesHeader = None,
+    services: ServicesHeader = None,
 ) -> AssignmentPublic:
-    return await service.fire(_db(request), request_id, body, agent)
-
-
-AgentHeader = Annotated[
-    str | None,
-    Header(
-        alias="X-Agent-Id",
-        max_length=200,
-        description="Agent (provisoire, avant l'authentification).",
-    ),
-]
+    actor = Actor(agent, _listed(roles), _listed(services))
+    return await service.fire(_db(request), request_id, body, actor)
 
 
 @router.put(
@@ -279,4 +318,24 @@ async def put_service_settings(
     code: Annotated[str, Path(pattern=CODE_PATTERN)],
 ) -> Response:
     await service.configure_service(_db(request), tenant, code, body)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/services/{service_code}/teams/{code}",
+    status_code=204,
+    response_class=Response,
+    summary="Déclarer ou renommer une équipe d'un service",
+    description="Les règles d'aiguillage peuvent ensuite envoyer les demandes à cette équipe.",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def put_team(
+    request: Request,
+    tenant: Tenant,
+    body: TeamWrite,
+    service_code: Annotated[str, Path(pattern=CODE_PATTERN, description="Code du service.")],
+    code: Annotated[str, Path(pattern=CODE_PATTERN, description="Code de l'équipe.")],
+) -> Response:
+    await service.put_team(_db(request), tenant, service_code, code, body)
     return Response(status_code=204)

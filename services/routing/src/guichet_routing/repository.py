@@ -17,6 +17,7 @@ from guichet_routing.models import (
     rules,
     services,
     status_history,
+    teams,
     tenants,
     workflows,
 )
@@ -70,6 +71,7 @@ async def add_history(
 class InboxFilter:
     tenant: str
     service: str | None = None
+    team: str | None = None
     status: str | None = None
     channel: str | None = None
     procedure: str | None = None
@@ -82,6 +84,7 @@ class InboxFilter:
         found: list[sa.ColumnElement[bool]] = [assignments.c.tenant == self.tenant]
         for column, value in (
             (assignments.c.service_code, self.service),
+            (assignments.c.team_code, self.team),
             (assignments.c.channel, self.channel),
             (assignments.c.procedure_code, self.procedure),
             (assignments.c.neighbourhood, self.neighbourhood),
@@ -101,34 +104,41 @@ class InboxFilter:
                 )
             )
         if self.overdue_at is not None:
-            found += [assignments.c.closed.is_(False), assignments.c.due_at < self.overdue_at]
+            found += [assignments.c.closed == sa.false(), assignments.c.due_at < self.overdue_at]
         return found
 
 
 async def inbox_page(
     session: AsyncSession, where: InboxFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> Sequence[Any]:
-    query = sa.select(assignments).where(*where.conditions())
+    newest_first = (assignments.c.received_at.desc(), assignments.c.request_id.desc())
+    keys = sa.select(assignments.c.request_id).where(*where.conditions())
     if after is not None:
         # Keyset pagination: stable while new requests arrive, unlike OFFSET.
-        query = query.where(
+        keys = keys.where(
             sa.tuple_(assignments.c.received_at, assignments.c.request_id)
             < sa.tuple_(
                 sa.literal(after[0], type_=assignments.c.received_at.type),
                 sa.literal(after[1], type_=sa.Uuid()),
             )
         )
-    query = query.order_by(assignments.c.received_at.desc(), assignments.c.request_id.desc()).limit(
-        limit
+    # The page's keys come from an index alone (filters checked on its entries, see
+    # models.py); only the rows shown are then read.
+    keys = keys.order_by(*newest_first).limit(limit)
+    query = (
+        sa.select(assignments)
+        .where(assignments.c.request_id.in_(keys.scalar_subquery()))
+        .order_by(*newest_first)
     )
     return (await session.execute(query)).all()
 
 
 async def inbox_counts(session: AsyncSession, where: InboxFilter) -> dict[str, int]:
-    """Requests per status under the same filters (the status filter aside)."""
+    """Open requests per status under the same filters (the status filter aside): the work
+    in progress, which partial indexes keep cheap, not the whole archive."""
     query = (
         sa.select(assignments.c.status, sa.func.count())
-        .where(*where.conditions(with_status=False))
+        .where(*where.conditions(with_status=False), assignments.c.closed == sa.false())
         .group_by(assignments.c.status)
     )
     return {status: count for status, count in (await session.execute(query)).all()}
@@ -231,3 +241,107 @@ async def set_status(
         .where(assignments.c.request_id == request_id)
         .values(status=status, status_label=label, phase=phase, closed=closed)
     )
+
+
+async def update_assignment(
+    session: AsyncSession, request_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    await session.execute(
+        assignments.update().where(assignments.c.request_id == request_id).values(**values)
+    )
+
+
+async def list_teams(session: AsyncSession, tenant: str) -> Sequence[sa.Row[Any]]:
+    query = (
+        sa.select(teams)
+        .where(teams.c.tenant == tenant)
+        .order_by(teams.c.service_code, teams.c.code)
+    )
+    return (await session.execute(query)).all()
+
+
+async def upsert_team(
+    session: AsyncSession, tenant: str, service_code: str, code: str, name: str
+) -> bool:
+    key = (
+        (teams.c.tenant == tenant) & (teams.c.service_code == service_code) & (teams.c.code == code)
+    )
+    if await session.scalar(sa.select(sa.literal(1)).where(key)):
+        await session.execute(teams.update().where(key).values(name=name))
+        return False
+    await session.execute(
+        teams.insert().values(tenant=tenant, service_code=service_code, code=code, name=name)
+    )
+    return True
+
+
+async def timers_due(session: AsyncSession, now: datetime, limit: int) -> Sequence[Any]:
+    """Requests whose timed transition is due, locked for this pass (other replicas skip them)."""
+    query = (
+        sa.select(assignments)
+        .where(assignments.c.auto_at <= now)
+        .order_by(assignments.c.auto_at, assignments.c.request_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(query)).all()
+
+
+async def digest_services(session: AsyncSession) -> Sequence[Any]:
+    """Services consulting their queue periodically, with their tenant's time zone."""
+    query = (
+        sa.select(services, tenants.c.timezone)
+        .join(tenants, tenants.c.code == services.c.tenant)
+        .where(services.c.alert_mode == "digest", services.c.email.isnot(None))
+        .order_by(services.c.tenant, services.c.code)
+    )
+    return (await session.execute(query)).all()
+
+
+async def lock_service(session: AsyncSession, tenant: str, code: str) -> Any:
+    query = (
+        sa.select(services)
+        .where(services.c.tenant == tenant, services.c.code == code)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(query)).first()
+
+
+async def digest_new(
+    session: AsyncSession, tenant: str, service: str, since: datetime, until: datetime, limit: int
+) -> tuple[int, Sequence[Any]]:
+    """Requests assigned to the service in [since, until): how many, and the oldest `limit`."""
+    where = (
+        assignments.c.tenant == tenant,
+        assignments.c.service_code == service,
+        assignments.c.assigned_at >= since,
+        assignments.c.assigned_at < until,
+    )
+    total = await session.scalar(sa.select(sa.func.count()).select_from(assignments).where(*where))
+    query = (
+        sa.select(assignments)
+        .where(*where)
+        .order_by(assignments.c.assigned_at, assignments.c.request_id)
+        .limit(limit)
+    )
+    return int(total or 0), (await session.execute(query)).all()
+
+
+async def digest_overdue(
+    session: AsyncSession, tenant: str, service: str, at: datetime, limit: int
+) -> tuple[int, Sequence[Any]]:
+    """Open requests of the service past their commitment at `at`, most late first."""
+    where = (
+        assignments.c.tenant == tenant,
+        assignments.c.service_code == service,
+        assignments.c.closed.is_(False),
+        assignments.c.due_at < at,
+    )
+    total = await session.scalar(sa.select(sa.func.count()).select_from(assignments).where(*where))
+    query = (
+        sa.select(assignments)
+        .where(*where)
+        .order_by(assignments.c.due_at, assignments.c.request_id)
+        .limit(limit)
+    )
+    return int(total or 0), (await session.execute(query)).all()

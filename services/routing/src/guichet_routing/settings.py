@@ -9,3 +9,5 @@ class RoutingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GUICHET_ROUTING_", extra="ignore")
 
     seed_demo: bool = True
+    # Timed transitions and periodic digests are checked this often (seconds).
+    scheduler_interval: float = 60.0
