@@ -68,4 +68,15 @@ class ServiceAlerted(ConsumedEvent):
     due_at: AwareDatetime | None = None
 
 
+class SourceNoticed(ConsumedEvent):
+    event_type: ClassVar[str] = "intake.source.noticed.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    email: str | None
+    postal_address: str | None
+    title: str
+    notice: list[str]
+
+
 PUBLISHED: tuple[type[EventData], ...] = ()
