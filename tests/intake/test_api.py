@@ -140,7 +140,12 @@ async def test_r2_receipt_negotiates_html_and_text_and_verifies(
 @pytest.mark.parametrize(
     ("change", "field", "status", "french"),
     [
-        ({"procedure": "permis-de-voler"}, "procedure", 404, "n'existe pas pour cette collectivité"),
+        (
+            {"procedure": "permis-de-voler"},
+            "procedure",
+            404,
+            "n'existe pas pour cette collectivité",
+        ),
         (
             {
                 "procedure": "subvention-quartier",

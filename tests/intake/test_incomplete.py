@@ -81,9 +81,7 @@ async def test_r11_svr_incomplete_file_answered_early(intake: IntakeService) -> 
     assert asked.implicit_decision.decision_date == date(2026, 8, 15)
     text = " ".join(asked.receipts[-1].mentions)
     assert "suspendu" in text
-    assert (
-        "réputée rejetée le 15 août 2026 à minuit (soit à compter du 16 août 2026 à 0 h)" in text
-    )
+    assert "réputée rejetée le 15 août 2026 à minuit (soit à compter du 16 août 2026 à 0 h)" in text
     assert "Le délai de 2 mois au terme duquel votre demande sera réputée rejetée" in text
 
     done = await intake.pieces_received(

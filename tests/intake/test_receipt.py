@@ -295,9 +295,7 @@ async def test_r23_nothing_stored_when_the_request_is_refused(intake: IntakeServ
     assert await outbox_events(intake.db) == []
 
 
-async def test_r6_receipt_goes_to_the_sender_address(
-    intake: IntakeService, data_dir: Path
-) -> None:
+async def test_r6_receipt_goes_to_the_sender_address(intake: IntakeService, data_dir: Path) -> None:
     # Camille prefers answers by post, but the receipt of her web send goes to her e-mail.
     await submit(
         intake,
