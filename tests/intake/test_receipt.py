@@ -366,6 +366,17 @@ def test_french_dates() -> None:
     assert service.french_date(date(2027, 2, 28)) == "28 février 2027"
 
 
+async def test_r5_receipt_of_a_request_lists_the_procedure_required_information(
+    intake: IntakeService,
+) -> None:
+    """Needs the submission path's AR to pass the procedure's `required_information`."""
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    assert (
+        "Informations exigées pour ce dossier : Salle souhaitée ; Date et horaires ; "
+        "Nombre de personnes." in created["acknowledgement"]["mentions"]
+    )
+
+
 def test_r5_receipt_lists_required_information_next_to_required_pieces() -> None:
     mentions = notices.acknowledgement(
         reception_date=date(2026, 5, 15),
