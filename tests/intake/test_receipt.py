@@ -9,7 +9,6 @@ import base64
 import json
 import uuid
 from datetime import UTC, date, datetime
-
 from pathlib import Path
 
 import pytest
