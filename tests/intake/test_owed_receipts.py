@@ -7,6 +7,7 @@ Monday 18 May (Ascension is Thursday 14 May, Whit Monday 25 May); the AR within 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, date, datetime
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from guichet_intake.app import create_app
+from guichet_intake.app import create_app, start_scheduler
 from guichet_intake.models import requests
 from guichet_intake.service import IntakeService, Keyring
 from guichet_intake.settings import IntakeSettings
@@ -66,6 +67,23 @@ async def test_r3_owed_registration_of_a_free_form_email_is_issued_by_the_sweep(
     assert (await intake.overdue("admiville", now=TUESDAY)).count == 0
     late = await intake.overdue("admiville", now=datetime(2026, 5, 23, 8, 0, tzinfo=UTC))
     assert [o.receipt_due_on for o in late.items] == [date(2026, 5, 22)]
+
+
+async def test_r23_the_scheduler_runs_the_sweep(intake: IntakeService) -> None:
+    created = await submit(intake, FRIDAY)
+    code = created["tracking_code"]
+    await as_left_by_a_signing_failure(intake.db, code, date(2026, 5, 22), date(2026, 5, 18))
+    stop = await start_scheduler(intake, interval=3600)
+    try:
+        for _ in range(200):  # its first pass runs at once; wait for it, whatever the machine
+            if (await intake.get_request(code)).acknowledgement is not None:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await stop()
+    followed = await intake.get_request(code)
+    assert followed.acknowledgement is not None
+    assert followed.acknowledgement.kind.value == "accuse_reception"
 
 
 def overdue_gauge(metrics: str) -> float:
