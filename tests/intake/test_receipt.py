@@ -150,6 +150,34 @@ async def test_r1_electronic_send_of_document_delivery_gets_receipt(
     assert "Cette demande ne peut pas donner lieu à une décision implicite." in ack["mentions"]
 
 
+async def test_r1_free_form_email_qualified_as_document_delivery_gets_receipt(
+    intake: IntakeService,
+) -> None:
+    # An e-mail of Monday 2 March 2026 that an agent qualifies as a civil-status copy on
+    # 4 March: electronic, so the AR is owed all the same (L112-11); a letter gets none.
+    email = await submit(
+        intake, datetime(2026, 3, 2, 8, 0, tzinfo=UTC), procedure=None, channel="email"
+    )
+    letter = await submit(
+        intake,
+        datetime(2026, 3, 2, 8, 0, tzinfo=UTC),
+        procedure=None,
+        channel="mail",
+        contact_preference="letter",
+        applicant=JEAN_DUPONT,
+    )
+    at = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
+    by_email = await intake.qualify(email["tracking_code"], "acte-etat-civil", now=at)
+    by_letter = await intake.qualify(letter["tracking_code"], "acte-etat-civil", now=at)
+    assert [r.kind.value for r in by_email.receipts] == [
+        "accuse_enregistrement",
+        "accuse_reception",
+    ]
+    assert "reçue le 2 mars 2026" in by_email.receipts[-1].mentions[0]
+    assert by_letter.receipts == []
+    assert (await intake.overdue("admiville", now=datetime(2026, 3, 20, tzinfo=UTC))).count == 0
+
+
 async def test_r3_unknown_procedure_gets_instant_registration_then_r4_receipt_on_qualification(
     intake: IntakeService,
 ) -> None:
