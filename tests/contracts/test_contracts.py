@@ -42,6 +42,12 @@ SAMPLES: list[EventData] = [
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
         destination="Commune de Voisinville", destination_tenant="voisinville",
         new_request_id=uuid.uuid4(), reason="Compétence"),
+    intake_events.SourceNoticed(
+        source="email:c@example.org", request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
+        name="Camille Martin", email="c@example.org", postal_address=None,
+        title="Information sur le caractère abusif de vos envois",
+        notice=["Des envois reçus de votre part ont été identifiés comme abusifs."],
+        noticed_at=NOW),
     routing_events.StatusChanged(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS", from_status="recue",
         status="en_cours", label="En cours de traitement", phase="processing", final=False,
@@ -87,6 +93,7 @@ CONSUMER_VIEWS: list[type[ConsumedEvent]] = [
     intake_events.PiecesRequested,
     intake_events.TransferRequested,
     notifications_events.ServiceDigest,
+    notifications_events.SourceNoticed,
 ]
 
 

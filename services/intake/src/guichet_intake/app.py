@@ -56,11 +56,14 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
 
 
 async def start_scheduler(intake: IntakeService, interval: float) -> Callable[[], Awaitable[None]]:
-    """Implicit decisions and overdue receipts, checked every `interval` seconds."""
+    """Receipts owed since a failed reception (R23), implicit decisions and overdue receipts,
+    checked every `interval` seconds."""
 
     async def loop() -> None:
         while True:
             try:
+                while await intake.issue_owed_receipts() > 0:
+                    pass
                 while await intake.decide_due() > 0:
                     pass
                 await intake.refresh_overdue_gauge()

@@ -129,10 +129,28 @@ class TransferRequested(ConsumedEvent):
     requested_at: AwareDatetime
 
 
+class SourceNoticed(EventData):
+    """An agent told a source its sends are abusive and may be blocked (R9): the notice must
+    reach it. `request_id` is its latest send, whose contact details address the notice."""
+
+    event_type: ClassVar[str] = "intake.source.noticed.v1"
+
+    source: str
+    request_id: uuid.UUID
+    tracking_code: str
+    name: str
+    email: str | None
+    postal_address: str | None
+    title: str
+    notice: list[str]
+    noticed_at: AwareDatetime
+
+
 PUBLISHED: tuple[type[EventData], ...] = (
     RequestReceived,
     ReceiptIssued,
     ImplicitDecisionBorn,
     RequestTransferred,
     PiecesArrived,
+    SourceNoticed,
 )

@@ -194,7 +194,9 @@ async def decisions_due(session: AsyncSession, now: datetime, limit: int) -> Seq
         .where(
             requests.c.decision_due_at <= now,
             requests.c.implicit_decision.is_(None),
-            requests.c.clock_state == "running",
+            # A suspended SVR clock already includes the whole time granted for the pieces:
+            # if they never come, the rejection is born on that date all the same.
+            requests.c.clock_state.in_(("running", "suspended")),
         )
         .order_by(requests.c.decision_due_at, requests.c.id)
         .limit(limit)
@@ -204,18 +206,31 @@ async def decisions_due(session: AsyncSession, now: datetime, limit: int) -> Seq
     return (await session.execute(query)).all()
 
 
+def _has_receipt(kinds: tuple[str, ...]) -> sa.Exists:
+    return (
+        sa.select(receipts.c.id)
+        .where(receipts.c.request_id == requests.c.id, receipts.c.kind.in_(kinds))
+        .exists()
+    )
+
+
+# An AR given makes the AE moot: either acknowledges the electronic send (R2, R3).
+_ACKNOWLEDGED = _has_receipt(("accuse_enregistrement", "accuse_reception"))
+
+
 async def overdue_receipts(
     session: AsyncSession, tenant: str | None, today_by_tenant: dict[str, date]
 ) -> Sequence[Any]:
-    conditions: list[sa.ColumnElement[bool]] = [
-        requests.c.receipt_issued_at.is_(None),
-        requests.c.receipt_due_on.isnot(None),
-        requests.c.abusive.is_(False),
-    ]
+    """Requests whose AR (R4) or AE (R3) is past its due date, unissued."""
+    conditions: list[sa.ColumnElement[bool]] = [requests.c.abusive.is_(False)]
     if tenant is not None:
         conditions.append(requests.c.tenant == tenant)
     per_tenant = [
-        (requests.c.tenant == code) & (requests.c.receipt_due_on < today)
+        (requests.c.tenant == code)
+        & sa.or_(
+            requests.c.receipt_issued_at.is_(None) & (requests.c.receipt_due_on < today),
+            (requests.c.registration_due_on < today) & ~_ACKNOWLEDGED,
+        )
         for code, today in today_by_tenant.items()
     ]
     if not per_tenant:
@@ -223,7 +238,40 @@ async def overdue_receipts(
     query = (
         sa.select(requests)
         .where(*conditions, sa.or_(*per_tenant))
-        .order_by(requests.c.receipt_due_on, requests.c.received_at)
+        .order_by(
+            sa.func.coalesce(requests.c.registration_due_on, requests.c.receipt_due_on),
+            requests.c.received_at,
+        )
+    )
+    return (await session.execute(query)).all()
+
+
+async def receipts_owed(session: AsyncSession, closed: Sequence[str], limit: int) -> Sequence[Any]:
+    """Requests stored without the receipt they are owed (R23: signing failed at reception).
+
+    The submission path marks them: `receipt_due_on` set on a qualified request with no AR,
+    or `registration_due_on` set on an electronic one with no AE."""
+    ar_owed = (
+        requests.c.procedure_code.isnot(None)
+        & requests.c.receipt_issued_at.is_(None)
+        & requests.c.receipt_due_on.isnot(None)
+    )
+    ae_owed = (
+        requests.c.procedure_code.is_(None)
+        & requests.c.registration_due_on.isnot(None)
+        & ~_ACKNOWLEDGED
+    )
+    query = (
+        sa.select(requests)
+        .where(
+            requests.c.abusive.is_(False),
+            requests.c.status.notin_(closed),
+            sa.or_(ar_owed, ae_owed),
+        )
+        .order_by(requests.c.received_at, requests.c.id)
+        .limit(limit)
+        # Several replicas may sweep; each receipt is issued once.
+        .with_for_update(skip_locked=True)
     )
     return (await session.execute(query)).all()
 
@@ -239,6 +287,23 @@ async def recent_from_source(
         requests.c.tenant == tenant, requests.c.source == source, requests.c.received_at >= since
     )
     return (await session.execute(query)).all()
+
+
+async def flagged_count(session: AsyncSession, tenant: str, source: str) -> int:
+    query = sa.select(sa.func.count()).where(
+        requests.c.tenant == tenant, requests.c.source == source, requests.c.abusive.is_(True)
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def latest_from_source(session: AsyncSession, tenant: str, source: str) -> Any:
+    query = (
+        sa.select(requests)
+        .where(requests.c.tenant == tenant, requests.c.source == source)
+        .order_by(requests.c.received_at.desc(), requests.c.id)
+        .limit(1)
+    )
+    return (await session.execute(query)).first()  # None when it never sent anything
 
 
 async def get_source(session: AsyncSession, tenant: str, source: str) -> Any:  # None when absent

@@ -458,7 +458,10 @@ class OverdueReceipt(BaseModel):
     tracking_code: str
     received_at: AwareDatetime
     reception_date: date
-    receipt_due_on: date
+    receipt_due_on: date | None = Field(description="Date limite de l'accusé de réception (R4).")
+    registration_due_on: date | None = Field(
+        description="Date limite de l'accusé d'enregistrement (R3), quand il n'a pu être immédiat."
+    )
     channel: Channel
 
 

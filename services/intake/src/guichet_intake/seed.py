@@ -62,10 +62,11 @@ _APPEAL = (
     "Télérecours citoyens)."
 )
 
-# What a catalogue entry is unless it says otherwise (the law's defaults: R1, R10).
+# What a catalogue entry is unless it says otherwise (the law's defaults: R1; R10: silence
+# is acceptance, L231-1).
 PROCEDURE_DEFAULTS: dict[str, Any] = {
     "kind": "demande",
-    "regime": "none",
+    "regime": "sva",
     "delay_value": 2,
     "delay_unit": "months",
     "extend_to_working_day": False,
@@ -84,7 +85,6 @@ PROCEDURES = [
         "code": "reservation-salle",
         "title": "Réservation d'une salle municipale",
         "service_code": "accueil",
-        "regime": "sva",
         "required_information": ["Salle souhaitée", "Date et horaires", "Nombre de personnes"],
     },
     {
@@ -97,12 +97,15 @@ PROCEDURES = [
         "required_pieces": ["Statuts de l'association", "Budget prévisionnel du projet"],
         "appeal_text": _APPEAL,
     },
-    # R1: the mere delivery of a document provided by law owes no AR.
+    # R1: the mere delivery of a document provided by law owes no AR (on paper; an electronic
+    # send always gets one). No implicit decision either: the applicant is owed the document
+    # itself, which silence cannot deliver; the request seeks no individual decision (L231-4 1°).
     {
         **PROCEDURE_DEFAULTS,
         "code": "acte-etat-civil",
         "title": "Demande de copie ou d'extrait d'acte d'état civil",
         "service_code": "etat-civil",
+        "regime": "none",
         "acknowledgement_required": False,
     },
     {
@@ -118,6 +121,8 @@ PROCEDURES = [
         "code": "signalement-voirie",
         "title": "Signalement d'un problème sur la voie publique",
         "kind": "signalement",
+        # A report asks for no decision: there is nothing for silence to accept or reject.
+        "regime": "none",
         "service_code": "voirie",
         "location_required": True,
     },

@@ -43,6 +43,7 @@ from guichet_intake.events import (
     RequestAssigned,
     RequestReceived,
     RequestTransferred,
+    SourceNoticed,
     StatusChanged,
     TransferRequested,
 )
@@ -58,6 +59,7 @@ from guichet_intake.schemas import (
     OverdueReceipt,
     PiecesReceived,
     PiecesRequestPublic,
+    PostalAddress,
     ProcedureKind,
     ProcedureList,
     ProcedurePublic,
@@ -79,7 +81,14 @@ from guichet_intake.schemas import (
     format_delay,
 )
 from guichet_intake.settings import IntakeSettings
-from guichet_intake.signing import SigningKey, generate_key, jwks, sign, verify
+from guichet_intake.signing import (
+    PayloadTooLarge,
+    SigningKey,
+    generate_key,
+    jwks,
+    sign,
+    verify,
+)
 from guichet_plumbing import idempotency
 from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
@@ -155,6 +164,24 @@ def _service_contact(row: Any) -> ServiceContact:
     )
 
 
+def owes_acknowledgement(procedure: Any, channel: Channel) -> bool:
+    """R1, R2: an AR is owed unless the procedure only delivers a document provided by law;
+    that exemption (L112-3) does not apply to electronic sends (L112-11), which always get one
+    unless abusive."""
+    return bool(procedure.acknowledgement_required) or channel.electronic
+
+
+# R7 (décret 2015-1404 art. 2): an electronic sender identifies by all four; on paper, at the
+# counter or by phone only the name is needed, so an agent can enter a request for a citizen
+# without e-mail (R22).
+_PERSON_FIELDS = (
+    ("family_name", "le nom de famille", False),
+    ("given_name", "le prénom", False),
+    ("postal_address", "l'adresse postale", True),
+    ("email", "l'adresse électronique", True),
+)
+
+
 def _identification_problems(procedure: Any, data: RequestCreate) -> list[InvalidParam]:
     """R7: what the procedure requires of the applicant to identify them."""
     required = Identification(procedure.identification)
@@ -171,12 +198,9 @@ def _identification_problems(procedure: Any, data: RequestCreate) -> list[Invali
         ]
     missing: list[InvalidParam] = []
     if kind is ApplicantKind.person:
-        for field, label in (
-            ("family_name", "le nom de famille"),
-            ("given_name", "le prénom"),
-            ("postal_address", "l'adresse postale"),
-            ("email", "l'adresse électronique"),
-        ):
+        for field, label, electronic_only in _PERSON_FIELDS:
+            if electronic_only and not data.channel.electronic:
+                continue
             if getattr(applicant, field) is None:
                 missing.append(
                     InvalidParam(
@@ -307,6 +331,9 @@ class IntakeService:
         )
         self.flagged = metrics.counter(
             "guichet_intake_abusive_requests", "Requests flagged as abusive (R9)."
+        )
+        self.blocked_attempts = metrics.counter(
+            "guichet_intake_blocked_attempts", "Sends refused because their source is blocked (R9)."
         )
 
     # -- receipt of a request --------------------------------------------------------------
@@ -727,13 +754,13 @@ class IntakeService:
                         "implicit_decision": "accepted" if accepted else "rejected",
                     },
                 )
-                day = french_date(row.decision_last_day)
                 await repository.add_history(
                     session,
                     row.id,
                     row.decision_due_at,
                     status.value,
-                    f"{STATUS_LABELS[status]} (silence gardé jusqu'au {day} à minuit)",
+                    f"{STATUS_LABELS[status]} : silence gardé jusqu'au "
+                    f"{notices.midnight_of(row.decision_last_day)}",
                 )
                 await stage(
                     session,
@@ -748,6 +775,34 @@ class IntakeService:
                 self.implicit_decisions.labels("accepted" if accepted else "rejected").inc()
                 decided += 1
         return decided
+
+    async def issue_owed_receipts(self, now: datetime | None = None, limit: int = 100) -> int:
+        """R23: the AR (or AE) of requests stored without one because signing failed at
+        reception; the scheduler retries until it succeeds. Returns how many were issued."""
+        now = now or datetime.now(UTC)
+        issued = 0
+        async with self.db.transaction() as session:
+            closed = [s.value for s in FINAL]
+            for row in await repository.receipts_owed(session, closed, limit):
+                tenant = await self._tenant_row(session, row.tenant)
+                if row.procedure_code is None:
+                    await self._issue(
+                        session,
+                        tenant,
+                        row.id,
+                        ReceiptKind.accuse_enregistrement,
+                        notices.registration(
+                            reception_date=row.reception_date,
+                            tracking_code=row.tracking_code,
+                            tenant_name=tenant.name,
+                        ),
+                        now,
+                    )
+                else:
+                    procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
+                    await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
+                issued += 1
+        return issued
 
     async def attestation(self, tracking_code: str, now: datetime | None = None) -> uuid.UUID:
         """The signed attestation of implicit acceptance a citizen may ask for (R5)."""
@@ -810,7 +865,7 @@ class IntakeService:
             )
             row = await repository.get_request(session, row.id)
             await self._recompute_clock(session, row, tenant)
-            if procedure.acknowledgement_required and not row.abusive:
+            if owes_acknowledgement(procedure, Channel(row.channel)) and not row.abusive:
                 await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
             else:
                 await repository.update_request(session, row.id, {"receipt_due_on": None})
@@ -927,8 +982,8 @@ class IntakeService:
             if deadline.last_day is not None:
                 outcome = "acceptée" if row.regime == Regime.sva else "rejetée"
                 label += (
-                    f" ; demande réputée {outcome} le {french_date(deadline.last_day)} "
-                    "à minuit sans réponse d'ici là"
+                    f" ; demande réputée {outcome} le {notices.midnight_of(deadline.last_day)} "
+                    "sans réponse d'ici là"
                 )
             await repository.add_history(session, row.id, now, "pieces_received", label)
             await stage(
@@ -942,7 +997,7 @@ class IntakeService:
                 if row.procedure_code
                 else None
             )
-            if procedure is not None and procedure.acknowledgement_required:
+            if procedure is not None and owes_acknowledgement(procedure, Channel(row.channel)):
                 # A fresh AR restates the date now that the file is complete.
                 await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
             return await self._public(session, row.id)
@@ -972,9 +1027,12 @@ class IntakeService:
                 )
             target = await self._tenant(session, body.tenant)
             destination = target.name
+            competent_reception = local_date(now, target.timezone)
             new_id = await self._transfer_in(session, row, target, now)
         else:
             destination = body.administration_name or ""
+            # Accepted (2xx) by the competent administration: received there today.
+            competent_reception = local_date(now, tenant.timezone)
             await self._send_outside(session, row, tenant, body, now)
         await repository.update_request(
             session,
@@ -1003,8 +1061,8 @@ class IntakeService:
                 tracking_code=row.tracking_code,
                 destination=destination,
                 reason=body.reason,
-                regime=row.regime or "none",
                 first_reception=row.first_received_on,
+                competent_reception=competent_reception,
             ),
             now,
         )
@@ -1106,22 +1164,33 @@ class IntakeService:
         """Signed hand-over to another administration; nothing changes here unless it accepts."""
         self._check_destination(str(body.administration_url))
         key = await self.keyring.active(session, tenant.code, now)
-        token = sign(
-            {
-                "type": "guichet.transfer.v1",
-                "from": tenant.name,
-                "tracking_code": row.tracking_code,
-                "first_received_on": row.first_received_on.isoformat(),
-                "received_at": row.received_at.isoformat(),
-                "channel": row.channel,
-                "applicant": row.applicant,
-                "payload": row.payload,
-                "location": row.location,
-                "reason": body.reason,
-                "sent_at": now.isoformat(),
-            },
-            key,
-        )
+        try:
+            token = sign(
+                {
+                    "type": "guichet.transfer.v1",
+                    "from": tenant.name,
+                    "tracking_code": row.tracking_code,
+                    "first_received_on": row.first_received_on.isoformat(),
+                    "received_at": row.received_at.isoformat(),
+                    "channel": row.channel,
+                    "applicant": row.applicant,
+                    "payload": row.payload,
+                    "location": row.location,
+                    "reason": body.reason,
+                    "sent_at": now.isoformat(),
+                },
+                key,
+            )
+        except PayloadTooLarge as exc:
+            raise Problem(
+                409,
+                "transfer-too-large",
+                "Demande trop volumineuse",
+                "Cette demande est trop volumineuse pour être transmise par voie "
+                f"électronique à {body.administration_name} : elle reste ici. Transmettez-la "
+                "par courrier à l'administration compétente.",
+                [InvalidParam(name="administration_url", reason="Envoi électronique impossible.")],
+            ) from exc
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
         try:
             answer = await http.post(
@@ -1241,6 +1310,7 @@ class IntakeService:
                     received_at=r.received_at,
                     reception_date=r.reception_date,
                     receipt_due_on=r.receipt_due_on,
+                    registration_due_on=r.registration_due_on,
                     channel=r.channel,
                 )
                 for r in rows
@@ -1278,12 +1348,41 @@ class IntakeService:
             ],
         )
 
-    async def notice_source(self, tenant: str, source: str, reason: str) -> None:
-        """R9: the source is told before it can be blocked."""
+    async def notice_source(
+        self, tenant: str, source: str, reason: str, now: datetime | None = None
+    ) -> None:
+        """R9: the source is told before it can be blocked, at the address it sent from."""
+        now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            await self._tenant(session, tenant)
+            row = await self._tenant(session, tenant)
+            latest = await repository.latest_from_source(session, tenant, source)
+            if latest is None:
+                raise Problem(
+                    404,
+                    "source-unknown",
+                    "Source inconnue",
+                    "Aucun envoi n'a été reçu de cette source : il n'y a personne à informer.",
+                )
             await repository.upsert_source(
-                session, tenant, source, {"noticed_at": datetime.now(UTC), "reason": reason}
+                session, tenant, source, {"noticed_at": now, "reason": reason}
+            )
+            applicant = latest.applicant
+            address = applicant.get("postal_address")
+            await stage(
+                session,
+                SourceNoticed(
+                    source=source,
+                    request_id=latest.id,
+                    tracking_code=latest.tracking_code,
+                    name=applicant["name"],
+                    email=applicant.get("email"),
+                    postal_address=PostalAddress.model_validate(address).one_line()
+                    if address
+                    else None,
+                    title="Information sur le caractère abusif de vos envois",
+                    notice=notices.abusive_source(tenant_name=row.name, reason=reason),
+                    noticed_at=now,
+                ).envelope(tenant=tenant, subject=str(latest.id), occurred_at=now),
             )
 
     async def block_source(self, tenant: str, source: str, reason: str) -> None:
@@ -1297,6 +1396,18 @@ class IntakeService:
                     "Source non informée",
                     "Informez d'abord la source du caractère abusif de ses envois "
                     "(R9) avant de la bloquer.",
+                )
+            flagged = await repository.flagged_count(session, tenant, source)
+            needed = self.settings.abuse_block_min_flagged
+            if flagged < needed:
+                # L112-11 speaks of abuse by number, repetition or system: a few flagged
+                # sends do not make a source abusive enough to be shut out.
+                raise Problem(
+                    409,
+                    "source-not-abusive-enough",
+                    "Envois abusifs trop peu nombreux",
+                    f"Cette source n'a que {flagged} envoi(s) signalé(s) comme abusif(s) ; "
+                    f"un blocage en suppose au moins {needed}.",
                 )
             await repository.upsert_source(
                 session, tenant, source, {"blocked_at": datetime.now(UTC), "reason": reason}

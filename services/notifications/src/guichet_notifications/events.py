@@ -91,4 +91,15 @@ class ServiceDigest(ConsumedEvent):
     overdue: list[DigestItem]
 
 
+class SourceNoticed(ConsumedEvent):
+    event_type: ClassVar[str] = "intake.source.noticed.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    email: str | None
+    postal_address: str | None
+    title: str
+    notice: list[str]
+
+
 PUBLISHED: tuple[type[EventData], ...] = ()

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,7 @@ from guichet_notifications.events import (
     RequestReceived,
     ServiceAlerted,
     ServiceDigest,
+    SourceNoticed,
     StatusChanged,
 )
 from guichet_notifications.schemas import DeliveryList, DeliveryPublic, DeliveryStatus
@@ -275,6 +277,29 @@ class Deliveries:
                 "status": DeliveryStatus.pending.value,
                 "created_at": datetime.now(UTC),
             },
+        )
+        after_commit(session, self._wake.set)
+
+    async def on_source_noticed(self, session: AsyncSession, envelope: Envelope) -> None:
+        """R9: the notice goes to the address the abusive sends came from (e-mail, else post).
+
+        Idempotent through the inbox and the (event, kind) key of the delivery."""
+        event = SourceNoticed.model_validate(envelope.data)
+        subject = f"{event.title} — demande n° {event.tracking_code}"
+        body = "\n".join(["Bonjour,", "", *event.notice])
+        # Addressed to the source itself, whatever the contact details of the request say.
+        contact = SimpleNamespace(
+            email=event.email, postal_address=event.postal_address, preference="email"
+        )
+        await self._add(
+            session,
+            envelope,
+            event.request_id,
+            event.tracking_code,
+            "source_notice",
+            subject,
+            body + SIGNATURE,
+            contact,
         )
         after_commit(session, self._wake.set)
 
