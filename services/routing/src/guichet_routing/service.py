@@ -15,7 +15,7 @@ from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
-from guichet_routing import repository, workflows
+from guichet_routing import incidents, repository, workflows
 from guichet_routing.events import (
     RequestAssigned,
     RequestReceived,
@@ -151,7 +151,11 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             assigned_at=now,
         ).envelope(tenant=envelope.tenant, subject=str(event.request_id), occurred_at=now),
     )
-    if service.alert_mode == "immediate" and service.email:
+    # R30: a report of a known problem joins its incident; the service was alerted already.
+    known_problem = incidents.is_report(event) and await incidents.file_report(
+        session, envelope.tenant, event, event.payload
+    )
+    if service.alert_mode == "immediate" and service.email and not known_problem:
         await stage(
             session,
             ServiceAlerted(
@@ -307,6 +311,7 @@ async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: 
             )
         rows = await repository.inbox_page(session, where, after, limit + 1)
         counts = await repository.inbox_counts(session, where)
+        linked = await repository.incidents_of(session, [r.request_id for r in rows[:limit]])
     page = rows[:limit]
     now = datetime.now(UTC)
     items = [
@@ -327,6 +332,7 @@ async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: 
             assigned_at=r.assigned_at,
             due_at=r.due_at,
             overdue=bool(r.due_at and not r.closed and r.due_at < now),
+            **incidents.inbox_fields(linked.get(r.request_id)),
         )
         for r in page
     ]
@@ -518,6 +524,7 @@ async def fire(
             )
         target = workflows.status(definition, move["to"])
         now = datetime.now(UTC)
+        incident = await incidents.led_by(session, request_id) if target["final"] else None
         await repository.set_status(
             session, request_id, target["code"], target["label"], target["phase"], target["final"]
         )
@@ -543,8 +550,13 @@ async def fire(
                 transition=move["code"],
                 actions=list(move["actions"]),
                 changed_at=now,
+                **incidents.event_fields(incident),
             ).envelope(tenant=row.tenant, subject=str(request_id), occurred_at=now),
         )
+        if incident is not None:
+            await incidents.close(
+                session, incident, target, move["code"], list(move["actions"]), now, agent
+            )
     return await assignment(db, request_id)
 
 
