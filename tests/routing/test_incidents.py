@@ -85,6 +85,7 @@ def test_r30_haversine_and_bounding_box_hand_computed() -> None:
     )
     south, west, north, east = incidents.bounding_box(LAT, LON, 50)
     assert (north - LAT) == pytest.approx(50 * M_LAT)
+    assert (LAT - south) == pytest.approx(50 * M_LAT)
     # The box is wide enough at its northern edge, where a degree of longitude is shortest.
     assert incidents.distance_m(north, LON, north, east) > 49.999
     assert incidents.distance_m(LAT, west, LAT, LON) > 50
