@@ -291,17 +291,13 @@ async def lock_tenant(session: AsyncSession, tenant: str) -> None:
     )
 
 
-async def open_incidents_in_box(
-    session: AsyncSession,
-    tenant: str,
-    procedure: str,
-    since: datetime,
-    box: tuple[float, float, float, float],
-) -> Sequence[Any]:
+def open_incidents_query(
+    tenant: str, procedure: str, since: datetime, box: tuple[float, float, float, float]
+) -> sa.Select[Any]:
     """Open incidents opened since `since` inside (south, west, north, east): the indexed
     prefilter; the caller keeps those truly within the radius."""
     south, west, north, east = box
-    query = sa.select(incidents).where(
+    return sa.select(incidents).where(
         incidents.c.tenant == tenant,
         incidents.c.procedure_code == procedure,
         incidents.c.closed.is_(False),
@@ -309,7 +305,19 @@ async def open_incidents_in_box(
         incidents.c.longitude.between(west, east),
         incidents.c.opened_at >= since,
     )
-    return (await session.execute(query)).all()
+
+
+async def open_incidents_in_box(
+    session: AsyncSession,
+    tenant: str,
+    procedure: str,
+    since: datetime,
+    box: tuple[float, float, float, float],
+) -> Sequence[Any]:
+    rows: Sequence[Any] = (
+        await session.execute(open_incidents_query(tenant, procedure, since, box))
+    ).all()
+    return rows
 
 
 async def insert_incident(session: AsyncSession, values: dict[str, Any]) -> None:
