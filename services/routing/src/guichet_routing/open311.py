@@ -157,7 +157,10 @@ def _settings(request: Request) -> RoutingSettings:
 
 async def _tenant(session: AsyncSession, jurisdiction_id: str | None) -> str:
     if jurisdiction_id:
-        if await repository.get_tenant(session, jurisdiction_id[:64]) is None:
+        if (
+            len(jurisdiction_id) > 64
+            or await repository.get_tenant(session, jurisdiction_id) is None
+        ):
             raise Open311Failure(
                 404,
                 f"jurisdiction_id : la collectivité « {jurisdiction_id[:64]} » n'est pas "
