@@ -196,6 +196,10 @@ async def _catalogue(request: Request, tenant: str) -> list[Open311Service]:
             answer = await http.get("/v1/procedures", params={"tenant": tenant})
     except httpx.HTTPError as exc:
         raise _unavailable() from exc
+    if answer.status_code == 404:
+        raise Open311Failure(
+            404, f"jurisdiction_id : la collectivité « {tenant} » n'a pas de catalogue ici."
+        )
     if not answer.is_success:
         raise _unavailable()
     return [
