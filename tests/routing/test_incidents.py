@@ -3,6 +3,7 @@ the service, every reporter linked, all closed (and told) together."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -220,3 +221,13 @@ async def test_r30_open311_listing_filters_on_both_databases(db: Database) -> No
     assert every[0].updated_at is not None
     assert still_open == []
     assert [r.request_id for r in later] == [uuid.UUID(events[1].subject)]
+
+
+async def test_r30_reports_routed_at_the_same_time_open_one_incident(db: Database) -> None:
+    """Consumers of several partitions route together: the tenant lock keeps one incident."""
+    events = [report(i, -i) for i in range(6)]
+    handle = idempotent(db, "routing.dispatch", service.on_request_received, ServiceMetrics("t"))
+    await asyncio.gather(*(handle(e) for e in events))
+    assert len(await alerted(db)) == 1
+    inbox = await service.inbox(db, InboxFilter("admiville"), cursor=None, limit=50)
+    assert [i.reporters for i in inbox.items] == [6]
