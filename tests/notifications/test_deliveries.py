@@ -24,7 +24,7 @@ from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.localinfra import free_port
 from guichet_plumbing.observability import ServiceMetrics
-from guichet_routing.events import DigestItem, ServiceDigest
+from guichet_routing.events import DigestItem, ServiceDigest, StatusChanged
 from tests.conftest import SmtpServer
 from tests.support import received_event
 
@@ -278,3 +278,44 @@ async def test_r28_one_email_per_digest_listing_new_and_overdue_requests(
     assert "échéance 28/02/2026" in text
     [row] = await rows(db)
     assert (row.kind, row.request_id, row.status) == ("service_digest", None, "sent")
+
+
+def closed_by_incident(request_id: uuid.UUID, incident_id: uuid.UUID | None) -> Envelope:
+    """Routing's own status event, as it closes an incident without a `notify` action."""
+    now = datetime.now(UTC)
+    return StatusChanged(
+        request_id=request_id,
+        tracking_code=f"{request_id.hex[:4].upper()}-EFGH-JKMN-PQRS",
+        from_status="en_cours",
+        status="reparee",
+        label="Réparée",
+        phase="delivery",
+        final=True,
+        transition="terminer",
+        actions=[],
+        changed_at=now,
+        incident_id=incident_id,
+        reporters=3 if incident_id else None,
+    ).envelope(tenant="admiville", subject=str(request_id), occurred_at=now)
+
+
+async def test_r30_every_reporter_told_once_when_the_incident_closes(
+    db: Database, smtp_server: SmtpServer
+) -> None:
+    service, on_received, _ = make(db, Smtp(smtp_server.url))
+    on_status = idempotent(db, "n.statuses", service.on_status_changed, ServiceMetrics("t"))
+    incident = uuid.uuid4()
+    addresses = [f"habitant{i}@example.org" for i in range(4)]
+    events = []
+    for i, address in enumerate(addresses):
+        request_id = uuid.uuid4()
+        await on_received(received({"email": address}, request_id=request_id))
+        # The last one closed on its own, without `notify`: nothing to say.
+        events.append(closed_by_incident(request_id, incident if i < 3 else None))
+    for event in [*events, events[0]]:  # a redelivery changes nothing
+        await on_status(event)
+    await service.send_due()
+    for address in addresses[:3]:
+        [closing] = [m for m in smtp_server.mailbox.to(address) if "Réparée" in m["Subject"]]
+        assert "signalé par 3 personnes" in closing.get_content()
+    assert not [m for m in smtp_server.mailbox.to(addresses[3]) if "Réparée" in m["Subject"]]

@@ -1,3 +1,6 @@
+"""Routing's database, on SQLite (the embedded default) and on PostgreSQL, seeded with
+the demo tenant."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable

@@ -24,8 +24,14 @@ def run_embedded(args: argparse.Namespace) -> None:
 
     configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
     data_dir = Path(os.environ.get("GUICHET_DATA_DIR", "data"))
-    app = create_embedded_app(data_dir)
     port = args.port or _port(8000)
+    # Routing files Open311 reports through intake's public API: here, this very server.
+    overrides = (
+        {}
+        if "GUICHET_ROUTING_INTAKE_URL" in os.environ
+        else {"intake_url": f"http://{args.host}:{port}/intake"}
+    )
+    app = create_embedded_app(data_dir, **overrides)
     print(
         f"Guichet (embarqué) sur http://{args.host}:{port} — données dans {data_dir.resolve()}",
         flush=True,
@@ -50,7 +56,7 @@ def serve_one(args: argparse.Namespace) -> None:
 
 def run_distributed(args: argparse.Namespace) -> None:
     """Production topology on one machine: local PostgreSQL and Kafka broker, four processes."""
-    from guichet_launcher.services import SERVICES
+    from guichet_launcher.services import BY_NAME, SERVICES
     from guichet_plumbing.localinfra import local_infra
 
     root = Path(os.environ.get("GUICHET_DATA_DIR", "data")).resolve() / "distributed"
@@ -67,6 +73,7 @@ def run_distributed(args: argparse.Namespace) -> None:
                     "GUICHET_BUS": "kafka",
                     "GUICHET_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                     "GUICHET_DATA_DIR": str(root),
+                    "GUICHET_ROUTING_INTAKE_URL": f"http://{args.host}:{BY_NAME['intake'].port}",
                 }
             )
             children.append(

@@ -27,6 +27,8 @@ class RequestReceived(EventData):
     tracking_code: str
     procedure_code: str | None
     procedure_title: str | None
+    # signalement, demande or information: routing merges located reports (R30).
+    procedure_kind: str | None = None
     channel: str
     received_at: AwareDatetime
     reception_date: date

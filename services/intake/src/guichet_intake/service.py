@@ -442,6 +442,7 @@ class IntakeService:
                     tracking_code=values["tracking_code"],
                     procedure_code=data.procedure,
                     procedure_title=procedure.title if procedure else None,
+                    procedure_kind=procedure.kind if procedure else None,
                     channel=data.channel.value,
                     received_at=received_at,
                     reception_date=reception,

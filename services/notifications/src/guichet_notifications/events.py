@@ -54,6 +54,9 @@ class StatusChanged(ConsumedEvent):
     tracking_code: str
     label: str
     actions: list[str]
+    final: bool = False
+    incident_id: uuid.UUID | None = None  # R30: closes an incident several people reported
+    reporters: int | None = None
 
 
 class ServiceAlerted(ConsumedEvent):

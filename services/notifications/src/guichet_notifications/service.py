@@ -209,15 +209,24 @@ class Deliveries:
         after_commit(session, self._wake.set)
 
     async def on_status_changed(self, session: AsyncSession, envelope: Envelope) -> None:
-        """The workflow said to tell the citizen (action `notify`): send the new status."""
+        """The workflow said to tell the citizen (action `notify`): send the new status.
+
+        R30: when an incident closes, every reporter is told, whatever the actions; each
+        reporter's request has its own event, hence its own delivery."""
         event = StatusChanged.model_validate(envelope.data)
-        if "notify" not in event.actions:
+        closes_incident = event.final and event.incident_id is not None
+        if "notify" not in event.actions and not closes_incident:
             return
         contact = await repository.get_contact(session, event.request_id)
         subject = f"Votre demande n° {event.tracking_code} : {event.label}"
         body = (
             f"Bonjour,\n\nVotre demande n° {event.tracking_code} a changé d'étape : {event.label}."
         )
+        if closes_incident and (event.reporters or 0) > 1:
+            body += (
+                f"\n\nCe problème nous avait été signalé par {event.reporters} personnes : "
+                "merci pour votre signalement, chacune d'elles reçoit ce message."
+            )
         await self._add(
             session,
             envelope,

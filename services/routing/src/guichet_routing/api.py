@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from guichet_plumbing.db import Database
 from guichet_plumbing.problems import InvalidParam, Problem, problem_responses
-from guichet_routing import service
+from guichet_routing import incidents, service
 from guichet_routing.repository import InboxFilter
 from guichet_routing.schemas import (
     CODE_PATTERN,
@@ -21,6 +21,8 @@ from guichet_routing.schemas import (
     DryRunResult,
     DryRunSample,
     Inbox,
+    IncidentPolicyPublic,
+    IncidentPolicyWrite,
     NeighbourhoodPublic,
     NeighbourhoodWrite,
     RoutingTable,
@@ -120,6 +122,13 @@ async def get_inbox(
         str | None, Query(max_length=200, description="Curseur de la page suivante.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Taille de page.")] = 50,
+    duplicates: Annotated[
+        bool,
+        Query(
+            description="Montrer aussi les signalements en doublon : par défaut un incident "
+            "n'apparaît qu'une fois, avec son nombre de signalements (R30)."
+        ),
+    ] = False,
 ) -> Inbox:
     if mine and me is None:
         raise Problem(
@@ -140,6 +149,7 @@ async def get_inbox(
         agent=me if mine else agent,
         text=q,
         overdue_at=datetime.now(UTC) if overdue else None,
+        duplicates=duplicates,
     )
     return await service.inbox(_db(request), where, cursor=cursor, limit=limit)
 
@@ -339,3 +349,36 @@ async def put_team(
 ) -> Response:
     await service.put_team(_db(request), tenant, service_code, code, body)
     return Response(status_code=204)
+
+
+PolicyProcedure = Annotated[
+    str | None,
+    Query(pattern=CODE_PATTERN, description="Démarche ; absente : toute la collectivité."),
+]
+
+
+@router.get(
+    "/incident-policy",
+    response_model=IncidentPolicyPublic,
+    summary="Rayon et fenêtre de regroupement des signalements en incidents (R30)",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def get_incident_policy(
+    request: Request, tenant: Tenant, procedure: PolicyProcedure = None
+) -> IncidentPolicyPublic:
+    return await incidents.get_policy(_db(request), tenant, procedure)
+
+
+@router.put(
+    "/incident-policy",
+    response_model=IncidentPolicyPublic,
+    summary="Régler le regroupement des signalements, pour la collectivité ou une démarche",
+    description="Appliqué au signalement suivant ; les incidents ouverts gardent les leurs.",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def put_incident_policy(
+    request: Request, tenant: Tenant, body: IncidentPolicyWrite, procedure: PolicyProcedure = None
+) -> IncidentPolicyPublic:
+    return await incidents.put_policy(_db(request), tenant, procedure, body)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from guichet_plumbing.bus import Bus
 from guichet_plumbing.db import Database
 from guichet_plumbing.runtime import ServiceRuntime, create_service_app
-from guichet_routing import api, service
+from guichet_routing import api, open311, service
 from guichet_routing.events import PUBLISHED, PiecesReceived, RequestReceived
 from guichet_routing.models import metadata
 from guichet_routing.seed import seed_demo
@@ -39,7 +39,7 @@ def create_app(settings: RoutingSettings | None = None, *, bus: Bus | None = Non
         title="Guichet — routing",
         description="Qualification et aiguillage des demandes vers le service compétent ; "
         "corbeille unique des agents, tous canaux confondus.",
-        routers=[api.router],
+        routers=[api.router, open311.router],
     )
 
 

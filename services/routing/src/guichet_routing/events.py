@@ -34,6 +34,7 @@ class ReceivedApplicant(BaseModel):
 class ReceivedLocation(BaseModel):
     latitude: float
     longitude: float
+    address: str | None = None
 
 
 class RequestReceived(ConsumedEvent):
@@ -43,6 +44,7 @@ class RequestReceived(ConsumedEvent):
     tracking_code: str
     procedure_code: str | None = None  # None: to be qualified, goes to the default service
     procedure_title: str | None = None
+    procedure_kind: str | None = None  # signalement: located reports merge into incidents (R30)
     channel: str
     received_at: AwareDatetime
     applicant: ReceivedApplicant
@@ -66,6 +68,9 @@ class StatusChanged(EventData):
     transition: str
     actions: list[str]
     changed_at: AwareDatetime
+    # R30: set when this closes an incident; every reporter is then told, whatever `actions`.
+    incident_id: uuid.UUID | None = None
+    reporters: int | None = Field(default=None, description="Personnes l'ayant signalé.")
 
 
 class ServiceAlerted(EventData):

@@ -192,3 +192,55 @@ status_history = sa.Table(
     sa.Column("agent", sa.String(200), nullable=True),
     sa.Column("comment", sa.Text(), nullable=True),
 )
+
+# R30: located reports of one category near one another, while the first is open, are one
+# incident: one alert to the service, every reporter told when it is fixed.
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("procedure_code", sa.String(64), nullable=False),
+    # The first report: agents handle the incident through it; closing it closes the others.
+    sa.Column("request_id", sa.Uuid(), sa.ForeignKey("assignments.request_id"), nullable=False),
+    sa.Column("latitude", sa.Float(), nullable=False),
+    sa.Column("longitude", sa.Float(), nullable=False),
+    sa.Column("opened_at", UTCDateTime(), nullable=False),
+    sa.Column("reporters", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("closed", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Bounding-box prefilter: equality on the first three columns, a range on latitude.
+    sa.Index("ix_incidents_nearby", "tenant", "procedure_code", "closed", "latitude", "longitude"),
+)
+
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("request_id", sa.Uuid(), sa.ForeignKey("assignments.request_id"), primary_key=True),
+    sa.Column("incident_id", sa.Uuid(), sa.ForeignKey("incidents.id"), nullable=False, index=True),
+    # True for every report but the incident's first: hidden from the inbox by default.
+    sa.Column("duplicate", sa.Boolean(), nullable=False),
+    sa.Column("latitude", sa.Float(), nullable=False),
+    sa.Column("longitude", sa.Float(), nullable=False),
+    sa.Column("address", sa.String(300), nullable=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("media_url", sa.String(1000), nullable=True),
+)
+
+# Radius and time window of R30, per tenant (procedure_code "*") or per procedure.
+incident_policies = sa.Table(
+    "incident_policies",
+    metadata,
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
+    sa.Column("procedure_code", sa.String(64), primary_key=True),
+    sa.Column("radius_m", sa.Integer(), nullable=False),
+    sa.Column("window_days", sa.Integer(), nullable=False),
+)
+
+# Open311 tokens handed out before routing has seen the request (token = intake's request id).
+open311_tokens = sa.Table(
+    "open311_tokens",
+    metadata,
+    sa.Column("token", sa.Uuid(), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)

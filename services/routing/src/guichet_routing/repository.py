@@ -13,7 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_routing.models import (
     assignments,
+    incident_policies,
+    incidents,
     neighbourhoods,
+    open311_tokens,
+    reports,
     rules,
     services,
     status_history,
@@ -79,6 +83,7 @@ class InboxFilter:
     agent: str | None = None
     text: str | None = None
     overdue_at: datetime | None = None  # open requests past their service's commitment
+    duplicates: bool = False  # R30: reports merged into another's incident are hidden
 
     def conditions(self, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
         found: list[sa.ColumnElement[bool]] = [assignments.c.tenant == self.tenant]
@@ -105,7 +110,15 @@ class InboxFilter:
             )
         if self.overdue_at is not None:
             found += [assignments.c.closed == sa.false(), assignments.c.due_at < self.overdue_at]
+        if not self.duplicates:
+            found.append(~_is_duplicate())
         return found
+
+
+def _is_duplicate() -> sa.Exists:
+    return sa.exists().where(
+        reports.c.request_id == assignments.c.request_id, reports.c.duplicate.is_(True)
+    )
 
 
 async def inbox_page(
@@ -307,6 +320,23 @@ async def lock_service(session: AsyncSession, tenant: str, code: str) -> Any:
     return (await session.execute(query)).first()
 
 
+# -- R30: incidents ---------------------------------------------------------------------------
+
+
+async def incident_policy(session: AsyncSession, tenant: str, procedure: str) -> Any:
+    """The procedure's own radius and window, else the tenant's ("*"), else None."""
+    query = (
+        sa.select(incident_policies)
+        .where(
+            incident_policies.c.tenant == tenant,
+            incident_policies.c.procedure_code.in_([procedure, "*"]),
+        )
+        .order_by(sa.case((incident_policies.c.procedure_code == "*", 1), else_=0))
+        .limit(1)
+    )
+    return (await session.execute(query)).first()
+
+
 async def digest_new(
     session: AsyncSession, tenant: str, service: str, since: datetime, until: datetime, limit: int
 ) -> tuple[int, Sequence[Any]]:
@@ -345,3 +375,199 @@ async def digest_overdue(
         .limit(limit)
     )
     return int(total or 0), (await session.execute(query)).all()
+
+
+async def incident_policy_row(session: AsyncSession, tenant: str, procedure: str) -> Any:
+    query = sa.select(incident_policies).where(
+        incident_policies.c.tenant == tenant, incident_policies.c.procedure_code == procedure
+    )
+    return (await session.execute(query)).first()
+
+
+async def upsert_incident_policy(
+    session: AsyncSession, tenant: str, procedure: str, radius_m: int, window_days: int
+) -> None:
+    key = (incident_policies.c.tenant == tenant) & (incident_policies.c.procedure_code == procedure)
+    values = {"radius_m": radius_m, "window_days": window_days}
+    if await session.scalar(sa.select(sa.literal(1)).where(key)):
+        await session.execute(incident_policies.update().where(key).values(**values))
+    else:
+        await session.execute(
+            incident_policies.insert().values(tenant=tenant, procedure_code=procedure, **values)
+        )
+
+
+async def lock_tenant(session: AsyncSession, tenant: str) -> None:
+    """Serialises incident look-ups of one tenant (PostgreSQL; SQLite has one writer anyway),
+    so two reports of one pothole arriving together cannot open two incidents."""
+    await session.execute(
+        sa.select(tenants.c.code).where(tenants.c.code == tenant).with_for_update()
+    )
+
+
+def open_incidents_query(
+    tenant: str, procedure: str, since: datetime, box: tuple[float, float, float, float]
+) -> sa.Select[Any]:
+    """Open incidents opened since `since` inside (south, west, north, east): the indexed
+    prefilter; the caller keeps those truly within the radius."""
+    south, west, north, east = box
+    return sa.select(incidents).where(
+        incidents.c.tenant == tenant,
+        incidents.c.procedure_code == procedure,
+        incidents.c.closed.is_(False),
+        incidents.c.latitude.between(south, north),
+        incidents.c.longitude.between(west, east),
+        incidents.c.opened_at >= since,
+    )
+
+
+async def open_incidents_in_box(
+    session: AsyncSession,
+    tenant: str,
+    procedure: str,
+    since: datetime,
+    box: tuple[float, float, float, float],
+) -> Sequence[Any]:
+    rows: Sequence[Any] = (
+        await session.execute(open_incidents_query(tenant, procedure, since, box))
+    ).all()
+    return rows
+
+
+async def insert_incident(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(incidents.insert().values(**values))
+
+
+async def add_reporter(session: AsyncSession, incident_id: uuid.UUID) -> None:
+    await session.execute(
+        incidents.update()
+        .where(incidents.c.id == incident_id)
+        .values(reporters=incidents.c.reporters + 1)
+    )
+
+
+async def insert_report(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(reports.insert().values(**values))
+
+
+async def open_incident_led_by(session: AsyncSession, request_id: uuid.UUID) -> Any:
+    query = sa.select(incidents).where(
+        incidents.c.request_id == request_id, incidents.c.closed.is_(False)
+    )
+    return (await session.execute(query)).first()
+
+
+async def close_incident(session: AsyncSession, incident_id: uuid.UUID) -> None:
+    await session.execute(
+        incidents.update().where(incidents.c.id == incident_id).values(closed=True)
+    )
+
+
+async def open_duplicates(session: AsyncSession, incident_id: uuid.UUID) -> Sequence[Any]:
+    """The incident's other reports still open, locked: they close with it."""
+    query = (
+        sa.select(assignments)
+        .join(reports, reports.c.request_id == assignments.c.request_id)
+        .where(
+            reports.c.incident_id == incident_id,
+            reports.c.duplicate.is_(True),
+            assignments.c.closed.is_(False),
+        )
+        .order_by(assignments.c.received_at, assignments.c.request_id)
+        .with_for_update(of=assignments)
+    )
+    return (await session.execute(query)).all()
+
+
+async def incidents_of(
+    session: AsyncSession, request_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
+    """For each of these requests that is a report: its incident and how many reported it."""
+    if not request_ids:
+        return {}
+    query = (
+        sa.select(reports.c.request_id, incidents.c.id, incidents.c.reporters)
+        .join(incidents, incidents.c.id == reports.c.incident_id)
+        .where(reports.c.request_id.in_(request_ids))
+    )
+    return {r: (i, n) for r, i, n in (await session.execute(query)).all()}
+
+
+# -- Open311 ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    tenant: str
+    tracking_codes: Sequence[str] = ()
+    procedures: Sequence[str] = ()
+    closed: bool | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def _report_query() -> sa.Select[Any]:
+    updated = (
+        sa.select(status_history.c.request_id, sa.func.max(status_history.c.at).label("at"))
+        .group_by(status_history.c.request_id)
+        .subquery()
+    )
+    return (
+        sa.select(
+            assignments,
+            services.c.name.label("service_name"),
+            reports.c.latitude,
+            reports.c.longitude,
+            reports.c.address,
+            reports.c.description,
+            reports.c.media_url,
+            incidents.c.reporters,
+            updated.c.at.label("updated_at"),
+        )
+        .join(reports, reports.c.request_id == assignments.c.request_id)
+        .join(incidents, incidents.c.id == reports.c.incident_id)
+        .join(
+            services,
+            (services.c.tenant == assignments.c.tenant)
+            & (services.c.code == assignments.c.service_code),
+        )
+        .outerjoin(updated, updated.c.request_id == assignments.c.request_id)
+    )
+
+
+async def list_reports(
+    session: AsyncSession, where: ReportFilter, limit: int
+) -> Sequence[sa.Row[Any]]:
+    query = _report_query().where(assignments.c.tenant == where.tenant)
+    if where.tracking_codes:
+        query = query.where(assignments.c.tracking_code.in_(where.tracking_codes))
+    else:
+        if where.procedures:
+            query = query.where(assignments.c.procedure_code.in_(where.procedures))
+        if where.closed is not None:
+            query = query.where(assignments.c.closed.is_(where.closed))
+        if where.start is not None:
+            query = query.where(assignments.c.received_at >= where.start)
+        if where.end is not None:
+            query = query.where(assignments.c.received_at <= where.end)
+    query = query.order_by(assignments.c.received_at.desc(), assignments.c.request_id.desc()).limit(
+        limit
+    )
+    rows: Sequence[sa.Row[Any]] = (await session.execute(query)).all()
+    return rows
+
+
+async def insert_token(session: AsyncSession, token: uuid.UUID, tenant: str, at: datetime) -> None:
+    if await session.scalar(sa.select(sa.literal(1)).where(open311_tokens.c.token == token)):
+        return  # a replayed submission hands back the same token
+    await session.execute(open311_tokens.insert().values(token=token, tenant=tenant, created_at=at))
+
+
+async def get_token(session: AsyncSession, token: uuid.UUID) -> Any:
+    query = sa.select(open311_tokens).where(open311_tokens.c.token == token)
+    return (await session.execute(query)).first()
+
+
+async def tenant_codes(session: AsyncSession, limit: int) -> list[str]:
+    query = sa.select(tenants.c.code).order_by(tenants.c.code).limit(limit)
+    return list(await session.scalars(query))

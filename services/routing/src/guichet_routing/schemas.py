@@ -39,6 +39,12 @@ class InboxItem(BaseModel):
     assigned_at: AwareDatetime
     due_at: AwareDatetime | None = Field(description="Échéance de l'engagement du service.")
     overdue: bool
+    incident_id: uuid.UUID | None = Field(
+        default=None, description="Signalement : l'incident auquel il est rattaché (R30)."
+    )
+    reporters: int | None = Field(
+        default=None, description="Signalement : nombre de personnes ayant signalé l'incident."
+    )
 
 
 class Inbox(BaseModel):
@@ -426,3 +432,93 @@ class ServiceSettingsWrite(Strict):
         if value.second or value.microsecond or value.tzinfo:
             raise ValueError("Heure locale en heures et minutes (HH:MM), sans fuseau.")
         return value
+
+
+class IncidentPolicyWrite(Strict):
+    """R30: how close and how recent a report must be to join an open incident."""
+
+    radius_m: int = Field(ge=1, le=5000, description="Rayon, en mètres (50 par défaut).")
+    window_days: int = Field(
+        ge=1, le=365, description="Fenêtre, en jours depuis le premier signalement (30 par défaut)."
+    )
+
+
+class IncidentPolicyPublic(IncidentPolicyWrite):
+    tenant: str
+    procedure: str | None = Field(description="Absent : réglage de toute la collectivité.")
+    inherited: bool = Field(
+        description="Vrai quand la démarche n'a pas de réglage propre (celui de la "
+        "collectivité, ou le défaut, s'applique)."
+    )
+
+
+# -- Open311 GeoReport v2: field names are the standard's ----------------------------------
+
+
+class Open311Error(BaseModel):
+    code: int = Field(description="Statut HTTP.")
+    description: str = Field(description="Ce qui ne va pas, en français.")
+
+
+class Open311Service(BaseModel):
+    service_code: str = Field(description="Code de la démarche (signalement).")
+    service_name: str
+    description: str
+    metadata: bool = Field(description="Toujours faux : pas d'attribut supplémentaire.")
+    type: Literal["realtime", "batch", "blackbox"]
+    keywords: str
+    group: str = Field(description="Service municipal compétent.")
+
+
+class Open311ServiceDefinition(BaseModel):
+    service_code: str
+    attributes: list[dict[str, Any]]
+
+
+class Open311Request(BaseModel):
+    service_request_id: str = Field(description="Numéro de suivi de la demande.")
+    status: Literal["open", "closed"]
+    status_notes: str | None = Field(description="Étape, telle que l'usager la lit.")
+    service_name: str
+    service_code: str | None
+    description: str | None
+    agency_responsible: str
+    service_notice: str | None
+    requested_datetime: AwareDatetime
+    updated_datetime: AwareDatetime | None
+    expected_datetime: AwareDatetime | None = Field(description="Engagement du service.")
+    address: str | None
+    address_id: str | None
+    zipcode: str | None
+    lat: float
+    long: float
+    media_url: str | None
+
+
+class Open311Created(BaseModel):
+    service_request_id: str | None = Field(
+        default=None, description="Présent quand la demande est déjà aiguillée."
+    )
+    token: str = Field(description="À suivre sur tokens/{token} tant qu'elle ne l'est pas.")
+    service_notice: str | None
+    account_id: str | None = None
+
+
+class Open311Token(BaseModel):
+    service_request_id: str | None
+    token: str
+
+
+class Open311Endpoint(BaseModel):
+    specification: str
+    url: str
+    changeset: str
+    type: str
+    formats: list[str]
+
+
+class Open311Discovery(BaseModel):
+    changeset: str
+    contact: str
+    key_service: str
+    endpoints: list[Open311Endpoint]

@@ -16,7 +16,7 @@ from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
-from guichet_routing import repository, workflows
+from guichet_routing import incidents, repository, workflows
 from guichet_routing.events import (
     DigestItem,
     PiecesReceived,
@@ -144,8 +144,12 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
         f"Transmise au service : {service.name} ({why})",
     )
     await _announce(session, envelope.tenant, event, service, decision.team, why, now)
+    # R30: a report of a known problem joins its incident; the service was alerted already.
+    known_problem = incidents.is_report(event) and await incidents.file_report(
+        session, envelope.tenant, event, event.payload
+    )
     await _settle(session, event.request_id, definition, now)
-    if service.alert_mode == "immediate" and service.email:
+    if service.alert_mode == "immediate" and service.email and not known_problem:
         await stage(
             session,
             ServiceAlerted(
@@ -320,6 +324,7 @@ async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: 
             )
         rows = await repository.inbox_page(session, where, after, limit + 1)
         counts = await repository.inbox_counts(session, where)
+        linked = await repository.incidents_of(session, [r.request_id for r in rows[:limit]])
     page = rows[:limit]
     now = datetime.now(UTC)
     items = [
@@ -341,6 +346,7 @@ async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: 
             assigned_at=r.assigned_at,
             due_at=r.due_at,
             overdue=bool(r.due_at and not r.closed and r.due_at < now),
+            **incidents.inbox_fields(linked.get(r.request_id)),
         )
         for r in page
     ]
@@ -585,6 +591,7 @@ async def _apply(
     """Fire `move` on the locked `row`: new status, history, event, then its actions, then
     whatever fires by itself on entering the new status."""
     target = workflows.status(definition, move["to"])
+    incident = await incidents.led_by(session, row.request_id) if target["final"] else None
     await repository.set_status(
         session, row.request_id, target["code"], target["label"], target["phase"], target["final"]
     )
@@ -609,8 +616,14 @@ async def _apply(
             transition=move["code"],
             actions=workflows.action_types(move),
             changed_at=now,
+            **incidents.event_fields(incident),
         ).envelope(tenant=row.tenant, subject=str(row.request_id), occurred_at=now),
     )
+    if incident is not None:
+        # R30: closing the incident's leading report closes and tells every reporter.
+        await incidents.close(
+            session, incident, target, move["code"], workflows.action_types(move), now, agent
+        )
     for act in move["actions"]:
         await _act(session, row, act, now, agent=agent, pieces=pieces)
     if depth < workflows.MAX_CHAIN:
