@@ -31,11 +31,42 @@ from guichet_intake.schemas import (
     VerifyRequest,
     VerifyResult,
 )
-from guichet_intake.service import IntakeService
+from guichet_intake.service import FollowProof, IntakeService
 from guichet_plumbing import idempotency
+from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Role, allow
 from guichet_plumbing.problems import problem_responses
 
 router = APIRouter()
+
+# Who may call each route; which file, which citizen, is checked in the service (R21).
+SUBMIT = allow(
+    "submit",
+    anonymous=True,
+    roles=[Role.counter_agent, Role.mediator],
+    scopes=["transfers:write"],
+)
+FOLLOW = allow(
+    "follow",
+    anonymous=True,
+    roles=[Role.counter_agent, Role.case_handler, Role.service_head, Role.mediator],
+)
+QUALIFY = allow("qualify", roles=[Role.counter_agent, Role.case_handler, Role.service_head])
+INSTRUCT = allow("instruct", roles=[Role.case_handler, Role.service_head])
+RECEPTION = allow("reception", roles=[Role.counter_agent, Role.service_head, Role.administrator])
+ADMINISTER = allow("administer", roles=[Role.administrator])
+
+FollowFactor = Annotated[
+    str | None,
+    Header(
+        alias="X-Follow-Proof",
+        max_length=254,
+        description="Sans compte : l'adresse électronique ou le téléphone donné au dépôt.",
+    ),
+]
+FollowLink = Annotated[
+    str | None,
+    Query(alias="access", max_length=2000, description="Jeton du lien de suivi reçu au dépôt."),
+]
 
 Tenant = Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la collectivité.")]
 TrackingCode = Annotated[
@@ -59,6 +90,7 @@ def _intake(request: Request) -> IntakeService:
 
 @router.post(
     "/v1/requests",
+    dependencies=[SUBMIT],
     status_code=201,
     response_model=RequestCreated,
     summary="Déposer une demande (tous canaux, y compris saisie pour le compte d'un usager)",
@@ -71,6 +103,7 @@ def _intake(request: Request) -> IntakeService:
 )
 async def create_request(
     request: Request,
+    principal: CurrentPrincipal,
     body: RequestCreate,
     idempotency_key: Annotated[
         str | None,
@@ -78,7 +111,7 @@ async def create_request(
     ] = None,
 ) -> Response:
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
-    stored = await _intake(request).submit(body, key)
+    stored = await _intake(request).submit(body, key, principal=principal)
     created = RequestCreated.model_validate_json(stored.body)
     location = f"{request.scope.get('root_path', '')}/v1/requests/{created.tracking_code}"
     return Response(
@@ -91,30 +124,40 @@ async def create_request(
 
 @router.get(
     "/v1/requests/{tracking_code}",
+    dependencies=[FOLLOW],
     response_model=RequestPublic,
     summary="Suivre une demande par son numéro de suivi",
     tags=["demandes"],
     responses=problem_responses(404, 422),
 )
-async def get_request(request: Request, tracking_code: TrackingCode) -> RequestPublic:
-    return await _intake(request).get_request(tracking_code)
+async def get_request(
+    request: Request,
+    principal: CurrentPrincipal,
+    tracking_code: TrackingCode,
+    factor: FollowFactor = None,
+    link: FollowLink = None,
+) -> RequestPublic:
+    proof = FollowProof(factor=factor, link=link)
+    return await _intake(request).get_request(tracking_code, principal, proof)
 
 
 @router.post(
     "/v1/requests/{tracking_code}/qualification",
+    dependencies=[QUALIFY],
     response_model=RequestPublic,
     summary="Qualifier une demande arrivée sans démarche : l'accusé de réception suit",
     tags=["instruction"],
     responses=problem_responses(404, 409, 422),
 )
 async def qualify_request(
-    request: Request, tracking_code: TrackingCode, body: Qualification
+    request: Request, principal: CurrentPrincipal, tracking_code: TrackingCode, body: Qualification
 ) -> RequestPublic:
-    return await _intake(request).qualify(tracking_code, body.procedure)
+    return await _intake(request).qualify(tracking_code, body.procedure, principal=principal)
 
 
 @router.post(
     "/v1/requests/{tracking_code}/missing-pieces",
+    dependencies=[INSTRUCT],
     response_model=RequestPublic,
     summary="Demander des pièces manquantes (dossier incomplet)",
     description="L'usager est informé des pièces, de la date limite et de l'effet sur "
@@ -123,46 +166,59 @@ async def qualify_request(
     responses=problem_responses(404, 409, 422),
 )
 async def request_missing_pieces(
-    request: Request, tracking_code: TrackingCode, body: MissingPiecesCreate
+    request: Request,
+    principal: CurrentPrincipal,
+    tracking_code: TrackingCode,
+    body: MissingPiecesCreate,
 ) -> RequestPublic:
-    return await _intake(request).request_pieces(tracking_code, body)
+    return await _intake(request).request_pieces(tracking_code, body, principal=principal)
 
 
 @router.post(
     "/v1/requests/{tracking_code}/pieces-received",
+    dependencies=[INSTRUCT],
     response_model=RequestPublic,
     summary="Enregistrer la réception des pièces demandées",
     tags=["instruction"],
     responses=problem_responses(404, 409, 422),
 )
 async def record_pieces_received(
-    request: Request, tracking_code: TrackingCode, body: PiecesReceived
+    request: Request, principal: CurrentPrincipal, tracking_code: TrackingCode, body: PiecesReceived
 ) -> RequestPublic:
-    return await _intake(request).pieces_received(tracking_code, body)
+    return await _intake(request).pieces_received(tracking_code, body, principal=principal)
 
 
 @router.post(
     "/v1/requests/{tracking_code}/transfer",
+    dependencies=[INSTRUCT],
     response_model=RequestPublic,
     summary="Transmettre à l'administration compétente (l'usager en est avisé)",
     tags=["instruction"],
     responses=problem_responses(404, 409, 422, 502),
 )
 async def transfer_request(
-    request: Request, tracking_code: TrackingCode, body: TransferCreate
+    request: Request, principal: CurrentPrincipal, tracking_code: TrackingCode, body: TransferCreate
 ) -> RequestPublic:
-    return await _intake(request).transfer(tracking_code, body)
+    return await _intake(request).transfer(tracking_code, body, principal=principal)
 
 
 @router.post(
     "/v1/requests/{tracking_code}/attestation",
+    dependencies=[FOLLOW],
     status_code=201,
     summary="Obtenir l'attestation d'acceptation implicite (SVA)",
     tags=["demandes"],
     responses=problem_responses(404, 409, 422),
 )
-async def create_attestation(request: Request, tracking_code: TrackingCode) -> dict[str, str]:
-    receipt_id = await _intake(request).attestation(tracking_code)
+async def create_attestation(
+    request: Request,
+    principal: CurrentPrincipal,
+    tracking_code: TrackingCode,
+    factor: FollowFactor = None,
+    link: FollowLink = None,
+) -> dict[str, str]:
+    proof = FollowProof(factor=factor, link=link)
+    receipt_id = await _intake(request).attestation(tracking_code, principal=principal, proof=proof)
     root = request.scope.get("root_path", "")
     return {"receipt_id": str(receipt_id), "pdf": f"{root}/v1/receipts/{receipt_id}.pdf"}
 
@@ -172,6 +228,7 @@ async def create_attestation(request: Request, tracking_code: TrackingCode) -> d
 
 @router.get(
     "/v1/receipts/{receipt_id:uuid}.pdf",
+    dependencies=[PUBLIC],
     summary="Accusé ou attestation en PDF",
     tags=["accusés"],
     response_class=Response,
@@ -189,6 +246,7 @@ async def get_receipt_pdf(request: Request, receipt_id: uuid.UUID) -> Response:
 
 @router.get(
     "/v1/receipts/{receipt_id:uuid}",
+    dependencies=[PUBLIC],
     summary="Accusé signé (JSON, HTML ou texte selon Accept)",
     tags=["accusés"],
     responses={
@@ -208,6 +266,7 @@ async def get_receipt(request: Request, receipt_id: uuid.UUID) -> Response:
 
 @router.post(
     "/v1/receipts/verify",
+    dependencies=[PUBLIC],
     response_model=VerifyResult,
     summary="Vérifier l'authenticité d'un accusé présenté",
     tags=["accusés"],
@@ -218,7 +277,10 @@ async def verify_receipt(request: Request, body: VerifyRequest) -> VerifyResult:
 
 
 @router.get(
-    "/.well-known/jwks.json", summary="Clés publiques de signature des accusés", tags=["accusés"]
+    "/.well-known/jwks.json",
+    dependencies=[PUBLIC],
+    summary="Clés publiques de signature des accusés",
+    tags=["accusés"],
 )
 async def get_jwks(request: Request) -> dict[str, Any]:
     return await _intake(request).jwks()
@@ -226,6 +288,7 @@ async def get_jwks(request: Request) -> dict[str, Any]:
 
 @router.get(
     "/v1/receipts-overdue",
+    dependencies=[RECEPTION],
     response_model=OverdueList,
     summary="Demandes dont l'accusé de réception est en retard (R3, R4)",
     tags=["instruction"],
@@ -240,6 +303,7 @@ async def list_overdue_receipts(request: Request, tenant: Tenant) -> OverdueList
 
 @router.get(
     "/v1/procedures",
+    dependencies=[PUBLIC],
     response_model=ProcedureList,
     summary="Catalogue des démarches d'une collectivité",
     tags=["démarches"],
@@ -251,6 +315,7 @@ async def list_procedures(request: Request, tenant: Tenant) -> ProcedureList:
 
 @router.get(
     "/v1/procedures/sva",
+    dependencies=[PUBLIC],
     response_model=SvaList,
     summary="Liste publique des démarches où le silence vaut acceptation (R10)",
     tags=["démarches"],
@@ -262,6 +327,7 @@ async def list_sva_procedures(request: Request, tenant: Tenant) -> SvaList:
 
 @router.put(
     "/v1/procedures/{code}",
+    dependencies=[ADMINISTER],
     response_model=ProcedurePublic,
     summary="Créer ou remplacer une démarche du catalogue",
     tags=["démarches"],
@@ -280,6 +346,7 @@ async def put_procedure(
 
 @router.put(
     "/v1/services/{code}",
+    dependencies=[ADMINISTER],
     status_code=204,
     response_class=Response,
     summary="Créer ou modifier un service compétent (coordonnées des accusés)",
@@ -293,6 +360,7 @@ async def put_service(request: Request, code: Code, tenant: Tenant, body: Servic
 
 @router.post(
     "/v1/signing-keys/rotate",
+    dependencies=[ADMINISTER],
     summary="Renouveler la clé de signature des accusés",
     tags=["accusés"],
     responses=problem_responses(404, 422),
@@ -306,6 +374,7 @@ async def rotate_signing_key(request: Request, tenant: Tenant) -> dict[str, str]
 
 @router.get(
     "/v1/sources",
+    dependencies=[ADMINISTER],
     response_model=SourceList,
     summary="Sources d'envois signalés comme abusifs",
     tags=["envois abusifs"],
@@ -317,6 +386,7 @@ async def list_sources(request: Request, tenant: Tenant) -> SourceList:
 
 @router.post(
     "/v1/sources/{source}/notice",
+    dependencies=[ADMINISTER],
     status_code=204,
     response_class=Response,
     summary="Enregistrer que la source a été informée du caractère abusif",
@@ -332,6 +402,7 @@ async def notice_source(
 
 @router.post(
     "/v1/sources/{source}/block",
+    dependencies=[ADMINISTER],
     status_code=204,
     response_class=Response,
     summary="Bloquer une source déjà informée",
@@ -347,6 +418,7 @@ async def block_source(
 
 @router.delete(
     "/v1/sources/{source}/block",
+    dependencies=[ADMINISTER],
     status_code=204,
     response_class=Response,
     summary="Débloquer une source",

@@ -68,6 +68,13 @@ requests = sa.Table(
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("location", sa.JSON(), nullable=True),
     sa.Column("entered_by", sa.String(200), nullable=True),
+    # R15: the citizen's pseudonymous identifier for this service (never the FranceConnect
+    # sub), and that service; NULL for anonymous requests.
+    sa.Column("owner", sa.String(64), nullable=True),
+    sa.Column("owner_family", sa.String(64), nullable=True),
+    # Salted hashes of the e-mail and phone given at submission: the anonymous applicant's
+    # second factor to follow the request with its tracking code.
+    sa.Column("follow_proofs", sa.JSON(), nullable=False, server_default="[]"),
     # Who sent it, normalised, to spot abusive repetition (R9).
     sa.Column("source", sa.String(254), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),

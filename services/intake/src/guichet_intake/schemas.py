@@ -366,6 +366,11 @@ class RequestPublic(BaseModel):
 class RequestCreated(RequestPublic):
     """The request as stored, with the acknowledgement to hand to the applicant."""
 
+    follow_url: str = Field(
+        description="Lien de suivi signé, à durée limitée : suivre la demande sans compte "
+        "(sinon : numéro de suivi et adresse électronique ou téléphone donnés au dépôt)."
+    )
+
 
 class ProcedurePublic(BaseModel):
     code: str

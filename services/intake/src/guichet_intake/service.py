@@ -62,6 +62,7 @@ from guichet_intake.schemas import (
     ReceiptSummary,
     Regime,
     RequestCreate,
+    RequestCreated,
     RequestPublic,
     RequestStatus,
     ServiceContact,
@@ -77,6 +78,18 @@ from guichet_intake.schemas import (
 from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import SigningKey, generate_key, jwks, sign, verify
 from guichet_plumbing import idempotency
+from guichet_plumbing.access_log import record_read
+from guichet_plumbing.auth import (
+    SYSTEM,
+    Kind,
+    Principal,
+    Role,
+    TokenKeys,
+    forbidden,
+    proof_digest,
+    pseudonym,
+    same_digest,
+)
 from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
@@ -114,6 +127,22 @@ FINAL = {
     RequestStatus.implicitly_accepted,
     RequestStatus.implicitly_rejected,
 }
+
+# What an agent's access to a file is for, as the DPO reads it in the access log.
+ACTION_PURPOSES = {
+    "follow": "consultation du dossier",
+    "qualify": "qualification",
+    "instruct": "instruction",
+}
+
+
+@dataclass(frozen=True)
+class FollowProof:
+    """What an applicant without an account shows beside the tracking code (R15)."""
+
+    factor: str | None = None  # the e-mail address or phone number given at submission
+    link: str | None = None  # the signed token of the follow-up link
+
 
 # Crockford base32: no I, L, O, U, so a code read over the phone is unambiguous.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -285,9 +314,11 @@ class IntakeService:
         settings: IntakeSettings,
         metrics: ServiceMetrics,
         http: httpx.AsyncClient | None = None,
+        token_keys: TokenKeys | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
+        self.token_keys = token_keys or settings.token_keys()
         self.keyring = Keyring()
         self._catalogue: dict[tuple[str, ...], tuple[float, Any]] = {}
         self.http = http
@@ -308,12 +339,20 @@ class IntakeService:
     # -- receipt of a request --------------------------------------------------------------
 
     async def submit(
-        self, data: RequestCreate, idempotency_key: str | None, now: datetime | None = None
+        self,
+        data: RequestCreate,
+        idempotency_key: str | None,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> idempotency.StoredResponse:
         """`now` is the server's clock; tests pass a fixed instant."""
         body_print = idempotency.fingerprint(data.model_dump_json().encode())
+        if data.entered_by is not None and principal.kind not in (Kind.agent, Kind.system):
+            raise forbidden(
+                "Seul un agent connecté saisit une demande pour le compte d'un usager (entered_by)."
+            )
         try:
-            return await self._submit_once(data, idempotency_key, body_print, now)
+            return await self._submit_once(data, idempotency_key, body_print, now, principal)
         except IntegrityError:
             # A concurrent retry with the same key committed first: replay its answer.
             if idempotency_key is None:
@@ -332,6 +371,7 @@ class IntakeService:
         idempotency_key: str | None,
         body_print: str,
         now: datetime | None,
+        principal: Principal,
     ) -> idempotency.StoredResponse:
         async with self.db.transaction() as session:
             if idempotency_key is not None:
@@ -361,6 +401,7 @@ class IntakeService:
             reception = local_date(received_at, tenant.timezone)
             abuse = await self._abuse(session, data, source, received_at)
             request_id = uuid.uuid4()
+            family = procedure.service_code if procedure is not None else "general"
             values: dict[str, Any] = {
                 "id": request_id,
                 "tenant": data.tenant,
@@ -371,7 +412,17 @@ class IntakeService:
                 "contact_preference": data.contact_preference.value,
                 "payload": data.payload,
                 "location": data.location.model_dump(mode="json") if data.location else None,
-                "entered_by": data.entered_by,
+                # The authenticated agent, never a name the body claims (R22).
+                "entered_by": principal.subject
+                if principal.kind is Kind.agent
+                else data.entered_by,
+                "owner": self._owner(principal, data.tenant, family),
+                "owner_family": family if principal.kind is Kind.citizen else None,
+                "follow_proofs": [
+                    proof_digest(str(request_id), factor)
+                    for factor in (data.applicant.email, data.applicant.phone)
+                    if factor
+                ],
                 "source": source,
                 "content_hash": _content_hash(data),
                 "received_at": received_at,
@@ -463,12 +514,27 @@ class IntakeService:
             public = _public_of(
                 SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
             )
-            response = idempotency.StoredResponse(201, public.model_dump_json().encode())
+            created = RequestCreated(
+                **dict(public), follow_url=self._follow_url(values["tracking_code"], received_at)
+            )
+            response = idempotency.StoredResponse(201, created.model_dump_json().encode())
             if idempotency_key is not None:
                 await idempotency.remember(
                     session, "intake.requests", idempotency_key, body_print, response
                 )
             return response
+
+    def _owner(self, principal: Principal, tenant: str, family: str) -> str | None:
+        if principal.kind is not Kind.citizen:
+            return None
+        return pseudonym(self.settings.pseudonym_key(), tenant, family, principal.subject)
+
+    def _follow_url(self, tracking_code: str, now: datetime) -> str:
+        """The signed, expiring link an anonymous applicant follows the request with."""
+        link = self.token_keys.issue_link(
+            f"request:{tracking_code}", timedelta(days=self.settings.follow_link_days), now
+        )
+        return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
     def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
         if procedure.teleservice_url and data.channel is Channel.email:
@@ -745,11 +811,18 @@ class IntakeService:
                 decided += 1
         return decided
 
-    async def attestation(self, tracking_code: str, now: datetime | None = None) -> uuid.UUID:
+    async def attestation(
+        self,
+        tracking_code: str,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
+        proof: FollowProof | None = None,
+    ) -> uuid.UUID:
         """The signed attestation of implicit acceptance a citizen may ask for (R5)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             row = await self._request(session, tracking_code)
+            await self._authorise(session, principal, row, "follow", proof)
             if row.implicit_decision != "accepted":
                 raise Problem(
                     409,
@@ -784,12 +857,16 @@ class IntakeService:
     # -- qualification, incomplete files, transfers ------------------------------------------
 
     async def qualify(
-        self, tracking_code: str, procedure_code: str, now: datetime | None = None
+        self,
+        tracking_code: str,
+        procedure_code: str,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """An agent names the procedure of a request that came without one: the AR follows."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "qualify")
             if row.procedure_code is not None:
                 raise Problem(
                     409,
@@ -813,12 +890,16 @@ class IntakeService:
             return await self._public(session, row.id)
 
     async def request_pieces(
-        self, tracking_code: str, body: MissingPiecesCreate, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: MissingPiecesCreate,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """R11: tell the applicant what is missing, by when, and what happens to the clock."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
             today = local_date(now, tenant.timezone)
             if body.due_on <= today:
                 raise Problem(
@@ -878,12 +959,16 @@ class IntakeService:
             return await self._public(session, row.id)
 
     async def pieces_received(
-        self, tracking_code: str, body: PiecesReceived, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: PiecesReceived,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """The pieces arrived: SVA starts, SVR's suspension ends (R11)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
             today = local_date(now, tenant.timezone)
             received_on = body.received_on or today
             if received_on > today:
@@ -935,12 +1020,16 @@ class IntakeService:
             return await self._public(session, row.id)
 
     async def transfer(
-        self, tracking_code: str, body: TransferCreate, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: TransferCreate,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """R12: send the request on to the competent administration and tell the applicant."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
             new_id: uuid.UUID | None = None
             if body.tenant is not None:
                 if body.tenant == row.tenant:
@@ -1293,10 +1382,97 @@ class IntakeService:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def get_request(self, tracking_code: str) -> RequestPublic:
+    async def get_request(
+        self,
+        tracking_code: str,
+        principal: Principal = SYSTEM,
+        proof: FollowProof | None = None,
+    ) -> RequestPublic:
         async with self.db.sessions() as session:
             row = await self._request(session, tracking_code)
-            return await self._public(session, row.id)
+            service = await self._authorise(session, principal, row, "follow", proof, journal=False)
+            public = await self._public(session, row.id)
+        if principal.kind is Kind.agent or principal.acting_for:
+            # Journaled before the file is handed over: no read escapes the DPO (R21).
+            async with self.db.transaction() as session:
+                await record_read(
+                    session,
+                    principal,
+                    tenant=row.tenant,
+                    file=str(row.id),
+                    service=service,
+                    purpose="consultation du dossier",
+                )
+        return public
+
+    async def _file_service(self, session: AsyncSession, row: Any) -> str | None:
+        """The service a file belongs to: the one it was routed to, else its procedure's."""
+        if row.assigned_service_code:
+            return str(row.assigned_service_code)
+        if row.procedure_code:
+            procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
+            if procedure is not None:
+                return str(procedure.service_code)
+        return None
+
+    async def _authorise(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        row: Any,
+        action: str,
+        proof: FollowProof | None = None,
+        *,
+        journal: bool = True,
+    ) -> str | None:
+        """R21: who may follow (`follow`), qualify or instruct (`instruct`) this file.
+
+        Refusals read as "unknown request": a tracking code tells nothing to whoever may
+        not see its file. Agents' accesses are journaled for the DPO.
+        """
+        service = await self._file_service(session, row)
+        if principal.kind is Kind.system:
+            return service
+        allowed = False
+        if principal.kind is Kind.agent:
+            counter = principal.has_role(row.tenant, Role.counter_agent)
+            allowed = principal.handles(row.tenant, service) or (
+                counter
+                and (
+                    # Unqualified files are qualified at reception; counter agents follow
+                    # what they entered for someone (R22), nothing else.
+                    (service is None and action in ("follow", "qualify"))
+                    or (row.entered_by == principal.subject and action == "follow")
+                )
+            )
+        elif action == "follow":
+            if principal.kind is Kind.citizen and row.owner is not None:
+                allowed = row.owner == pseudonym(
+                    self.settings.pseudonym_key(), row.tenant, row.owner_family, principal.subject
+                )
+            if not allowed and proof is not None:
+                allowed = self._proof_holds(row, proof)
+        if not allowed:
+            raise self._unknown_request()
+        if journal and principal.kind is Kind.agent:
+            await record_read(
+                session,
+                principal,
+                tenant=row.tenant,
+                file=str(row.id),
+                service=service,
+                purpose=ACTION_PURPOSES[action],
+            )
+        return service
+
+    def _proof_holds(self, row: Any, proof: FollowProof) -> bool:
+        if proof.link is not None and self.token_keys.verify_link(
+            proof.link, f"request:{row.tracking_code}"
+        ):
+            return True
+        if proof.factor is not None:
+            return same_digest(proof_digest(str(row.id), proof.factor), row.follow_proofs or [])
+        return False
 
     async def _public(self, session: AsyncSession, request_id: uuid.UUID) -> RequestPublic:
         row = await repository.get_request(session, request_id)
@@ -1369,18 +1545,27 @@ class IntakeService:
             session, normalise_tracking_code(tracking_code), for_update=for_update
         )
         if row is None:
-            raise Problem(
-                404,
-                "request-unknown",
-                "Demande introuvable",
-                "Aucune demande ne correspond à ce numéro de suivi. Vérifiez-le "
-                "(il figure sur votre accusé de réception).",
-            )
+            raise self._unknown_request()
         return row
 
-    async def _editable(self, session: AsyncSession, tracking_code: str) -> tuple[Any, Any]:
+    @staticmethod
+    def _unknown_request() -> Problem:
+        return Problem(
+            404,
+            "request-unknown",
+            "Demande introuvable",
+            "Aucune demande ne correspond à ce numéro de suivi et à ce justificatif. "
+            "Vérifiez-les : le numéro figure sur votre accusé de réception ; le "
+            "justificatif est l'adresse électronique ou le téléphone donné au dépôt, ou "
+            "le lien de suivi reçu.",
+        )
+
+    async def _editable(
+        self, session: AsyncSession, tracking_code: str, principal: Principal, action: str
+    ) -> tuple[Any, Any]:
         """The request, locked for this transaction, and its tenant; closed ones refuse."""
         row = await self._request(session, tracking_code, for_update=True)
+        await self._authorise(session, principal, row, action)
         self._open(row)
         return row, await self._tenant_row(session, row.tenant)
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from guichet_plumbing.settings import ServiceSettings
@@ -21,3 +23,18 @@ class IntakeSettings(ServiceSettings):
     # Hosts that may receive transfers to other administrations; empty: any (HTTPS only in
     # production).
     transfer_allowed_hosts: list[str] = Field(default_factory=list)
+    # R15: key of the per-service pseudonymous identifiers of citizens (HMAC). Changing it
+    # detaches citizens from their past requests. Unset: a development value.
+    pseudonym_secret: SecretStr | None = None
+    # How long a follow-up link sent to an anonymous applicant stays valid.
+    follow_link_days: int = Field(default=90, ge=1, le=400)
+
+    @model_validator(mode="after")
+    def _pseudonym_secret_in_production(self) -> Self:
+        if self.env == "production" and self.pseudonym_secret is None:
+            raise ValueError("GUICHET_INTAKE_PSEUDONYM_SECRET is required in production")
+        return self
+
+    def pseudonym_key(self) -> bytes:
+        secret = self.pseudonym_secret
+        return (secret.get_secret_value() if secret else "guichet-development-pseudonyms").encode()

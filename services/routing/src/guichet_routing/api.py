@@ -6,8 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
+from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Role, allow
 from guichet_plumbing.db import Database
 from guichet_plumbing.problems import problem_responses
 from guichet_routing import service
@@ -35,6 +36,15 @@ router = APIRouter(prefix="/v1")
 
 Channel = Literal["web", "email", "phone", "counter", "mail", "sms"]
 
+# Who may call each route; which service's files, in the service layer (R21).
+HANDLE = allow("handle", roles=[Role.case_handler, Role.service_head])
+CONSULT = allow(
+    "consult",
+    roles=[Role.counter_agent, Role.case_handler, Role.service_head, Role.administrator],
+)
+CONFIGURE_SERVICE = allow("configure-service", roles=[Role.service_head, Role.administrator])
+ADMINISTER = allow("administer", roles=[Role.administrator])
+
 
 def _db(request: Request) -> Database:
     db: Database = request.app.state.runtime.db
@@ -43,6 +53,7 @@ def _db(request: Request) -> Database:
 
 @router.get(
     "/inbox",
+    dependencies=[HANDLE],
     response_model=Inbox,
     summary="Corbeille des agents : toutes les demandes, quel que soit leur canal (R26)",
     description="Les plus récentes d'abord ; pagination par curseur ; décompte par statut.",
@@ -51,6 +62,7 @@ def _db(request: Request) -> Database:
 )
 async def get_inbox(
     request: Request,
+    principal: CurrentPrincipal,
     tenant: Tenant,
     service_code: Annotated[
         str | None, Query(alias="service", pattern=CODE_PATTERN, description="Code du service.")
@@ -90,11 +102,12 @@ async def get_inbox(
         text=q,
         overdue_at=datetime.now(UTC) if overdue else None,
     )
-    return await service.inbox(_db(request), where, cursor=cursor, limit=limit)
+    return await service.inbox(_db(request), where, cursor=cursor, limit=limit, principal=principal)
 
 
 @router.get(
     "/routing-table",
+    dependencies=[CONSULT],
     response_model=RoutingTable,
     summary="Services et règles d'aiguillage d'une collectivité",
     tags=["aiguillage"],
@@ -112,6 +125,7 @@ Tenant = Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la co
 
 @router.put(
     "/rules",
+    dependencies=[ADMINISTER],
     response_model=RoutingTable,
     summary="Remplacer les règles d'aiguillage (ordonnées : la première qui convient l'emporte)",
     description="Validées à l'écriture ; appliquées à la demande suivante, sans redémarrage.",
@@ -124,6 +138,7 @@ async def put_rules(request: Request, tenant: Tenant, body: RulesWrite) -> Routi
 
 @router.post(
     "/rules/dry-run",
+    dependencies=[ADMINISTER],
     response_model=DryRunResult,
     summary="Où irait une demande comme celle-ci, et pourquoi (sans rien envoyer)",
     tags=["aiguillage"],
@@ -135,6 +150,7 @@ async def dry_run_rules(request: Request, tenant: Tenant, body: DryRunSample) ->
 
 @router.get(
     "/neighbourhoods",
+    dependencies=[PUBLIC],
     response_model=list[NeighbourhoodPublic],
     summary="Quartiers de la collectivité (GeoJSON)",
     tags=["aiguillage"],
@@ -146,6 +162,7 @@ async def list_neighbourhoods(request: Request, tenant: Tenant) -> list[Neighbou
 
 @router.put(
     "/neighbourhoods/{code}",
+    dependencies=[ADMINISTER],
     status_code=204,
     response_class=Response,
     summary="Déclarer ou redessiner un quartier (polygone GeoJSON)",
@@ -167,6 +184,7 @@ Procedure = Annotated[str, Path(pattern=CODE_PATTERN, description="Code de la d�
 
 @router.get(
     "/workflows/{procedure}",
+    dependencies=[CONSULT],
     response_model=WorkflowPublic,
     summary="Circuit de traitement en vigueur pour une démarche",
     tags=["circuits"],
@@ -178,6 +196,7 @@ async def get_workflow(request: Request, tenant: Tenant, procedure: Procedure) -
 
 @router.put(
     "/workflows/{procedure}",
+    dependencies=[ADMINISTER],
     response_model=WorkflowPublic,
     status_code=201,
     summary="Publier une nouvelle version du circuit (statuts, transitions, actions)",
@@ -194,63 +213,49 @@ async def put_workflow(
 
 @router.get(
     "/requests/{request_id}",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Où en est une demande dans son circuit, et ce qu'on peut en faire",
     tags=["corbeille"],
     responses=problem_responses(404, 422),
 )
-async def get_assignment(request: Request, request_id: uuid.UUID) -> AssignmentPublic:
-    return await service.assignment(_db(request), request_id)
+async def get_assignment(
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID
+) -> AssignmentPublic:
+    return await service.assignment(_db(request), request_id, principal)
 
 
 @router.post(
     "/requests/{request_id}/transitions",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Déclencher une transition du circuit",
     tags=["corbeille"],
     responses=problem_responses(404, 409, 422),
 )
 async def fire_transition(
-    request: Request,
-    request_id: uuid.UUID,
-    body: TransitionCreate,
-    agent: Annotated[
-        str | None,
-        Header(
-            alias="X-Agent-Id",
-            max_length=200,
-            description="Agent (provisoire, avant l'authentification).",
-        ),
-    ] = None,
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: TransitionCreate
 ) -> AssignmentPublic:
-    return await service.fire(_db(request), request_id, body, agent)
-
-
-AgentHeader = Annotated[
-    str | None,
-    Header(
-        alias="X-Agent-Id",
-        max_length=200,
-        description="Agent (provisoire, avant l'authentification).",
-    ),
-]
+    return await service.fire(_db(request), request_id, body, principal)
 
 
 @router.put(
     "/requests/{request_id}/agent",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Attribuer, réattribuer ou remettre au service",
     tags=["corbeille"],
     responses=problem_responses(404, 422),
 )
 async def put_agent(
-    request: Request, request_id: uuid.UUID, body: AgentWrite, by: AgentHeader = None
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: AgentWrite
 ) -> AssignmentPublic:
-    return await service.assign_agent(_db(request), request_id, body.agent, by)
+    return await service.assign_agent(_db(request), request_id, body.agent, principal)
 
 
 @router.post(
     "/requests/{request_id}/comments",
+    dependencies=[HANDLE],
     status_code=204,
     response_class=Response,
     summary="Commentaire interne entre agents",
@@ -258,14 +263,15 @@ async def put_agent(
     responses=problem_responses(404, 422),
 )
 async def post_comment(
-    request: Request, request_id: uuid.UUID, body: CommentWrite, by: AgentHeader = None
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: CommentWrite
 ) -> Response:
-    await service.comment(_db(request), request_id, body.text, by)
+    await service.comment(_db(request), request_id, body.text, principal)
     return Response(status_code=204)
 
 
 @router.put(
     "/services/{code}",
+    dependencies=[CONFIGURE_SERVICE],
     status_code=204,
     response_class=Response,
     summary="Engagement de réponse et mode d'alerte d'un service (R28)",
@@ -274,9 +280,10 @@ async def post_comment(
 )
 async def put_service_settings(
     request: Request,
+    principal: CurrentPrincipal,
     tenant: Tenant,
     body: ServiceSettingsWrite,
     code: Annotated[str, Path(pattern=CODE_PATTERN)],
 ) -> Response:
-    await service.configure_service(_db(request), tenant, code, body)
+    await service.configure_service(_db(request), tenant, code, body, principal)
     return Response(status_code=204)
