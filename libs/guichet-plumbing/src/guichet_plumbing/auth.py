@@ -64,6 +64,13 @@ class Role(StrEnum):
     mediator = "mediator"  # aidant (France Services, travailleur social) : mandats (R25)
 
 
+#: What other administrations' systems may be allowed (OAuth 2 client credentials).
+SCOPES = {
+    "transfers:write": "transmettre des demandes reçues à tort (R12)",
+    "open311:write": "déposer des signalements (Open311)",
+    "stats:read": "lire les statistiques anonymisées",
+}
+
 #: Roles that open the files of the services an agent is assigned to (R21).
 FILE_ROLES = frozenset({Role.case_handler, Role.service_head})
 
@@ -208,26 +215,44 @@ class TokenKeys:
         kid = self._keys[0].kid
         return jwt.encode({"alg": ALGORITHM, "kid": kid, "typ": "JWT"}, claims, self._keys[0])
 
-    def issue_link(self, resource: str, ttl: timedelta, now: datetime | None = None) -> str:
-        """A signed, expiring capability for one resource (a citizen's follow-up link)."""
+    def seal(
+        self, audience: str, claims: dict[str, Any], ttl: timedelta, now: datetime | None = None
+    ) -> str:
+        """Signed, expiring claims for one purpose (`audience`): links, login state."""
         now = now or datetime.now(UTC)
-        claims = {
+        body = {
+            **claims,
             "iss": self.issuer,
-            "aud": LINK_AUDIENCE,
-            "sub": resource,
+            "aud": audience,
             "iat": int(now.timestamp()),
             "exp": int((now + ttl).timestamp()),
         }
         header = {"alg": ALGORITHM, "kid": self._keys[0].kid, "typ": "JWT"}
-        return jwt.encode(header, claims, self._keys[0])
+        return jwt.encode(header, body, self._keys[0])
 
-    def verify_link(self, token: str, resource: str, now: datetime | None = None) -> bool:
+    def unseal(
+        self, audience: str, token: str, now: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """The claims `seal` signed for `audience`, unless forged, expired or for another use."""
         try:
             decoded = jwt.decode(token, self._set, algorithms=[ALGORITHM])
-            _link_registry(self.issuer, resource, now).validate(decoded.claims)
+            JWTClaimsRegistry(
+                now=int((now or datetime.now(UTC)).timestamp()),
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": audience},
+                exp={"essential": True},
+            ).validate(decoded.claims)
         except (JoseError, ValueError, KeyError, TypeError):
-            return False
-        return True
+            return None
+        return dict(decoded.claims)
+
+    def issue_link(self, resource: str, ttl: timedelta, now: datetime | None = None) -> str:
+        """A signed, expiring capability for one resource (a citizen's follow-up link)."""
+        return self.seal(LINK_AUDIENCE, {"sub": resource}, ttl, now)
+
+    def verify_link(self, token: str, resource: str, now: datetime | None = None) -> bool:
+        claims = self.unseal(LINK_AUDIENCE, token, now)
+        return claims is not None and claims.get("sub") == resource
 
     def verify(self, token: str, now: datetime | None = None) -> Principal | None:
         """The principal a token names, or None: never raises on hostile input."""
@@ -260,28 +285,6 @@ class TokenKeys:
 
 
 LINK_AUDIENCE = "guichet-link"
-
-
-def _link_registry(issuer: str, resource: str, now: datetime | None) -> JWTClaimsRegistry:
-    return JWTClaimsRegistry(
-        now=int((now or datetime.now(UTC)).timestamp()),
-        iss={"essential": True, "value": issuer},
-        aud={"essential": True, "value": LINK_AUDIENCE},
-        sub={"essential": True, "value": resource},
-        exp={"essential": True},
-    )
-
-
-def token_response(keys: TokenKeys, principal: Principal, ttl: timedelta) -> dict[str, Any]:
-    """RFC 6749 section 5.1 token answer."""
-    body: dict[str, Any] = {
-        "access_token": keys.issue(principal, ttl),
-        "token_type": "Bearer",
-        "expires_in": int(ttl.total_seconds()),
-    }
-    if principal.scopes:
-        body["scope"] = " ".join(sorted(principal.scopes))
-    return body
 
 
 # -- problems -----------------------------------------------------------------------------------

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Cookie, Form, Header, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from guichet_intake.documents import render_html, render_pdf, render_text
+from guichet_intake.identity import LOGIN_MINUTES, Identity
 from guichet_intake.schemas import (
     CODE_PATTERN,
     TENANT_PATTERN,
     TRACKING_CODE_PATTERN,
+    AgentAccountWrite,
+    ClientCreate,
+    ClientCredentials,
+    Me,
     MissingPiecesCreate,
     OverdueList,
     PiecesReceived,
@@ -27,13 +32,14 @@ from guichet_intake.schemas import (
     SourceAction,
     SourceList,
     SvaList,
+    TokenAnswer,
     TransferCreate,
     VerifyRequest,
     VerifyResult,
 )
 from guichet_intake.service import FollowProof, IntakeService
 from guichet_plumbing import idempotency
-from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Role, allow
+from guichet_plumbing.auth import PUBLIC, CurrentCitizen, CurrentPrincipal, Role, allow
 from guichet_plumbing.problems import problem_responses
 
 router = APIRouter()
@@ -54,6 +60,7 @@ QUALIFY = allow("qualify", roles=[Role.counter_agent, Role.case_handler, Role.se
 INSTRUCT = allow("instruct", roles=[Role.case_handler, Role.service_head])
 RECEPTION = allow("reception", roles=[Role.counter_agent, Role.service_head, Role.administrator])
 ADMINISTER = allow("administer", roles=[Role.administrator])
+CITIZEN = allow("citizen", citizens=True)
 
 FollowFactor = Annotated[
     str | None,
@@ -83,6 +90,11 @@ SourceKey = Annotated[
 def _intake(request: Request) -> IntakeService:
     intake: IntakeService = request.app.state.intake
     return intake
+
+
+def _identity(request: Request) -> Identity:
+    identity: Identity = request.app.state.identity
+    return identity
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -428,3 +440,187 @@ async def block_source(
 async def unblock_source(request: Request, source: SourceKey, tenant: Tenant) -> Response:
     await _intake(request).unblock_source(tenant, source)
     return Response(status_code=204)
+
+
+# -- identity and access -----------------------------------------------------------------------
+
+Provider = Annotated[
+    Literal["agents", "franceconnect"],
+    Path(description="agents : fournisseur d'identité de la collectivité ; franceconnect."),
+]
+LOGIN_COOKIE = "guichet_login"
+
+
+@router.get(
+    "/v1/auth/jwks.json",
+    dependencies=[PUBLIC],
+    summary="Clés publiques des jetons Guichet (vérification par tout service)",
+    tags=["identité"],
+)
+async def get_token_jwks(request: Request) -> dict[str, Any]:
+    return _identity(request).keys.public_jwks()
+
+
+@router.post(
+    "/v1/auth/demo/{login}",
+    dependencies=[PUBLIC],
+    response_model=TokenAnswer,
+    summary="Connexion de démonstration, sans mot de passe (développement seulement)",
+    description="Connexions : accueil, instructeur-accueil, instructeur-voirie, chef-voirie, "
+    "admin, dpo, usager, systeme. Refusées quand GUICHET_ENV=production.",
+    tags=["identité"],
+    responses=problem_responses(404, 422),
+)
+async def demo_login(
+    request: Request,
+    login: Annotated[str, Path(pattern=CODE_PATTERN, description="Nom de la connexion.")],
+) -> TokenAnswer:
+    return _identity(request).demo(login)
+
+
+@router.post(
+    "/v1/auth/token",
+    dependencies=[PUBLIC],
+    response_model=TokenAnswer,
+    summary="Jeton d'un système d'une autre administration (OAuth 2, client credentials)",
+    description="Corps application/x-www-form-urlencoded (RFC 6749) : grant_type="
+    "client_credentials, client_id, client_secret, scope (facultatif).",
+    tags=["identité"],
+    responses=problem_responses(400, 401, 422),
+)
+async def client_token(
+    request: Request,
+    grant_type: Annotated[Literal["client_credentials"], Form()],
+    client_id: Annotated[str, Form(min_length=3, max_length=64)],
+    client_secret: Annotated[str, Form(min_length=8, max_length=200)],
+    scope: Annotated[str | None, Form(max_length=200)] = None,
+) -> TokenAnswer:
+    return await _identity(request).client_token(client_id, client_secret, scope)
+
+
+@router.get(
+    "/v1/auth/{provider}/login",
+    dependencies=[PUBLIC],
+    status_code=302,
+    response_class=RedirectResponse,
+    summary="Se connecter : redirection vers le fournisseur d'identité",
+    tags=["identité"],
+    responses=problem_responses(404, 422, 502),
+)
+async def login(
+    request: Request,
+    provider: Provider,
+    tenant: Annotated[
+        str | None,
+        Query(pattern=TENANT_PATTERN, description="Agents : code de leur collectivité."),
+    ] = None,
+) -> RedirectResponse:
+    url, sealed = await _identity(request).start_login(provider, tenant)
+    answer = RedirectResponse(url, status_code=302)
+    answer.set_cookie(
+        LOGIN_COOKIE,
+        sealed,
+        max_age=LOGIN_MINUTES * 60,
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.runtime.settings.env == "production",
+    )
+    return answer
+
+
+@router.get(
+    "/v1/auth/{provider}/callback",
+    dependencies=[PUBLIC],
+    response_model=TokenAnswer,
+    summary="Retour du fournisseur d'identité : le jeton Guichet",
+    tags=["identité"],
+    responses=problem_responses(401, 403, 404, 422, 502),
+)
+async def login_callback(
+    request: Request,
+    provider: Provider,
+    code: Annotated[str, Query(min_length=1, max_length=2000)],
+    state: Annotated[str, Query(min_length=1, max_length=200)],
+    sealed: Annotated[str | None, Cookie(alias=LOGIN_COOKIE, max_length=4000)] = None,
+) -> Response:
+    token = await _identity(request).finish_login(provider, code, state, sealed)
+    answer = JSONResponse(token.model_dump(exclude_none=True))
+    answer.delete_cookie(LOGIN_COOKIE)
+    return answer
+
+
+@router.get(
+    "/v1/auth/franceconnect/logout",
+    dependencies=[PUBLIC],
+    status_code=302,
+    response_class=RedirectResponse,
+    summary="Se déconnecter, y compris de FranceConnect",
+    tags=["identité"],
+    responses=problem_responses(404, 422, 502),
+)
+async def franceconnect_logout(
+    request: Request,
+    id_token_hint: Annotated[str, Query(min_length=10, max_length=4000)],
+) -> RedirectResponse:
+    return RedirectResponse(await _identity(request).logout_url(id_token_hint), status_code=302)
+
+
+@router.get(
+    "/v1/me",
+    dependencies=[CITIZEN],
+    response_model=Me,
+    summary="Mon identité FranceConnect, et le demandeur qu'elle préremplit (R14)",
+    tags=["identité"],
+)
+async def get_me(citizen: CurrentCitizen) -> Me:
+    return Identity.me(citizen)
+
+
+@router.put(
+    "/v1/agents/{subject}",
+    dependencies=[ADMINISTER],
+    status_code=204,
+    response_class=Response,
+    summary="Habiliter un agent : rôles et services (R21)",
+    tags=["identité"],
+    responses=problem_responses(404, 422),
+)
+async def put_agent(
+    request: Request,
+    tenant: Tenant,
+    body: AgentAccountWrite,
+    subject: Annotated[
+        str, Path(min_length=1, max_length=200, description="Identifiant (sub) de l'agent.")
+    ],
+) -> Response:
+    await _identity(request).put_agent(tenant, subject, body)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/clients",
+    dependencies=[ADMINISTER],
+    status_code=201,
+    response_model=ClientCredentials,
+    summary="Déclarer le système d'une autre administration (secret montré une fois)",
+    tags=["identité"],
+    responses=problem_responses(404, 422),
+)
+async def create_client(request: Request, tenant: Tenant, body: ClientCreate) -> ClientCredentials:
+    return await _identity(request).create_client(tenant, body)
+
+
+@router.post(
+    "/v1/clients/{client_id}/secret",
+    dependencies=[ADMINISTER],
+    response_model=ClientCredentials,
+    summary="Renouveler le secret d'un client (l'ancien vaut encore le temps de la bascule)",
+    tags=["identité"],
+    responses=problem_responses(404, 422),
+)
+async def rotate_client_secret(
+    request: Request,
+    tenant: Tenant,
+    client_id: Annotated[str, Path(min_length=3, max_length=64)],
+) -> ClientCredentials:
+    return await _identity(request).rotate_client_secret(tenant, client_id)

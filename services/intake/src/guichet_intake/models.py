@@ -163,3 +163,34 @@ sources = sa.Table(
     sa.Column("blocked_at", UTCDateTime(), nullable=True),
     sa.Column("reason", sa.String(300), nullable=True),
 )
+
+# -- identity and access ----------------------------------------------------------------------
+
+# Agents the collectivité's identity provider authenticates, and what they may do here:
+# roles in this tenant, for these services (R21). Kept by the tenant's administrator.
+agent_accounts = sa.Table(
+    "agent_accounts",
+    metadata,
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
+    # The identity provider's `sub`.
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("roles", sa.JSON(), nullable=False),
+    sa.Column("services", sa.JSON(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Other administrations' systems (OAuth 2 client credentials), per tenant. Secrets are
+# stored hashed; after a rotation the previous one keeps working for a grace period.
+api_clients = sa.Table(
+    "api_clients",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("scopes", sa.JSON(), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("previous_secret_hash", sa.String(64), nullable=True),
+    sa.Column("previous_valid_until", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)

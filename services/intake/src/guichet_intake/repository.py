@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_intake.models import (
+    agent_accounts,
+    api_clients,
     pieces_requests,
     procedures,
     receipts,
@@ -301,3 +303,47 @@ async def upsert_tenant(
         tenants.insert().values(code=code, name=name, timezone=timezone, territory=territory)
     )
     return True
+
+
+# -- identity and access ------------------------------------------------------------------------
+
+
+async def get_agent_account(session: AsyncSession, tenant: str, subject: str) -> Any:
+    query = sa.select(agent_accounts).where(
+        agent_accounts.c.tenant == tenant, agent_accounts.c.subject == subject
+    )
+    return (await session.execute(query)).first()
+
+
+async def put_agent_account(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert or replace; True when created."""
+    existing = await get_agent_account(session, values["tenant"], values["subject"])
+    if existing is None:
+        await session.execute(agent_accounts.insert().values(**values))
+        return True
+    await session.execute(
+        agent_accounts.update()
+        .where(
+            agent_accounts.c.tenant == values["tenant"],
+            agent_accounts.c.subject == values["subject"],
+        )
+        .values(**values)
+    )
+    return False
+
+
+async def insert_api_client(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(api_clients.insert().values(**values))
+
+
+async def get_api_client(session: AsyncSession, client_id: str, for_update: bool = False) -> Any:
+    query = sa.select(api_clients).where(api_clients.c.client_id == client_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def update_api_client(session: AsyncSession, client_id: str, values: dict[str, Any]) -> None:
+    await session.execute(
+        api_clients.update().where(api_clients.c.client_id == client_id).values(**values)
+    )

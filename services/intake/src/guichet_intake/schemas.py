@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from guichet_plumbing import identifiers as identification
+from guichet_plumbing.auth import Role
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -497,3 +498,68 @@ def format_delay(value: int, unit: DelayUnit | str) -> str:
         DelayUnit.months: ("mois", "mois"),
     }[DelayUnit(unit)]
     return f"{value} {words[0] if value == 1 else words[1]}"
+
+
+# -- identity and access ------------------------------------------------------------------------
+
+Scope = Literal["transfers:write", "open311:write", "stats:read"]
+
+
+class TokenAnswer(BaseModel):
+    """An OAuth 2 bearer token (RFC 6749, section 5.1)."""
+
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int = Field(description="Durée de validité, en secondes.")
+    scope: str | None = None
+    id_token_hint: str | None = Field(
+        default=None,
+        description="FranceConnect : à rendre à la déconnexion (fin de session chez "
+        "FranceConnect).",
+    )
+
+
+class AgentAccountWrite(Strict):
+    name: str = Field(min_length=1, max_length=200, description="Nom affiché de l'agent.")
+    roles: list[Role] = Field(min_length=1, max_length=6, description="Rôles dans la collectivité.")
+    services: list[Annotated[str, Field(pattern=CODE_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Services dont l'agent ouvre les dossiers (instructeur, chef de service).",
+    )
+
+
+class ClientCreate(Strict):
+    name: str = Field(min_length=3, max_length=200, description="Administration ou système.")
+    scopes: list[Scope] = Field(min_length=1, max_length=3, description="Droits accordés.")
+
+
+class ClientCredentials(BaseModel):
+    """Shown once: only a hash of the secret is kept."""
+
+    client_id: str
+    client_secret: str
+    tenant: str
+    scopes: list[str]
+    previous_secret_valid_until: AwareDatetime | None = Field(
+        default=None, description="Après un renouvellement : fin de validité de l'ancien secret."
+    )
+
+
+class PivotIdentity(BaseModel):
+    """R14: the identity FranceConnect vouches for."""
+
+    family_name: str | None = None
+    given_name: str | None = None
+    gender: str | None = None
+    birthdate: str | None = None
+    birthplace: str | None = Field(default=None, description="Code INSEE de la commune.")
+    birthcountry: str | None = Field(default=None, description="Code INSEE du pays.")
+    email: str | None = None
+
+
+class Me(BaseModel):
+    identity: PivotIdentity
+    applicant: Applicant = Field(
+        description="Demandeur prérempli depuis l'identité pivot, à reprendre dans la demande."
+    )
