@@ -22,7 +22,7 @@ import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -31,14 +31,14 @@ from typing import Annotated, Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, FastAPI, Request
 from fastapi.params import Depends as DependsParam
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from guichet_plumbing.problems import Problem, problem_responses
+from guichet_plumbing.problems import PROBLEM_MEDIA_TYPE, Problem
 
 ALGORITHM = "ES256"
 AUDIENCE = "guichet"
@@ -371,7 +371,8 @@ class Policy:
             )
         tenant = request.query_params.get("tenant")
         if (
-            tenant is not None
+            not self.anonymous
+            and tenant is not None
             and principal.kind in (Kind.agent, Kind.client)
             and principal.tenant != tenant
         ):
@@ -457,31 +458,40 @@ CurrentAgent = Annotated[Principal, Depends(current_agent)]
 CurrentCitizen = Annotated[Principal, Depends(current_citizen)]
 
 
-def route_policy(route: APIRoute) -> Policy | None:
-    for dependency in route.dependant.dependencies:
-        if isinstance(dependency.call, Policy):
-            return dependency.call
-    return None
+def route_policies(app: FastAPI) -> Iterator[tuple[str, str, Policy | None]]:
+    """(method, path, policy) for every API route of `app`, included routers' too."""
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, APIRoute):
+            continue
+        policy = next(
+            (d.call for d in context.dependant.dependencies if isinstance(d.call, Policy)), None
+        )
+        for method in sorted(context.methods or ()):
+            yield method, str(context.path_format), policy
 
 
 def routes_without_policy(app: FastAPI) -> list[str]:
-    return [
-        f"{','.join(sorted(route.methods or ()))} {route.path}"
-        for route in app.routes
-        if isinstance(route, APIRoute) and route_policy(route) is None
-    ]
+    return [f"{method} {path}" for method, path, policy in route_policies(app) if policy is None]
 
 
-def document_policies(app: FastAPI) -> None:
-    """Each operation says who may call it (`x-guichet-access`) and documents 401/403."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
+def document_policies(app: FastAPI, schema: dict[str, Any]) -> None:
+    """In the OpenAPI: who may call each operation (`x-guichet-access`), and 401/403."""
+    for method, path, policy in route_policies(app):
+        operation = schema.get("paths", {}).get(path, {}).get(method.lower())
+        if policy is None or operation is None:
             continue
-        policy = route_policy(route)
-        if policy is None:
-            continue
-        route.openapi_extra = {**(route.openapi_extra or {}), "x-guichet-access": policy.name}
+        operation["x-guichet-access"] = policy.describe()
+        responses = operation.setdefault("responses", {})
         # An invalid token is refused even where none is needed.
-        statuses = (401,) if policy.anyone else (401, 403)
-        for status, response in problem_responses(*statuses).items():
-            route.responses.setdefault(status, response)
+        for status in (401,) if policy.anyone else (401, 403):
+            responses.setdefault(
+                str(status),
+                {
+                    "description": "Authentification requise" if status == 401 else "Accès refusé",
+                    "content": {
+                        PROBLEM_MEDIA_TYPE: {
+                            "schema": {"$ref": "#/components/schemas/ProblemDetails"}
+                        }
+                    },
+                },
+            )

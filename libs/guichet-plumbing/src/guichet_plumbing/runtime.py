@@ -119,7 +119,6 @@ def create_service_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.state.runtime = runtime
     app.state.token_keys = runtime.token_keys
-    document_policies(app)
     _register_problem_schema(app)
     return app
 
@@ -141,6 +140,7 @@ def _register_problem_schema(app: FastAPI) -> None:
             defs = components["ProblemDetails"].pop("$defs", {})
             components.update(defs)
             document_body_problems(schema)
+            document_policies(app, schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
