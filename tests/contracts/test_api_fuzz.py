@@ -21,12 +21,15 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from guichet_launcher.services import BY_NAME
 from guichet_plumbing.localinfra import free_port
+from tests.identity import staff
 
 # Schema-valid input may still break a business rule (unknown tenant, a contact preference
 # without the matching address, a forged cursor): those 4xx answers are right, so the
 # "positive data accepted" check is off. Every other check stays on, including
 # "schema-violating data rejected" and "no 5xx".
-CHECKS = {"excluded_checks": [positive_data_acceptance]}
+# Calls carry a token of every role but the DPO's: the fuzzing reaches the handlers (the
+# authorisation matrix, not this test, proves who is refused).
+CHECKS = {"excluded_checks": [positive_data_acceptance], "headers": staff()}
 
 FUZZ = settings(max_examples=40, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
