@@ -39,6 +39,7 @@ from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from guichet_plumbing.problems import PROBLEM_MEDIA_TYPE, Problem
+from guichet_plumbing.ratelimit import WRITE_METHODS, WriteLimiter
 
 ALGORITHM = "ES256"
 AUDIENCE = "guichet"
@@ -361,7 +362,7 @@ class Policy:
                 return bool(principal.scopes & self.scopes)
         return False
 
-    def check(self, request: Request, principal: Principal) -> Principal:
+    async def check(self, request: Request, principal: Principal) -> Principal:
         if not self.admits(principal):
             if principal.is_anonymous:
                 raise unauthenticated()
@@ -381,6 +382,10 @@ class Policy:
                 f"Vous n'agissez pas pour la collectivité « {tenant} » : seules les "
                 "données de votre collectivité vous sont accessibles."
             )
+        if request.method in WRITE_METHODS:
+            limiter: WriteLimiter = request.app.state.write_limiter
+            source = request.client.host if request.client else "inconnue"
+            await limiter.check(f"source:{source}" if principal.is_anonymous else principal.label())
         request.state.principal = principal
         return principal
 
@@ -401,7 +406,8 @@ class _OpenPolicy(Policy):
     """Anonymous callers admitted: the bearer is optional, so not declared as security."""
 
     async def __call__(self, request: Request) -> Principal:
-        return self.check(request, _principal_from(request, request.headers.get("authorization")))
+        header = request.headers.get("authorization")
+        return await self.check(request, _principal_from(request, header))
 
 
 class _ClosedPolicy(Policy):
@@ -411,7 +417,7 @@ class _ClosedPolicy(Policy):
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         header = f"Bearer {credentials.credentials}" if credentials else None
-        return self.check(request, _principal_from(request, header))
+        return await self.check(request, _principal_from(request, header))
 
 
 def allow(
@@ -474,6 +480,9 @@ def routes_without_policy(app: FastAPI) -> list[str]:
     return [f"{method} {path}" for method, path, policy in route_policies(app) if policy is None]
 
 
+_DESCRIPTIONS = {401: "Authentification requise", 403: "Accès refusé", 429: "Trop de requêtes"}
+
+
 def document_policies(app: FastAPI, schema: dict[str, Any]) -> None:
     """In the OpenAPI: who may call each operation (`x-guichet-access`), and 401/403."""
     for method, path, policy in route_policies(app):
@@ -482,12 +491,15 @@ def document_policies(app: FastAPI, schema: dict[str, Any]) -> None:
             continue
         operation["x-guichet-access"] = policy.describe()
         responses = operation.setdefault("responses", {})
-        # An invalid token is refused even where none is needed.
-        for status in (401,) if policy.anyone else (401, 403):
+        # An invalid token is refused even where none is needed; writes are rate-limited.
+        statuses = [401] if policy.anyone else [401, 403]
+        if method in WRITE_METHODS:
+            statuses.append(429)
+        for status in statuses:
             responses.setdefault(
                 str(status),
                 {
-                    "description": "Authentification requise" if status == 401 else "Accès refusé",
+                    "description": _DESCRIPTIONS[status],
                     "content": {
                         PROBLEM_MEDIA_TYPE: {
                             "schema": {"$ref": "#/components/schemas/ProblemDetails"}

@@ -24,6 +24,7 @@ from guichet_plumbing.problems import (
     document_body_problems,
     install_problem_handlers,
 )
+from guichet_plumbing.ratelimit import WriteLimiter
 from guichet_plumbing.settings import ServiceSettings
 
 
@@ -119,6 +120,7 @@ def create_service_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.state.runtime = runtime
     app.state.token_keys = runtime.token_keys
+    app.state.write_limiter = WriteLimiter(runtime.settings.write_rate_limit)
     _register_problem_schema(app)
     return app
 

@@ -62,8 +62,9 @@ class ServiceSettings(BaseSettings):
     auth_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     # Logins without a password for each role, for `make run` (never in production).
     demo_logins: bool = True
-    # Writes per minute, per client (token subject) and per source address.
-    write_rate_limit: str = "120/minute"
+    # Writes allowed per client (token subject) or per source address, in the `limits`
+    # notation; empty: no limit (benchmarks).
+    write_rate_limit: str | None = "120/minute"
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Self:
