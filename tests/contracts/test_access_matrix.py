@@ -206,6 +206,9 @@ def matrix(code: str, request_id: str, receipt: str) -> list[Case]:
             params={"id_token_hint": "x" * 20},
         ),
         Case("GET", "/intake/v1/me", CITIZENS),
+        Case("POST", "/intake/v1/mandates", CITIZENS, json={}),
+        Case("DELETE", "/intake/v1/mandates/{mandate_id}", CITIZENS,
+             "/intake/v1/mandates/00000000-0000-4000-8000-000000000000"),
         Case(
             "PUT",
             "/intake/v1/agents/{subject}",

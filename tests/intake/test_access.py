@@ -18,7 +18,8 @@ from fastapi import FastAPI
 from guichet_intake.app import create_app
 from guichet_intake.models import requests
 from guichet_intake.settings import IntakeSettings
-from tests.identity import KEYS, bearer, citizen, counter, dpo, handler
+from guichet_plumbing.auth import Kind, Principal, Role
+from tests.identity import KEYS, agent, bearer, citizen, counter, dpo, handler
 from tests.support import serve
 
 CAMILLE = {
@@ -163,3 +164,75 @@ async def test_r22_counter_agent_follows_what_they_entered_and_nothing_else(
     # The body cannot claim someone else entered it.
     claimed = await intake.http.post("/v1/requests", json={**BOOKING, "entered_by": "agent-42"})
     assert claimed.status_code == 403
+
+
+async def grant(intake: Intake, grantor: dict[str, str], **mandate: Any) -> str:
+    answer = await intake.http.post(
+        "/v1/mandates", json={"tenant": "admiville", **mandate}, headers=grantor
+    )
+    assert answer.status_code == 201, answer.text
+    mandate_id: str = answer.json()["id"]
+    return mandate_id
+
+
+async def test_r25_aidant_acts_by_mandate_traced_to_both(intake: Intake) -> None:
+    camille = bearer(citizen("fc-camille"))
+    own = await intake.submit(BOOKING, camille)
+    helper = bearer(agent(Role.mediator, subject="mediatrice-fs"))
+    follow = f"/v1/requests/{own['tracking_code']}"
+    assert (await intake.http.get(follow, headers=helper)).status_code == 404, "no mandate yet"
+
+    mandate = await grant(intake, camille, kind="aidant", agent="mediatrice-fs")
+    by_mandate = {**helper, "X-Mandate": mandate}
+    assert (await intake.http.get(follow, headers=by_mandate)).status_code == 200
+    # The aidant files a request for Camille: it is hers.
+    filed = await intake.submit(CERTIFICATE, by_mandate)
+    mine = await intake.http.get(f"/v1/requests/{filed['tracking_code']}", headers=camille)
+    assert mine.status_code == 200
+
+    log = await intake.http.get("/v1/access-log", params={"tenant": "admiville"}, headers=dpo())
+    assert [(e["actor"], e["acting_for"], e["file"]) for e in log.json()["items"]] == [
+        ("agent:mediatrice-fs", mandate, own["id"])
+    ]
+    # Another aidant cannot borrow the mandate; once withdrawn, it opens nothing.
+    other = {**bearer(agent(Role.mediator, subject="autre-aidant")), "X-Mandate": mandate}
+    assert (await intake.http.get(follow, headers=other)).status_code == 404
+    revoked = await intake.http.delete(f"/v1/mandates/{mandate}", headers=camille)
+    assert revoked.status_code == 204
+    assert (await intake.http.get(follow, headers=by_mandate)).status_code == 404
+    refused = await intake.http.post("/v1/requests", json=BOOKING, headers=by_mandate)
+    assert refused.status_code == 403
+
+
+async def test_r25_protected_adult_and_legal_representative_both_reach_the_requests(
+    intake: Intake,
+) -> None:
+    adult = bearer(citizen("fc-adulte-protege"))
+    own = await intake.submit(BOOKING, adult)
+    mandate = await grant(
+        intake,
+        adult,
+        kind="representant_legal",
+        representative={"family_name": "Dubois", "given_name": "Angela", "birthdate": "1962-08-24"},
+    )
+    # FranceConnect vouches for the representative's identity, as the court decision names it.
+    tutor = Principal(
+        Kind.citizen,
+        subject="fc-angela",
+        identity={"family_name": "DUBOIS", "given_name": "Angela", "birthdate": "1962-08-24"},
+    )
+    as_tutor = {**bearer(tutor), "X-Mandate": mandate}
+    follow = f"/v1/requests/{own['tracking_code']}"
+    assert (await intake.http.get(follow, headers=as_tutor)).status_code == 200
+    filed = await intake.submit(CERTIFICATE, as_tutor)
+    both = [adult, as_tutor]
+    for headers in both:
+        answer = await intake.http.get(f"/v1/requests/{filed['tracking_code']}", headers=headers)
+        assert answer.status_code == 200
+    impostor = Principal(
+        Kind.citizen,
+        subject="fc-eve",
+        identity={"family_name": "DUBOIS", "given_name": "Eve", "birthdate": "1962-08-24"},
+    )
+    as_impostor = {**bearer(impostor), "X-Mandate": mandate}
+    assert (await intake.http.get(follow, headers=as_impostor)).status_code == 404

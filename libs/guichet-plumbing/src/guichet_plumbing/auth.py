@@ -23,7 +23,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -382,6 +382,10 @@ class Policy:
                 f"Vous n'agissez pas pour la collectivité « {tenant} » : seules les "
                 "données de votre collectivité vous sont accessibles."
             )
+        mandate = request.headers.get("x-mandate")
+        if mandate and principal.kind in (Kind.citizen, Kind.agent):
+            # R25: acting for someone else; the service holding the mandate checks it.
+            principal = replace(principal, acting_for=mandate[:200])
         if request.method in WRITE_METHODS:
             limiter: WriteLimiter = request.app.state.write_limiter
             source = request.client.host if request.client else "inconnue"

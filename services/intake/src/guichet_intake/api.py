@@ -17,6 +17,8 @@ from guichet_intake.schemas import (
     AgentAccountWrite,
     ClientCreate,
     ClientCredentials,
+    MandateCreate,
+    MandatePublic,
     Me,
     MissingPiecesCreate,
     OverdueList,
@@ -467,7 +469,7 @@ async def get_token_jwks(request: Request) -> dict[str, Any]:
     response_model=TokenAnswer,
     summary="Connexion de démonstration, sans mot de passe (développement seulement)",
     description="Connexions : accueil, instructeur-accueil, instructeur-voirie, chef-voirie, "
-    "admin, dpo, usager, systeme. Refusées quand GUICHET_ENV=production.",
+    "admin, dpo, mediatrice, usager, systeme. Refusées quand GUICHET_ENV=production.",
     tags=["identité"],
     responses=problem_responses(404, 422),
 )
@@ -624,3 +626,37 @@ async def rotate_client_secret(
     client_id: Annotated[str, Path(min_length=3, max_length=64)],
 ) -> ClientCredentials:
     return await _identity(request).rotate_client_secret(tenant, client_id)
+
+
+@router.post(
+    "/v1/mandates",
+    dependencies=[CITIZEN],
+    status_code=201,
+    response_model=MandatePublic,
+    summary="Donner mandat à un aidant ou à son représentant légal (R25)",
+    description="Le titulaire agit ensuite pour l'usager en joignant l'en-tête X-Mandate "
+    "(identifiant du mandat) : il suit et dépose ses demandes ; chaque accès est tracé au "
+    "nom des deux.",
+    tags=["identité"],
+    responses=problem_responses(404, 422),
+)
+async def grant_mandate(
+    request: Request, citizen: CurrentCitizen, body: MandateCreate
+) -> MandatePublic:
+    return await _identity(request).grant_mandate(citizen, body)
+
+
+@router.delete(
+    "/v1/mandates/{mandate_id}",
+    dependencies=[CITIZEN],
+    status_code=204,
+    response_class=Response,
+    summary="Retirer un mandat",
+    tags=["identité"],
+    responses=problem_responses(404, 422),
+)
+async def revoke_mandate(
+    request: Request, citizen: CurrentCitizen, mandate_id: uuid.UUID
+) -> Response:
+    await _identity(request).revoke_mandate(citizen, mandate_id)
+    return Response(status_code=204)

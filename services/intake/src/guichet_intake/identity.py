@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_intake import repository
 from guichet_intake.schemas import (
@@ -21,13 +24,16 @@ from guichet_intake.schemas import (
     Applicant,
     ClientCreate,
     ClientCredentials,
+    MandateCreate,
+    MandatePublic,
     Me,
     PivotIdentity,
+    RepresentativeIdentity,
     TokenAnswer,
 )
 from guichet_intake.seed import DEMO_LOGINS
 from guichet_intake.settings import IntakeSettings
-from guichet_plumbing.auth import Kind, Principal, Role, TokenKeys
+from guichet_plumbing.auth import Kind, Principal, Role, TokenKeys, pseudonym
 from guichet_plumbing.db import Database
 from guichet_plumbing.oidc import LoginRefused, OidcProvider, ProviderConfig
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
@@ -224,6 +230,53 @@ class Identity:
         )
         return Me(identity=identity, applicant=applicant)
 
+    # -- mandates (R25) ----------------------------------------------------------------------
+
+    async def grant_mandate(self, citizen: Principal, body: MandateCreate) -> MandatePublic:
+        """The citizen, logged in, records who may act for them (aidant, legal representative)."""
+        secret = self.settings.pseudonym_key()
+        now = datetime.now(UTC)
+        if body.representative is not None:
+            holder = representative_key(
+                secret, body.tenant, body.representative.model_dump(mode="json")
+            )
+            label = _holder_label(body.representative)
+        else:
+            holder, label = body.agent, f"{body.agent} (aidant)"
+        async with self.db.transaction() as session:
+            if await repository.get_tenant(session, body.tenant) is None:
+                raise unknown_tenant(body.tenant)
+            families = [*await repository.service_codes(session, body.tenant), GENERAL_FAMILY]
+            values = {
+                "id": uuid.uuid4(),
+                "tenant": body.tenant,
+                "kind": body.kind,
+                "holder": holder,
+                "holder_label": label,
+                "grantor_label": citizen.name or "usager",
+                "owners": {f: pseudonym(secret, body.tenant, f, citizen.subject) for f in families},
+                "granted_at": now,
+                "expires_on": body.expires_on,
+                "revoked_at": None,
+            }
+            await repository.insert_mandate(session, values)
+        return _mandate_public(SimpleNamespace(**values))
+
+    async def revoke_mandate(self, citizen: Principal, mandate_id: uuid.UUID) -> None:
+        async with self.db.transaction() as session:
+            row = await repository.get_mandate(session, mandate_id)
+            mine = row is not None and row.owners.get(GENERAL_FAMILY) == pseudonym(
+                self.settings.pseudonym_key(), row.tenant, GENERAL_FAMILY, citizen.subject
+            )
+            if row is None or not mine:
+                raise Problem(
+                    404,
+                    "mandate-unknown",
+                    "Mandat introuvable",
+                    "Vous n'avez donné aucun mandat portant cet identifiant.",
+                )
+            await repository.revoke_mandate(session, mandate_id, datetime.now(UTC))
+
     # -- agents' accounts ----------------------------------------------------------------------
 
     async def put_agent(self, tenant: str, subject: str, body: AgentAccountWrite) -> bool:
@@ -335,6 +388,60 @@ class Identity:
             name=row.name,
         )
         return self._answer(client)
+
+
+# -- mandates (R25) ------------------------------------------------------------------------------
+
+GENERAL_FAMILY = "general"
+
+
+def representative_key(secret: bytes, tenant: str, identity: dict[str, Any]) -> str | None:
+    """A keyed hash of the pivot identity the court decision names; None if incomplete."""
+    parts = [identity.get(k) for k in ("family_name", "given_name", "birthdate")]
+    if not all(parts):
+        return None
+    return pseudonym(
+        secret, tenant, "representant-legal", "|".join(str(p).strip().casefold() for p in parts)
+    )
+
+
+async def mandate_for(
+    session: AsyncSession, principal: Principal, secret: bytes, today: datetime
+) -> Any | None:
+    """The mandate `principal` says it acts under, if it holds it and it is in force."""
+    try:
+        mandate_id = uuid.UUID(str(principal.acting_for))
+    except ValueError:
+        return None
+    row = await repository.get_mandate(session, mandate_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_on is not None and row.expires_on < today.date():
+        return None
+    if row.kind == "aidant":
+        holds = principal.has_role(row.tenant, Role.mediator) and principal.subject == row.holder
+    else:
+        holds = principal.kind is Kind.citizen and hmac.compare_digest(
+            representative_key(secret, row.tenant, principal.identity) or "", row.holder
+        )
+    return row if holds else None
+
+
+def _mandate_public(row: Any) -> MandatePublic:
+    return MandatePublic(
+        id=row.id,
+        tenant=row.tenant,
+        kind=row.kind,
+        holder=row.holder_label,
+        grantor=row.grantor_label,
+        granted_at=row.granted_at,
+        expires_on=row.expires_on,
+        revoked=row.revoked_at is not None,
+    )
+
+
+def _holder_label(representative: RepresentativeIdentity) -> str:
+    return f"{representative.given_name} {representative.family_name} (représentant légal)"
 
 
 def _secret(value: Any) -> str:

@@ -194,3 +194,24 @@ api_clients = sa.Table(
     sa.Column("previous_valid_until", UTCDateTime(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# R25: a citizen's recorded mandate to an aidant (France Services, social worker: an agent
+# with the mediator role) or to a legal representative (a citizen, known by the identity
+# FranceConnect will vouch for). The holder reaches the citizen's requests, and acts for
+# them; every access names both.
+mandates = sa.Table(
+    "mandates",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    # aidant: the agent's subject; representant_legal: a keyed hash of their pivot identity.
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("holder_label", sa.String(200), nullable=False),
+    sa.Column("grantor_label", sa.String(200), nullable=False),
+    # The grantor's pseudonym for each service of the tenant (R15: no FranceConnect sub).
+    sa.Column("owners", sa.JSON(), nullable=False),
+    sa.Column("granted_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_on", sa.Date(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guichet_intake.models import (
     agent_accounts,
     api_clients,
+    mandates,
     pieces_requests,
     procedures,
     receipts,
@@ -346,4 +347,23 @@ async def get_api_client(session: AsyncSession, client_id: str, for_update: bool
 async def update_api_client(session: AsyncSession, client_id: str, values: dict[str, Any]) -> None:
     await session.execute(
         api_clients.update().where(api_clients.c.client_id == client_id).values(**values)
+    )
+
+
+async def service_codes(session: AsyncSession, tenant: str) -> list[str]:
+    query = sa.select(services.c.code).where(services.c.tenant == tenant).order_by(services.c.code)
+    return list((await session.scalars(query)).all())
+
+
+async def insert_mandate(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(mandates.insert().values(**values))
+
+
+async def get_mandate(session: AsyncSession, mandate_id: uuid.UUID) -> Any:
+    return (await session.execute(sa.select(mandates).where(mandates.c.id == mandate_id))).first()
+
+
+async def revoke_mandate(session: AsyncSession, mandate_id: uuid.UUID, at: datetime) -> None:
+    await session.execute(
+        mandates.update().where(mandates.c.id == mandate_id).values(revoked_at=at)
     )

@@ -563,3 +563,48 @@ class Me(BaseModel):
     applicant: Applicant = Field(
         description="Demandeur prérempli depuis l'identité pivot, à reprendre dans la demande."
     )
+
+
+class RepresentativeIdentity(Strict):
+    """The legal representative as the court decision names them (checked by FranceConnect)."""
+
+    family_name: str = Field(min_length=1, max_length=100)
+    given_name: str = Field(min_length=1, max_length=100)
+    birthdate: date
+
+
+class MandateCreate(Strict):
+    tenant: str = Field(pattern=TENANT_PATTERN, description="Collectivité.")
+    kind: Literal["aidant", "representant_legal"] = Field(
+        description="aidant : France Services, travailleur social ; representant_legal : "
+        "tuteur ou curateur d'un majeur protégé."
+    )
+    agent: str | None = Field(
+        default=None, min_length=1, max_length=200, description="aidant : identifiant de l'agent."
+    )
+    representative: RepresentativeIdentity | None = None
+    expires_on: date | None = Field(default=None, description="Fin du mandat (incluse).")
+
+    @model_validator(mode="after")
+    def one_holder(self) -> Self:
+        if self.kind == "aidant" and (self.agent is None or self.representative is not None):
+            raise ValueError("Un mandat d'aidant désigne un agent (agent), et lui seul.")
+        if self.kind == "representant_legal" and (
+            self.representative is None or self.agent is not None
+        ):
+            raise ValueError(
+                "Un mandat de représentant légal désigne une personne (representative), et "
+                "elle seule."
+            )
+        return self
+
+
+class MandatePublic(BaseModel):
+    id: uuid.UUID
+    tenant: str
+    kind: str
+    holder: str = Field(description="Qui agit pour l'usager.")
+    grantor: str = Field(description="L'usager qui a donné mandat.")
+    granted_at: AwareDatetime
+    expires_on: date | None
+    revoked: bool

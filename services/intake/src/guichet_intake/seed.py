@@ -183,6 +183,13 @@ DEMO_LOGINS: dict[str, Principal] = {
         roles=frozenset({Role.dpo}),
         name="Délégué à la protection des données (démo)",
     ),
+    "mediatrice": Principal(
+        Kind.agent,
+        subject="demo-mediatrice",
+        tenant="admiville",
+        roles=frozenset({Role.mediator}),
+        name="Médiatrice France Services (démo)",
+    ),
     "usager": Principal(
         Kind.citizen,
         subject="demo-usager-camille",

@@ -42,6 +42,7 @@ from guichet_intake.events import (
     RequestTransferred,
     StatusChanged,
 )
+from guichet_intake.identity import GENERAL_FAMILY, mandate_for
 from guichet_intake.schemas import (
     Acknowledgement,
     ApplicantKind,
@@ -401,7 +402,8 @@ class IntakeService:
             reception = local_date(received_at, tenant.timezone)
             abuse = await self._abuse(session, data, source, received_at)
             request_id = uuid.uuid4()
-            family = procedure.service_code if procedure is not None else "general"
+            family = procedure.service_code if procedure is not None else GENERAL_FAMILY
+            owner = await self._owner(session, principal, data.tenant, family, received_at)
             values: dict[str, Any] = {
                 "id": request_id,
                 "tenant": data.tenant,
@@ -412,12 +414,9 @@ class IntakeService:
                 "contact_preference": data.contact_preference.value,
                 "payload": data.payload,
                 "location": data.location.model_dump(mode="json") if data.location else None,
-                # The authenticated agent, never a name the body claims (R22).
-                "entered_by": principal.subject
-                if principal.kind is Kind.agent
-                else data.entered_by,
-                "owner": self._owner(principal, data.tenant, family),
-                "owner_family": family if principal.kind is Kind.citizen else None,
+                "entered_by": self._entered_by(principal, data),
+                "owner": owner,
+                "owner_family": family if owner is not None else None,
                 "follow_proofs": [
                     proof_digest(str(request_id), factor)
                     for factor in (data.applicant.email, data.applicant.phone)
@@ -524,7 +523,27 @@ class IntakeService:
                 )
             return response
 
-    def _owner(self, principal: Principal, tenant: str, family: str) -> str | None:
+    @staticmethod
+    def _entered_by(principal: Principal, data: RequestCreate) -> str | None:
+        """The authenticated agent, never a name the body claims (R22); an aidant acting by
+        mandate is named with it (R25)."""
+        if principal.acting_for:
+            return principal.label()[:200]
+        return principal.subject if principal.kind is Kind.agent else data.entered_by
+
+    async def _owner(
+        self, session: AsyncSession, principal: Principal, tenant: str, family: str, now: datetime
+    ) -> str | None:
+        """R15: whose request this is, as a pseudonym for the service; by mandate (R25), the
+        citizen's who gave it."""
+        if principal.acting_for:
+            mandate = await mandate_for(session, principal, self.settings.pseudonym_key(), now)
+            if mandate is None or mandate.tenant != tenant:
+                raise forbidden(
+                    "Ce mandat n'existe pas, n'est plus en vigueur, ou ne vous est pas donné "
+                    "pour cette collectivité."
+                )
+            return str(mandate.owners[family]) if family in mandate.owners else None
         if principal.kind is not Kind.citizen:
             return None
         return pseudonym(self.settings.pseudonym_key(), tenant, family, principal.subject)
@@ -1434,7 +1453,18 @@ class IntakeService:
         if principal.kind is Kind.system:
             return service
         allowed = False
-        if principal.kind is Kind.agent:
+        if principal.acting_for:
+            # R25: by mandate, what the citizen who gave it may do, and no more.
+            mandate = await mandate_for(
+                session, principal, self.settings.pseudonym_key(), datetime.now(UTC)
+            )
+            allowed = (
+                action == "follow"
+                and mandate is not None
+                and row.owner is not None
+                and row.owner in mandate.owners.values()
+            )
+        elif principal.kind is Kind.agent:
             counter = principal.has_role(row.tenant, Role.counter_agent)
             allowed = principal.handles(row.tenant, service) or (
                 counter
@@ -1454,7 +1484,7 @@ class IntakeService:
                 allowed = self._proof_holds(row, proof)
         if not allowed:
             raise self._unknown_request()
-        if journal and principal.kind is Kind.agent:
+        if journal and (principal.kind is Kind.agent or principal.acting_for):
             await record_read(
                 session,
                 principal,
