@@ -199,3 +199,74 @@ async def test_r21_agents_get_the_roles_their_administrator_granted(site: Site) 
     stranger = await site.client.get(local(await authorize(site, url, "pierre.inconnu")))
     assert stranger.status_code == 403
     assert stranger.json()["type"].endswith("/agent-not-enabled")
+
+
+async def test_demo_logins_exist_only_where_allowed(data_dir: Path) -> None:
+    opened = create_app(IntakeSettings(data_dir=data_dir))
+    async with serve(opened) as base, httpx.AsyncClient(base_url=base) as http:
+        token = (await http.post("/v1/auth/demo/admin")).json()["access_token"]
+        admin_principal = KEYS.verify(token)
+        assert admin_principal is not None
+        assert sorted(admin_principal.roles) == ["administrator"]
+    closed = create_app(IntakeSettings(data_dir=data_dir / "closed", demo_logins=False))
+    async with serve(closed) as base, httpx.AsyncClient(base_url=base) as http:
+        answer = await http.post("/v1/auth/demo/admin")
+        assert answer.status_code == 404
+
+
+async def test_other_administrations_get_scoped_tokens_and_rotate_secrets(
+    data_dir: Path,
+) -> None:
+    settings = IntakeSettings(data_dir=data_dir, client_secret_grace_hours=0)
+    async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
+        created = await http.post(
+            "/v1/clients",
+            params={"tenant": "admiville"},
+            json={"name": "Préfecture de l'Exemple", "scopes": ["transfers:write"]},
+            headers=admin(),
+        )
+        assert created.status_code == 201, created.text
+        first = created.json()
+
+        async def token(secret: str, scope: str | None = None) -> httpx.Response:
+            form = {"grant_type": "client_credentials", "client_id": first["client_id"]}
+            form["client_secret"] = secret
+            if scope:
+                form["scope"] = scope
+            return await http.post("/v1/auth/token", data=form)
+
+        granted = await token(first["client_secret"])
+        assert granted.status_code == 200, granted.text
+        assert granted.json()["scope"] == "transfers:write"
+        system = KEYS.verify(granted.json()["access_token"])
+        assert system is not None
+        assert (system.kind, system.tenant) == ("client", "admiville")
+        assert (await token(first["client_secret"], "stats:read")).status_code == 400
+        assert (await token("not-the-secret")).status_code == 401
+
+        # With its token the system transfers requests in, and reads none.
+        bearer_header = {"Authorization": f"Bearer {granted.json()['access_token']}"}
+        sent = await http.post(
+            "/v1/requests",
+            json={
+                "tenant": "admiville",
+                "procedure": "reservation-salle",
+                "channel": "mail",
+                "applicant": {"name": "Angela Dubois", "email": PIVOT["email"]},
+                "payload": {},
+            },
+            headers=bearer_header,
+        )
+        assert sent.status_code == 201, sent.text
+        read = await http.get(f"/v1/requests/{sent.json()['tracking_code']}", headers=bearer_header)
+        assert read.status_code == 403
+
+        rotated = await http.post(
+            f"/v1/clients/{first['client_id']}/secret",
+            params={"tenant": "admiville"},
+            headers=admin(),
+        )
+        assert rotated.status_code == 200
+        assert (await token(rotated.json()["client_secret"])).status_code == 200
+        # No grace period here: the old secret stops at once.
+        assert (await token(first["client_secret"])).status_code == 401
