@@ -8,7 +8,8 @@ import httpx
 
 from guichet_launcher.embedded import create_embedded_app
 from tests.conftest import SmtpServer
-from tests.e2e.flow import Urls, drive_flow
+from tests.e2e.flow import FOLLOW_PROOF, Urls, drive_flow
+from tests.identity import staff
 from tests.support import serve
 
 
@@ -33,7 +34,9 @@ async def test_embedded_flow_from_submission_to_citizen_mailbox(
         serve(create_embedded_app(data_dir, smtp_url=smtp_server.url)) as base,
         httpx.AsyncClient(base_url=base) as client,
     ):
-        followed = await client.get(f"/intake/v1/requests/{request['tracking_code']}")
+        followed = await client.get(
+            f"/intake/v1/requests/{request['tracking_code']}", headers=FOLLOW_PROOF
+        )
         assert followed.json()["status"] == "assigned"
         procedures = await client.get("/intake/v1/procedures", params={"tenant": "admiville"})
         assert len(procedures.json()["items"]) == 5
@@ -85,17 +88,22 @@ async def test_status_changes_flow_back_to_the_citizen(
         code, request_id = created["tracking_code"], created["id"]
 
         async def routed() -> bool:
-            return (await client.get(f"/routing/v1/requests/{request_id}")).status_code == 200
+            answer = await client.get(f"/routing/v1/requests/{request_id}", headers=staff())
+            return answer.status_code == 200
 
         await eventually(routed, what="request routed")
         for transition in ("prendre_en_charge", "cloturer"):
             moved = await client.post(
-                f"/routing/v1/requests/{request_id}/transitions", json={"transition": transition}
+                f"/routing/v1/requests/{request_id}/transitions",
+                json={"transition": transition},
+                headers=staff(),
             )
             assert moved.status_code == 200, moved.text
 
         async def closed() -> dict[str, object] | None:
-            followed = (await client.get(f"/intake/v1/requests/{code}")).json()
+            followed = (
+                await client.get(f"/intake/v1/requests/{code}", headers=FOLLOW_PROOF)
+            ).json()
             return followed if followed["status"] == "closed" else None
 
         followed = await eventually(closed, what="intake shows the request closed")
@@ -125,6 +133,7 @@ async def test_r28_service_asking_for_alerts_hears_of_each_request_at_once(
                 "commitment_days": 8,
                 "alert_mode": "immediate",
             },
+            headers=staff(),
         )
         assert configured.status_code == 204
         created = await client.post(

@@ -16,6 +16,7 @@ from pypdf import PdfReader
 from guichet_intake.app import create_app
 from guichet_intake.schemas import RequestCreate
 from guichet_intake.settings import IntakeSettings
+from tests.identity import handler
 from tests.support import serve
 
 REQUEST = {
@@ -187,6 +188,7 @@ async def test_missing_pieces_deadline_in_the_past_names_the_field(
     answer = await client.post(
         f"/v1/requests/{created['tracking_code']}/missing-pieces",
         json={"pieces": ["Plan"], "due_on": "2020-01-01"},
+        headers=handler("accueil"),
     )
     assert answer.status_code == 422
     assert answer.json()["invalid-params"][0]["name"] == "due_on"

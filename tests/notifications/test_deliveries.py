@@ -66,6 +66,7 @@ def assigned(request_id: uuid.UUID) -> Envelope:
         data={
             "request_id": str(request_id),
             "tracking_code": "ABCD-EFGH-JKMN-PQRS",
+            "service_code": "accueil",
             "service_name": "Direction de l'accueil",
             "assigned_at": datetime.now(UTC).isoformat(),
         },

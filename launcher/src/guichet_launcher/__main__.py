@@ -144,6 +144,13 @@ def export_contracts(args: argparse.Namespace) -> None:
             print(path)
 
 
+def make_keys(args: argparse.Namespace) -> None:
+    """A token signing key set for GUICHET_AUTH_SIGNING_KEYS; with --previous, a rotation."""
+    from guichet_plumbing.auth import generate_keys
+
+    print(generate_keys(args.previous))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="guichet_launcher")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     contracts.add_argument("--root", default="contracts")
     contracts.add_argument("--check", action="store_true", help="échoue si contracts/ diffère")
     contracts.set_defaults(func=export_contracts)
+    keys = sub.add_parser("keys", help="clés de signature des jetons (nouvelles ou renouvelées)")
+    keys.add_argument("--previous", help="jeu de clés en vigueur, gardé pour vérifier")
+    keys.set_defaults(func=make_keys)
     args = parser.parse_args(argv)
     args.func(args)
 

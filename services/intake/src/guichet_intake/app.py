@@ -17,6 +17,7 @@ from guichet_intake.events import (
     StatusChanged,
     TransferRequested,
 )
+from guichet_intake.identity import Identity
 from guichet_intake.models import metadata
 from guichet_intake.seed import seed_demo
 from guichet_intake.service import IntakeService
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     runtime = ServiceRuntime("intake", settings, metadata, bus)
-    intake = IntakeService(runtime.db, settings, runtime.metrics)
+    intake = IntakeService(runtime.db, settings, runtime.metrics, token_keys=runtime.token_keys)
     runtime.publishes(e.event_type for e in PUBLISHED)
     runtime.consume("assignments", [RequestAssigned.event_type], intake.on_request_assigned)
     runtime.consume("statuses", [StatusChanged.event_type], intake.on_status_changed)
@@ -52,6 +53,7 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
         routers=[api.router],
     )
     app.state.intake = intake
+    app.state.identity = Identity(runtime.db, settings, runtime.token_keys)
     return app
 
 

@@ -11,6 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_intake.models import (
+    agent_accounts,
+    api_clients,
+    mandates,
     pieces_requests,
     procedures,
     receipts,
@@ -366,3 +369,66 @@ async def upsert_tenant(
         tenants.insert().values(code=code, name=name, timezone=timezone, territory=territory)
     )
     return True
+
+
+# -- identity and access ------------------------------------------------------------------------
+
+
+async def get_agent_account(session: AsyncSession, tenant: str, subject: str) -> Any:
+    query = sa.select(agent_accounts).where(
+        agent_accounts.c.tenant == tenant, agent_accounts.c.subject == subject
+    )
+    return (await session.execute(query)).first()
+
+
+async def put_agent_account(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert or replace; True when created."""
+    existing = await get_agent_account(session, values["tenant"], values["subject"])
+    if existing is None:
+        await session.execute(agent_accounts.insert().values(**values))
+        return True
+    await session.execute(
+        agent_accounts.update()
+        .where(
+            agent_accounts.c.tenant == values["tenant"],
+            agent_accounts.c.subject == values["subject"],
+        )
+        .values(**values)
+    )
+    return False
+
+
+async def insert_api_client(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(api_clients.insert().values(**values))
+
+
+async def get_api_client(session: AsyncSession, client_id: str, for_update: bool = False) -> Any:
+    query = sa.select(api_clients).where(api_clients.c.client_id == client_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def update_api_client(session: AsyncSession, client_id: str, values: dict[str, Any]) -> None:
+    await session.execute(
+        api_clients.update().where(api_clients.c.client_id == client_id).values(**values)
+    )
+
+
+async def service_codes(session: AsyncSession, tenant: str) -> list[str]:
+    query = sa.select(services.c.code).where(services.c.tenant == tenant).order_by(services.c.code)
+    return list((await session.scalars(query)).all())
+
+
+async def insert_mandate(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(mandates.insert().values(**values))
+
+
+async def get_mandate(session: AsyncSession, mandate_id: uuid.UUID) -> Any:
+    return (await session.execute(sa.select(mandates).where(mandates.c.id == mandate_id))).first()
+
+
+async def revoke_mandate(session: AsyncSession, mandate_id: uuid.UUID, at: datetime) -> None:
+    await session.execute(
+        mandates.update().where(mandates.c.id == mandate_id).values(revoked_at=at)
+    )

@@ -47,6 +47,7 @@ from guichet_intake.events import (
     StatusChanged,
     TransferRequested,
 )
+from guichet_intake.identity import GENERAL_FAMILY, mandate_for
 from guichet_intake.schemas import (
     Acknowledgement,
     ApplicantKind,
@@ -68,6 +69,7 @@ from guichet_intake.schemas import (
     ReceiptSummary,
     Regime,
     RequestCreate,
+    RequestCreated,
     RequestPublic,
     RequestStatus,
     ServiceContact,
@@ -90,6 +92,18 @@ from guichet_intake.signing import (
     verify,
 )
 from guichet_plumbing import idempotency
+from guichet_plumbing.access_log import record_read
+from guichet_plumbing.auth import (
+    SYSTEM,
+    Kind,
+    Principal,
+    Role,
+    TokenKeys,
+    forbidden,
+    proof_digest,
+    pseudonym,
+    same_digest,
+)
 from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
@@ -127,6 +141,22 @@ FINAL = {
     RequestStatus.implicitly_accepted,
     RequestStatus.implicitly_rejected,
 }
+
+# What an agent's access to a file is for, as the DPO reads it in the access log.
+ACTION_PURPOSES = {
+    "follow": "consultation du dossier",
+    "qualify": "qualification",
+    "instruct": "instruction",
+}
+
+
+@dataclass(frozen=True)
+class FollowProof:
+    """What an applicant without an account shows beside the tracking code (R15)."""
+
+    factor: str | None = None  # the e-mail address or phone number given at submission
+    link: str | None = None  # the signed token of the follow-up link
+
 
 # Crockford base32: no I, L, O, U, so a code read over the phone is unambiguous.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -313,9 +343,11 @@ class IntakeService:
         settings: IntakeSettings,
         metrics: ServiceMetrics,
         http: httpx.AsyncClient | None = None,
+        token_keys: TokenKeys | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
+        self.token_keys = token_keys or settings.token_keys()
         self.keyring = Keyring()
         self._catalogue: dict[tuple[str, ...], tuple[float, Any]] = {}
         self.http = http
@@ -339,12 +371,20 @@ class IntakeService:
     # -- receipt of a request --------------------------------------------------------------
 
     async def submit(
-        self, data: RequestCreate, idempotency_key: str | None, now: datetime | None = None
+        self,
+        data: RequestCreate,
+        idempotency_key: str | None,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> idempotency.StoredResponse:
         """`now` is the server's clock; tests pass a fixed instant."""
         body_print = idempotency.fingerprint(data.model_dump_json().encode())
+        if data.entered_by is not None and principal.kind not in (Kind.agent, Kind.system):
+            raise forbidden(
+                "Seul un agent connecté saisit une demande pour le compte d'un usager (entered_by)."
+            )
         try:
-            return await self._submit_once(data, idempotency_key, body_print, now)
+            return await self._submit_once(data, idempotency_key, body_print, now, principal)
         except IntegrityError:
             # A concurrent retry with the same key committed first: replay its answer.
             if idempotency_key is None:
@@ -363,6 +403,7 @@ class IntakeService:
         idempotency_key: str | None,
         body_print: str,
         now: datetime | None,
+        principal: Principal,
     ) -> idempotency.StoredResponse:
         async with self.db.transaction() as session:
             if idempotency_key is not None:
@@ -392,6 +433,8 @@ class IntakeService:
             reception = local_date(received_at, tenant.timezone)
             abuse = await self._abuse(session, data, source, received_at)
             request_id = uuid.uuid4()
+            family = procedure.service_code if procedure is not None else GENERAL_FAMILY
+            owner = await self._owner(session, principal, data.tenant, family, received_at)
             values: dict[str, Any] = {
                 "id": request_id,
                 "tenant": data.tenant,
@@ -402,7 +445,14 @@ class IntakeService:
                 "contact_preference": data.contact_preference.value,
                 "payload": data.payload,
                 "location": data.location.model_dump(mode="json") if data.location else None,
-                "entered_by": data.entered_by,
+                "entered_by": self._entered_by(principal, data),
+                "owner": owner,
+                "owner_family": family if owner is not None else None,
+                "follow_proofs": [
+                    proof_digest(str(request_id), factor)
+                    for factor in (data.applicant.email, data.applicant.phone)
+                    if factor
+                ],
                 "source": source,
                 "content_hash": _content_hash(data),
                 "received_at": received_at,
@@ -495,12 +545,47 @@ class IntakeService:
             public = _public_of(
                 SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
             )
-            response = idempotency.StoredResponse(201, public.model_dump_json().encode())
+            created = RequestCreated(
+                **dict(public), follow_url=self._follow_url(values["tracking_code"], received_at)
+            )
+            response = idempotency.StoredResponse(201, created.model_dump_json().encode())
             if idempotency_key is not None:
                 await idempotency.remember(
                     session, "intake.requests", idempotency_key, body_print, response
                 )
             return response
+
+    @staticmethod
+    def _entered_by(principal: Principal, data: RequestCreate) -> str | None:
+        """The authenticated agent, never a name the body claims (R22); an aidant acting by
+        mandate is named with it (R25)."""
+        if principal.acting_for:
+            return principal.label()[:200]
+        return principal.subject if principal.kind is Kind.agent else data.entered_by
+
+    async def _owner(
+        self, session: AsyncSession, principal: Principal, tenant: str, family: str, now: datetime
+    ) -> str | None:
+        """R15: whose request this is, as a pseudonym for the service; by mandate (R25), the
+        citizen's who gave it."""
+        if principal.acting_for:
+            mandate = await mandate_for(session, principal, self.settings.pseudonym_key(), now)
+            if mandate is None or mandate.tenant != tenant:
+                raise forbidden(
+                    "Ce mandat n'existe pas, n'est plus en vigueur, ou ne vous est pas donné "
+                    "pour cette collectivité."
+                )
+            return str(mandate.owners[family]) if family in mandate.owners else None
+        if principal.kind is not Kind.citizen:
+            return None
+        return pseudonym(self.settings.pseudonym_key(), tenant, family, principal.subject)
+
+    def _follow_url(self, tracking_code: str, now: datetime) -> str:
+        """The signed, expiring link an anonymous applicant follows the request with."""
+        link = self.token_keys.issue_link(
+            f"request:{tracking_code}", timedelta(days=self.settings.follow_link_days), now
+        )
+        return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
     def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
         if procedure.teleservice_url and data.channel is Channel.email:
@@ -805,11 +890,18 @@ class IntakeService:
                 issued += 1
         return issued
 
-    async def attestation(self, tracking_code: str, now: datetime | None = None) -> uuid.UUID:
+    async def attestation(
+        self,
+        tracking_code: str,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
+        proof: FollowProof | None = None,
+    ) -> uuid.UUID:
         """The signed attestation of implicit acceptance a citizen may ask for (R5)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             row = await self._request(session, tracking_code)
+            await self._authorise(session, principal, row, "follow", proof)
             if row.implicit_decision != "accepted":
                 raise Problem(
                     409,
@@ -844,12 +936,16 @@ class IntakeService:
     # -- qualification, incomplete files, transfers ------------------------------------------
 
     async def qualify(
-        self, tracking_code: str, procedure_code: str, now: datetime | None = None
+        self,
+        tracking_code: str,
+        procedure_code: str,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """An agent names the procedure of a request that came without one: the AR follows."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "qualify")
             if row.procedure_code is not None:
                 raise Problem(
                     409,
@@ -873,12 +969,16 @@ class IntakeService:
             return await self._public(session, row.id)
 
     async def request_pieces(
-        self, tracking_code: str, body: MissingPiecesCreate, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: MissingPiecesCreate,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """R11: tell the applicant what is missing, by when, and what happens to the clock."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
             await self._ask_pieces(session, row, tenant, body, now)
             return await self._public(session, row.id)
 
@@ -941,12 +1041,16 @@ class IntakeService:
         )
 
     async def pieces_received(
-        self, tracking_code: str, body: PiecesReceived, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: PiecesReceived,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """The pieces arrived: SVA starts, SVR's suspension ends (R11)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
             today = local_date(now, tenant.timezone)
             received_on = body.received_on or today
             if received_on > today:
@@ -1004,12 +1108,16 @@ class IntakeService:
             return await self._public(session, row.id)
 
     async def transfer(
-        self, tracking_code: str, body: TransferCreate, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: TransferCreate,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """R12: send the request on to the competent administration and tell the applicant."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
             await self._transfer(session, row, tenant, body, now)
             return await self._public(session, row.id)
 
@@ -1423,10 +1531,108 @@ class IntakeService:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def get_request(self, tracking_code: str) -> RequestPublic:
+    async def get_request(
+        self,
+        tracking_code: str,
+        principal: Principal = SYSTEM,
+        proof: FollowProof | None = None,
+    ) -> RequestPublic:
         async with self.db.sessions() as session:
             row = await self._request(session, tracking_code)
-            return await self._public(session, row.id)
+            service = await self._authorise(session, principal, row, "follow", proof, journal=False)
+            public = await self._public(session, row.id)
+        if principal.kind is Kind.agent or principal.acting_for:
+            # Journaled before the file is handed over: no read escapes the DPO (R21).
+            async with self.db.transaction() as session:
+                await record_read(
+                    session,
+                    principal,
+                    tenant=row.tenant,
+                    file=str(row.id),
+                    service=service,
+                    purpose="consultation du dossier",
+                )
+        return public
+
+    async def _file_service(self, session: AsyncSession, row: Any) -> str | None:
+        """The service a file belongs to: the one it was routed to, else its procedure's."""
+        if row.assigned_service_code:
+            return str(row.assigned_service_code)
+        if row.procedure_code:
+            procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
+            if procedure is not None:
+                return str(procedure.service_code)
+        return None
+
+    async def _authorise(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        row: Any,
+        action: str,
+        proof: FollowProof | None = None,
+        *,
+        journal: bool = True,
+    ) -> str | None:
+        """R21: who may follow (`follow`), qualify or instruct (`instruct`) this file.
+
+        Refusals read as "unknown request": a tracking code tells nothing to whoever may
+        not see its file. Agents' accesses are journaled for the DPO.
+        """
+        service = await self._file_service(session, row)
+        if principal.kind is Kind.system:
+            return service
+        allowed = False
+        if principal.acting_for:
+            # R25: by mandate, what the citizen who gave it may do, and no more.
+            mandate = await mandate_for(
+                session, principal, self.settings.pseudonym_key(), datetime.now(UTC)
+            )
+            allowed = (
+                action == "follow"
+                and mandate is not None
+                and row.owner is not None
+                and row.owner in mandate.owners.values()
+            )
+        elif principal.kind is Kind.agent:
+            counter = principal.has_role(row.tenant, Role.counter_agent)
+            allowed = principal.handles(row.tenant, service) or (
+                counter
+                and (
+                    # Unqualified files are qualified at reception; counter agents follow
+                    # what they entered for someone (R22), nothing else.
+                    (service is None and action in ("follow", "qualify"))
+                    or (row.entered_by == principal.subject and action == "follow")
+                )
+            )
+        elif action == "follow":
+            if principal.kind is Kind.citizen and row.owner is not None:
+                allowed = row.owner == pseudonym(
+                    self.settings.pseudonym_key(), row.tenant, row.owner_family, principal.subject
+                )
+            if not allowed and proof is not None:
+                allowed = self._proof_holds(row, proof)
+        if not allowed:
+            raise self._unknown_request()
+        if journal and (principal.kind is Kind.agent or principal.acting_for):
+            await record_read(
+                session,
+                principal,
+                tenant=row.tenant,
+                file=str(row.id),
+                service=service,
+                purpose=ACTION_PURPOSES[action],
+            )
+        return service
+
+    def _proof_holds(self, row: Any, proof: FollowProof) -> bool:
+        if proof.link is not None and self.token_keys.verify_link(
+            proof.link, f"request:{row.tracking_code}"
+        ):
+            return True
+        if proof.factor is not None:
+            return same_digest(proof_digest(str(row.id), proof.factor), row.follow_proofs or [])
+        return False
 
     async def _public(self, session: AsyncSession, request_id: uuid.UUID) -> RequestPublic:
         row = await repository.get_request(session, request_id)
@@ -1499,18 +1705,27 @@ class IntakeService:
             session, normalise_tracking_code(tracking_code), for_update=for_update
         )
         if row is None:
-            raise Problem(
-                404,
-                "request-unknown",
-                "Demande introuvable",
-                "Aucune demande ne correspond à ce numéro de suivi. Vérifiez-le "
-                "(il figure sur votre accusé de réception).",
-            )
+            raise self._unknown_request()
         return row
 
-    async def _editable(self, session: AsyncSession, tracking_code: str) -> tuple[Any, Any]:
+    @staticmethod
+    def _unknown_request() -> Problem:
+        return Problem(
+            404,
+            "request-unknown",
+            "Demande introuvable",
+            "Aucune demande ne correspond à ce numéro de suivi et à ce justificatif. "
+            "Vérifiez-les : le numéro figure sur votre accusé de réception ; le "
+            "justificatif est l'adresse électronique ou le téléphone donné au dépôt, ou "
+            "le lien de suivi reçu.",
+        )
+
+    async def _editable(
+        self, session: AsyncSession, tracking_code: str, principal: Principal, action: str
+    ) -> tuple[Any, Any]:
         """The request, locked for this transaction, and its tenant; closed ones refuse."""
         row = await self._request(session, tracking_code, for_update=True)
+        await self._authorise(session, principal, row, action)
         self._open(row)
         return row, await self._tenant_row(session, row.tenant)
 
@@ -1623,7 +1838,7 @@ class IntakeService:
             return
         try:
             async with session.begin_nested():
-                locked, tenant = await self._editable(session, row.tracking_code)
+                locked, tenant = await self._editable(session, row.tracking_code, SYSTEM, "instruct")
                 await act(locked, tenant)
         except Problem as refused:
             if refused.status >= 500:

@@ -43,6 +43,7 @@ class RequestAssigned(ConsumedEvent):
 
     request_id: uuid.UUID
     tracking_code: str
+    service_code: str
     service_name: str
     assigned_at: AwareDatetime
 

@@ -45,3 +45,13 @@ deliveries = sa.Table(
     sa.UniqueConstraint("event_id", "kind", name="uq_deliveries_event_kind"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
 )
+
+# The competent service of each request (from routing), so that only its agents read its
+# deliveries (R21).
+request_services = sa.Table(
+    "request_services",
+    metadata,
+    sa.Column("request_id", sa.Uuid(), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("service_code", sa.String(64), nullable=False),
+)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -35,6 +35,8 @@ from guichet_notifications.events import (
 )
 from guichet_notifications.schemas import DeliveryList, DeliveryPublic, DeliveryStatus
 from guichet_notifications.transports import MailTransport
+from guichet_plumbing.access_log import record_read
+from guichet_plumbing.auth import SYSTEM, Kind, Principal
 from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
@@ -194,6 +196,9 @@ class Deliveries:
 
     async def on_request_assigned(self, session: AsyncSession, envelope: Envelope) -> None:
         event = RequestAssigned.model_validate(envelope.data)
+        await repository.set_request_service(
+            session, event.request_id, envelope.tenant, event.service_code
+        )
         contact = await repository.get_contact(session, event.request_id)
         subject, body = render_assignment(event)
         await self._add(
@@ -431,13 +436,41 @@ class Deliveries:
                 await self._task
             self._task = None
 
+    @staticmethod
+    async def _readable(
+        session: AsyncSession, rows: Sequence[Any], principal: Principal
+    ) -> list[Any]:
+        """R21: the deliveries of the caller's services' requests, each read journaled."""
+        services = await repository.request_services_of(
+            session, sorted({r.request_id for r in rows})
+        )
+        allowed = {
+            request_id: place for request_id, place in services.items() if principal.handles(*place)
+        }
+        for request_id, (tenant, service) in allowed.items():
+            await record_read(
+                session,
+                principal,
+                tenant=tenant,
+                file=str(request_id),
+                service=service,
+                purpose="consultation des envois",
+            )
+        return [r for r in rows if r.request_id in allowed]
+
     async def list(
-        self, *, request_id: uuid.UUID | None, tracking_code: str | None
+        self,
+        *,
+        request_id: uuid.UUID | None,
+        tracking_code: str | None,
+        principal: Principal = SYSTEM,
     ) -> DeliveryList:
-        async with self.db.sessions() as session:
+        async with self.db.transaction() as session:
             rows = await repository.list_deliveries(
                 session, request_id=request_id, tracking_code=tracking_code
             )
+            if principal.kind is not Kind.system:
+                rows = await self._readable(session, rows, principal)
         return DeliveryList(
             items=[
                 DeliveryPublic(

@@ -6,10 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
+from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Role, allow
 from guichet_plumbing.db import Database
-from guichet_plumbing.problems import InvalidParam, Problem, problem_responses
+from guichet_plumbing.problems import problem_responses
 from guichet_routing import incidents, service
 from guichet_routing.repository import InboxFilter
 from guichet_routing.schemas import (
@@ -33,11 +34,19 @@ from guichet_routing.schemas import (
     WorkflowPublic,
     WorkflowWrite,
 )
-from guichet_routing.workflows import ROLES, Actor
 
 router = APIRouter(prefix="/v1")
 
 Channel = Literal["web", "email", "phone", "counter", "mail", "sms"]
+
+# Who may call each route; which service's files, in the service layer (R21).
+HANDLE = allow("handle", roles=[Role.case_handler, Role.service_head])
+CONSULT = allow(
+    "consult",
+    roles=[Role.counter_agent, Role.case_handler, Role.service_head, Role.administrator],
+)
+CONFIGURE_SERVICE = allow("configure-service", roles=[Role.service_head, Role.administrator])
+ADMINISTER = allow("administer", roles=[Role.administrator])
 
 
 def _db(request: Request) -> Database:
@@ -45,40 +54,9 @@ def _db(request: Request) -> Database:
     return db
 
 
-AgentHeader = Annotated[
-    str | None,
-    Header(
-        alias="X-Agent-Id",
-        max_length=200,
-        description="Agent (provisoire, avant l'authentification).",
-    ),
-]
-RolesHeader = Annotated[
-    str | None,
-    Header(
-        alias="X-Agent-Roles",
-        max_length=200,
-        description=f"Rôles de l'agent, séparés par des virgules ({', '.join(ROLES)}) "
-        "(provisoire, avant l'authentification).",
-    ),
-]
-ServicesHeader = Annotated[
-    str | None,
-    Header(
-        alias="X-Agent-Services",
-        max_length=1000,
-        description="Services de l'agent, séparés par des virgules (provisoire, avant "
-        "l'authentification).",
-    ),
-]
-
-
-def _listed(value: str | None) -> frozenset[str]:
-    return frozenset(part.strip() for part in (value or "").split(",") if part.strip())
-
-
 @router.get(
     "/inbox",
+    dependencies=[HANDLE],
     response_model=Inbox,
     summary="Corbeille des agents : toutes les demandes, quel que soit leur canal (R26)",
     description="Les plus récentes d'abord (date de réception, puis identifiant) ; pagination "
@@ -88,6 +66,7 @@ def _listed(value: str | None) -> frozenset[str]:
 )
 async def get_inbox(
     request: Request,
+    principal: CurrentPrincipal,
     tenant: Tenant,
     service_code: Annotated[
         str | None, Query(alias="service", pattern=CODE_PATTERN, description="Code du service.")
@@ -107,10 +86,7 @@ async def get_inbox(
     agent: Annotated[
         str | None, Query(max_length=200, description="Attribuées à cet agent.")
     ] = None,
-    mine: Annotated[
-        bool, Query(description="Seulement celles qui me sont attribuées (X-Agent-Id).")
-    ] = False,
-    me: AgentHeader = None,
+    mine: Annotated[bool, Query(description="Seulement celles qui me sont attribuées.")] = False,
     q: Annotated[
         str | None,
         Query(min_length=2, max_length=100, description="Texte : numéro de suivi, nom, démarche."),
@@ -130,14 +106,6 @@ async def get_inbox(
         ),
     ] = False,
 ) -> Inbox:
-    if mine and me is None:
-        raise Problem(
-            400,
-            "agent-unknown",
-            "Agent non identifié",
-            "« Mes demandes » suppose de savoir qui vous êtes : identifiez-vous.",
-            [InvalidParam(name="mine", reason="Agent non identifié.")],
-        )
     where = InboxFilter(
         tenant=tenant,
         service=service_code,
@@ -146,16 +114,18 @@ async def get_inbox(
         channel=channel,
         procedure=procedure,
         neighbourhood=neighbourhood,
-        agent=me if mine else agent,
+        # The token says who "me" is: the route is for agents only.
+        agent=principal.subject if mine else agent,
         text=q,
         overdue_at=datetime.now(UTC) if overdue else None,
         duplicates=duplicates,
     )
-    return await service.inbox(_db(request), where, cursor=cursor, limit=limit)
+    return await service.inbox(_db(request), where, cursor=cursor, limit=limit, principal=principal)
 
 
 @router.get(
     "/routing-table",
+    dependencies=[CONSULT],
     response_model=RoutingTable,
     summary="Services et règles d'aiguillage d'une collectivité",
     tags=["aiguillage"],
@@ -173,6 +143,7 @@ Tenant = Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la co
 
 @router.put(
     "/rules",
+    dependencies=[ADMINISTER],
     response_model=RoutingTable,
     summary="Remplacer les règles d'aiguillage (ordonnées : la première qui convient l'emporte)",
     description="Validées à l'écriture ; appliquées à la demande suivante, sans redémarrage.",
@@ -185,6 +156,7 @@ async def put_rules(request: Request, tenant: Tenant, body: RulesWrite) -> Routi
 
 @router.post(
     "/rules/dry-run",
+    dependencies=[ADMINISTER],
     response_model=DryRunResult,
     summary="Où irait une demande comme celle-ci, et pourquoi (sans rien envoyer)",
     tags=["aiguillage"],
@@ -196,6 +168,7 @@ async def dry_run_rules(request: Request, tenant: Tenant, body: DryRunSample) ->
 
 @router.get(
     "/neighbourhoods",
+    dependencies=[PUBLIC],
     response_model=list[NeighbourhoodPublic],
     summary="Quartiers de la collectivité (GeoJSON)",
     tags=["aiguillage"],
@@ -207,6 +180,7 @@ async def list_neighbourhoods(request: Request, tenant: Tenant) -> list[Neighbou
 
 @router.put(
     "/neighbourhoods/{code}",
+    dependencies=[ADMINISTER],
     status_code=204,
     response_class=Response,
     summary="Déclarer ou redessiner un quartier (polygone GeoJSON)",
@@ -228,6 +202,7 @@ Procedure = Annotated[str, Path(pattern=CODE_PATTERN, description="Code de la d�
 
 @router.get(
     "/workflows/{procedure}",
+    dependencies=[CONSULT],
     response_model=WorkflowPublic,
     summary="Circuit de traitement en vigueur pour une démarche",
     tags=["circuits"],
@@ -239,6 +214,7 @@ async def get_workflow(request: Request, tenant: Tenant, procedure: Procedure) -
 
 @router.put(
     "/workflows/{procedure}",
+    dependencies=[ADMINISTER],
     response_model=WorkflowPublic,
     status_code=201,
     summary="Publier une nouvelle version du circuit (statuts, transitions, actions)",
@@ -255,17 +231,21 @@ async def put_workflow(
 
 @router.get(
     "/requests/{request_id}",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Où en est une demande dans son circuit, et ce qu'on peut en faire",
     tags=["corbeille"],
     responses=problem_responses(404, 422),
 )
-async def get_assignment(request: Request, request_id: uuid.UUID) -> AssignmentPublic:
-    return await service.assignment(_db(request), request_id)
+async def get_assignment(
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID
+) -> AssignmentPublic:
+    return await service.assignment(_db(request), request_id, principal)
 
 
 @router.post(
     "/requests/{request_id}/transitions",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Déclencher une transition du circuit",
     tags=["corbeille"],
@@ -274,32 +254,28 @@ async def get_assignment(request: Request, request_id: uuid.UUID) -> AssignmentP
     responses=problem_responses(403, 404, 409, 422),
 )
 async def fire_transition(
-    request: Request,
-    request_id: uuid.UUID,
-    body: TransitionCreate,
-    agent: AgentHeader = None,
-    roles: RolesHeader = None,
-    services: ServicesHeader = None,
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: TransitionCreate
 ) -> AssignmentPublic:
-    actor = Actor(agent, _listed(roles), _listed(services))
-    return await service.fire(_db(request), request_id, body, actor)
+    return await service.fire(_db(request), request_id, body, principal)
 
 
 @router.put(
     "/requests/{request_id}/agent",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Attribuer, réattribuer ou remettre au service",
     tags=["corbeille"],
     responses=problem_responses(404, 422),
 )
 async def put_agent(
-    request: Request, request_id: uuid.UUID, body: AgentWrite, by: AgentHeader = None
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: AgentWrite
 ) -> AssignmentPublic:
-    return await service.assign_agent(_db(request), request_id, body.agent, by)
+    return await service.assign_agent(_db(request), request_id, body.agent, principal)
 
 
 @router.post(
     "/requests/{request_id}/comments",
+    dependencies=[HANDLE],
     status_code=204,
     response_class=Response,
     summary="Commentaire interne entre agents",
@@ -307,14 +283,15 @@ async def put_agent(
     responses=problem_responses(404, 422),
 )
 async def post_comment(
-    request: Request, request_id: uuid.UUID, body: CommentWrite, by: AgentHeader = None
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: CommentWrite
 ) -> Response:
-    await service.comment(_db(request), request_id, body.text, by)
+    await service.comment(_db(request), request_id, body.text, principal)
     return Response(status_code=204)
 
 
 @router.put(
     "/services/{code}",
+    dependencies=[CONFIGURE_SERVICE],
     status_code=204,
     response_class=Response,
     summary="Engagement de réponse et mode d'alerte d'un service (R28)",
@@ -323,11 +300,12 @@ async def post_comment(
 )
 async def put_service_settings(
     request: Request,
+    principal: CurrentPrincipal,
     tenant: Tenant,
     body: ServiceSettingsWrite,
     code: Annotated[str, Path(pattern=CODE_PATTERN)],
 ) -> Response:
-    await service.configure_service(_db(request), tenant, code, body)
+    await service.configure_service(_db(request), tenant, code, body, principal)
     return Response(status_code=204)
 
 

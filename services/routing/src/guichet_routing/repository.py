@@ -84,6 +84,7 @@ class InboxFilter:
     text: str | None = None
     overdue_at: datetime | None = None  # open requests past their service's commitment
     duplicates: bool = False  # R30: reports merged into another's incident are hidden
+    services: frozenset[str] | None = None  # R21: only these services' requests
 
     def conditions(self, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
         found: list[sa.ColumnElement[bool]] = [assignments.c.tenant == self.tenant]
@@ -97,6 +98,8 @@ class InboxFilter:
         ):
             if value is not None:
                 found.append(column == value)
+        if self.services is not None:
+            found.append(assignments.c.service_code.in_(sorted(self.services)))
         if with_status and self.status is not None:
             found.append(assignments.c.status == self.status)
         if self.text:

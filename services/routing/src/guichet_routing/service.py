@@ -6,12 +6,15 @@ import base64
 import binascii
 import logging
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guichet_plumbing.access_log import record_read
+from guichet_plumbing.auth import SYSTEM, Kind, Principal, Role, forbidden
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.outbox import stage
@@ -299,7 +302,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from exc
 
 
-async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: int) -> Inbox:
+def _inbox_scope(principal: Principal, where: InboxFilter) -> InboxFilter:
+    """R21: an agent's inbox holds their services' requests, and nothing else."""
+    if principal.kind is Kind.system:
+        return where
+    if where.service is not None:
+        if not principal.handles(where.tenant, where.service):
+            raise forbidden(
+                f"Le service « {where.service} » n'est pas le vôtre : sa corbeille ne vous "
+                "est pas accessible."
+            )
+        return where
+    return replace(where, services=principal.services)
+
+
+async def inbox(
+    db: Database,
+    where: InboxFilter,
+    *,
+    cursor: str | None,
+    limit: int,
+    principal: Principal = SYSTEM,
+) -> Inbox:
+    where = _inbox_scope(principal, where)
     after = decode_cursor(cursor) if cursor else None
     async with db.sessions() as session:
         if await repository.get_tenant(session, where.tenant) is None:
@@ -356,27 +381,53 @@ async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: 
     return Inbox(items=items, next_cursor=next_cursor, counts=counts)
 
 
-async def assign_agent(
-    db: Database, request_id: uuid.UUID, agent: str | None, by: str | None
-) -> AssignmentPublic:
-    async with db.transaction() as session:
-        row = await repository.lock_assignment(session, request_id)
-        if row is None:
+async def _file(
+    session: AsyncSession, request_id: uuid.UUID, principal: Principal, purpose: str
+) -> Any:
+    """The request's assignment, locked, if `principal` handles its service (R21); journaled."""
+    row = await repository.lock_assignment(session, request_id)
+    if row is None:
+        raise _unknown_request()
+    if principal.kind is not Kind.system:
+        if not principal.handles(row.tenant, row.service_code):
+            # Another service's file reads as no file at all.
             raise _unknown_request()
+        await record_read(
+            session,
+            principal,
+            tenant=row.tenant,
+            file=str(request_id),
+            service=row.service_code,
+            purpose=purpose,
+        )
+    return row
+
+
+async def assign_agent(
+    db: Database, request_id: uuid.UUID, agent: str | None, principal: Principal = SYSTEM
+) -> AssignmentPublic:
+    by = _by(principal)
+    async with db.transaction() as session:
+        row = await _file(session, request_id, principal, "attribution")
         await repository.set_agent(session, request_id, agent)
         label = f"Attribuée à {agent}" if agent else "Remise dans la corbeille du service"
         await repository.add_history(
             session, request_id, datetime.now(UTC), row.status, label, agent=by, comment=None
         )
-    return await assignment(db, request_id)
+    return await _view(db, request_id)
 
 
-async def comment(db: Database, request_id: uuid.UUID, text: str, by: str | None) -> None:
+def _by(principal: Principal) -> str | None:
+    return None if principal.kind is Kind.system else principal.subject
+
+
+async def comment(
+    db: Database, request_id: uuid.UUID, text: str, principal: Principal = SYSTEM
+) -> None:
     """Internal note between agents: kept in the history, never shown to the citizen."""
+    by = _by(principal)
     async with db.transaction() as session:
-        row = await repository.lock_assignment(session, request_id)
-        if row is None:
-            raise _unknown_request()
+        row = await _file(session, request_id, principal, "commentaire interne")
         await repository.add_history(
             session,
             request_id,
@@ -393,8 +444,15 @@ async def configure_service(
     tenant: str,
     code: str,
     body: ServiceSettingsWrite,
+    principal: Principal = SYSTEM,
     now: datetime | None = None,
 ) -> None:
+    if not (
+        principal.kind is Kind.system
+        or principal.has_role(tenant, Role.administrator)
+        or (principal.has_role(tenant, Role.service_head) and code in principal.services)
+    ):
+        raise forbidden("Un chef de service ne règle que ses propres services.")
     async with db.transaction() as session:
         row = await repository.get_tenant(session, tenant)
         if row is None:
@@ -497,7 +555,16 @@ async def get_workflow(db: Database, tenant: str, procedure: str) -> WorkflowPub
     )
 
 
-async def assignment(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
+async def assignment(
+    db: Database, request_id: uuid.UUID, principal: Principal = SYSTEM
+) -> AssignmentPublic:
+    if principal.kind is not Kind.system:
+        async with db.transaction() as session:
+            await _file(session, request_id, principal, "consultation du dossier")
+    return await _view(db, request_id)
+
+
+async def _view(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
     async with db.sessions() as session:
         row = await repository.get_assignment(session, request_id)
         if row is None:
@@ -525,14 +592,13 @@ async def fire(
     db: Database,
     request_id: uuid.UUID,
     body: TransitionCreate,
-    actor: workflows.Actor,
+    principal: Principal = SYSTEM,
     now: datetime | None = None,
 ) -> AssignmentPublic:
     """An agent moves the request along its workflow; the citizen sees the new label."""
+    agent = _by(principal)
     async with db.transaction() as session:
-        row = await repository.lock_assignment(session, request_id)
-        if row is None:
-            raise _unknown_request()
+        row = await _file(session, request_id, principal, "instruction")
         definition = await _definition(session, row)
         move = workflows.transition(definition, body.transition)
         if move is None:
@@ -543,6 +609,7 @@ async def fire(
                 f"Le circuit de cette demande n'a pas de transition « {body.transition} ».",
                 [InvalidParam(name="transition", reason="Transition inconnue.")],
             )
+        actor = workflows.Actor(agent, frozenset(principal.roles), principal.services)
         refused = workflows.refusal(move, actor)
         if refused:
             raise Problem(403, "transition-forbidden", "Transition non autorisée", refused)
@@ -569,11 +636,11 @@ async def fire(
             definition,
             move,
             now or datetime.now(UTC),
-            agent=actor.agent,
+            agent=agent,
             comment=body.comment,
             pieces=body.pieces,
         )
-    return await assignment(db, request_id)
+    return await _view(db, request_id)
 
 
 async def _apply(
