@@ -22,6 +22,7 @@ import httpx
 from guichet_launcher.embedded import create_embedded_app
 from guichet_launcher.services import SERVICES
 from guichet_plumbing.auth import route_policies, routes_without_policy
+from guichet_plumbing.localinfra import free_port
 from tests.e2e.flow import REQUEST
 from tests.identity import admin, bearer, citizen, client, counter, dpo, handler
 from tests.support import eventually, serve
@@ -45,6 +46,7 @@ DPO_T = frozenset({"dpo T"})
 X = frozenset({"handler X"})
 AGENTS_WHO_CONSULT = frozenset({"counter agent", "handler X", "handler Y", "admin T"})
 T = {"tenant": "admiville"}
+OPEN311 = "/routing/open311/v2"
 
 
 def reached(response: httpx.Response) -> bool:
@@ -53,6 +55,11 @@ def reached(response: httpx.Response) -> bool:
     if response.status_code == 404:
         return not response.json().get("type", "").endswith("/request-unknown")
     return True
+
+
+def open311_reached(response: httpx.Response) -> bool:
+    """Open311's own errors are a list of {code, description}: past authorisation."""
+    return response.status_code not in (401, 403)
 
 
 @dataclass(frozen=True)
@@ -207,8 +214,12 @@ def matrix(code: str, request_id: str, receipt: str) -> list[Case]:
         ),
         Case("GET", "/intake/v1/me", CITIZENS),
         Case("POST", "/intake/v1/mandates", CITIZENS, json={}),
-        Case("DELETE", "/intake/v1/mandates/{mandate_id}", CITIZENS,
-             "/intake/v1/mandates/00000000-0000-4000-8000-000000000000"),
+        Case(
+            "DELETE",
+            "/intake/v1/mandates/{mandate_id}",
+            CITIZENS,
+            "/intake/v1/mandates/00000000-0000-4000-8000-000000000000",
+        ),
         Case(
             "PUT",
             "/intake/v1/agents/{subject}",
@@ -284,6 +295,55 @@ def matrix(code: str, request_id: str, receipt: str) -> list[Case]:
             params=T,
             json={},
         ),
+        Case(
+            "PUT",
+            "/routing/v1/services/{service_code}/teams/{code}",
+            ADMIN_T,
+            "/routing/v1/services/accueil/teams/essai",
+            params=T,
+            json={},
+        ),
+        Case("GET", "/routing/v1/incident-policy", AGENTS_WHO_CONSULT, params=T),
+        Case("PUT", "/routing/v1/incident-policy", ADMIN_T, params=T, json={}),
+        # -- routing: Open311 (reads public and without applicant; filing open like the form)
+        Case("GET", f"{OPEN311}/discovery.{{fmt}}", EVERYONE, f"{OPEN311}/discovery.json"),
+        Case("GET", f"{OPEN311}/services.{{fmt}}", EVERYONE, f"{OPEN311}/services.json"),
+        Case(
+            "GET",
+            f"{OPEN311}/services/{{service_code}}.{{fmt}}",
+            EVERYONE,
+            f"{OPEN311}/services/signalement-voirie.json",
+            check=open311_reached,
+        ),
+        Case(
+            "GET",
+            f"{OPEN311}/requests.{{fmt}}",
+            EVERYONE,
+            f"{OPEN311}/requests.json",
+            check=open311_reached,
+        ),
+        Case(
+            "GET",
+            f"{OPEN311}/requests/{{service_request_id}}.{{fmt}}",
+            EVERYONE,
+            f"{OPEN311}/requests/{code}.json",
+            check=open311_reached,
+        ),
+        Case(
+            "GET",
+            f"{OPEN311}/tokens/{{token}}.{{fmt}}",
+            EVERYONE,
+            f"{OPEN311}/tokens/{request_id}.json",
+            check=open311_reached,
+        ),
+        Case(
+            "POST",
+            f"{OPEN311}/requests.{{fmt}}",
+            CITIZENS | {"anonymous"},
+            f"{OPEN311}/requests.json",
+            data={},
+            check=open311_reached,
+        ),
         # -- notifications and the gateway
         Case(
             "GET",
@@ -327,8 +387,11 @@ def test_matrix_covers_every_route() -> None:
 
 
 async def test_r21_authorisation_matrix(data_dir: Path) -> None:
-    app = create_embedded_app(data_dir, sender_poll_interval=0.2)
-    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=20) as http:
+    port = free_port()  # Open311 reads intake's catalogue over HTTP, from this very app
+    app = create_embedded_app(
+        data_dir, intake_url=f"http://127.0.0.1:{port}/intake", sender_poll_interval=0.2
+    )
+    async with serve(app, port) as base, httpx.AsyncClient(base_url=base, timeout=20) as http:
         created = await http.post("/intake/v1/requests", json=REQUEST, headers=ROLES["citizen A"])
         assert created.status_code == 201, created.text
         code, request_id = created.json()["tracking_code"], created.json()["id"]

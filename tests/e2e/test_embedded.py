@@ -9,7 +9,7 @@ import httpx
 from guichet_launcher.embedded import create_embedded_app
 from tests.conftest import SmtpServer
 from tests.e2e.flow import FOLLOW_PROOF, Urls, drive_flow
-from tests.identity import staff
+from tests.identity import admin, handler, staff
 from tests.support import serve
 
 
@@ -207,33 +207,42 @@ async def test_r29_workflow_asks_for_pieces_through_intake_and_moves_on_when_the
     app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
         saved = await client.put(
-            "/routing/v1/workflows/reservation-salle", params={"tenant": "admiville"}, json=circuit
+            "/routing/v1/workflows/reservation-salle",
+            params={"tenant": "admiville"},
+            json=circuit,
+            headers=admin(),
         )
         assert saved.status_code == 201, saved.text
         created = (await client.post("/intake/v1/requests", json=REQUEST)).json()
         code, request_id = created["tracking_code"], created["id"]
+        # The accueil service handles room bookings; its case handler instructs this one.
+        accueil = handler("accueil")
 
         async def routed() -> bool:
-            return (await client.get(f"/routing/v1/requests/{request_id}")).status_code == 200
+            return (
+                await client.get(f"/routing/v1/requests/{request_id}", headers=accueil)
+            ).status_code == 200
 
         await eventually(routed, what="request routed")
         asked = await client.post(
             f"/routing/v1/requests/{request_id}/transitions",
             json={"transition": "demander_attestation"},
-            headers={"X-Agent-Id": "agent-3", "X-Agent-Roles": "case_handler"},
+            headers=accueil,
         )
         assert asked.status_code == 200, asked.text
 
         async def incomplete() -> bool:
-            followed = (await client.get(f"/intake/v1/requests/{code}")).json()
+            followed = (await client.get(f"/intake/v1/requests/{code}", headers=accueil)).json()
             return bool(followed["status"] == "incomplete")
 
         await eventually(incomplete, what="intake asked the citizen for the pieces")
-        arrived = await client.post(f"/intake/v1/requests/{code}/pieces-received", json={})
+        arrived = await client.post(
+            f"/intake/v1/requests/{code}/pieces-received", json={}, headers=accueil
+        )
         assert arrived.status_code == 200, arrived.text
 
         async def instructing() -> bool:
-            view = (await client.get(f"/routing/v1/requests/{request_id}")).json()
+            view = (await client.get(f"/routing/v1/requests/{request_id}", headers=accueil)).json()
             return bool(view["status"] == "instruction")
 
         await eventually(instructing, what="the automatic transition on pieces received")

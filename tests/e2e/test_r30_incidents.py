@@ -7,8 +7,10 @@ from pathlib import Path
 import httpx
 
 from guichet_launcher.embedded import create_embedded_app
+from guichet_plumbing.auth import Role
 from tests.conftest import SmtpServer
 from tests.e2e.flow import Urls
+from tests.identity import agent, bearer, handler
 from tests.support import eventually, serve
 
 VOIRIE = "voirie@admiville.example"
@@ -24,11 +26,15 @@ OFFSETS_M += [(-10, -10), (12, 12)]
 async def drive_ten_reports(urls: Urls, smtp_server: SmtpServer) -> None:
     """Ten reports within 50 m of one pothole produce one alert and ten linked reporters;
     all ten are notified when it is closed."""
+    # The voirie service's head sets its alerts; its case handler closes the incident.
+    head = bearer(agent(Role.service_head, services=("voirie",)))
+    voirie = handler("voirie")
     async with httpx.AsyncClient(timeout=20) as client:
         configured = await client.put(
             f"{urls.routing}/v1/services/voirie",
             params={"tenant": "admiville"},
             json={"email": VOIRIE, "alert_mode": "immediate"},
+            headers=head,
         )
         assert configured.status_code == 204
         reporters: dict[str, str] = {}
@@ -52,13 +58,17 @@ async def drive_ten_reports(urls: Urls, smtp_server: SmtpServer) -> None:
 
         async def all_routed() -> bool:
             page = await client.get(
-                f"{urls.routing}/v1/inbox", params={"tenant": "admiville", "duplicates": "true"}
+                f"{urls.routing}/v1/inbox",
+                params={"tenant": "admiville", "duplicates": "true"},
+                headers=voirie,
             )
             return len(page.json()["items"]) == 10
 
         await eventually(all_routed, timeout=30, what="ten reports routed")
         inbox = (
-            await client.get(f"{urls.routing}/v1/inbox", params={"tenant": "admiville"})
+            await client.get(
+                f"{urls.routing}/v1/inbox", params={"tenant": "admiville"}, headers=voirie
+            )
         ).json()
         [incident] = inbox["items"]
         # Led by the first report routed: over Kafka, not necessarily the first received.
@@ -70,6 +80,7 @@ async def drive_ten_reports(urls: Urls, smtp_server: SmtpServer) -> None:
             moved = await client.post(
                 f"{urls.routing}/v1/requests/{first_id}/transitions",
                 json={"transition": transition},
+                headers=voirie,
             )
             assert moved.status_code == 200, moved.text
 
@@ -87,7 +98,7 @@ async def drive_ten_reports(urls: Urls, smtp_server: SmtpServer) -> None:
 
         async def all_closed() -> bool:
             for code in reporters:
-                followed = await client.get(f"{urls.intake}/v1/requests/{code}")
+                followed = await client.get(f"{urls.intake}/v1/requests/{code}", headers=voirie)
                 if followed.json()["status"] != "closed":
                     return False
             return True

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from guichet_intake.events import PiecesArrived
 from guichet_plumbing import tables
+from guichet_plumbing.auth import SYSTEM, Role
 from guichet_plumbing.bus import InProcessBus
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
@@ -28,10 +29,13 @@ from guichet_routing.models import assignments
 from guichet_routing.schemas import TransitionCreate, WorkflowWrite
 from guichet_routing.settings import RoutingSettings
 from guichet_routing.workflows import Actor
+from tests.identity import admin, agent
 from tests.support import received_event, serve
 
 PROCEDURE = "acte-etat-civil"
 HEAD = Actor("cheffe-etat-civil", frozenset({"service_head"}), frozenset({"etat-civil"}))
+# The same head as a caller: `service.fire` takes her roles and services from the token.
+HEAD_AGENT = agent(Role.service_head, services=("etat-civil",), subject="cheffe-etat-civil")
 
 CIRCUIT: dict[str, Any] = {
     "initial": "recue",
@@ -154,11 +158,18 @@ async def test_r29_transition_reserved_to_a_role_is_refused_to_others(
     await publish(routing_db)
     request_id = await arrive(routing_db, {"urgent": True})
     deliver = TransitionCreate(transition="delivrer")
-    clerk = Actor("agent-3", frozenset({"counter_agent", "case_handler"}), frozenset({"accueil"}))
+    # A case handler of the service holds the file but not the head's role.
+    clerk = agent(Role.counter_agent, Role.case_handler, services=("etat-civil",))
     with pytest.raises(Problem) as refused:
         await service.fire(routing_db, request_id, deliver, clerk)
     assert refused.value.status == 403
-    done = await service.fire(routing_db, request_id, deliver, HEAD)
+    assert "service_head" in refused.value.detail
+    # Another service's head does not even see the file (R21).
+    elsewhere = agent(Role.service_head, services=("voirie",))
+    with pytest.raises(Problem) as hidden:
+        await service.fire(routing_db, request_id, deliver, elsewhere)
+    assert hidden.value.status == 404
+    done = await service.fire(routing_db, request_id, deliver, HEAD_AGENT)
     assert done.status == "delivree"
     assert done.available_transitions == []
 
@@ -170,7 +181,11 @@ async def test_r29_timed_transition_fires_after_its_delay_on_the_version_it_star
     request_id = await arrive(routing_db)
     asked_at = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
     waiting = await service.fire(
-        routing_db, request_id, TransitionCreate(transition="demander_pieces"), HEAD, now=asked_at
+        routing_db,
+        request_id,
+        TransitionCreate(transition="demander_pieces"),
+        HEAD_AGENT,
+        now=asked_at,
     )
     assert waiting.status == "attente_pieces"
     # Not a button: the agent sees only what they may fire by hand.
@@ -200,7 +215,9 @@ async def test_r29_pieces_arriving_fire_the_transition_waiting_for_them(
 ) -> None:
     await publish(routing_db)
     request_id = await arrive(routing_db)
-    await service.fire(routing_db, request_id, TransitionCreate(transition="demander_pieces"), HEAD)
+    await service.fire(
+        routing_db, request_id, TransitionCreate(transition="demander_pieces"), HEAD_AGENT
+    )
     arrived = PiecesArrived(
         request_id=request_id, tracking_code="ABCD-TEST-TEST-TEST", received_on=date(2026, 3, 9)
     ).envelope(tenant="admiville", subject=str(request_id))
@@ -241,7 +258,7 @@ async def test_r29_request_pieces_and_transfer_are_asked_of_intake_by_events(
         routing_db,
         first,
         TransitionCreate(transition="demander_pieces", pieces=["Livret de famille"]),
-        Actor("agent-3"),
+        agent(Role.case_handler, services=("etat-civil",), subject="agent-3"),
     )
     [asked] = await events(routing_db, "routing.request.pieces_requested.v1")
     assert asked["pieces"] == ["Livret de famille"], "the agent's list replaces the circuit's"
@@ -250,7 +267,7 @@ async def test_r29_request_pieces_and_transfer_are_asked_of_intake_by_events(
 
     second = await arrive(routing_db)
     sent = await service.fire(
-        routing_db, second, TransitionCreate(transition="transmettre"), Actor(None)
+        routing_db, second, TransitionCreate(transition="transmettre"), SYSTEM
     )
     assert sent.status == "transmise"
     [transfer] = await events(routing_db, "routing.request.transfer_requested.v1")
@@ -273,7 +290,7 @@ async def test_r29_assign_action_moves_the_request_to_another_service(
     await publish(routing_db, circuit)
     request_id = await arrive(routing_db, {"urgent": True})
     moved = await service.fire(
-        routing_db, request_id, TransitionCreate(transition="confier_voirie"), Actor(None)
+        routing_db, request_id, TransitionCreate(transition="confier_voirie"), SYSTEM
     )
     assert moved.service == "Centre technique municipal, service de la voirie"
     assignments_sent = await events(routing_db, "routing.request.assigned.v1")
@@ -326,7 +343,10 @@ async def test_r29_invalid_automation_is_refused_naming_the_element(
     app = create_app(RoutingSettings(data_dir=data_dir), bus=InProcessBus())
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
         answer = await client.put(
-            f"/v1/workflows/{PROCEDURE}", params={"tenant": "admiville"}, json=broken
+            f"/v1/workflows/{PROCEDURE}",
+            params={"tenant": "admiville"},
+            json=broken,
+            headers=admin(),
         )
     assert answer.status_code == 422, answer.text
     assert faulty in [p["name"] for p in answer.json()["invalid-params"]]

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from guichet_plumbing import tables
+from guichet_plumbing.auth import Role
 from guichet_plumbing.bus import InProcessBus
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
@@ -24,6 +25,7 @@ from guichet_routing.models import assignments
 from guichet_routing.repository import InboxFilter
 from guichet_routing.schemas import ServiceSettingsWrite
 from guichet_routing.settings import RoutingSettings
+from tests.identity import admin, agent, bearer, handler, staff
 from tests.support import received_event, serve
 
 ADMIVILLE = {"tenant": "admiville"}
@@ -52,21 +54,33 @@ async def test_r28_rule_routes_to_a_team_of_the_competent_service(
     api: tuple[httpx.AsyncClient, InProcessBus],
 ) -> None:
     client, bus = api
-    refused = await client.put("/v1/rules", params=ADMIVILLE, json=POTHOLES_RULES)
+    refused = await client.put("/v1/rules", params=ADMIVILLE, json=POTHOLES_RULES, headers=admin())
     assert refused.status_code == 422
     assert [p["name"] for p in refused.json()["invalid-params"]] == ["rules[0].team"]
     nowhere = await client.put(
-        "/v1/services/piscine/teams/bassin", params=ADMIVILLE, json={"name": "Bassin"}
+        "/v1/services/piscine/teams/bassin",
+        params=ADMIVILLE,
+        json={"name": "Bassin"},
+        headers=admin(),
     )
     assert nowhere.status_code == 404
 
+    # A service head declares their own service's teams, not another's.
+    other_head = await client.put(
+        "/v1/services/voirie/teams/nids-de-poule",
+        params=ADMIVILLE,
+        json={"name": "Équipe nids-de-poule"},
+        headers=bearer(agent(Role.service_head, services=("accueil",))),
+    )
+    assert other_head.status_code == 403
     team = await client.put(
         "/v1/services/voirie/teams/nids-de-poule",
         params=ADMIVILLE,
         json={"name": "Équipe nids-de-poule"},
+        headers=bearer(agent(Role.service_head, services=("voirie",))),
     )
     assert team.status_code == 204
-    saved = await client.put("/v1/rules", params=ADMIVILLE, json=POTHOLES_RULES)
+    saved = await client.put("/v1/rules", params=ADMIVILLE, json=POTHOLES_RULES, headers=admin())
     assert saved.status_code == 200, saved.text
     assert saved.json()["teams"] == [
         {"service": "voirie", "code": "nids-de-poule", "name": "Équipe nids-de-poule"}
@@ -75,16 +89,29 @@ async def test_r28_rule_routes_to_a_team_of_the_competent_service(
     await bus.publish(pothole)
     await bus.publish(received_event("reservation-salle"))
 
+    voirie = handler("voirie")
     by_team = await client.get(
-        "/v1/inbox", params={**ADMIVILLE, "service": "voirie", "team": "nids-de-poule"}
+        "/v1/inbox",
+        params={**ADMIVILLE, "service": "voirie", "team": "nids-de-poule"},
+        headers=voirie,
     )
     assert [i["request_id"] for i in by_team.json()["items"]] == [pothole.subject]
     assert by_team.json()["items"][0]["team"] == "nids-de-poule"
     unknown = await client.get(
-        "/v1/inbox", params={**ADMIVILLE, "service": "accueil", "team": "nids-de-poule"}
+        "/v1/inbox",
+        params={**ADMIVILLE, "service": "accueil", "team": "nids-de-poule"},
+        headers=staff(),
     )
     assert unknown.status_code == 404
-    assert (await client.get(f"/v1/requests/{pothole.subject}")).json()["team"] == "nids-de-poule"
+    # R21: a team's inbox is still its service's, closed to the other services' agents.
+    elsewhere = await client.get(
+        "/v1/inbox",
+        params={**ADMIVILLE, "service": "voirie", "team": "nids-de-poule"},
+        headers=handler("accueil"),
+    )
+    assert elsewhere.status_code == 403
+    followed = await client.get(f"/v1/requests/{pothole.subject}", headers=voirie)
+    assert followed.json()["team"] == "nids-de-poule"
 
 
 async def test_r26_assigned_to_me_needs_to_know_who_i_am(
@@ -94,15 +121,26 @@ async def test_r26_assigned_to_me_needs_to_know_who_i_am(
     mine, theirs = received_event(), received_event()
     for event in (mine, theirs):
         await bus.publish(event)
-    await client.put(f"/v1/requests/{mine.subject}/agent", json={"agent": "agent-17"})
-    await client.put(f"/v1/requests/{theirs.subject}/agent", json={"agent": "agent-4"})
-    page = await client.get(
-        "/v1/inbox", params={**ADMIVILLE, "mine": "true"}, headers={"X-Agent-Id": "agent-17"}
+    # Two agents of the service handling both requests; "me" is the token's subject.
+    seventeen = bearer(agent(Role.case_handler, services=("accueil",), subject="agent-17"))
+    four = bearer(agent(Role.case_handler, services=("accueil",), subject="agent-4"))
+    for request, to in ((mine, "agent-17"), (theirs, "agent-4")):
+        assigned = await client.put(
+            f"/v1/requests/{request.subject}/agent", json={"agent": to}, headers=seventeen
+        )
+        assert assigned.status_code == 200, assigned.text
+    for headers, expected in ((seventeen, mine), (four, theirs)):
+        page = await client.get("/v1/inbox", params={**ADMIVILLE, "mine": "true"}, headers=headers)
+        assert [i["request_id"] for i in page.json()["items"]] == [expected.subject]
+    # A header cannot say who I am: only the token does.
+    spoofed = await client.get(
+        "/v1/inbox",
+        params={**ADMIVILLE, "mine": "true"},
+        headers={**four, "X-Agent-Id": "agent-17"},
     )
-    assert [i["request_id"] for i in page.json()["items"]] == [mine.subject]
+    assert [i["request_id"] for i in spoofed.json()["items"]] == [theirs.subject]
     anonymous = await client.get("/v1/inbox", params={**ADMIVILLE, "mine": "true"})
-    assert anonymous.status_code == 400
-    assert anonymous.json()["invalid-params"][0]["name"] == "mine"
+    assert anonymous.status_code == 401
 
 
 async def dispatch(db: Database, event: Envelope) -> None:

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from guichet_plumbing import tables
+from guichet_plumbing.auth import SYSTEM, Role
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
@@ -20,7 +21,7 @@ from guichet_routing import incidents, repository, service
 from guichet_routing.models import assignments, reports
 from guichet_routing.repository import InboxFilter, ReportFilter
 from guichet_routing.schemas import IncidentPolicyWrite, ServiceSettingsWrite, TransitionCreate
-from guichet_routing.workflows import Actor
+from tests.identity import agent
 from tests.support import received_event
 
 # Place de la Mairie, Admiville (any point does: distances are relative).
@@ -179,10 +180,10 @@ async def test_r30_closing_the_incident_closes_every_report_and_tells_each(
     await dispatch(db, *events)
     first = uuid.UUID(events[0].subject)
     # An agent closes one duplicate on its own first: it stays closed, told once.
-    await service.fire(
-        db, uuid.UUID(events[3].subject), TransitionCreate(transition="cloturer"), Actor("a")
-    )
-    await service.fire(db, first, TransitionCreate(transition="cloturer"), Actor("agent.voirie"))
+    voirie = agent(Role.case_handler, services=("voirie",), subject="agent.voirie")
+    close = TransitionCreate(transition="cloturer")
+    await service.fire(db, uuid.UUID(events[3].subject), close, voirie)
+    await service.fire(db, first, close, voirie)
 
     async with db.sessions() as session:
         rows = (await session.execute(sa.select(assignments))).all()
@@ -206,7 +207,7 @@ async def test_r30_open311_listing_filters_on_both_databases(db: Database) -> No
     events = [report(0, 0), report(5, 5, at=MONDAY + timedelta(hours=1))]
     await dispatch(db, *events)
     await service.fire(
-        db, uuid.UUID(events[0].subject), TransitionCreate(transition="cloturer"), Actor(None)
+        db, uuid.UUID(events[0].subject), TransitionCreate(transition="cloturer"), SYSTEM
     )
     async with db.sessions() as session:
         every = await repository.list_reports(session, ReportFilter("admiville"), 10)

@@ -14,6 +14,8 @@ import pytest
 
 from guichet_launcher.embedded import create_embedded_app
 from guichet_plumbing.localinfra import free_port
+from tests.identity import client as system
+from tests.identity import handler
 from tests.support import eventually, serve
 
 OPEN311 = "/routing/open311/v2"
@@ -110,7 +112,7 @@ async def test_r23_posted_report_is_a_real_request_with_its_receipt(
 ) -> None:
     number = await file_report(client)
     # Intake received, timestamped and acknowledged it like any web request.
-    followed = (await client.get(f"/intake/v1/requests/{number}")).json()
+    followed = (await client.get(f"/intake/v1/requests/{number}", headers=handler("voirie"))).json()
     assert followed["procedure"] == "signalement-voirie"
     assert followed["acknowledgement"]["kind"] == "accuse_reception"
     assert followed["status"] == "assigned"
@@ -157,7 +159,11 @@ async def test_r30_second_report_nearby_is_linked_and_listings_filter(
     )
     assert old.json() == []
 
-    inbox = (await client.get("/routing/v1/inbox", params={"tenant": "admiville"})).json()
+    inbox = (
+        await client.get(
+            "/routing/v1/inbox", params={"tenant": "admiville"}, headers=handler("voirie")
+        )
+    ).json()
     [incident] = inbox["items"]
     assert incident["tracking_code"] == first
     assert incident["reporters"] == 2
@@ -240,3 +246,22 @@ async def test_api_key_required_when_the_collectivite_sets_keys(data_dir: Path) 
             f"{OPEN311}/requests.json", data={**REPORT, "api_key": "cle-appli-citoyenne"}
         )
         assert accepted.status_code == 201, accepted.text
+        # Another administration's system presents its client token instead of a key.
+        by_token = await client.post(
+            f"{OPEN311}/requests.json",
+            data={**REPORT, "email": "regie@example.org"},
+            headers=system("open311:write"),
+        )
+        assert by_token.status_code == 201, by_token.text
+        # Only with the scope, and only for its own collectivité.
+        wrong_scope = await client.post(
+            f"{OPEN311}/requests.json", data=REPORT, headers=system("transfers:write")
+        )
+        assert wrong_scope.status_code == 403
+        other_tenant = await client.post(
+            f"{OPEN311}/requests.json",
+            data=REPORT,
+            headers=system("open311:write", tenant="ubourg"),
+        )
+        assert other_tenant.status_code == 403
+        assert errors(other_tenant)[0].startswith("jurisdiction_id :")

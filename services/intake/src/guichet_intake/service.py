@@ -1838,7 +1838,9 @@ class IntakeService:
             return
         try:
             async with session.begin_nested():
-                locked, tenant = await self._editable(session, row.tracking_code, SYSTEM, "instruct")
+                locked, tenant = await self._editable(
+                    session, row.tracking_code, SYSTEM, "instruct"
+                )
                 await act(locked, tenant)
         except Problem as refused:
             if refused.status >= 500:

@@ -311,6 +311,7 @@ async def put_service_settings(
 
 @router.put(
     "/services/{service_code}/teams/{code}",
+    dependencies=[CONFIGURE_SERVICE],
     status_code=204,
     response_class=Response,
     summary="Déclarer ou renommer une équipe d'un service",
@@ -320,12 +321,13 @@ async def put_service_settings(
 )
 async def put_team(
     request: Request,
+    principal: CurrentPrincipal,
     tenant: Tenant,
     body: TeamWrite,
     service_code: Annotated[str, Path(pattern=CODE_PATTERN, description="Code du service.")],
     code: Annotated[str, Path(pattern=CODE_PATTERN, description="Code de l'équipe.")],
 ) -> Response:
-    await service.put_team(_db(request), tenant, service_code, code, body)
+    await service.put_team(_db(request), tenant, service_code, code, body, principal)
     return Response(status_code=204)
 
 
@@ -337,6 +339,7 @@ PolicyProcedure = Annotated[
 
 @router.get(
     "/incident-policy",
+    dependencies=[CONSULT],
     response_model=IncidentPolicyPublic,
     summary="Rayon et fenêtre de regroupement des signalements en incidents (R30)",
     tags=["aiguillage"],
@@ -350,6 +353,7 @@ async def get_incident_policy(
 
 @router.put(
     "/incident-policy",
+    dependencies=[ADMINISTER],
     response_model=IncidentPolicyPublic,
     summary="Régler le regroupement des signalements, pour la collectivité ou une démarche",
     description="Appliqué au signalement suivant ; les incidents ouverts gardent les leurs.",

@@ -33,6 +33,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Kind, Principal, allow
 from guichet_plumbing.db import Database
 from guichet_plumbing.idempotency import check_key
 from guichet_plumbing.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -270,6 +271,7 @@ def _responses(model: type[BaseModel], *errors: int, many: bool = True) -> dict[
 
 @router.get(
     "/discovery.{fmt}",
+    dependencies=[PUBLIC],
     response_class=Response,
     summary="Découverte Open311 : où et comment parler à ce guichet",
     responses=_responses(Open311Discovery, 400, many=False),
@@ -298,6 +300,7 @@ async def open311_discovery(request: Request, fmt: Format) -> Response:
 
 @router.get(
     "/services.{fmt}",
+    dependencies=[PUBLIC],
     response_class=Response,
     summary="Liste des types de signalement (démarches de type signalement)",
     responses=_responses(Open311Service, 400, 404, 503),
@@ -314,6 +317,7 @@ async def open311_services(
 
 @router.get(
     "/services/{service_code}.{fmt}",
+    dependencies=[PUBLIC],
     response_class=Response,
     summary="Définition d'un type de signalement (sans attribut supplémentaire)",
     responses=_responses(Open311ServiceDefinition, 400, 404, 503, many=False),
@@ -411,6 +415,7 @@ def _closed(raw: str | None) -> bool | None:
 
 @router.get(
     "/requests.{fmt}",
+    dependencies=[PUBLIC],
     response_class=Response,
     summary="Signalements, filtrés selon le standard (numéros, types, période, statut)",
     description="Les plus récents d'abord ; 90 jours par défaut, 1 000 au plus.",
@@ -456,6 +461,7 @@ async def open311_requests(
 
 @router.get(
     "/requests/{service_request_id}.{fmt}",
+    dependencies=[PUBLIC],
     response_class=Response,
     summary="Un signalement, par son numéro de suivi",
     responses=_responses(Open311Request, 400, 404),
@@ -485,6 +491,7 @@ async def open311_request(
 
 @router.get(
     "/tokens/{token}.{fmt}",
+    dependencies=[PUBLIC],
     response_class=Response,
     summary="Numéro de suivi d'un signalement déposé, une fois aiguillé",
     responses=_responses(Open311Token, 400, 404),
@@ -650,7 +657,23 @@ def _refusal(answer: httpx.Response) -> Open311Failure:
     return Open311Failure(400 if answer.status_code == 422 else answer.status_code, *descriptions)
 
 
-def _check_api_key(settings: RoutingSettings, given: str | None) -> None:
+# Open like the web form (GeoReport v2 apps post anonymously); another system files with a
+# client token scoped `open311:write`, which stands for an `api_key`.
+REPORT = allow("open311-report", anonymous=True, scopes=["open311:write"])
+
+
+def _check_caller(
+    settings: RoutingSettings, principal: Principal, tenant: str, given: str | None
+) -> None:
+    if principal.kind is Kind.client:
+        # The policy checked the scope; a system files for its own collectivité only.
+        if not principal.has_scope(tenant, "open311:write"):
+            raise Open311Failure(
+                403,
+                "jurisdiction_id : votre client n'est pas autorisé à déposer des "
+                f"signalements pour « {tenant} ».",
+            )
+        return
     if settings.open311_api_keys and not any(
         hmac.compare_digest((given or "").encode(), key.encode())
         for key in settings.open311_api_keys
@@ -686,18 +709,23 @@ async def _file(request: Request, tenant: str, body: dict[str, Any], key: str) -
     "accusé de réception)",
     description="Répond un `token` tant que la demande n'est pas aiguillée, puis le "
     "`service_request_id` (numéro de suivi). Un en-tête `Idempotency-Key` rend le renvoi "
-    "sans risque de doublon.",
+    "sans risque de doublon. Ouvert à tous comme le formulaire en ligne, sauf si la "
+    "collectivité exige une `api_key` ; un autre système peut présenter à la place un jeton "
+    "de client portant la portée `open311:write`.",
     responses={
         201: _ok(Open311Created),
         **dict.fromkeys((400, 403, 404, 409, 413, 503), ERRORS),
     },
     openapi_extra=POST_FORM,
+    dependencies=[REPORT],
 )
-async def open311_post_request(request: Request, fmt: Format) -> Response:
+async def open311_post_request(
+    request: Request, principal: CurrentPrincipal, fmt: Format
+) -> Response:
     async def produce(f: str) -> Response:
         fields = await _fields(request)
-        _check_api_key(_settings(request), fields.get("api_key"))
         tenant = await _resolve(request, fields.get("jurisdiction_id"))
+        _check_caller(_settings(request), principal, tenant, fields.get("api_key"))
         body = _intake_body(tenant, fields)
         await _service(request, tenant, body["procedure"])
         given = request.headers.get("idempotency-key")

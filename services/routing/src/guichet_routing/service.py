@@ -439,6 +439,16 @@ async def comment(
         )
 
 
+def _may_configure(principal: Principal, tenant: str, code: str) -> None:
+    """The administrator configures every service; a service head, their own only."""
+    if not (
+        principal.kind is Kind.system
+        or principal.has_role(tenant, Role.administrator)
+        or (principal.has_role(tenant, Role.service_head) and code in principal.services)
+    ):
+        raise forbidden("Un chef de service ne règle que ses propres services.")
+
+
 async def configure_service(
     db: Database,
     tenant: str,
@@ -447,12 +457,7 @@ async def configure_service(
     principal: Principal = SYSTEM,
     now: datetime | None = None,
 ) -> None:
-    if not (
-        principal.kind is Kind.system
-        or principal.has_role(tenant, Role.administrator)
-        or (principal.has_role(tenant, Role.service_head) and code in principal.services)
-    ):
-        raise forbidden("Un chef de service ne règle que ses propres services.")
+    _may_configure(principal, tenant, code)
     async with db.transaction() as session:
         row = await repository.get_tenant(session, tenant)
         if row is None:
@@ -839,8 +844,14 @@ async def on_pieces_received(session: AsyncSession, envelope: Envelope) -> None:
 
 
 async def put_team(
-    db: Database, tenant: str, service_code: str, code: str, body: TeamWrite
+    db: Database,
+    tenant: str,
+    service_code: str,
+    code: str,
+    body: TeamWrite,
+    principal: Principal = SYSTEM,
 ) -> bool:
+    _may_configure(principal, tenant, service_code)
     async with db.transaction() as session:
         if await repository.get_tenant(session, tenant) is None:
             raise unknown_tenant(tenant)
