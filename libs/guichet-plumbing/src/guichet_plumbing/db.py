@@ -7,13 +7,18 @@ state change and its event commit together.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -67,6 +72,9 @@ def async_url(url: str) -> str:
 class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = async_url(url)
+        # Read on every unit of work: parse the URL once.
+        self.engine_dialect_name = sa.engine.make_url(self.url).get_backend_name()
+        self.pool_size = pool_size
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
@@ -75,6 +83,8 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._raw_pool: asyncpg.Pool | None = None
+        self._raw_pool_lock = asyncio.Lock()
 
     @property
     def is_postgres(self) -> bool:
@@ -83,10 +93,6 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.engine_dialect_name == "sqlite"
-
-    @property
-    def engine_dialect_name(self) -> str:
-        return sa.engine.make_url(self.url).get_backend_name()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -97,6 +103,36 @@ class Database:
                 # then writes fails outright if another writer committed between.
                 await session.connection(execution_options={"sqlite_immediate": True})
             yield session
+
+    @asynccontextmanager
+    async def raw(self) -> AsyncIterator[asyncpg.Connection]:
+        """PostgreSQL only: a bare asyncpg connection for hot paths, in autocommit mode.
+
+        Each statement is its own transaction unless the caller opens one. Through
+        SQLAlchemy a unit of work costs a pre-ping (BEGIN, a query, ROLLBACK), BEGIN and
+        COMMIT around its statements; here a one-statement write is one round trip. The
+        connections carry asyncpg's own codecs (JSON as text, not SQLAlchemy's).
+        """
+        if not self.is_postgres:
+            raise RuntimeError("Database.raw() is for PostgreSQL only")
+        pool = self._raw_pool or await self._open_raw_pool()
+        async with pool.acquire() as conn:
+            yield conn
+
+    async def _open_raw_pool(self) -> asyncpg.Pool:
+        async with self._raw_pool_lock:
+            if self._raw_pool is None:
+                url = sa.engine.make_url(self.url).set(drivername="postgresql")
+                self._raw_pool = await asyncpg.create_pool(
+                    url.render_as_string(hide_password=False),
+                    min_size=1,
+                    max_size=self.pool_size,
+                    # The default reset (RESET ALL, UNLISTEN, ...) is a round trip per
+                    # release; hot paths change no session state. asyncpg still rolls
+                    # back a transaction left open before the connection goes back.
+                    reset=_keep_session,
+                )
+            return self._raw_pool
 
     async def create_all(self, *metadatas: sa.MetaData) -> None:
         async with self.engine.begin() as conn:
@@ -112,7 +148,14 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self._raw_pool is not None:
+            await self._raw_pool.close()
+            self._raw_pool = None
         await self.engine.dispose()
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    return None
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -131,6 +174,60 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(conn: sa.Connection) -> None:
     immediate = conn.get_execution_options().get("sqlite_immediate", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+async def insert_rows(conn: asyncpg.Connection, batches: Sequence[tuple[sa.Table, Rows]]) -> None:
+    """PostgreSQL: insert rows into several tables in ONE statement, so in one transaction.
+
+    Tables with no rows are left out. Each table's rows go in as arrays (`unnest`), in
+    their given order (serial columns follow it). Values are what SQLAlchemy would bind,
+    JSON columns serialised as it does, so the rows are the same as through a session.
+    """
+    present = [(table, rows) for table, rows in batches if rows]
+    if not present:
+        return
+    shapes = tuple((table, tuple(rows[0])) for table, rows in present)
+    sql, json_columns = _insert_rows_sql(shapes)
+    args: list[Any] = []
+    for (_, columns), (_, rows), json_flags in zip(shapes, present, json_columns, strict=True):
+        for column, is_json in zip(columns, json_flags, strict=True):
+            values = [row[column] for row in rows]
+            if is_json:
+                values = [None if v is None else json.dumps(v) for v in values]
+            args.append(values)
+    await conn.execute(sql, *args)
+
+
+@cache
+def _insert_rows_sql(
+    shapes: tuple[tuple[sa.Table, tuple[str, ...]], ...],
+) -> tuple[str, list[tuple[bool, ...]]]:
+    """The statement for these tables and columns, and which columns hold JSON."""
+    dialect: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    quote = dialect.identifier_preparer.quote
+    parts: list[str] = []
+    json_columns: list[tuple[bool, ...]] = []
+    param = 0
+    for table, columns in shapes:
+        arrays = []
+        for column in columns:
+            param += 1
+            arrays.append(f"${param}::{table.c[column].type.compile(dialect=dialect)}[]")
+        json_columns.append(tuple(isinstance(table.c[c].type, sa.JSON) for c in columns))
+        names = ", ".join(quote(c) for c in columns)
+        # Identifiers from the table metadata only, quoted; every value is a parameter.
+        parts.append(
+            f"INSERT INTO {quote(table.name)} ({names}) "  # noqa: S608
+            f"SELECT {names} FROM unnest({', '.join(arrays)}) "
+            f"WITH ORDINALITY AS u({names}, row_number) ORDER BY row_number"
+        )
+    # Data-modifying CTEs: every INSERT runs, all in the one statement.
+    *ctes, last = parts
+    head = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes))
+    return (f"WITH {head} " if ctes else "") + last, json_columns
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:

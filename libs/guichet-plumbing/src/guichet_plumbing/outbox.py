@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,30 +27,33 @@ from guichet_plumbing.tables import outbox
 log = logging.getLogger(__name__)
 
 
+def rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+    """The outbox rows of `envelopes`, for `stage` or a caller's own one-statement write."""
+    now = datetime.now(UTC)
+    return [
+        {
+            "event_id": e.id,
+            "event_type": e.type,
+            "subject": e.subject,
+            "payload": e.to_bytes(),
+            "created_at": now,
+        }
+        for e in envelopes
+    ]
+
+
 async def stage(session: AsyncSession, *envelopes: Envelope) -> None:
     """Write events in the caller's transaction; they leave only if it commits."""
-    now = datetime.now(UTC)
-    await session.execute(
-        outbox.insert(),
-        [
-            {
-                "event_id": e.id,
-                "event_type": e.type,
-                "subject": e.subject,
-                "payload": e.to_bytes(),
-                "created_at": now,
-            }
-            for e in envelopes
-        ],
-    )
+    await session.execute(outbox.insert(), rows(envelopes))
     # Polling stays the safety net; this only shortens the wait.
-    after_commit(session, _wake_relays)
+    after_commit(session, wake_relays)
 
 
 _relays: set[Relay] = set()
 
 
-def _wake_relays() -> None:
+def wake_relays() -> None:
+    """Events were just committed: relays of this process look now, not at their next poll."""
     for relay in _relays:
         relay.wake()
 

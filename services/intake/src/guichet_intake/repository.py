@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_intake.models import (
@@ -21,6 +23,8 @@ from guichet_intake.models import (
     sources,
     tenants,
 )
+from guichet_plumbing.db import Rows, insert_rows
+from guichet_plumbing.tables import idempotency_keys, outbox
 
 
 async def get_tenant(session: AsyncSession, code: str) -> Any:  # None when absent
@@ -301,3 +305,62 @@ async def upsert_tenant(
         tenants.insert().values(code=code, name=name, timezone=timezone, territory=territory)
     )
     return True
+
+
+# -- PostgreSQL hot path: a submission in two round trips on a bare connection -------------
+
+# The answer kept under an Idempotency-Key, and what the source sent in the last hour (R9).
+_SUBMISSION_READS = """
+SELECT NULL::text, NULL::timestamptz, fingerprint, status_code, body
+FROM idempotency_keys WHERE scope = $4 AND key = $5
+UNION ALL
+SELECT content_hash, received_at, NULL, NULL, NULL
+FROM requests WHERE tenant = $1 AND source = $2 AND received_at >= $3
+"""
+
+
+async def submission_reads(
+    conn: asyncpg.Connection,
+    tenant: str,
+    source: str,
+    since: datetime,
+    scope: str,
+    key: str | None,
+) -> tuple[tuple[str, int, bytes] | None, list[tuple[str, datetime]]]:
+    """(fingerprint, status, body) kept under `key`, if any; (content hash, received at)
+    of what `source` sent since `since`."""
+    kept = None
+    recent = []
+    for content_hash, received_at, fingerprint, status_code, body in await conn.fetch(
+        _SUBMISSION_READS, tenant, source, since, scope, key
+    ):
+        if fingerprint is None:
+            recent.append((content_hash, received_at))
+        else:
+            kept = (fingerprint, status_code, body)
+    return kept, recent
+
+
+async def insert_submission(
+    conn: asyncpg.Connection,
+    request: dict[str, Any],
+    history: Rows,
+    receipt_rows: Rows,
+    events: Rows,
+    remembered: Rows,
+) -> None:
+    """A new request and all that goes with it, in ONE statement (so one transaction)."""
+    try:
+        await insert_rows(
+            conn,
+            [
+                (requests, [request]),
+                (request_history, history),
+                (receipts, receipt_rows),
+                (outbox, events),
+                (idempotency_keys, remembered),
+            ],
+        )
+    except asyncpg.UniqueViolationError as exc:
+        # Same signal as the session path: a concurrent retry with this key won.
+        raise IntegrityError("insert_submission", None, exc) from exc

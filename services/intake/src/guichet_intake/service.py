@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
@@ -80,7 +81,8 @@ from guichet_plumbing import idempotency
 from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
-from guichet_plumbing.outbox import stage
+from guichet_plumbing.outbox import rows as outbox_rows
+from guichet_plumbing.outbox import stage, wake_relays
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,11 @@ RECEIPT_TITLES = {
     ReceiptKind.avis_transmission: "Avis de transmission de votre demande",
 }
 
+# Idempotency-Key scope of `POST /v1/requests`.
+SUBMIT_SCOPE = "intake.requests"
+# R9 looks at what one source sent in the last hour.
+R9_WINDOW = timedelta(hours=1)
+
 # A time granted for missing pieces beyond a year would freeze a file indefinitely.
 MAX_PIECES_DAYS = 366
 
@@ -122,8 +129,10 @@ _DECODE = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 def new_tracking_code() -> str:
     """80 random bits, grouped by four: unguessable, easy to dictate."""
-    raw = "".join(secrets.choice(_ALPHABET) for _ in range(16))
-    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+    # 16 characters of 5 bits each: every character uniform over the 32 of the alphabet.
+    bits = int.from_bytes(secrets.token_bytes(10), "big")
+    raw = "".join(_ALPHABET[(bits >> shift) & 31] for shift in range(75, -1, -5))
+    return f"{raw[:4]}-{raw[4:8]}-{raw[8:12]}-{raw[12:]}"
 
 
 def normalise_tracking_code(value: str) -> str:
@@ -215,6 +224,10 @@ def _content_hash(data: RequestCreate) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
+class _CacheMiss(Exception):
+    """The caches alone cannot answer: the caller loads with a session."""
+
+
 @dataclass
 class _CachedKey:
     key: SigningKey
@@ -229,10 +242,13 @@ class Keyring:
     def __init__(self) -> None:
         self._active: dict[str, _CachedKey] = {}
 
-    async def active(self, session: AsyncSession, tenant: str, now: datetime) -> SigningKey:
+    async def active(self, session: AsyncSession | None, tenant: str, now: datetime) -> SigningKey:
+        """With no session, from the cache only (`_CacheMiss` when it has nothing)."""
         cached = self._active.get(tenant)
         if cached and time.monotonic() - cached.loaded < self.ttl:
             return cached.key
+        if session is None:
+            raise _CacheMiss
         live = [
             r for r in await repository.signing_keys_for(session, tenant) if r.retired_at is None
         ]
@@ -276,8 +292,27 @@ class Keyring:
         )
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What a submission is checked and built against (from the caches when warm)."""
+
+    tenant: Any
+    procedure: Any | None
+    source: str
+    key: SigningKey | None
+
+
+@dataclass(frozen=True)
+class _Built:
+    request: dict[str, Any]
+    writes: _Writes
+    response: idempotency.StoredResponse
+
+
 class IntakeService:
     catalogue_ttl = 5.0
+    # PostgreSQL submissions take the two-round-trip path; tests turn it off to compare.
+    fast_path = True
 
     def __init__(
         self,
@@ -313,6 +348,8 @@ class IntakeService:
         """`now` is the server's clock; tests pass a fixed instant."""
         body_print = idempotency.fingerprint(data.model_dump_json().encode())
         try:
+            if self.db.is_postgres and self.fast_path:
+                return await self._submit_postgres(data, idempotency_key, body_print, now)
             return await self._submit_once(data, idempotency_key, body_print, now)
         except IntegrityError:
             # A concurrent retry with the same key committed first: replay its answer.
@@ -320,7 +357,7 @@ class IntakeService:
                 raise
             async with self.db.transaction() as session:
                 stored = await idempotency.replay(
-                    session, "intake.requests", idempotency_key, body_print
+                    session, SUBMIT_SCOPE, idempotency_key, body_print
                 )
             if stored is None:
                 raise
@@ -333,142 +370,215 @@ class IntakeService:
         body_print: str,
         now: datetime | None,
     ) -> idempotency.StoredResponse:
+        """Any engine, through SQLAlchemy: every read and write in one transaction."""
         async with self.db.transaction() as session:
             if idempotency_key is not None:
                 stored = await idempotency.replay(
-                    session, "intake.requests", idempotency_key, body_print
+                    session, SUBMIT_SCOPE, idempotency_key, body_print
                 )
                 if stored is not None:
                     return stored
-            tenant = await self._tenant(session, data.tenant)
-            source = _source(data)
-            if await self._blocked(session, data.tenant, source):
-                raise Problem(
-                    403,
-                    "source-blocked",
-                    "Envois bloqués",
-                    "Les envois de cette adresse sont bloqués après des envois "
-                    "abusifs, comme vous en avez été informé. Pour toute "
-                    "réclamation, adressez-vous à l'accueil de la mairie.",
-                )
-            procedure = None
-            if data.procedure is not None:
-                procedure = await self._procedure(session, data.tenant, data.procedure)
-                self._check_against_procedure(procedure, data)
-
             # The server's clock, never the client's, fixes the legal date of reception.
             received_at = now or datetime.now(UTC)
-            reception = local_date(received_at, tenant.timezone)
-            abuse = await self._abuse(session, data, source, received_at)
-            request_id = uuid.uuid4()
-            values: dict[str, Any] = {
-                "id": request_id,
-                "tenant": data.tenant,
-                "tracking_code": new_tracking_code(),
-                "procedure_code": data.procedure,
-                "channel": data.channel.value,
-                "applicant": data.applicant.model_dump(mode="json"),
-                "contact_preference": data.contact_preference.value,
-                "payload": data.payload,
-                "location": data.location.model_dump(mode="json") if data.location else None,
-                "entered_by": data.entered_by,
-                "source": source,
-                "content_hash": _content_hash(data),
-                "received_at": received_at,
-                "reception_date": reception,
-                "first_received_on": reception,
-                "status": RequestStatus.received.value,
-                "abusive": abuse is not None,
-                "abuse_reason": abuse,
-                "regime": None,
-                "delay_value": None,
-                "delay_unit": None,
-                "extend_to_working_day": False,
-                "registration_due_on": None,
-                "receipt_due_on": None,
-                "receipt_issued_at": None,
-                "clock_state": "none",
-                "decision_last_day": None,
-                "decision_due_at": None,
-                "implicit_decision": None,
-                "assigned_service_code": None,
-                "assigned_service_name": None,
-                "transferred_to": None,
-                "status_detail": None,
-            }
-            # Everything is built in memory and written in a handful of statements: this
-            # is the path every citizen request takes.
-            out = _Writes()
-            out.history(
-                request_id,
-                received_at,
-                RequestStatus.received.value,
-                STATUS_LABELS[RequestStatus.received],
+            context = await self._context(session, data, received_at)
+            recent = await repository.recent_from_source(
+                session, data.tenant, context.source, received_at - R9_WINDOW
             )
-            out.events.append(
-                RequestReceived(
-                    request_id=request_id,
-                    tracking_code=values["tracking_code"],
-                    procedure_code=data.procedure,
-                    procedure_title=procedure.title if procedure else None,
-                    channel=data.channel.value,
-                    received_at=received_at,
-                    reception_date=reception,
-                    applicant=_contact(data),
-                    payload=data.payload,
-                    contact_preference=data.contact_preference.value,
-                    location=values["location"],
-                    abusive=abuse is not None,
-                ).envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at)
-            )
-            request = SimpleNamespace(**values)
-            if abuse is not None:
-                # R9: kept and visible to agents, but owed no receipt.
-                self.flagged.inc()
-                out.history(
-                    request_id, received_at, "flagged", f"Envoi signalé comme abusif : {abuse}"
-                )
-            elif procedure is not None:
-                values.update(_regime_snapshot(procedure))
-                request = SimpleNamespace(**values)
-                deadline = self._clock(request, tenant, pieces=())
-                values.update(_clock_values(deadline, tenant))
-                request = SimpleNamespace(**values)
-                if procedure.acknowledgement_required:
-                    await self._acknowledge(
-                        session, out, tenant, procedure, request, deadline, received_at
-                    )
-                    values["receipt_issued_at"] = received_at
-            elif data.channel.electronic:
-                # R3: an electronic sender gets an AE at once; R4: the AR within 7 days.
-                values["receipt_due_on"] = receipt_due(reception)
-                await self._make_receipt(
-                    session,
-                    out,
-                    tenant,
-                    request,
-                    ReceiptKind.accuse_enregistrement,
-                    notices.registration(
-                        reception_date=reception,
-                        tracking_code=request.tracking_code,
-                        tenant_name=tenant.name,
-                    ),
-                    received_at,
-                    None,
-                )
-            else:
-                values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
-            await repository.insert_request(session, values)
-            await out.flush(session)
-            public = _public_of(
-                SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
-            )
-            response = idempotency.StoredResponse(201, public.model_dump_json().encode())
+            built = self._build(data, context, recent, received_at)
+            await repository.insert_request(session, built.request)
+            await built.writes.flush(session)
             if idempotency_key is not None:
                 await idempotency.remember(
-                    session, "intake.requests", idempotency_key, body_print, response
+                    session, SUBMIT_SCOPE, idempotency_key, body_print, built.response
                 )
-            return response
+            return built.response
+
+    async def _submit_postgres(
+        self,
+        data: RequestCreate,
+        idempotency_key: str | None,
+        body_print: str,
+        now: datetime | None,
+    ) -> idempotency.StoredResponse:
+        """PostgreSQL: the same work in two round trips, one read and one atomic write.
+
+        The read (idempotent replay, R9 history of the source) and the write run on a
+        bare connection; the write is ONE statement, so the request, its history, its
+        receipt, its events and its idempotency record commit together or not at all.
+        """
+        received_at = now or datetime.now(UTC)
+        source = _source(data)
+        async with self.db.raw() as conn:
+            kept, recent = await repository.submission_reads(
+                conn,
+                data.tenant,
+                source,
+                received_at - R9_WINDOW,
+                SUBMIT_SCOPE,
+                idempotency_key,
+            )
+            if kept is not None:
+                return idempotency.stored_answer(*kept, body_print)
+            try:
+                context = await self._context(None, data, received_at)
+            except _CacheMiss:
+                # Once per TTL: load the catalogue (and create a first key) in a session.
+                async with self.db.transaction() as session:
+                    context = await self._context(session, data, received_at)
+            built = self._build(data, context, recent, received_at)
+            remembered = (
+                [idempotency.record(SUBMIT_SCOPE, idempotency_key, body_print, built.response)]
+                if idempotency_key is not None
+                else []
+            )
+            await repository.insert_submission(
+                conn,
+                built.request,
+                [vars(h) for h in built.writes.history_rows],
+                built.writes.receipts,
+                outbox_rows(built.writes.events),
+                remembered,
+            )
+        wake_relays()
+        return built.response
+
+    async def _context(
+        self, session: AsyncSession | None, data: RequestCreate, now: datetime
+    ) -> _Context:
+        """Who receives it and under which procedure; refusals before anything is stored.
+
+        With no session it answers from the caches alone, or raises `_CacheMiss`."""
+        tenant = await self._tenant(session, data.tenant)
+        source = _source(data)
+        if await self._blocked(session, data.tenant, source):
+            raise Problem(
+                403,
+                "source-blocked",
+                "Envois bloqués",
+                "Les envois de cette adresse sont bloqués après des envois "
+                "abusifs, comme vous en avez été informé. Pour toute "
+                "réclamation, adressez-vous à l'accueil de la mairie.",
+            )
+        procedure = None
+        if data.procedure is not None:
+            procedure = await self._procedure(session, data.tenant, data.procedure)
+            self._check_against_procedure(procedure, data)
+        # The key that will sign the AR or AE, when one may be owed.
+        signs = procedure.acknowledgement_required if procedure else data.channel.electronic
+        key = await self.keyring.active(session, tenant.code, now) if signs else None
+        return _Context(tenant, procedure, source, key)
+
+    def _build(
+        self,
+        data: RequestCreate,
+        context: _Context,
+        recent: Sequence[tuple[str, datetime]],
+        received_at: datetime,
+    ) -> _Built:
+        """The request, its history, its receipt, its events and the answer, in memory."""
+        tenant, procedure = context.tenant, context.procedure
+        reception = local_date(received_at, tenant.timezone)
+        content_hash = _content_hash(data)
+        abuse = self._abuse(content_hash, recent, received_at)
+        request_id = uuid.uuid4()
+        values: dict[str, Any] = {
+            "id": request_id,
+            "tenant": data.tenant,
+            "tracking_code": new_tracking_code(),
+            "procedure_code": data.procedure,
+            "channel": data.channel.value,
+            "applicant": data.applicant.model_dump(mode="json"),
+            "contact_preference": data.contact_preference.value,
+            "payload": data.payload,
+            "location": data.location.model_dump(mode="json") if data.location else None,
+            "entered_by": data.entered_by,
+            "source": context.source,
+            "content_hash": content_hash,
+            "received_at": received_at,
+            "reception_date": reception,
+            "first_received_on": reception,
+            "status": RequestStatus.received.value,
+            "abusive": abuse is not None,
+            "abuse_reason": abuse,
+            "regime": None,
+            "delay_value": None,
+            "delay_unit": None,
+            "extend_to_working_day": False,
+            "registration_due_on": None,
+            "receipt_due_on": None,
+            "receipt_issued_at": None,
+            "clock_state": "none",
+            "decision_last_day": None,
+            "decision_due_at": None,
+            "implicit_decision": None,
+            "assigned_service_code": None,
+            "assigned_service_name": None,
+            "transferred_to": None,
+            "status_detail": None,
+        }
+        out = _Writes()
+        out.history(
+            request_id,
+            received_at,
+            RequestStatus.received.value,
+            STATUS_LABELS[RequestStatus.received],
+        )
+        out.events.append(
+            RequestReceived(
+                request_id=request_id,
+                tracking_code=values["tracking_code"],
+                procedure_code=data.procedure,
+                procedure_title=procedure.title if procedure else None,
+                channel=data.channel.value,
+                received_at=received_at,
+                reception_date=reception,
+                applicant=_contact(data),
+                payload=data.payload,
+                contact_preference=data.contact_preference.value,
+                location=values["location"],
+                abusive=abuse is not None,
+            ).envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at)
+        )
+        request = SimpleNamespace(**values)
+        if abuse is not None:
+            # R9: kept and visible to agents, but owed no receipt.
+            self.flagged.inc()
+            out.history(request_id, received_at, "flagged", f"Envoi signalé comme abusif : {abuse}")
+        elif procedure is not None:
+            values.update(_regime_snapshot(procedure))
+            request = SimpleNamespace(**values)
+            deadline = self._clock(request, tenant, pieces=())
+            values.update(_clock_values(deadline, tenant))
+            request = SimpleNamespace(**values)
+            if context.key is not None:
+                self._acknowledge(
+                    out, context.key, tenant, procedure, request, deadline, received_at
+                )
+                values["receipt_issued_at"] = received_at
+        elif context.key is not None:
+            # R3: an electronic sender gets an AE at once; R4: the AR within 7 days.
+            values["receipt_due_on"] = receipt_due(reception)
+            self._make_receipt(
+                out,
+                context.key,
+                tenant,
+                request,
+                ReceiptKind.accuse_enregistrement,
+                notices.registration(
+                    reception_date=reception,
+                    tracking_code=request.tracking_code,
+                    tenant_name=tenant.name,
+                ),
+                received_at,
+                None,
+            )
+        else:
+            values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
+        public = _public_of(
+            SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
+        )
+        response = idempotency.StoredResponse(201, public.model_dump_json().encode())
+        return _Built(values, out, response)
 
     def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
         if procedure.teleservice_url and data.channel is Channel.email:
@@ -502,16 +612,13 @@ class IntakeService:
                 [InvalidParam(name="location", reason="Ce champ est obligatoire.")],
             )
 
-    async def _abuse(
-        self, session: AsyncSession, data: RequestCreate, source: str, now: datetime
+    def _abuse(
+        self, content_hash: str, recent: Sequence[tuple[str, datetime]], now: datetime
     ) -> str | None:
-        """R9: repetition of one content, or a flood, from one source."""
-        recent = await repository.recent_from_source(
-            session, data.tenant, source, now - timedelta(hours=1)
-        )
+        """R9: repetition of one content, or a flood, from one source (`recent`: its last
+        hour, as (content hash, received at))."""
         window = now - timedelta(minutes=self.settings.abuse_repeat_window_minutes)
-        content = _content_hash(data)
-        if any(r.content_hash == content and r.received_at >= window for r in recent):
+        if any(seen == content_hash and at >= window for seen, at in recent):
             return (
                 f"même contenu déjà reçu de la même source il y a moins de "
                 f"{self.settings.abuse_repeat_window_minutes} minutes"
@@ -524,10 +631,10 @@ class IntakeService:
 
     # -- receipts ----------------------------------------------------------------------------
 
-    async def _acknowledge(
+    def _acknowledge(
         self,
-        session: AsyncSession,
         out: _Writes,
+        key: SigningKey,
         tenant: Any,
         procedure: Any,
         request: Any,
@@ -546,14 +653,14 @@ class IntakeService:
             appeal_text=procedure.appeal_text,
             required_pieces=list(procedure.required_pieces),
         )
-        await self._make_receipt(
-            session, out, tenant, request, ReceiptKind.accuse_reception, mentions, now, procedure
+        self._make_receipt(
+            out, key, tenant, request, ReceiptKind.accuse_reception, mentions, now, procedure
         )
 
-    async def _make_receipt(
+    def _make_receipt(
         self,
-        session: AsyncSession,
         out: _Writes,
+        key: SigningKey,
         tenant: Any,
         request: Any,
         kind: ReceiptKind,
@@ -580,7 +687,6 @@ class IntakeService:
             mentions=mentions,
             verification_url=f"{self.settings.public_url}/v1/receipts/verify",
         )
-        key = await self.keyring.active(session, tenant.code, now)
         signed = document.model_dump(mode="json")
         out.receipts.append(
             {
@@ -617,8 +723,9 @@ class IntakeService:
     ) -> None:
         row = await repository.get_request(session, request_id)
         out = _Writes()
-        await self._acknowledge(
-            session, out, tenant, procedure, row, await self._deadline(session, row, tenant), now
+        key = await self.keyring.active(session, tenant.code, now)
+        self._acknowledge(
+            out, key, tenant, procedure, row, await self._deadline(session, row, tenant), now
         )
         await out.flush(session)
         await repository.update_request(session, request_id, {"receipt_issued_at": now})
@@ -638,7 +745,8 @@ class IntakeService:
         if procedure is None and row.procedure_code:
             procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
         out = _Writes()
-        await self._make_receipt(session, out, tenant, row, kind, mentions, now, procedure)
+        key = await self.keyring.active(session, tenant.code, now)
+        self._make_receipt(out, key, tenant, row, kind, mentions, now, procedure)
         await out.flush(session)
 
     async def receipt(self, receipt_id: uuid.UUID) -> tuple[ReceiptDocument, str]:
@@ -1312,43 +1420,53 @@ class IntakeService:
 
     # -- catalogue cache: the hot path reads it on every request -------------------------
 
-    async def _tenant_row(self, session: AsyncSession, code: str) -> Any:
-        return await self._cached(("tenant", code), repository.get_tenant(session, code))
-
-    async def _procedure_row(self, session: AsyncSession, tenant: str, code: str) -> Any:
+    async def _tenant_row(self, session: AsyncSession | None, code: str) -> Any:
         return await self._cached(
-            ("procedure", tenant, code), repository.get_procedure(session, tenant, code)
+            ("tenant", code), session, lambda s: repository.get_tenant(s, code)
         )
 
-    async def _blocked(self, session: AsyncSession, tenant: str, source: str) -> bool:
-        """R9: blocked sources, read once per TTL rather than once per request."""
-        key = ("blocked", tenant)
-        hit = self._catalogue.get(key)
-        if hit is None or hit[0] <= time.monotonic():
-            blocked = frozenset(await repository.blocked_sources(session, tenant))
-            self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, blocked)
-            return source in blocked
-        return source in hit[1]
+    async def _procedure_row(self, session: AsyncSession | None, tenant: str, code: str) -> Any:
+        return await self._cached(
+            ("procedure", tenant, code),
+            session,
+            lambda s: repository.get_procedure(s, tenant, code),
+        )
 
-    async def _cached(self, key: tuple[str, ...], load: Any) -> Any:
+    async def _blocked(self, session: AsyncSession | None, tenant: str, source: str) -> bool:
+        """R9: blocked sources, read once per TTL rather than once per request."""
+
+        async def load(s: AsyncSession) -> frozenset[str]:
+            return frozenset(await repository.blocked_sources(s, tenant))
+
+        blocked: frozenset[str] = await self._cached(("blocked", tenant), session, load)
+        return source in blocked
+
+    async def _cached(
+        self,
+        key: tuple[str, ...],
+        session: AsyncSession | None,
+        load: Callable[[AsyncSession], Awaitable[Any]],
+    ) -> Any:
+        """The catalogue entry under `key`; with no session, `_CacheMiss` unless cached."""
         hit = self._catalogue.get(key)
         if hit is not None and hit[0] > time.monotonic():
-            load.close()  # the query coroutine is not needed
             return hit[1]
-        row = await load
+        if session is None:
+            raise _CacheMiss
+        row = await load(session)
         if row is not None:
             # Edits made on this replica clear the cache at once; others see them within
             # the TTL. A request's regime is fixed at reception either way.
             self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, row)
         return row
 
-    async def _tenant(self, session: AsyncSession, code: str) -> Any:
+    async def _tenant(self, session: AsyncSession | None, code: str) -> Any:
         tenant = await self._tenant_row(session, code)
         if tenant is None:
             raise unknown_tenant(code)
         return tenant
 
-    async def _procedure(self, session: AsyncSession, tenant: str, code: str) -> Any:
+    async def _procedure(self, session: AsyncSession | None, tenant: str, code: str) -> Any:
         procedure = await self._procedure_row(session, tenant, code)
         if procedure is None:
             raise Problem(
