@@ -10,9 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from guichet_plumbing import tables
-from guichet_plumbing.bus import KafkaBus
+from guichet_plumbing.bus import KafkaBus, Outgoing
 from guichet_plumbing.db import Database
-from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.localinfra import LocalBroker
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import Relay, stage
@@ -27,7 +26,7 @@ class ProcessDied(Exception):
 
 
 class DiesBeforePublish:
-    async def publish_batch(self, envelopes: list[Envelope]) -> int:
+    async def publish_batch(self, events: list[Outgoing]) -> int:
         raise ProcessDied
 
 
@@ -37,8 +36,8 @@ class DiesAfterPublish:
     def __init__(self, inner: KafkaBus) -> None:
         self.inner = inner
 
-    async def publish_batch(self, envelopes: list[Envelope]) -> int:
-        await self.inner.publish_batch(envelopes)
+    async def publish_batch(self, events: list[Outgoing]) -> int:
+        await self.inner.publish_batch(events)
         raise ProcessDied
 
 

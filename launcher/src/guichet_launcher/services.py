@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -60,3 +61,11 @@ SERVICES = (
 )
 
 BY_NAME = {spec.name: spec for spec in SERVICES}
+
+# `serve --workers N`: uvicorn imports the app in each worker; this names the service.
+SERVICE_ENV = "GUICHET_SERVE_SERVICE"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of the service named in `GUICHET_SERVE_SERVICE` (uvicorn factory)."""
+    return BY_NAME[os.environ[SERVICE_ENV]].create()

@@ -8,6 +8,7 @@ state change and its event commit together.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -134,6 +135,21 @@ class Database:
                 )
             return self._raw_pool
 
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """One holder at a time across processes sharing this database (PostgreSQL
+        advisory lock on `name`); SQLite is one process's embedded store: no lock."""
+        if not self.is_postgres:
+            yield
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        async with self.raw() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
     async def create_all(self, *metadatas: sa.MetaData) -> None:
         async with self.engine.begin() as conn:
             for metadata in metadatas:
@@ -182,48 +198,52 @@ Rows = Sequence[Mapping[str, Any]]
 async def insert_rows(conn: asyncpg.Connection, batches: Sequence[tuple[sa.Table, Rows]]) -> None:
     """PostgreSQL: insert rows into several tables in ONE statement, so in one transaction.
 
-    Tables with no rows are left out. Each table's rows go in as arrays (`unnest`), in
-    their given order (serial columns follow it). Values are what SQLAlchemy would bind,
-    JSON columns serialised as it does, so the rows are the same as through a session.
+    Tables with no rows are left out; rows go in in their given order (serial columns
+    follow it). Values are what SQLAlchemy would bind, JSON columns serialised as it
+    does, so the rows are the same as through a session. One statement per shape (tables,
+    columns, row counts) is prepared once per connection and reused.
     """
     present = [(table, rows) for table, rows in batches if rows]
     if not present:
         return
-    shapes = tuple((table, tuple(rows[0])) for table, rows in present)
-    sql, json_columns = _insert_rows_sql(shapes)
+    shape = tuple((table, tuple(rows[0]), len(rows)) for table, rows in present)
+    sql, json_columns = _insert_rows_sql(shape)
     args: list[Any] = []
-    for (_, columns), (_, rows), json_flags in zip(shapes, present, json_columns, strict=True):
-        for column, is_json in zip(columns, json_flags, strict=True):
-            values = [row[column] for row in rows]
-            if is_json:
-                values = [None if v is None else json.dumps(v) for v in values]
-            args.append(values)
+    for (_, columns, _), (_, rows), json_flags in zip(shape, present, json_columns, strict=True):
+        for row in rows:
+            for column, is_json in zip(columns, json_flags, strict=True):
+                value = row[column]
+                args.append(json.dumps(value) if is_json and value is not None else value)
     await conn.execute(sql, *args)
+
+
+# PostgreSQL's limit on the parameters of one statement.
+_MAX_PARAMETERS = 32767
 
 
 @cache
 def _insert_rows_sql(
-    shapes: tuple[tuple[sa.Table, tuple[str, ...]], ...],
+    shape: tuple[tuple[sa.Table, tuple[str, ...], int], ...],
 ) -> tuple[str, list[tuple[bool, ...]]]:
-    """The statement for these tables and columns, and which columns hold JSON."""
+    """The statement for these tables, columns and row counts; which columns hold JSON."""
     dialect: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
     parts: list[str] = []
     json_columns: list[tuple[bool, ...]] = []
     param = 0
-    for table, columns in shapes:
-        arrays = []
-        for column in columns:
-            param += 1
-            arrays.append(f"${param}::{table.c[column].type.compile(dialect=dialect)}[]")
+    for table, columns, count in shape:
         json_columns.append(tuple(isinstance(table.c[c].type, sa.JSON) for c in columns))
+        tuples = []
+        for _ in range(count):
+            tuples.append("(" + ", ".join(f"${param + i + 1}" for i in range(len(columns))) + ")")
+            param += len(columns)
+        # Identifiers from the table metadata only, quoted; every value is a parameter
+        # (typed by its target column, so no casts).
         names = ", ".join(quote(c) for c in columns)
-        # Identifiers from the table metadata only, quoted; every value is a parameter.
-        parts.append(
-            f"INSERT INTO {quote(table.name)} ({names}) "  # noqa: S608
-            f"SELECT {names} FROM unnest({', '.join(arrays)}) "
-            f"WITH ORDINALITY AS u({names}, row_number) ORDER BY row_number"
-        )
+        insert = f"INSERT INTO {quote(table.name)} ({names}) VALUES "  # noqa: S608
+        parts.append(insert + ", ".join(tuples))
+    if param > _MAX_PARAMETERS:
+        raise ValueError(f"{param} values exceed one statement's {_MAX_PARAMETERS} parameters")
     # Data-modifying CTEs: every INSERT runs, all in the one statement.
     *ctes, last = parts
     head = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes))

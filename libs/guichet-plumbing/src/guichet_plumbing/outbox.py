@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guichet_plumbing.bus import Bus, PublishFailed
+from guichet_plumbing.bus import Bus, Outgoing, PublishFailed
 from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
@@ -58,6 +59,18 @@ def wake_relays() -> None:
         relay.wake()
 
 
+# PostgreSQL relay statements, on a bare connection (see `Database.raw`). SKIP LOCKED lets
+# several replicas relay one outbox without publishing a row twice in the normal case:
+# the rows stay locked while they are published.
+_PENDING_LOCKED = """
+SELECT seq, event_type, subject, payload FROM outbox
+WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+_MARK_PUBLISHED = "UPDATE outbox SET published_at = $1 WHERE seq = ANY($2::bigint[])"
+_COUNT_FAILED = "UPDATE outbox SET attempts = attempts + 1 WHERE seq = $1"
+_BACKLOG = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+
+
 class Relay:
     def __init__(
         self,
@@ -67,12 +80,16 @@ class Relay:
         *,
         batch_size: int = 100,
         poll_interval: float = 0.5,
+        backlog_interval: float = 1.0,
     ) -> None:
         self.db = db
         self.bus = bus
         self.metrics = metrics
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        # The backlog gauge is a count over the outbox: refreshed at most this often.
+        self.backlog_interval = backlog_interval
+        self._backlog_at = -backlog_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -82,18 +99,25 @@ class Relay:
     async def run_once(self) -> int:
         """Publish one batch of pending events; returns how many were published."""
         if self.db.is_postgres:
-            # SKIP LOCKED lets several replicas relay the same outbox without publishing a
-            # row twice in the normal case: the rows stay locked while they are published.
-            async with self.db.transaction() as session:
-                rows = await self._pending(session, lock=True)
+            async with self.db.raw() as conn, conn.transaction():
+                rows = [
+                    (seq, Outgoing(event_type, subject, payload))
+                    for seq, event_type, subject, payload in await conn.fetch(
+                        _PENDING_LOCKED, self.batch_size
+                    )
+                ]
                 sent, error = await self._publish(rows)
-                await self._mark(session, rows, sent, error)
+                if sent:
+                    seqs = [seq for seq, _ in rows[:sent]]
+                    await conn.execute(_MARK_PUBLISHED, datetime.now(UTC), seqs)
+                if error is not None:
+                    await conn.execute(_COUNT_FAILED, rows[sent][0])
         else:
             # SQLite is the embedded default: one process, one relay per database. Its write
             # lock must not be held while in-process consumers write to the other services'
             # databases, or two relays could wait on each other.
             async with self.db.sessions() as session:
-                rows = await self._pending(session, lock=False)
+                rows = await self._pending(session)
             sent, error = await self._publish(rows)
             if rows:
                 async with self.db.transaction() as session:
@@ -103,22 +127,24 @@ class Relay:
             raise error
         return sent
 
-    async def _pending(self, session: AsyncSession, *, lock: bool) -> list[Any]:
+    async def _pending(self, session: AsyncSession) -> list[tuple[int, Outgoing]]:
         query = (
-            sa.select(outbox.c.seq, outbox.c.payload)
+            sa.select(outbox.c.seq, outbox.c.event_type, outbox.c.subject, outbox.c.payload)
             .where(outbox.c.published_at.is_(None))
             .order_by(outbox.c.seq)
             .limit(self.batch_size)
         )
-        if lock:
-            query = query.with_for_update(skip_locked=True)
-        return list((await session.execute(query)).all())
+        return [
+            (seq, Outgoing(event_type, subject, payload))
+            for seq, event_type, subject, payload in await session.execute(query)
+        ]
 
-    async def _publish(self, rows: list[Any]) -> tuple[int, BaseException | None]:
+    async def _publish(self, rows: list[tuple[int, Outgoing]]) -> tuple[int, BaseException | None]:
         if not rows:
             return 0, None
         try:
-            return await self.bus.publish_batch([Envelope.from_bytes(p) for _, p in rows]), None
+            # The stored bytes go out as they are: no parsing, no re-serialising.
+            return await self.bus.publish_batch([event for _, event in rows]), None
         except PublishFailed as failure:
             return failure.sent, failure.__cause__ or failure
         except Exception as failure:  # the bus failed before anything went out
@@ -126,7 +152,10 @@ class Relay:
 
     @staticmethod
     async def _mark(
-        session: AsyncSession, rows: list[Any], sent: int, error: BaseException | None
+        session: AsyncSession,
+        rows: list[tuple[int, Outgoing]],
+        sent: int,
+        error: BaseException | None,
     ) -> None:
         """Mark what did go out, even when the rest failed; count the failed attempt."""
         if sent:
@@ -143,6 +172,9 @@ class Relay:
             )
 
     async def backlog(self) -> int:
+        if self.db.is_postgres:
+            async with self.db.raw() as conn:
+                return int(await conn.fetchval(_BACKLOG))
         async with self.db.sessions() as session:
             count = await session.scalar(
                 sa.select(sa.func.count())
@@ -151,6 +183,12 @@ class Relay:
             )
         return int(count or 0)
 
+    async def _refresh_backlog(self) -> None:
+        now = time.monotonic()
+        if now - self._backlog_at >= self.backlog_interval:
+            self._backlog_at = now
+            self.metrics.outbox_backlog.set(await self.backlog())
+
     async def run(self) -> None:
         backoff = self.poll_interval
         while True:
@@ -158,7 +196,7 @@ class Relay:
             self._wake.clear()
             try:
                 sent = await self.run_once()
-                self.metrics.outbox_backlog.set(await self.backlog())
+                await self._refresh_backlog()
                 backoff = self.poll_interval
                 if sent == self.batch_size:
                     continue
