@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from enum import Enum
 from functools import cache
 from typing import Any
 
@@ -211,10 +212,26 @@ async def insert_rows(conn: asyncpg.Connection, batches: Sequence[tuple[sa.Table
     args: list[Any] = []
     for (_, columns, _), (_, rows), json_flags in zip(shape, present, json_columns, strict=True):
         for row in rows:
-            for column, is_json in zip(columns, json_flags, strict=True):
+            for column, how in zip(columns, json_flags, strict=True):
                 value = row[column]
-                args.append(json.dumps(value) if is_json and value is not None else value)
+                if how is _JsonBind.DUMP or (how is _JsonBind.DUMP_NOT_NONE and value is not None):
+                    value = json.dumps(value)
+                args.append(value)
     await conn.execute(sql, *args)
+
+
+class _JsonBind(Enum):
+    """How SQLAlchemy binds a column's Python value."""
+
+    AS_IS = 0
+    DUMP = 1  # JSON column: None too becomes the JSON `null` (none_as_null=False)
+    DUMP_NOT_NONE = 2  # JSON column with none_as_null=True: None is SQL NULL
+
+
+def _json_bind(column: sa.Column[Any]) -> _JsonBind:
+    if not isinstance(column.type, sa.JSON):
+        return _JsonBind.AS_IS
+    return _JsonBind.DUMP_NOT_NONE if column.type.none_as_null else _JsonBind.DUMP
 
 
 # PostgreSQL's limit on the parameters of one statement.
@@ -224,15 +241,15 @@ _MAX_PARAMETERS = 32767
 @cache
 def _insert_rows_sql(
     shape: tuple[tuple[sa.Table, tuple[str, ...], int], ...],
-) -> tuple[str, list[tuple[bool, ...]]]:
-    """The statement for these tables, columns and row counts; which columns hold JSON."""
+) -> tuple[str, list[tuple[_JsonBind, ...]]]:
+    """The statement for these tables, columns and row counts; how each column binds."""
     dialect: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
     parts: list[str] = []
-    json_columns: list[tuple[bool, ...]] = []
+    json_columns: list[tuple[_JsonBind, ...]] = []
     param = 0
     for table, columns, count in shape:
-        json_columns.append(tuple(isinstance(table.c[c].type, sa.JSON) for c in columns))
+        json_columns.append(tuple(_json_bind(table.c[c]) for c in columns))
         tuples = []
         for _ in range(count):
             tuples.append("(" + ", ".join(f"${param + i + 1}" for i in range(len(columns))) + ")")
