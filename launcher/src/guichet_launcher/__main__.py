@@ -22,10 +22,11 @@ def _port(default: int) -> int:
 
 def run_embedded(args: argparse.Namespace) -> None:
     from guichet_launcher.embedded import create_embedded_app
+    from guichet_launcher.services import long_lived
 
     configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
     data_dir = Path(os.environ.get("GUICHET_DATA_DIR", "data"))
-    app = create_embedded_app(data_dir)
+    app = long_lived(create_embedded_app(data_dir))
     port = args.port or _port(8000)
     print(
         f"Guichet (embarqué) sur http://{args.host}:{port} — données dans {data_dir.resolve()}",
@@ -36,7 +37,7 @@ def run_embedded(args: argparse.Namespace) -> None:
 
 def serve_one(args: argparse.Namespace) -> None:
     """One service alone: the production entry point (one container per service)."""
-    from guichet_launcher.services import BY_NAME, SERVICE_ENV
+    from guichet_launcher.services import BY_NAME, SERVICE_ENV, long_lived
 
     spec = BY_NAME[args.service]
     configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
@@ -56,7 +57,7 @@ def serve_one(args: argparse.Namespace) -> None:
             **options,
         )
     else:
-        uvicorn.run(spec.create(), **options)
+        uvicorn.run(long_lived(spec.create()), **options)
 
 
 def run_distributed(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,4 +69,13 @@ SERVICE_ENV = "GUICHET_SERVE_SERVICE"
 
 def app_from_environment() -> FastAPI:
     """The app of the service named in `GUICHET_SERVE_SERVICE` (uvicorn factory)."""
-    return BY_NAME[os.environ[SERVICE_ENV]].create()
+    return long_lived(BY_NAME[os.environ[SERVICE_ENV]].create())
+
+
+def long_lived(app: FastAPI) -> FastAPI:
+    """An app that serves until the process ends: what it is built of (routes, schemas,
+    table metadata) is moved out of the cyclic collector's scans, which every request's
+    garbage triggers and which would walk all of it each time."""
+    gc.collect()
+    gc.freeze()
+    return app

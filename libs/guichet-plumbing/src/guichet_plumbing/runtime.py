@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -81,10 +80,6 @@ class ServiceRuntime:
         await self.bus.start()
         if self.settings.relay_enabled:
             self.relay.start()
-        # What startup built (routes, schemas, metadata) lives as long as the process: keep
-        # it out of the cyclic collector's scans, which every request's garbage triggers.
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:
