@@ -6,9 +6,10 @@ import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from guichet_gateway.app import create_app as create_gateway
 from guichet_gateway.events import PUBLISHED as GATEWAY_EVENTS
@@ -63,6 +64,8 @@ SERVICES = (
 
 BY_NAME = {spec.name: spec for spec in SERVICES}
 
+AppT = TypeVar("AppT", bound=Starlette)
+
 # `serve --workers N`: uvicorn imports the app in each worker; this names the service.
 SERVICE_ENV = "GUICHET_SERVE_SERVICE"
 
@@ -72,7 +75,7 @@ def app_from_environment() -> FastAPI:
     return long_lived(BY_NAME[os.environ[SERVICE_ENV]].create())
 
 
-def long_lived(app: FastAPI) -> FastAPI:
+def long_lived(app: AppT) -> AppT:
     """An app that serves until the process ends: what it is built of (routes, schemas,
     table metadata) is moved out of the cyclic collector's scans, which every request's
     garbage triggers and which would walk all of it each time."""
