@@ -216,3 +216,23 @@ async def test_fast_path_events_survive_a_crash_and_publish_once(
     on_wire = await read_topic(kafka.bootstrap_servers, topic_prefix + "intake.request.received.v1")
     assert [e.subject for e in on_wire] == [json.loads(created.body)["id"]]
     assert await Relay(fast.db, bus, ServiceMetrics("t")).backlog() == 0
+
+
+async def test_fast_path_survives_connections_closed_by_the_server(
+    twins: tuple[IntakeService, IntakeService],
+) -> None:
+    """After a database restart the pooled connections are dead: the bare pool notices
+    (no pre-ping round trip needed) and the request still goes through, stored once."""
+    fast, _ = twins
+    await fast.submit(body(), None, now=AT)
+    async with fast.db.sessions() as session:
+        await session.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    created = await fast.submit(body(payload={"autre": True}), None, now=AT + timedelta(hours=2))
+    assert created.status_code == 201
+    rows = await stored_rows(fast.db)
+    assert len(rows["requests"]) == 2
