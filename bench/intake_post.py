@@ -138,8 +138,9 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU of `root` and every live descendant, plus what their reaped children used.
+def tree_cpu_by_title(root: int) -> dict[str, float]:
+    """CPU seconds of `root` and every live descendant, by process title, plus what their
+    reaped children used (under the parent's title).
 
     Workers, PostgreSQL backends and the like all count; a child that exits during the
     run moves its time into its parent's cutime/cstime, so nothing is lost or doubled.
@@ -154,15 +155,34 @@ def tree_cpu_seconds(root: int) -> float:
                 continue
             stats[int(entry.name)] = fields
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0, [root]
+    ticks: dict[str, int] = {}
+    todo = [root]
     while todo:
         pid = todo.pop()
         fields = stats.get(pid)
         if fields is None:
             continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+        title = _title(pid)
+        ticks[title] = ticks.get(title, 0) + sum(int(fields[i]) for i in (11, 12, 13, 14))
         todo.extend(children.get(pid, []))
-    return total / os.sysconf("SC_CLK_TCK")
+    return {title: n / os.sysconf("SC_CLK_TCK") for title, n in ticks.items()}
+
+
+def _title(pid: int) -> str:
+    """`postgres: checkpointer` stays; a backend's `postgres: user db [local] ...` is `backend`."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
+    if words[:1] != ["postgres:"]:
+        return "process"
+    if len(words) > 2 and words[2].startswith("bench_"):
+        return "backend"
+    return " ".join(w for w in words[1:3] if w.isalpha())
+
+
+def tree_cpu_seconds(root: int) -> float:
+    return sum(tree_cpu_by_title(root).values())
 
 
 def machine_cpu() -> tuple[int, int]:
@@ -265,12 +285,22 @@ def measure(
     query(db_url, "CHECKPOINT")
     log(f"{system}: {args.duration} s at {args.connections} connections")
     roots = {"server": proc.pid, **others}
-    cpu0, (busy0, total0) = {k: tree_cpu_seconds(p) for k, p in roots.items()}, machine_cpu()
+    cpu0, (busy0, total0) = {k: tree_cpu_by_title(p) for k, p in roots.items()}, machine_cpu()
     run, text = wrk(url, args, args.duration)
-    cpu1, (busy1, total1) = {k: tree_cpu_seconds(p) for k, p in roots.items()}, machine_cpu()
+    cpu1, (busy1, total1) = {k: tree_cpu_by_title(p) for k, p in roots.items()}, machine_cpu()
     load_after = os.getloadavg()[0]
     rows = settled_count(db_url, count_sql) - before
-    per_request = {k: round((cpu1[k] - cpu0[k]) * 1000 / max(run.requests, 1), 3) for k in roots}
+
+    def ms(seconds: float) -> float:
+        return round(seconds * 1000 / max(run.requests, 1), 3)
+
+    per_request = {k: ms(sum(cpu1[k].values()) - sum(cpu0[k].values())) for k in roots}
+    # PostgreSQL's share by process kind: backends (the statements) or background work.
+    postgres_parts = {
+        title: ms(seconds - cpu0["postgres"].get(title, 0.0))
+        for title, seconds in cpu1["postgres"].items()
+        if seconds - cpu0["postgres"].get(title, 0.0) > 0
+    }
     result = SystemResult(
         system=system,
         wrk=run,
@@ -279,7 +309,7 @@ def measure(
         cpu_ms_per_request=per_request,
         machine_cpu_busy_pct=round(100 * (busy1 - busy0) / max(total1 - total0, 1), 1),
         loadavg_1min_after=round(load_after, 2),
-        notes={"wrk_output": text},
+        notes={"wrk_output": text, "postgres_cpu_ms_per_request": postgres_parts},
     )
     if run.errors:
         shout(f"{system}: {run.errors} errors: {run.non_2xx} non-2xx, sockets {run.socket_errors}")
