@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -236,13 +237,43 @@ async def list_tenants(session: AsyncSession) -> Sequence[Any]:
     return (await session.execute(sa.select(tenants).order_by(tenants.c.code))).all()
 
 
-async def recent_from_source(
-    session: AsyncSession, tenant: str, source: str, since: datetime
-) -> Sequence[Any]:
-    query = sa.select(requests.c.content_hash, requests.c.received_at).where(
-        requests.c.tenant == tenant, requests.c.source == source, requests.c.received_at >= since
+@dataclass(frozen=True)
+class SourceActivity:
+    """What R9 needs to know of one source: how many it sent since `since` (counted up to
+    the flood threshold only), and whether this very content is among the latest."""
+
+    sent: int
+    repeated: bool
+
+
+def _source_activity_query(
+    tenant: str, source: str, since: datetime, repeat_since: datetime, content_hash: str, cap: int
+) -> Any:
+    of_source = (requests.c.tenant == tenant) & (requests.c.source == source)
+    # Counting stops at `cap`: a flood costs the same to detect at 31 as at 10,000.
+    capped = (
+        sa.select(sa.literal(1)).where(of_source, requests.c.received_at >= since).limit(cap)
+    ).subquery()
+    repeated = sa.exists().where(
+        of_source,
+        requests.c.received_at >= repeat_since,
+        requests.c.content_hash == content_hash,
     )
-    return (await session.execute(query)).all()
+    return sa.select(sa.select(sa.func.count()).select_from(capped).scalar_subquery(), repeated)
+
+
+async def source_activity(
+    session: AsyncSession,
+    tenant: str,
+    source: str,
+    since: datetime,
+    repeat_since: datetime,
+    content_hash: str,
+    cap: int,
+) -> SourceActivity:
+    query = _source_activity_query(tenant, source, since, repeat_since, content_hash, cap)
+    sent, repeated = (await session.execute(query)).one()
+    return SourceActivity(int(sent), bool(repeated))
 
 
 async def get_source(session: AsyncSession, tenant: str, source: str) -> Any:  # None when absent
@@ -309,36 +340,46 @@ async def upsert_tenant(
 
 # -- PostgreSQL hot path: a submission in two round trips on a bare connection -------------
 
-# The answer kept under an Idempotency-Key, and what the source sent in the last hour (R9).
+# The answer kept under an Idempotency-Key, and the source's activity for R9 (as
+# `source_activity` reads it).
 _SUBMISSION_READS = """
-SELECT NULL::text, NULL::timestamptz, fingerprint, status_code, body
-FROM idempotency_keys WHERE scope = $4 AND key = $5
+SELECT NULL::bigint, NULL::boolean, fingerprint, status_code, body
+FROM idempotency_keys WHERE scope = $1 AND key = $2
 UNION ALL
-SELECT content_hash, received_at, NULL, NULL, NULL
-FROM requests WHERE tenant = $1 AND source = $2 AND received_at >= $3
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM requests WHERE tenant = $3 AND source = $4 AND received_at >= $5 LIMIT $8
+    ) AS capped),
+    EXISTS (
+        SELECT 1 FROM requests WHERE tenant = $3 AND source = $4 AND received_at >= $6
+        AND content_hash = $7
+    ),
+    NULL, NULL, NULL
 """
 
 
 async def submission_reads(
     conn: asyncpg.Connection,
+    scope: str,
+    key: str | None,
     tenant: str,
     source: str,
     since: datetime,
-    scope: str,
-    key: str | None,
-) -> tuple[tuple[str, int, bytes] | None, list[tuple[str, datetime]]]:
-    """(fingerprint, status, body) kept under `key`, if any; (content hash, received at)
-    of what `source` sent since `since`."""
+    repeat_since: datetime,
+    content_hash: str,
+    cap: int,
+) -> tuple[tuple[str, int, bytes] | None, SourceActivity]:
+    """(fingerprint, status, body) kept under `key`, if any; the source's R9 activity."""
     kept = None
-    recent = []
-    for content_hash, received_at, fingerprint, status_code, body in await conn.fetch(
-        _SUBMISSION_READS, tenant, source, since, scope, key
+    activity = SourceActivity(0, False)
+    for sent, repeated, fingerprint, status_code, body in await conn.fetch(
+        _SUBMISSION_READS, scope, key, tenant, source, since, repeat_since, content_hash, cap
     ):
         if fingerprint is None:
-            recent.append((content_hash, received_at))
+            activity = SourceActivity(sent, repeated)
         else:
             kept = (fingerprint, status_code, body)
-    return kept, recent
+    return kept, activity
 
 
 async def insert_submission(

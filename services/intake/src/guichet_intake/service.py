@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
@@ -381,10 +381,14 @@ class IntakeService:
             # The server's clock, never the client's, fixes the legal date of reception.
             received_at = now or datetime.now(UTC)
             context = await self._context(session, data, received_at)
-            recent = await repository.recent_from_source(
-                session, data.tenant, context.source, received_at - R9_WINDOW
+            content_hash = _content_hash(data)
+            activity = await repository.source_activity(
+                session,
+                data.tenant,
+                context.source,
+                *self._r9_bounds(received_at, content_hash),
             )
-            built = self._build(data, context, recent, received_at)
+            built = self._build(data, context, content_hash, activity, received_at)
             await repository.insert_request(session, built.request)
             await built.writes.flush(session)
             if idempotency_key is not None:
@@ -408,14 +412,15 @@ class IntakeService:
         """
         received_at = now or datetime.now(UTC)
         source = _source(data)
+        content_hash = _content_hash(data)
         async with self.db.raw() as conn:
-            kept, recent = await repository.submission_reads(
+            kept, activity = await repository.submission_reads(
                 conn,
-                data.tenant,
-                source,
-                received_at - R9_WINDOW,
                 SUBMIT_SCOPE,
                 idempotency_key,
+                data.tenant,
+                source,
+                *self._r9_bounds(received_at, content_hash),
             )
             if kept is not None:
                 return idempotency.stored_answer(*kept, body_print)
@@ -425,7 +430,7 @@ class IntakeService:
                 # Once per TTL: load the catalogue (and create a first key) in a session.
                 async with self.db.transaction() as session:
                     context = await self._context(session, data, received_at)
-            built = self._build(data, context, recent, received_at)
+            built = self._build(data, context, content_hash, activity, received_at)
             remembered = (
                 [idempotency.record(SUBMIT_SCOPE, idempotency_key, body_print, built.response)]
                 if idempotency_key is not None
@@ -472,14 +477,14 @@ class IntakeService:
         self,
         data: RequestCreate,
         context: _Context,
-        recent: Sequence[tuple[str, datetime]],
+        content_hash: str,
+        activity: repository.SourceActivity,
         received_at: datetime,
     ) -> _Built:
         """The request, its history, its receipt, its events and the answer, in memory."""
         tenant, procedure = context.tenant, context.procedure
         reception = local_date(received_at, tenant.timezone)
-        content_hash = _content_hash(data)
-        abuse = self._abuse(content_hash, recent, received_at)
+        abuse = self._abuse(activity)
         request_id = uuid.uuid4()
         values: dict[str, Any] = {
             "id": request_id,
@@ -612,18 +617,21 @@ class IntakeService:
                 [InvalidParam(name="location", reason="Ce champ est obligatoire.")],
             )
 
-    def _abuse(
-        self, content_hash: str, recent: Sequence[tuple[str, datetime]], now: datetime
-    ) -> str | None:
-        """R9: repetition of one content, or a flood, from one source (`recent`: its last
-        hour, as (content hash, received at))."""
+    def _r9_bounds(self, now: datetime, content_hash: str) -> tuple[datetime, datetime, str, int]:
+        """What `source_activity` reads for R9: the last hour, counted up to the flood
+        threshold, and this content within the repetition window (inside that hour)."""
+        since = now - R9_WINDOW
         window = now - timedelta(minutes=self.settings.abuse_repeat_window_minutes)
-        if any(seen == content_hash and at >= window for seen, at in recent):
+        return since, max(since, window), content_hash, self.settings.abuse_max_per_hour
+
+    def _abuse(self, activity: repository.SourceActivity) -> str | None:
+        """R9: repetition of one content, or a flood, from one source."""
+        if activity.repeated:
             return (
                 f"même contenu déjà reçu de la même source il y a moins de "
                 f"{self.settings.abuse_repeat_window_minutes} minutes"
             )
-        if len(recent) >= self.settings.abuse_max_per_hour:
+        if activity.sent >= self.settings.abuse_max_per_hour:
             return (
                 f"plus de {self.settings.abuse_max_per_hour} envois de la même source en une heure"
             )
