@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,4 +138,35 @@ async def test_event_redelivered_after_crash_has_one_effect(
         kafka.bootstrap_servers, topic_prefix + "routing.request.assigned.v1"
     )
     assert len(assigned) == 1, "one effect, so one event downstream"
+    await db.dispose()
+
+
+async def test_running_relay_keeps_publishing_while_requests_hold_every_pooled_connection(
+    pg_database: Callable[[str], str],
+    kafka: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    """Under load every pooled connection serves a request: the relay has its own, or
+    the outbox would fall behind for as long as the load lasts."""
+    db = await producer_db(pg_database("producer"))
+    bus = await started_bus(kafka, topic_prefix)
+    relay = Relay(db, bus, ServiceMetrics("t"), poll_interval=0.1)
+    async with contextlib.AsyncExitStack() as busy:
+        for _ in range(db.pool_size):
+            await busy.enter_async_context(db.raw())
+        relay.start()
+        try:
+            event = received_event(channel="counter")
+            async with db.transaction() as session:
+                await stage(session, event)
+
+            async def published() -> bool:
+                return await unpublished(db) == 0
+
+            await eventually(published, timeout=10, what="event published")
+        finally:
+            await relay.stop()
+            await bus.stop()
+    on_wire = await read_topic(kafka.bootstrap_servers, topic_prefix + event.type)
+    assert [e.id for e in on_wire] == [event.id]
     await db.dispose()

@@ -121,12 +121,20 @@ class Database:
         async with pool.acquire() as conn:
             yield conn
 
+    async def connect(self) -> asyncpg.Connection:
+        """PostgreSQL only: a bare connection of the caller's own, outside every pool, for
+        a long-lived loop that must not queue behind requests (the caller closes it)."""
+        return await asyncpg.connect(self._driver_url())
+
+    def _driver_url(self) -> str:
+        url = sa.engine.make_url(self.url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
     async def _open_raw_pool(self) -> asyncpg.Pool:
         async with self._raw_pool_lock:
             if self._raw_pool is None:
-                url = sa.engine.make_url(self.url).set(drivername="postgresql")
                 self._raw_pool = await asyncpg.create_pool(
-                    url.render_as_string(hide_password=False),
+                    self._driver_url(),
                     min_size=1,
                     max_size=self.pool_size,
                     # The default reset (RESET ALL, UNLISTEN, ...) is a round trip per
