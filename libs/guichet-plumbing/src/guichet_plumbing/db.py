@@ -152,12 +152,13 @@ class Database:
             yield
             return
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-        async with self.raw() as conn:
+        # A connection of its own, closed after: the lock goes with it even on a crash.
+        conn = await self.connect()
+        try:
             await conn.execute("SELECT pg_advisory_lock($1)", key)
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            yield
+        finally:
+            await conn.close()
 
     async def create_all(self, *metadatas: sa.MetaData) -> None:
         async with self.engine.begin() as conn:
