@@ -25,6 +25,9 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from guichet_plumbing.localinfra import LocalBroker, LocalPostgres, free_port
 
+# The identity provider of the tests speaks plain HTTP on the loopback.
+os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+
 _counter = itertools.count()
 
 
@@ -120,3 +123,31 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+# FranceConnect's scope `identite_pivot` and the claims it releases (R14).
+PIVOT_SCOPE_CLAIMS = [
+    "given_name",
+    "family_name",
+    "gender",
+    "birthdate",
+    "birthplace",
+    "birthcountry",
+    "preferred_username",
+]
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[str]:
+    """A real OpenID Connect provider (oidc-provider-mock, on authlib) for the session.
+
+    It is told FranceConnect's `identite_pivot` scope, as FranceConnect defines it, so one
+    server plays both the agents' provider and FranceConnect. Yields its issuer URL.
+    """
+    import oidc_provider_mock
+    from oidc_provider_mock import _app, _storage
+
+    _storage.Client.SCOPES_SUPPORTED = (*_storage.Client.SCOPES_SUPPORTED, "identite_pivot")
+    _app._SCOPES_TO_CLAIMS["identite_pivot"] = PIVOT_SCOPE_CLAIMS
+    with oidc_provider_mock.run_server_in_thread(require_nonce=True) as server:
+        yield f"http://localhost:{server.server_port}"

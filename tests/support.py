@@ -69,6 +69,7 @@ def received_event(
     preference: str = "email",
     received_at: datetime | None = None,
     request_id: uuid.UUID | None = None,
+    procedure_kind: str | None = None,
 ) -> Envelope:
     """An `intake.request.received.v1` as intake itself builds it, for consumers' tests."""
     request_id = request_id or uuid.uuid4()
@@ -85,6 +86,7 @@ def received_event(
         tracking_code=f"{request_id.hex[:4]}-TEST-TEST-TEST".upper(),
         procedure_code=procedure,
         procedure_title=procedure,
+        procedure_kind=procedure_kind,
         channel=channel,
         received_at=received_at,
         reception_date=received_at.date(),

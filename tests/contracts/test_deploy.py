@@ -35,7 +35,7 @@ SHARED_PREFIX = "GUICHET_"
 # kubernetes-validate: a field missing from the first or an API removed in the second fails.
 KUBERNETES_VERSIONS = ("1.31", kubernetes_validate.latest_version())
 # Settings fields that hold credentials: only ever from a Secret, never a literal or ConfigMap.
-SECRET_FIELDS = {"database_url", "smtp_url"}
+SECRET_FIELDS = {"database_url", "smtp_url", "auth_signing_keys", "pseudonym_secret"}
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -8,9 +8,12 @@ from typing import Any
 import httpx
 
 from tests.conftest import SmtpServer
+from tests.identity import handler
 from tests.support import eventually
 
 CITIZEN_EMAIL = "camille.martin@example.org"
+# Without an account, the citizen follows with the tracking code and the e-mail given.
+FOLLOW_PROOF = {"X-Follow-Proof": CITIZEN_EMAIL}
 
 REQUEST = {
     "tenant": "admiville",
@@ -62,7 +65,9 @@ async def drive_flow(urls: Urls, smtp: SmtpServer) -> dict[str, Any]:
         assert again.json() == request
 
         async def assigned() -> dict[str, Any] | None:
-            followed = (await client.get(f"{urls.intake}/v1/requests/{code}")).json()
+            followed = (
+                await client.get(f"{urls.intake}/v1/requests/{code}", headers=FOLLOW_PROOF)
+            ).json()
             return followed if followed["status"] == "assigned" else None
 
         followed = await eventually(assigned, timeout=20, what="request assigned in intake")
@@ -75,7 +80,9 @@ async def drive_flow(urls: Urls, smtp: SmtpServer) -> dict[str, Any]:
 
         inbox = (
             await client.get(
-                f"{urls.routing}/v1/inbox", params={"tenant": "admiville", "service": "accueil"}
+                f"{urls.routing}/v1/inbox",
+                params={"tenant": "admiville", "service": "accueil"},
+                headers=handler("accueil"),
             )
         ).json()
         assert [i["tracking_code"] for i in inbox["items"]] == [code]
@@ -84,7 +91,9 @@ async def drive_flow(urls: Urls, smtp: SmtpServer) -> dict[str, Any]:
         async def both_sent() -> list[dict[str, Any]] | None:
             listed = (
                 await client.get(
-                    f"{urls.notifications}/v1/deliveries", params={"request": request["id"]}
+                    f"{urls.notifications}/v1/deliveries",
+                    params={"request": request["id"]},
+                    headers=handler("accueil"),
                 )
             ).json()["items"]
             done = [d for d in listed if d["status"] == "sent"]

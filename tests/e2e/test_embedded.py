@@ -8,7 +8,8 @@ import httpx
 
 from guichet_launcher.embedded import create_embedded_app
 from tests.conftest import SmtpServer
-from tests.e2e.flow import Urls, drive_flow
+from tests.e2e.flow import FOLLOW_PROOF, Urls, drive_flow
+from tests.identity import staff
 from tests.support import serve
 
 
@@ -33,7 +34,9 @@ async def test_embedded_flow_from_submission_to_citizen_mailbox(
         serve(create_embedded_app(data_dir, smtp_url=smtp_server.url)) as base,
         httpx.AsyncClient(base_url=base) as client,
     ):
-        followed = await client.get(f"/intake/v1/requests/{request['tracking_code']}")
+        followed = await client.get(
+            f"/intake/v1/requests/{request['tracking_code']}", headers=FOLLOW_PROOF
+        )
         assert followed.json()["status"] == "assigned"
         procedures = await client.get("/intake/v1/procedures", params={"tenant": "admiville"})
         assert len(procedures.json()["items"]) == 5
@@ -85,17 +88,22 @@ async def test_status_changes_flow_back_to_the_citizen(
         code, request_id = created["tracking_code"], created["id"]
 
         async def routed() -> bool:
-            return (await client.get(f"/routing/v1/requests/{request_id}")).status_code == 200
+            answer = await client.get(f"/routing/v1/requests/{request_id}", headers=staff())
+            return answer.status_code == 200
 
         await eventually(routed, what="request routed")
         for transition in ("prendre_en_charge", "cloturer"):
             moved = await client.post(
-                f"/routing/v1/requests/{request_id}/transitions", json={"transition": transition}
+                f"/routing/v1/requests/{request_id}/transitions",
+                json={"transition": transition},
+                headers=staff(),
             )
             assert moved.status_code == 200, moved.text
 
         async def closed() -> dict[str, object] | None:
-            followed = (await client.get(f"/intake/v1/requests/{code}")).json()
+            followed = (
+                await client.get(f"/intake/v1/requests/{code}", headers=FOLLOW_PROOF)
+            ).json()
             return followed if followed["status"] == "closed" else None
 
         followed = await eventually(closed, what="intake shows the request closed")
@@ -125,6 +133,7 @@ async def test_r28_service_asking_for_alerts_hears_of_each_request_at_once(
                 "commitment_days": 8,
                 "alert_mode": "immediate",
             },
+            headers=staff(),
         )
         assert configured.status_code == 204
         created = await client.post(
@@ -148,3 +157,90 @@ async def test_r28_service_asking_for_alerts_hears_of_each_request_at_once(
     [alert] = smtp_server.mailbox.to("voirie@admiville.example")
     assert code in alert["Subject"]
     assert "Engagement de réponse" in alert.get_content()
+
+
+async def test_r29_workflow_asks_for_pieces_through_intake_and_moves_on_when_they_arrive(
+    data_dir: Path, smtp_server: SmtpServer
+) -> None:
+    """A circuit edited through the API, no restart: its request_pieces action becomes
+    intake's legal request for pieces (and its e-mail), and the pieces' arrival fires the
+    automatic transition waiting for them."""
+    from tests.e2e.flow import CITIZEN_EMAIL, REQUEST
+    from tests.support import eventually
+
+    circuit = {
+        "initial": "recue",
+        "statuses": [
+            {"code": "recue", "label": "Reçue", "phase": "qualification"},
+            {"code": "attente", "label": "En attente de vos pièces", "phase": "processing"},
+            {"code": "instruction", "label": "En cours d'instruction", "phase": "processing"},
+            {"code": "reservee", "label": "Salle réservée", "phase": "delivery", "final": True},
+        ],
+        "transitions": [
+            {
+                "code": "demander_attestation",
+                "label": "Demander l'attestation d'assurance",
+                "from": ["recue"],
+                "to": "attente",
+                "actions": [
+                    {"type": "request_pieces", "pieces": ["Attestation d'assurance"]},
+                ],
+                "roles": ["case_handler"],
+            },
+            {
+                "code": "attestation_recue",
+                "label": "Attestation reçue",
+                "from": ["attente"],
+                "to": "instruction",
+                "actions": ["notify"],
+                "automatic": {"on": "pieces_received"},
+            },
+            {
+                "code": "reserver",
+                "label": "Réserver",
+                "from": ["instruction"],
+                "to": "reservee",
+                "actions": ["notify", "close_with_decision"],
+            },
+        ],
+    }
+    app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        saved = await client.put(
+            "/routing/v1/workflows/reservation-salle", params={"tenant": "admiville"}, json=circuit
+        )
+        assert saved.status_code == 201, saved.text
+        created = (await client.post("/intake/v1/requests", json=REQUEST)).json()
+        code, request_id = created["tracking_code"], created["id"]
+
+        async def routed() -> bool:
+            return (await client.get(f"/routing/v1/requests/{request_id}")).status_code == 200
+
+        await eventually(routed, what="request routed")
+        asked = await client.post(
+            f"/routing/v1/requests/{request_id}/transitions",
+            json={"transition": "demander_attestation"},
+            headers={"X-Agent-Id": "agent-3", "X-Agent-Roles": "case_handler"},
+        )
+        assert asked.status_code == 200, asked.text
+
+        async def incomplete() -> bool:
+            followed = (await client.get(f"/intake/v1/requests/{code}")).json()
+            return bool(followed["status"] == "incomplete")
+
+        await eventually(incomplete, what="intake asked the citizen for the pieces")
+        arrived = await client.post(f"/intake/v1/requests/{code}/pieces-received", json={})
+        assert arrived.status_code == 200, arrived.text
+
+        async def instructing() -> bool:
+            view = (await client.get(f"/routing/v1/requests/{request_id}")).json()
+            return bool(view["status"] == "instruction")
+
+        await eventually(instructing, what="the automatic transition on pieces received")
+
+        async def pieces_mail() -> bool:
+            return any(
+                "Demande de pièces" in m["Subject"] for m in smtp_server.mailbox.to(CITIZEN_EMAIL)
+            )
+
+        await eventually(pieces_mail, timeout=20, what="the request for pieces e-mailed")

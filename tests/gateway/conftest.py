@@ -16,7 +16,9 @@ from fastapi import FastAPI
 from guichet_gateway.app import create_app
 from guichet_gateway.providers import QuotientFamilialProvider, packaged_cases_dir
 from guichet_gateway.settings import GatewaySettings
+from guichet_plumbing.auth import Role
 from guichet_plumbing.bus import Bus
+from tests.identity import agent, bearer
 from tests.support import serve
 
 # API Particulier's parameter names → ours.
@@ -37,6 +39,9 @@ UPSTREAM_NAMES = {
 }
 
 DINUM_SIRET = "13002526500013"
+
+# An agent of the test commune who consults for a tariff and reads the audit trail.
+AGENT_42 = bearer(agent(Role.case_handler, Role.dpo, tenant="ville-exemple", subject="agent-42"))
 
 CALLER: dict[str, str] = {
     "tenant": "ville-exemple",
@@ -101,7 +106,10 @@ async def running(
     provider: QuotientFamilialProvider | None = None,
 ) -> AsyncIterator[Gateway]:
     app = create_app(settings, bus=bus, provider=provider)
-    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+    async with (
+        serve(app) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers=AGENT_42) as client,
+    ):
         yield Gateway(client, app, settings)
 
 

@@ -24,7 +24,15 @@ from guichet_gateway.providers import (
     packaged_cases_dir,
 )
 from guichet_gateway.settings import GatewaySettings
-from tests.gateway.conftest import CALLER, DINUM_SIRET, query_for, running, staging_case
+from guichet_plumbing.auth import generate_keys
+from tests.gateway.conftest import (
+    AGENT_42,
+    CALLER,
+    DINUM_SIRET,
+    query_for,
+    running,
+    staging_case,
+)
 from tests.support import serve
 
 NOMINAL = "200-identite-cas-nominal.yaml"
@@ -42,7 +50,10 @@ async def test_works_mounted_under_gateway_prefix(settings: GatewaySettings) -> 
     host = FastAPI(lifespan=lifespan)
     host.mount("/gateway", gateway)
     params = query_for(staging_case(NOMINAL)["params"])
-    async with serve(host) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+    async with (
+        serve(host) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers=AGENT_42) as client,
+    ):
         ok = await client.get("/gateway/v1/quotient-familial", params=params)
         refused = await client.get(
             "/gateway/v1/quotient-familial",
@@ -182,4 +193,9 @@ def test_packaged_cases_carry_their_licence() -> None:
 
 def test_sandbox_provider_is_refused_in_production(data_dir: Path) -> None:
     with pytest.raises(ValidationError, match="sandbox"):
-        GatewaySettings(env="production", data_dir=data_dir)
+        GatewaySettings(
+            env="production",
+            data_dir=data_dir,
+            auth_signing_keys=generate_keys(),
+            demo_logins=False,
+        )

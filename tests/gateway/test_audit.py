@@ -17,7 +17,14 @@ from guichet_gateway.settings import GatewaySettings
 from guichet_plumbing.bus import InProcessBus
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
-from tests.gateway.conftest import CALLER, DINUM_SIRET, Gateway, running, staging_case
+from tests.gateway.conftest import (
+    AGENT_42,
+    CALLER,
+    DINUM_SIRET,
+    Gateway,
+    running,
+    staging_case,
+)
 from tests.support import eventually
 
 NOMINAL = "200-identite-cas-nominal.yaml"
@@ -63,7 +70,7 @@ async def stored_rows(settings: GatewaySettings) -> list[dict[str, Any]]:
 
 
 async def test_r16_every_call_is_traced_for_success_and_failure(gateway: Gateway) -> None:
-    agent = {"X-Agent-Id": "agent-42"}
+    agent = AGENT_42
     calls = [
         (NOMINAL, {}, 200, "success", "sandbox", None),
         (
@@ -128,10 +135,12 @@ async def test_r16_trace_never_holds_the_citizens_data(gateway: Gateway) -> None
         assert secret not in stored
 
 
-async def test_r16_calls_anonymous_without_agent_header(gateway: Gateway) -> None:
-    await gateway.quotient(NOMINAL)
+async def test_r16_anonymous_callers_reach_no_state_data(gateway: Gateway) -> None:
+    refused = await gateway.quotient(NOMINAL, headers={"Authorization": ""})
 
-    assert (await audit_items(gateway))[0]["agent_id"] == "anonymous"
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert await stored_rows(gateway.settings) == []
 
 
 class CrashingProvider:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from guichet_intake import repository
+from guichet_intake.models import receipts
 from guichet_intake.schemas import RequestCreate
 from guichet_intake.seed import PROCEDURE_DEFAULTS
 from guichet_intake.service import IntakeService
@@ -82,3 +83,21 @@ async def add_tenant(
                     **fields,
                 },
             )
+
+
+async def as_left_by_a_signing_failure(
+    db: Database, tracking_code: str, receipt_due_on: date, registration_due_on: date | None
+) -> None:
+    """The state R23's fallback leaves a request in: stored, no receipt, its due dates set."""
+    async with db.transaction() as session:
+        row = await repository.get_request_by_code(session, tracking_code)
+        await session.execute(sa.delete(receipts).where(receipts.c.request_id == row.id))
+        await repository.update_request(
+            session,
+            row.id,
+            {
+                "receipt_issued_at": None,
+                "receipt_due_on": receipt_due_on,
+                "registration_due_on": registration_due_on,
+            },
+        )

@@ -1,29 +1,57 @@
-"""Abusive senders (R9): kept and flagged, no receipt, blockable once informed."""
+"""Abusive senders (R9, CRPA L112-11): electronic sends only; kept and flagged, no receipt;
+the source is told, and blockable only then and only for a significant number of sends."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from guichet_intake.service import IntakeService
+from guichet_notifications.models import deliveries
+from guichet_notifications.models import metadata as notifications_metadata
+from guichet_notifications.service import Deliveries
+from guichet_notifications.transports import MailboxFolder
+from guichet_plumbing import tables
+from guichet_plumbing.db import Database
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import outbox_events, submit
 
 AT = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
+SOURCE = "email:camille.martin@example.org"
 
 
-async def test_r9_repeated_content_is_kept_flagged_and_owed_no_receipt(
+async def flood(intake: IntakeService, sends: int) -> list[bool]:
+    """`sends` different requests within minutes, two per hour allowed: which were flagged."""
+    intake.settings.abuse_max_per_hour = 2
+    flags = []
+    for i in range(sends):
+        created = await submit(intake, AT + timedelta(minutes=i), payload={"n": i})
+        flags.append(created["acknowledgement"] is None)
+    return flags
+
+
+async def test_r9_repetition_flagged_from_the_third_identical_send_not_a_single_retry(
     intake: IntakeService,
 ) -> None:
+    """R23: a citizen resending once after a lost answer gets a receipt, and is not counted as
+    abusive. Needs `_abuse` to flag a repetition only once `abuse_repeat_min_count` (3)
+    identical sends fall in the window."""
     first = await submit(intake, AT)
-    again = await submit(intake, AT + timedelta(minutes=3))
+    retry = await submit(intake, AT + timedelta(minutes=3))
+    third = await submit(intake, AT + timedelta(minutes=5))
     assert first["acknowledgement"] is not None
-    assert again["acknowledgement"] is None
-    assert again["receipts"] == []
-    assert "abusif" in again["history"][-1]["label"]
+    assert retry["acknowledgement"] is not None, "one retry is not abuse"
+    assert third["acknowledgement"] is None
+    assert third["receipts"] == []
+    assert "abusif" in third["history"][-1]["label"]
     received = await outbox_events(intake.db, "intake.request.received.v1")
-    assert [e.data["abusive"] for e in received] == [False, True]
+    assert [e.data["abusive"] for e in received] == [False, False, True]
     later = await submit(intake, AT + timedelta(minutes=30))
     assert later["acknowledgement"] is not None, "outside the window it is a new request"
 
@@ -38,21 +66,19 @@ async def test_r9_flood_from_one_source_is_flagged(intake: IntakeService) -> Non
 
 
 async def test_r9_source_blocked_only_after_notice(intake: IntakeService) -> None:
-    await submit(intake, AT)
-    await submit(intake, AT + timedelta(minutes=1))
-    sources = await intake.sources("admiville")
-    [flagged] = sources.items
-    assert flagged.source == "email:camille.martin@example.org"
-    assert flagged.flagged_requests == 1
+    assert await flood(intake, 5) == [False, False, True, True, True]
+    [flagged] = (await intake.sources("admiville")).items
+    assert flagged.source == SOURCE
+    assert flagged.flagged_requests == 3
     with pytest.raises(Problem) as premature:
-        await intake.block_source("admiville", flagged.source, "Envois répétés")
+        await intake.block_source("admiville", SOURCE, "Envois en nombre")
     assert premature.value.status == 409
-    await intake.notice_source("admiville", flagged.source, "Envois répétés identiques")
-    await intake.block_source("admiville", flagged.source, "Envois répétés identiques")
+    await intake.notice_source("admiville", SOURCE, "envois en nombre")
+    await intake.block_source("admiville", SOURCE, "Envois en nombre")
     with pytest.raises(Problem) as blocked:
         await submit(intake, AT + timedelta(hours=2), payload={"autre": True})
     assert blocked.value.status == 403
-    await intake.unblock_source("admiville", flagged.source)
+    await intake.unblock_source("admiville", SOURCE)
     assert (await submit(intake, AT + timedelta(hours=3), payload={"x": 1}))["acknowledgement"]
 
 
@@ -60,6 +86,7 @@ async def test_r9_repetition_is_named_even_inside_a_flood(intake: IntakeService)
     """The flood count stops at the threshold; the repeated content is still found among
     everything the source sent within the window, and named as such."""
     intake.settings.abuse_max_per_hour = 3
+    intake.settings.abuse_repeat_min_count = 2
     for i in range(6):
         await submit(intake, AT + timedelta(minutes=i), payload={"n": i})
     again = await submit(intake, AT + timedelta(minutes=6), payload={"n": 0})
@@ -67,3 +94,92 @@ async def test_r9_repetition_is_named_even_inside_a_flood(intake: IntakeService)
     assert "même contenu" in again["history"][-1]["label"]
     other = await submit(intake, AT + timedelta(minutes=7), payload={"n": 99})
     assert "plus de 3 envois" in other["history"][-1]["label"]
+
+
+async def test_r9_block_needs_a_significant_number_of_flagged_sends(
+    intake: IntakeService,
+) -> None:
+    assert intake.settings.abuse_block_min_flagged == 3
+    assert await flood(intake, 4) == [False, False, True, True]
+    await intake.notice_source("admiville", SOURCE, "envois en nombre")
+    with pytest.raises(Problem) as too_few:
+        await intake.block_source("admiville", SOURCE, "Envois en nombre")
+    assert too_few.value.status == 409
+    assert "2 envoi(s) signalé(s)" in too_few.value.detail
+    assert "au moins 3" in too_few.value.detail
+    await submit(intake, AT + timedelta(minutes=4), payload={"n": 4})  # the third flagged
+    await intake.block_source("admiville", SOURCE, "Envois en nombre")
+    assert [s.blocked_at is not None for s in (await intake.sources("admiville")).items] == [True]
+
+
+async def test_r9_notice_reaches_the_source_at_its_address_once(
+    intake: IntakeService, data_dir: Path
+) -> None:
+    await flood(intake, 3)
+    await intake.notice_source("admiville", SOURCE, "envois en nombre", now=AT + timedelta(hours=1))
+    [noticed] = await outbox_events(intake.db, "intake.source.noticed.v1")
+    assert noticed.data["source"] == SOURCE
+    assert noticed.data["email"] == "camille.martin@example.org"
+    assert noticed.data["notice"][0] == (
+        "Des envois reçus de votre part par Commune d'Admiville ont été identifiés comme "
+        "abusifs : envois en nombre."
+    )
+    db = Database(f"sqlite:///{data_dir / 'notifications.sqlite3'}")
+    await db.create_all(notifications_metadata, tables.metadata)
+    try:
+        mails = Deliveries(
+            db,
+            MailboxFolder(data_dir / "mailbox"),
+            ServiceMetrics("r9"),
+            sender="Guichet <guichet@admiville.example>",
+            poll_interval=1,
+            max_attempts=1,
+        )
+        consume = idempotent(db, "n.abuse", mails.on_source_noticed, ServiceMetrics("r9"))
+        await consume(noticed)
+        await consume(noticed)  # redelivered by the bus
+        async with db.sessions() as session:
+            [delivery] = (await session.execute(sa.select(deliveries))).all()
+    finally:
+        await db.dispose()
+    assert delivery.kind == "source_notice"
+    assert (delivery.channel, delivery.recipient) == ("email", "camille.martin@example.org")
+    assert delivery.request_id == uuid.UUID(noticed.subject)
+    assert "L112-11" in delivery.body
+
+
+async def test_r9_notice_to_a_source_that_never_sent_anything_is_refused(
+    intake: IntakeService,
+) -> None:
+    with pytest.raises(Problem) as unknown:
+        await intake.notice_source("admiville", "email:personne@example.org", "essai")
+    assert unknown.value.status == 404
+    assert await outbox_events(intake.db, "intake.source.noticed.v1") == []
+
+
+async def test_r9_counter_entries_are_neither_flagged_nor_blocked(intake: IntakeService) -> None:
+    """L112-11 concerns electronic sends: an agent entering requests at the counter is never
+    flagged nor refused (R22). Needs the submission path to check blocking and abuse only
+    when `data.channel.electronic`."""
+    await flood(intake, 5)
+    await intake.notice_source("admiville", SOURCE, "envois en nombre")
+    await intake.block_source("admiville", SOURCE, "Envois en nombre")
+    for minutes in (10, 11, 12):
+        at_counter = await submit(
+            intake, AT + timedelta(minutes=minutes), channel="counter", entered_by="agent-042"
+        )
+        assert at_counter["acknowledgement"]["kind"] == "accuse_reception"
+    assert [s.flagged_requests for s in (await intake.sources("admiville")).items] == [3]
+
+
+async def test_r9_blocked_attempts_are_counted(intake: IntakeService) -> None:
+    """Refused sends leave a trace. Needs the submission path to call
+    `self.blocked_attempts.inc()` where it refuses a blocked source."""
+    await flood(intake, 5)
+    await intake.notice_source("admiville", SOURCE, "envois en nombre")
+    await intake.block_source("admiville", SOURCE, "Envois en nombre")
+    for minutes in (20, 21):
+        with pytest.raises(Problem):
+            await submit(intake, AT + timedelta(minutes=minutes), payload={"m": minutes})
+    [family] = intake.blocked_attempts.collect()
+    assert [s.value for s in family.samples if s.name.endswith("_total")] == [2.0]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,9 @@ import pytest
 from pypdf import PdfReader
 
 from guichet_intake.app import create_app
+from guichet_intake.schemas import RequestCreate
 from guichet_intake.settings import IntakeSettings
+from tests.identity import handler
 from tests.support import serve
 
 REQUEST = {
@@ -51,6 +55,46 @@ async def test_r5_receipt_fetched_as_pdf_carries_every_mention(
     assert created["tracking_code"] in text
     for mention in ack["mentions"]:
         assert words(mention) in text, mention
+
+
+async def test_r5_svr_receipt_pdf_states_service_rejection_date_and_appeal(
+    data_dir: Path,
+) -> None:
+    """Literal strings, not the mentions the API returned. Received 31 December 2026: two
+    months end on 28 February 2027 (February has no 31st; 2027 is not a leap year)."""
+    app = create_app(IntakeSettings(data_dir=data_dir))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        stored = await app.state.intake.submit(
+            RequestCreate.model_validate(
+                {
+                    **REQUEST,
+                    "procedure": "subvention-quartier",
+                    "applicant": {
+                        "kind": "association",
+                        "name": "Les Amis du Parc",
+                        "rna": "W751234567",
+                        "email": "amis.parc@example.org",
+                    },
+                }
+            ),
+            None,
+            now=datetime(2026, 12, 31, 10, 0, tzinfo=UTC),
+        )
+        receipt_id = json.loads(stored.body)["acknowledgement"]["receipt_id"]
+        pdf = await client.get(f"/v1/receipts/{receipt_id}.pdf")
+    text = words(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages))
+    assert "reçue le 31 décembre 2026" in text
+    assert (
+        "réputée rejetée le 28 février 2027 à minuit (soit à compter du 1er mars 2027 à 0 h)"
+        in text
+    )
+    assert "Direction de la citoyenneté et des conseils de quartier" in text
+    assert "Hôtel de ville, 1 place de la Mairie, 99999 Admiville" in text
+    assert "citoyennete@admiville.example" in text
+    assert "01 99 00 00 02" in text
+    assert "Voies et délais de recours : la décision implicite de rejet peut être contestée" in text
+    assert "recours contentieux devant le tribunal administratif" in text
+    assert "Statuts de l'association" in text
 
 
 async def test_r2_receipt_negotiates_html_and_text_and_verifies(
@@ -95,9 +139,14 @@ async def test_r2_receipt_negotiates_html_and_text_and_verifies(
 
 
 @pytest.mark.parametrize(
-    ("change", "field", "status"),
+    ("change", "field", "status", "french"),
     [
-        ({"procedure": "permis-de-voler"}, "procedure", 404),
+        (
+            {"procedure": "permis-de-voler"},
+            "procedure",
+            404,
+            "n'existe pas pour cette collectivité",
+        ),
         (
             {
                 "procedure": "subvention-quartier",
@@ -110,21 +159,26 @@ async def test_r2_receipt_negotiates_html_and_text_and_verifies(
             },
             "applicant.siret",
             422,
+            "clé de contrôle",
         ),
-        ({"procedure": "inscription-periscolaire"}, "applicant.family_name", 422),
+        (
+            {"procedure": "inscription-periscolaire"},
+            "applicant.family_name",
+            422,
+            "Indiquez le nom de famille",
+        ),
     ],
 )
 async def test_bad_input_is_a_french_problem_naming_the_field(
-    client: httpx.AsyncClient, change: dict[str, object], field: str, status: int
+    client: httpx.AsyncClient, change: dict[str, object], field: str, status: int, french: str
 ) -> None:
     answer = await client.post("/v1/requests", json={**REQUEST, **change})
     assert answer.status_code == status
     assert answer.headers["content-type"] == "application/problem+json"
     problem = answer.json()
     assert field in [p["name"] for p in problem["invalid-params"]]
-    assert re.search(
-        r"[éèàç]|Démarche|Indiquez|SIRET", problem["detail"] + str(problem["invalid-params"])
-    )
+    said = problem["detail"] + " ".join(p["reason"] for p in problem["invalid-params"])
+    assert french in said
 
 
 async def test_missing_pieces_deadline_in_the_past_names_the_field(
@@ -134,6 +188,7 @@ async def test_missing_pieces_deadline_in_the_past_names_the_field(
     answer = await client.post(
         f"/v1/requests/{created['tracking_code']}/missing-pieces",
         json={"pieces": ["Plan"], "due_on": "2020-01-01"},
+        headers=handler("accueil"),
     )
     assert answer.status_code == 422
     assert answer.json()["invalid-params"][0]["name"] == "due_on"
@@ -142,4 +197,9 @@ async def test_missing_pieces_deadline_in_the_past_names_the_field(
 async def test_r10_public_sva_listing_needs_no_login(client: httpx.AsyncClient) -> None:
     listing = await client.get("/v1/procedures/sva", params={"tenant": "admiville"})
     assert listing.status_code == 200
-    assert [i["code"] for i in listing.json()["items"]] == ["reservation-salle"]
+    # SVA is the law's default (L231-1): every demande of the demo catalogue but the copy of
+    # a civil-status record, which seeks no decision.
+    assert [i["code"] for i in listing.json()["items"]] == [
+        "inscription-periscolaire",
+        "reservation-salle",
+    ]

@@ -19,8 +19,13 @@ async def test_r10_sva_procedures_are_published_with_authority_and_delay(
     intake: IntakeService,
 ) -> None:
     listing = await intake.sva_procedures("admiville")
-    assert [(e.code, e.delay) for e in listing.items] == [("reservation-salle", "2 mois")]
-    assert listing.items[0].authority == (
+    # SVA by default (L231-1): the civil-status copy (no decision sought) and the report
+    # (not a demande) are the demo's only procedures left out.
+    assert [(e.code, e.delay) for e in listing.items] == [
+        ("inscription-periscolaire", "2 mois"),
+        ("reservation-salle", "2 mois"),
+    ]
+    assert listing.items[1].authority == (
         "Commune d'Admiville — Direction de l'accueil, du courrier et de la location de salles"
     )
 

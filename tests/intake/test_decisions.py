@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from guichet_intake.schemas import MissingPiecesCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import add_tenant, outbox_events, submit
@@ -45,9 +46,16 @@ async def test_r10_svr_decision_is_a_rejection_and_gives_no_attestation(
         procedure="subvention-quartier",
         applicant=ASSOCIATION,
     )
-    assert await intake.decide_due(now=datetime(2026, 7, 16, 0, 0, tzinfo=UTC)) == 1
+    # 15 May + 2 months: deemed rejected at the end of 15 July, i.e. 16 July 00:00 Paris,
+    # which is 22:00 UTC on 15 July in summer time (UTC+2).
+    assert await intake.decide_due(now=datetime(2026, 7, 15, 21, 59, 59, tzinfo=UTC)) == 0
+    assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 0, tzinfo=UTC)) == 1
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_rejected"
+    assert followed.history[-1].label == (
+        "Rejetée implicitement : silence gardé jusqu'au 15 juillet 2026 à minuit "
+        "(soit à compter du 16 juillet 2026 à 0 h)"
+    )
     with pytest.raises(Problem) as refused:
         await intake.attestation(created["tracking_code"])
     assert refused.value.status == 409
@@ -67,7 +75,10 @@ async def test_r5_sva_attestation_of_implicit_acceptance_is_signed(
     document, token = await intake.receipt(receipt_id)
     assert document.kind == "attestation_acceptation_implicite"
     text = " ".join(document.mentions)
-    assert "réputée acceptée depuis le 15 juillet 2026 à minuit" in text
+    assert (
+        "réputée acceptée depuis le 15 juillet 2026 à minuit "
+        "(soit à compter du 16 juillet 2026 à 0 h)." in text
+    )
     assert "reçue le 15 mai 2026" in text
     assert (await intake.verify(token)).authentic
 
@@ -89,3 +100,30 @@ async def test_martinique_decision_is_born_at_local_midnight(intake: IntakeServi
     assert created["reception_date"] == "2026-05-14"
     assert await intake.decide_due(now=datetime(2026, 7, 15, 3, 59, tzinfo=UTC)) == 0
     assert await intake.decide_due(now=datetime(2026, 7, 15, 4, 0, tzinfo=UTC)) == 1
+
+
+async def test_r11_svr_pieces_never_produced_rejection_born_after_the_time_granted(
+    intake: IntakeService,
+) -> None:
+    """The notice promised "réputée rejetée le 15 août 2026 à minuit": it must happen."""
+    created = await submit(
+        intake,
+        datetime(2026, 5, 15, 9, 0, tzinfo=UTC),
+        procedure="subvention-quartier",
+        applicant=ASSOCIATION,
+    )
+    asked = await intake.request_pieces(
+        created["tracking_code"],
+        MissingPiecesCreate(pieces=["Budget prévisionnel"], due_on=date(2026, 6, 20)),
+        now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+    )
+    assert asked.implicit_decision is not None
+    assert asked.implicit_decision.state == "suspended"
+    # Received 15 May, 2 months: 15 July. Suspended from 20 May to 20 June (11 days left
+    # in May + 20 in June = 31 days), never produced: 15 July + 31 days = 15 August. Born
+    # at the end of 15 August Paris = 16 August 00:00 CEST = 15 August 22:00 UTC.
+    assert "réputée rejetée le 15 août 2026 à minuit" in " ".join(asked.receipts[-1].mentions)
+    assert await intake.decide_due(now=datetime(2026, 8, 15, 21, 59, 59, tzinfo=UTC)) == 0
+    assert await intake.decide_due(now=datetime(2026, 8, 15, 22, 0, 0, tzinfo=UTC)) == 1
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_rejected"

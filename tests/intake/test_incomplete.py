@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 import pytest
@@ -37,6 +38,8 @@ async def test_r11_sva_clock_starts_when_file_complete(intake: IntakeService) ->
     assert "Attestation d'assurance" in text
     assert "au plus tard le 20 juin 2026" in text
     assert "ne commencera à courir qu'à compter de la réception" in text
+    # Décret 2015-1404 art. 8: the delay itself is stated.
+    assert "Le délai de 2 mois au terme duquel votre demande sera réputée acceptée" in text
 
     done = await intake.pieces_received(
         code, PiecesReceived(), now=datetime(2026, 6, 3, 10, 0, tzinfo=UTC)
@@ -46,7 +49,16 @@ async def test_r11_sva_clock_starts_when_file_complete(intake: IntakeService) ->
     assert done.implicit_decision.decision_date == date(2026, 8, 3)
     assert done.status.value == "received"
     assert done.receipts[-1].kind.value == "accuse_reception"
-    assert "3 août 2026 à minuit" in " ".join(done.receipts[-1].mentions)
+    receipt = " ".join(done.receipts[-1].mentions)
+    assert "reçue le 15 mai 2026" in receipt
+    # Received 15 May but complete on 3 June: the receipt says from when the 2 months run.
+    assert (
+        "dans un délai de 2 mois courant à compter du 3 juin 2026, et si votre dossier est "
+        "complet, elle sera réputée acceptée le 3 août 2026 à minuit (soit à compter du "
+        "4 août 2026 à 0 h)." in receipt
+    )
+    assert "Le délai court à compter de la réception des pièces manquantes." in receipt
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", receipt), "French dates only"
     assert "Pièces reçues le 3 juin 2026" in done.history[-2].label
 
 
@@ -69,7 +81,8 @@ async def test_r11_svr_incomplete_file_answered_early(intake: IntakeService) -> 
     assert asked.implicit_decision.decision_date == date(2026, 8, 15)
     text = " ".join(asked.receipts[-1].mentions)
     assert "suspendu" in text
-    assert "réputée rejetée le 15 août 2026 à minuit" in text
+    assert "réputée rejetée le 15 août 2026 à minuit (soit à compter du 16 août 2026 à 0 h)" in text
+    assert "Le délai de 2 mois au terme duquel votre demande sera réputée rejetée" in text
 
     done = await intake.pieces_received(
         code,
@@ -80,6 +93,12 @@ async def test_r11_svr_incomplete_file_answered_early(intake: IntakeService) -> 
     assert done.implicit_decision is not None
     assert done.implicit_decision.decision_date == date(2026, 7, 25)
     assert done.implicit_decision.state == "running"
+    receipt = " ".join(done.receipts[-1].mentions)
+    assert done.receipts[-1].kind.value == "accuse_reception"
+    assert "réputée rejetée le 25 juillet 2026 à minuit" in receipt
+    # 2 months from 15 May would be 15 July: the receipt says why it is 25 July.
+    assert "Délai suspendu du 20 mai 2026 au 30 mai 2026" in receipt
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", receipt), "French dates only"
 
 
 async def test_r11_deadline_in_the_past_is_refused_naming_the_field(

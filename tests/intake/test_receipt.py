@@ -9,15 +9,29 @@ import base64
 import json
 import uuid
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from guichet_intake import service
+from guichet_intake import notices, service
+from guichet_intake.deadlines import Deadline
 from guichet_intake.models import requests
 from guichet_intake.service import IntakeService
+from guichet_notifications.models import deliveries
+from guichet_notifications.models import metadata as notifications_metadata
+from guichet_notifications.service import Deliveries
+from guichet_notifications.transports import MailboxFolder
+from guichet_plumbing import tables
+from guichet_plumbing.db import Database
+from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import body, outbox_events, submit
+from tests.intake.helpers import CAMILLE, body, outbox_events, submit
+
+JEAN_DUPONT = {
+    "name": "Jean Dupont",
+    "postal_address": {"street": "2 rue Haute", "postal_code": "99999", "city": "Admiville"},
+}
 
 
 async def test_r5_sva_receipt_states_date_service_and_attestation(intake: IntakeService) -> None:
@@ -36,7 +50,12 @@ async def test_r5_sva_receipt_states_date_service_and_attestation(intake: Intake
     assert ack["implicit_decision"]["decision_date"] == "2026-07-15"
     text = " ".join(ack["mentions"])
     assert "reçue le 15 mai 2026" in text
-    assert "réputée acceptée le 15 juillet 2026 à minuit" in text
+    assert (
+        "réputée acceptée le 15 juillet 2026 à minuit (soit à compter du 16 juillet 2026 à 0 h)"
+        in text
+    )
+    assert "Direction de l'accueil, du courrier et de la location de salles" in text
+    assert "Hôtel de ville, 1 place de la Mairie, 99999 Admiville" in text
     assert "attestation d'acceptation implicite" in text
     assert "accueil@admiville.example" in text
     assert "01 99 00 00 03" in text
@@ -101,12 +120,62 @@ async def test_r2_rotated_key_signs_new_receipts_and_old_ones_still_verify(
 
 
 async def test_r1_document_delivery_procedure_owes_no_receipt(intake: IntakeService) -> None:
+    # On paper: L112-3's exemption for the delivery of a document provided by law applies.
     created = await submit(
-        intake, datetime(2026, 3, 2, 8, 0, tzinfo=UTC), procedure="acte-etat-civil"
+        intake,
+        datetime(2026, 3, 2, 8, 0, tzinfo=UTC),
+        procedure="acte-etat-civil",
+        channel="mail",
+        contact_preference="letter",
+        applicant=JEAN_DUPONT,
     )
     assert created["acknowledgement"] is None
     assert created["receipts"] == []
     assert await outbox_events(intake.db, "intake.receipt.issued.v1") == []
+
+
+async def test_r1_electronic_send_of_document_delivery_gets_receipt(
+    intake: IntakeService,
+) -> None:
+    """L112-11 last paragraph: L112-3 (and its exemption) does not apply to electronic sends;
+    every one gets an AR unless abusive. Needs the submission path to owe an AR when
+    `owes_acknowledgement(procedure, data.channel)`."""
+    created = await submit(
+        intake, datetime(2026, 3, 2, 8, 0, tzinfo=UTC), procedure="acte-etat-civil"
+    )
+    ack = created["acknowledgement"]
+    assert ack is not None
+    assert ack["kind"] == "accuse_reception"
+    assert "reçue le 2 mars 2026" in ack["mentions"][0]
+    assert "Cette demande ne peut pas donner lieu à une décision implicite." in ack["mentions"]
+
+
+async def test_r1_free_form_email_qualified_as_document_delivery_gets_receipt(
+    intake: IntakeService,
+) -> None:
+    # An e-mail of Monday 2 March 2026 that an agent qualifies as a civil-status copy on
+    # 4 March: electronic, so the AR is owed all the same (L112-11); a letter gets none.
+    email = await submit(
+        intake, datetime(2026, 3, 2, 8, 0, tzinfo=UTC), procedure=None, channel="email"
+    )
+    letter = await submit(
+        intake,
+        datetime(2026, 3, 2, 8, 0, tzinfo=UTC),
+        procedure=None,
+        channel="mail",
+        contact_preference="letter",
+        applicant=JEAN_DUPONT,
+    )
+    at = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
+    by_email = await intake.qualify(email["tracking_code"], "acte-etat-civil", now=at)
+    by_letter = await intake.qualify(letter["tracking_code"], "acte-etat-civil", now=at)
+    assert [r.kind.value for r in by_email.receipts] == [
+        "accuse_enregistrement",
+        "accuse_reception",
+    ]
+    assert "reçue le 2 mars 2026" in by_email.receipts[-1].mentions[0]
+    assert by_letter.receipts == []
+    assert (await intake.overdue("admiville", now=datetime(2026, 3, 20, tzinfo=UTC))).count == 0
 
 
 async def test_r3_unknown_procedure_gets_instant_registration_then_r4_receipt_on_qualification(
@@ -184,6 +253,35 @@ async def test_r22_request_entered_at_counter_gets_same_receipt_and_deadline(
         assert counter["acknowledgement"][key] == web["acknowledgement"][key]
 
 
+async def test_r22_counter_request_without_email_is_received(intake: IntakeService) -> None:
+    # R7's four identifiers are for electronic sends (décret 2015-1404 art. 2): at the
+    # counter, an agent enters the request of a citizen who has no e-mail address.
+    person = {**JEAN_DUPONT, "family_name": "Dupont", "given_name": "Jean"}
+    counter = await submit(
+        intake,
+        datetime(2026, 5, 15, 9, 30, tzinfo=UTC),
+        procedure="inscription-periscolaire",
+        channel="counter",
+        contact_preference="letter",
+        entered_by="agent-042",
+        applicant=person,
+    )
+    assert counter["acknowledgement"]["kind"] == "accuse_reception"
+    assert counter["acknowledgement"]["reception_date"] == "2026-05-15"
+    with pytest.raises(Problem) as online:
+        await intake.submit(
+            body(
+                procedure="inscription-periscolaire",
+                contact_preference="letter",
+                applicant=person,
+            ),
+            None,
+        )
+    assert online.value.status == 422
+    assert online.value.invalid_params
+    assert [p.name for p in online.value.invalid_params] == ["applicant.email"]
+
+
 async def test_reception_date_is_local_23h30_utc_in_winter_is_next_day_in_paris(
     intake: IntakeService,
 ) -> None:
@@ -224,10 +322,38 @@ async def test_r23_nothing_stored_when_the_request_is_refused(intake: IntakeServ
     assert await outbox_events(intake.db) == []
 
 
-async def test_r6_receipt_goes_to_the_sender_address(intake: IntakeService) -> None:
-    await submit(intake, datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
-    [received] = await outbox_events(intake.db, "intake.request.received.v1")
-    assert received.data["applicant"]["email"] == "camille.martin@example.org"
+async def test_r6_receipt_goes_to_the_sender_address(intake: IntakeService, data_dir: Path) -> None:
+    # Camille prefers answers by post, but the receipt of her web send goes to her e-mail.
+    await submit(
+        intake,
+        datetime(2026, 6, 1, 12, 0, tzinfo=UTC),
+        contact_preference="letter",
+        applicant={**CAMILLE, "postal_address": JEAN_DUPONT["postal_address"]},
+    )
+    db = Database(f"sqlite:///{data_dir / 'notifications.sqlite3'}")
+    await db.create_all(notifications_metadata, tables.metadata)
+    try:
+        mails = Deliveries(
+            db,
+            MailboxFolder(data_dir / "mailbox"),
+            ServiceMetrics("r6"),
+            sender="Guichet <guichet@admiville.example>",
+            poll_interval=1,
+            max_attempts=1,
+        )
+        handlers = {
+            "intake.request.received.v1": mails.on_request_received,
+            "intake.receipt.issued.v1": mails.on_receipt_issued,
+        }
+        for event in await outbox_events(intake.db):
+            async with db.transaction() as session:
+                await handlers[event.type](session, event)
+        async with db.sessions() as session:
+            [delivery] = (await session.execute(sa.select(deliveries))).all()
+    finally:
+        await db.dispose()
+    assert delivery.kind == "accuse_reception"
+    assert (delivery.channel, delivery.recipient) == ("email", "camille.martin@example.org")
 
 
 async def test_same_idempotency_key_replays_and_other_body_conflicts(
@@ -265,3 +391,31 @@ def test_tracking_codes_are_unguessable_and_forgiving_when_read_aloud() -> None:
 def test_french_dates() -> None:
     assert service.french_date(date(2026, 7, 1)) == "1er juillet 2026"
     assert service.french_date(date(2027, 2, 28)) == "28 février 2027"
+
+
+async def test_r5_receipt_of_a_request_lists_the_procedure_required_information(
+    intake: IntakeService,
+) -> None:
+    """Needs the submission path's AR to pass the procedure's `required_information`."""
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    assert (
+        "Informations exigées pour ce dossier : Salle souhaitée ; Date et horaires ; "
+        "Nombre de personnes." in created["acknowledgement"]["mentions"]
+    )
+
+
+def test_r5_receipt_lists_required_information_next_to_required_pieces() -> None:
+    mentions = notices.acknowledgement(
+        reception_date=date(2026, 5, 15),
+        tracking_code="ABCD-EFGH-JKMN-PQRS",
+        service=notices.Service("Accueil", "1 place de la Mairie, 99999 Admiville", None, None),
+        is_demande=True,
+        regime="sva",
+        delay="2 mois",
+        deadline=Deadline("running", date(2026, 5, 15), date(2026, 7, 15)),
+        appeal_text=None,
+        required_pieces=["Attestation d'assurance"],
+        required_information=["Salle souhaitée", "Date et horaires"],
+    )
+    assert "Pièces exigées pour ce dossier : Attestation d'assurance." in mentions
+    assert "Informations exigées pour ce dossier : Salle souhaitée ; Date et horaires." in mentions

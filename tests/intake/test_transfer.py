@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 
 import pytest
@@ -54,8 +55,6 @@ async def transfer_to_neighbour(intake: IntakeService, procedure: str) -> tuple[
     [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
     new_id = event.data["new_request_id"]
     async with intake.db.sessions() as session:
-        import uuid
-
         row = await repository.get_request(session, uuid.UUID(new_id))
     qualified = await intake.qualify(
         row.tracking_code, procedure, now=datetime(2026, 6, 3, 9, 0, tzinfo=UTC)
@@ -79,6 +78,47 @@ async def test_r13_transfer_svr_runs_from_first_reception(intake: IntakeService)
     _, decision = await transfer_to_neighbour(intake, "subvention")
     # First seized by Admiville on 15 May: deemed rejected at the end of 15 July.
     assert decision == "2026-07-15"
+    [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
+    async with intake.db.sessions() as session:
+        row = await repository.get_request(session, uuid.UUID(event.data["new_request_id"]))
+    receipt = (await intake.get_request(row.tracking_code)).receipts[-1]
+    assert receipt.kind.value == "accuse_reception"
+    text = " ".join(receipt.mentions)
+    # Received by Voisinville on 2 June, but the 2 months run from Admiville's 15 May: the
+    # receipt must say so, or "reçue le 2 juin … 2 mois … 15 juillet" reads as a mistake.
+    assert "reçue le 2 juin 2026" in text
+    assert (
+        "dans un délai de 2 mois courant à compter du 15 mai 2026, et si votre dossier est "
+        "complet, elle sera réputée rejetée le 15 juillet 2026 à minuit (soit à compter du "
+        "16 juillet 2026 à 0 h)." in text
+    )
+    assert "réception de la demande par l'administration initialement saisie" in text
+
+
+async def test_r13_transfer_notice_of_an_unqualified_request_states_both_rules(
+    intake: IntakeService,
+) -> None:
+    await add_neighbour(intake)
+    # A free-form e-mail received on 15 May, transferred on 2 June: its regime is the
+    # competent administration's to say, so the notice gives both rules with their dates.
+    created = await submit(
+        intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), procedure=None, channel="email"
+    )
+    moved = await intake.transfer(
+        created["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="Compétence de Voisinville."),
+        now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+    )
+    notice = moved.receipts[-1]
+    assert notice.kind.value == "avis_transmission"
+    assert notice.mentions[1] == (
+        "S'il s'agit d'un régime de rejet implicite, le délai au terme duquel le silence "
+        "vaut rejet court depuis sa réception par notre administration, le 15 mai 2026 ; "
+        "s'il s'agit d'un régime d'acceptation implicite, le délai au terme duquel le silence "
+        "vaut acceptation ne court qu'à compter de sa réception par Commune de Voisinville, "
+        "le 2 juin 2026."
+    )
+    assert "Commune de Voisinville vous adressera un accusé de réception" in notice.mentions[2]
 
 
 async def test_r12_transfer_tells_the_applicant_and_r4_receipt_due_from_new_seizure(
@@ -165,4 +205,26 @@ async def test_r12_external_transfer_only_to_allowed_https_destinations(
         )
     assert unlisted.value.invalid_params
     assert unlisted.value.invalid_params[0].name == "administration_url"
+    assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+
+
+async def test_r12_request_too_large_to_sign_is_a_french_conflict_not_a_crash(
+    intake: IntakeService,
+) -> None:
+    # Under the 1 MiB body limit, but over the ~750 kB a JWS payload of 1 MB can carry.
+    created = await submit(
+        intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), payload={"plan": "x" * 800_000}
+    )
+    with pytest.raises(Problem) as refused:
+        await intake.transfer(
+            created["tracking_code"],
+            TransferCreate(
+                administration_name="Préfecture de la Zone",
+                administration_url="https://transmissions.prefecture.example/in",
+                reason="Compétence de l'État.",
+            ),
+        )
+    assert refused.value.status == 409
+    assert "trop volumineuse" in refused.value.detail
+    assert "par courrier" in refused.value.detail
     assert (await intake.get_request(created["tracking_code"])).status.value == "received"

@@ -1,4 +1,5 @@
-"""Answers to the citizen: channel (R6, R27), retries on a real SMTP server, no double send."""
+"""Answers to the citizen: channel (R6, R27), retries on a real SMTP server, no double send;
+periodic digests to services (R28)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.localinfra import free_port
 from guichet_plumbing.observability import ServiceMetrics
+from guichet_routing.events import DigestItem, ServiceDigest, StatusChanged
 from tests.conftest import SmtpServer
 from tests.support import received_event
 
@@ -64,6 +66,7 @@ def assigned(request_id: uuid.UUID) -> Envelope:
         data={
             "request_id": str(request_id),
             "tracking_code": "ABCD-EFGH-JKMN-PQRS",
+            "service_code": "accueil",
             "service_name": "Direction de l'accueil",
             "assigned_at": datetime.now(UTC).isoformat(),
         },
@@ -216,3 +219,104 @@ async def test_mailbox_folder_rewrites_rather_than_doubles(db: Database, tmp_pat
     await service.transport.send(message, row.recipient)
     await service.transport.send(message, row.recipient)  # a crash-and-retry
     assert len(list((tmp_path / "mailbox").glob("*.eml"))) == 1
+
+
+def item(code: str, received: datetime, due: datetime | None) -> DigestItem:
+    return DigestItem(
+        request_id=uuid.uuid4(),
+        tracking_code=code,
+        procedure_title="Signalement sur la voirie",
+        channel="sms",
+        status_label="Reçue par le service compétent",
+        received_at=received,
+        due_at=due,
+    )
+
+
+async def test_r28_one_email_per_digest_listing_new_and_overdue_requests(
+    db: Database, smtp_server: SmtpServer
+) -> None:
+    service, _, _ = make(db, Smtp(smtp_server.url))
+    handle = idempotent(db, "n.digests", service.on_service_digest, ServiceMetrics("t"))
+    digest = ServiceDigest(
+        service_code="voirie",
+        service_name="Service de la voirie",
+        service_email="voirie@admiville.example",
+        timezone="Europe/Paris",
+        period_start=datetime(2026, 3, 2, 7, 0, tzinfo=UTC),
+        period_end=datetime(2026, 3, 3, 7, 0, tzinfo=UTC),
+        new_total=3,
+        overdue_total=1,
+        # Received 2 March 9:15 and 23:30 UTC: 10:15 on the 2nd and 0:30 on the 3rd in Paris.
+        new=[
+            item("AAAA-BBBB-CCCC-DDDD", datetime(2026, 3, 2, 9, 15, tzinfo=UTC), None),
+            item("EEEE-FFFF-GGGG-HHHH", datetime(2026, 3, 2, 23, 30, tzinfo=UTC), None),
+        ],
+        overdue=[
+            item(
+                "JJJJ-KKKK-MMMM-NNNN",
+                datetime(2026, 2, 20, 8, 0, tzinfo=UTC),
+                datetime(2026, 2, 28, 8, 0, tzinfo=UTC),
+            )
+        ],
+    ).envelope(tenant="admiville", subject="admiville.voirie")
+    await handle(digest)
+    await handle(digest)
+    assert len(await rows(db)) == 1
+    assert await service.send_due() == 1
+    assert await service.send_due() == 0
+    [mail] = smtp_server.mailbox.to("voirie@admiville.example")
+    assert mail["Subject"] == (
+        "Relevé du 03/03/2026 pour Service de la voirie : 3 nouvelle(s), 1 en retard"
+    )
+    text = mail.get_content()
+    assert "du 02/03/2026 à 08:00 au 03/03/2026 à 08:00" in text
+    assert (
+        "n° EEEE-FFFF-GGGG-HHHH : Signalement sur la voirie (sms, reçue le 03/03/2026 à 00:30)"
+        in text
+    )
+    assert "… et 1 autre(s), dans la corbeille." in text
+    assert "échéance 28/02/2026" in text
+    [row] = await rows(db)
+    assert (row.kind, row.request_id, row.status) == ("service_digest", None, "sent")
+
+
+def closed_by_incident(request_id: uuid.UUID, incident_id: uuid.UUID | None) -> Envelope:
+    """Routing's own status event, as it closes an incident without a `notify` action."""
+    now = datetime.now(UTC)
+    return StatusChanged(
+        request_id=request_id,
+        tracking_code=f"{request_id.hex[:4].upper()}-EFGH-JKMN-PQRS",
+        from_status="en_cours",
+        status="reparee",
+        label="Réparée",
+        phase="delivery",
+        final=True,
+        transition="terminer",
+        actions=[],
+        changed_at=now,
+        incident_id=incident_id,
+        reporters=3 if incident_id else None,
+    ).envelope(tenant="admiville", subject=str(request_id), occurred_at=now)
+
+
+async def test_r30_every_reporter_told_once_when_the_incident_closes(
+    db: Database, smtp_server: SmtpServer
+) -> None:
+    service, on_received, _ = make(db, Smtp(smtp_server.url))
+    on_status = idempotent(db, "n.statuses", service.on_status_changed, ServiceMetrics("t"))
+    incident = uuid.uuid4()
+    addresses = [f"habitant{i}@example.org" for i in range(4)]
+    events = []
+    for i, address in enumerate(addresses):
+        request_id = uuid.uuid4()
+        await on_received(received({"email": address}, request_id=request_id))
+        # The last one closed on its own, without `notify`: nothing to say.
+        events.append(closed_by_incident(request_id, incident if i < 3 else None))
+    for event in [*events, events[0]]:  # a redelivery changes nothing
+        await on_status(event)
+    await service.send_due()
+    for address in addresses[:3]:
+        [closing] = [m for m in smtp_server.mailbox.to(address) if "Réparée" in m["Subject"]]
+        assert "signalé par 3 personnes" in closing.get_content()
+    assert not [m for m in smtp_server.mailbox.to(addresses[3]) if "Réparée" in m["Subject"]]

@@ -10,6 +10,7 @@ import pytest
 
 from guichet_intake.app import create_app
 from guichet_intake.settings import IntakeSettings
+from tests.identity import staff
 from tests.support import serve
 
 PROBLEM = "application/problem+json"
@@ -24,7 +25,7 @@ VALID = {
 @pytest.fixture
 async def client(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(IntakeSettings(data_dir=data_dir, max_body_bytes=1024 * 1024))
-    async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, headers=staff()) as http:
         yield http
 
 

@@ -18,6 +18,7 @@ from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import Relay, stage
 from guichet_routing.app import create_app as create_routing
 from guichet_routing.settings import RoutingSettings
+from tests.identity import staff
 from tests.plumbing.kafka_tools import read_topic
 from tests.support import eventually, received_event, serve
 
@@ -125,7 +126,7 @@ async def test_event_redelivered_after_crash_has_one_effect(
             kafka_topic_prefix=topic_prefix,
         )
     )
-    async with serve(routing) as base, httpx.AsyncClient(base_url=base) as client:
+    async with serve(routing) as base, httpx.AsyncClient(base_url=base, headers=staff()) as client:
 
         async def consumed_twice() -> bool:
             metrics = (await client.get("/metrics")).text

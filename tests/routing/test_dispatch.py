@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,10 +14,9 @@ from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from guichet_routing import service
-from guichet_routing.models import assignments, metadata
+from guichet_routing.models import assignments
 from guichet_routing.repository import InboxFilter
 from guichet_routing.rules import Rule, Sample, decide
-from guichet_routing.seed import seed_demo
 from tests.support import received_event
 
 
@@ -27,22 +24,6 @@ def received(
     procedure: str = "reservation-salle", channel: str = "web", at: datetime | None = None
 ) -> Envelope:
     return received_event(procedure, channel=channel, received_at=at)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def routing_db(
-    request: pytest.FixtureRequest, data_dir: Path, pg_database: Callable[[str], str]
-) -> AsyncIterator[Database]:
-    url = (
-        f"sqlite:///{data_dir / 'routing.sqlite3'}"
-        if request.param == "sqlite"
-        else pg_database("routing")
-    )
-    db = Database(url)
-    await db.create_all(metadata, tables.metadata)
-    await seed_demo(db)
-    yield db
-    await db.dispose()
 
 
 def test_r28_first_matching_rule_wins_else_default_service() -> None:

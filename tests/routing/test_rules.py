@@ -14,6 +14,7 @@ from guichet_plumbing.envelope import Envelope
 from guichet_routing.app import create_app
 from guichet_routing.rules import FieldCondition, Neighbourhood, Rule, Sample, decide
 from guichet_routing.settings import RoutingSettings
+from tests.identity import staff
 from tests.support import eventually, received_event, serve
 
 # Two neighbourhoods of Admiville, as squares in WGS 84 (longitude, latitude).
@@ -88,7 +89,7 @@ def test_r29_conditions_on_channel_payload_and_place() -> None:
 async def routing(data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InProcessBus]]:
     bus = InProcessBus()
     app = create_app(RoutingSettings(data_dir=data_dir), bus=bus)
-    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, headers=staff()) as client:
         yield client, bus
 
 

@@ -18,6 +18,7 @@ from guichet_plumbing.envelope import Envelope
 from guichet_routing.app import create_app
 from guichet_routing.settings import RoutingSettings
 from guichet_routing.workflows import DEFAULT_WORKFLOW
+from tests.identity import staff
 from tests.support import received_event, serve
 
 WORKFLOW: dict[str, Any] = {
@@ -58,7 +59,7 @@ WORKFLOW: dict[str, Any] = {
 async def routing(data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InProcessBus, Any]]:
     bus = InProcessBus()
     app = create_app(RoutingSettings(data_dir=data_dir), bus=bus)
-    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, headers=staff()) as client:
         yield client, bus, app.state.runtime.db
 
 
@@ -144,7 +145,7 @@ async def test_r26_transition_moves_phase_and_tells_the_citizen_in_their_words(
     moved = await client.post(
         f"/v1/requests/{request_id}/transitions",
         json={"transition": "programmer", "comment": "Équipe B, mardi"},
-        headers={"X-Agent-Id": "agent-17"},
+        headers=staff(subject="agent-17"),
     )
     assert moved.json()["phase"] == "processing"
     done = await client.post(
@@ -197,7 +198,7 @@ async def test_r28_inbox_filters_assignment_comments_and_commitments(
     mine = await client.put(
         f"/v1/requests/{first}/agent",
         json={"agent": "agent-17"},
-        headers={"X-Agent-Id": "cheffe-voirie"},
+        headers=staff(subject="cheffe-voirie"),
     )
     assert mine.status_code == 200
     noted = await client.post(f"/v1/requests/{first}/comments", json={"text": "Appeler l'usager"})

@@ -26,8 +26,14 @@ def run_embedded(args: argparse.Namespace) -> None:
 
     configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
     data_dir = Path(os.environ.get("GUICHET_DATA_DIR", "data"))
-    app = long_lived(create_embedded_app(data_dir))
     port = args.port or _port(8000)
+    # Routing files Open311 reports through intake's public API: here, this very server.
+    overrides = (
+        {}
+        if "GUICHET_ROUTING_INTAKE_URL" in os.environ
+        else {"intake_url": f"http://{args.host}:{port}/intake"}
+    )
+    app = long_lived(create_embedded_app(data_dir, **overrides))
     print(
         f"Guichet (embarqué) sur http://{args.host}:{port} — données dans {data_dir.resolve()}",
         flush=True,
@@ -62,7 +68,7 @@ def serve_one(args: argparse.Namespace) -> None:
 
 def run_distributed(args: argparse.Namespace) -> None:
     """Production topology on one machine: local PostgreSQL and Kafka broker, four processes."""
-    from guichet_launcher.services import SERVICES
+    from guichet_launcher.services import BY_NAME, SERVICES
     from guichet_plumbing.localinfra import local_infra
 
     root = Path(os.environ.get("GUICHET_DATA_DIR", "data")).resolve() / "distributed"
@@ -79,6 +85,7 @@ def run_distributed(args: argparse.Namespace) -> None:
                     "GUICHET_BUS": "kafka",
                     "GUICHET_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                     "GUICHET_DATA_DIR": str(root),
+                    "GUICHET_ROUTING_INTAKE_URL": f"http://{args.host}:{BY_NAME['intake'].port}",
                 }
             )
             children.append(
@@ -149,6 +156,13 @@ def export_contracts(args: argparse.Namespace) -> None:
             print(path)
 
 
+def make_keys(args: argparse.Namespace) -> None:
+    """A token signing key set for GUICHET_AUTH_SIGNING_KEYS; with --previous, a rotation."""
+    from guichet_plumbing.auth import generate_keys
+
+    print(generate_keys(args.previous))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="guichet_launcher")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     contracts.add_argument("--root", default="contracts")
     contracts.add_argument("--check", action="store_true", help="échoue si contracts/ diffère")
     contracts.set_defaults(func=export_contracts)
+    keys = sub.add_parser("keys", help="clés de signature des jetons (nouvelles ou renouvelées)")
+    keys.add_argument("--previous", help="jeu de clés en vigueur, gardé pour vérifier")
+    keys.set_defaults(func=make_keys)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -71,6 +71,15 @@ def async_url(url: str) -> str:
     return url
 
 
+# What a bare connection raises when the server closed it (a restart, a terminated backend).
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = async_url(url)

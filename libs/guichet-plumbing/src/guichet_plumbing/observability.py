@@ -21,6 +21,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guichet_plumbing.auth import PUBLIC
+
 
 class ServiceMetrics:
     """One registry per service, so four services can share a process without clashing."""
@@ -106,7 +108,7 @@ class MetricsMiddleware:
 def health_router(
     metrics: ServiceMetrics, readiness: Callable[[], Awaitable[dict[str, bool]]]
 ) -> APIRouter:
-    router = APIRouter(tags=["exploitation"])
+    router = APIRouter(tags=["exploitation"], dependencies=[PUBLIC])
 
     @router.get("/health", summary="Le processus répond", operation_id="health")
     async def health() -> dict[str, str]:

@@ -11,6 +11,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from guichet_plumbing import tables
+from guichet_plumbing.access_log import access_log_router
+from guichet_plumbing.auth import document_policies
 from guichet_plumbing.bus import Bus, InProcessBus, KafkaBus
 from guichet_plumbing.db import Database
 from guichet_plumbing.inbox import Effect, idempotent
@@ -22,6 +24,7 @@ from guichet_plumbing.problems import (
     document_body_problems,
     install_problem_handlers,
 )
+from guichet_plumbing.ratelimit import WriteLimiter
 from guichet_plumbing.settings import ServiceSettings
 
 
@@ -48,6 +51,7 @@ class ServiceRuntime:
         self.relay = Relay(
             self.db, self.bus, self.metrics, poll_interval=settings.relay_poll_interval
         )
+        self.token_keys = settings.token_keys()
         self._startup_hooks: list[Any] = []
 
     def publishes(self, event_types: Iterable[str]) -> None:
@@ -113,10 +117,13 @@ def create_service_app(
     install_problem_handlers(app)
     for router in routers:
         app.include_router(router)
+    app.include_router(access_log_router(runtime.db))
     app.include_router(health_router(runtime.metrics, runtime.readiness))
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.state.runtime = runtime
+    app.state.token_keys = runtime.token_keys
+    app.state.write_limiter = WriteLimiter(runtime.settings.write_rate_limit)
     _register_problem_schema(app)
     return app
 
@@ -138,6 +145,7 @@ def _register_problem_schema(app: FastAPI) -> None:
             defs = components["ProblemDetails"].pop("$defs", {})
             components.update(defs)
             document_body_problems(schema)
+            document_policies(app, schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

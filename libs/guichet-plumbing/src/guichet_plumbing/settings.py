@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from guichet_plumbing.auth import TokenKeys, development_keys
 
 ONE_MIB = 1024 * 1024
 
@@ -51,6 +53,36 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = ONE_MIB
     log_level: str = "INFO"
     json_logs: bool = True
+
+    # Guichet's bearer tokens: a JWK set of EC P-256 private keys, the signing one first
+    # (`python -m guichet_launcher keys` makes one; prepend a new key to rotate). Every
+    # service of a deployment gets the same set. Unset: a fixed development key.
+    auth_signing_keys: SecretStr | None = None
+    auth_issuer: str = "guichet"
+    auth_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    # Logins without a password for each role, for `make run` (never in production).
+    demo_logins: bool = True
+    # Writes allowed per client (token subject) or per source address, in the `limits`
+    # notation; empty: no limit (benchmarks).
+    write_rate_limit: str | None = "120/minute"
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Self:
+        if self.env == "production":
+            if self.auth_signing_keys is None:
+                raise ValueError(
+                    "GUICHET_AUTH_SIGNING_KEYS is required in production: the development "
+                    "token key is public"
+                )
+            if self.demo_logins:
+                raise ValueError("demo logins are refused in production: GUICHET_DEMO_LOGINS=0")
+        return self
+
+    def token_keys(self) -> TokenKeys:
+        keys = self.auth_signing_keys
+        return TokenKeys(
+            keys.get_secret_value() if keys else development_keys(), issuer=self.auth_issuer
+        )
 
     def sqlite_url(self, service: str) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)

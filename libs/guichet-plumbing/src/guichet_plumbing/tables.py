@@ -53,3 +53,25 @@ idempotency_keys = sa.Table(
     sa.Column("body", sa.LargeBinary(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# R21: every read of a personal file by an agent, kept where the file is, for the DPO.
+access_log = sa.Table(
+    "access_log",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(300), nullable=False),
+    sa.Column("roles", sa.String(200), nullable=False),
+    # R25: the citizen an aidant acted for, traced beside the aidant.
+    sa.Column("acting_for", sa.String(200), nullable=True),
+    sa.Column("file", sa.String(128), nullable=False),
+    sa.Column("service", sa.String(64), nullable=True),
+    sa.Column("purpose", sa.String(200), nullable=False),
+    sa.Index("ix_access_log_tenant", "tenant", "id"),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from guichet_gateway.providers import CivilStatus, QuotientFamilialRequest
 from guichet_gateway.schemas import (
@@ -14,7 +14,8 @@ from guichet_gateway.schemas import (
     QuotientFamilialResponse,
     Slug,
 )
-from guichet_gateway.service import ANONYMOUS, Caller, GatewayService
+from guichet_gateway.service import Caller, GatewayService
+from guichet_plumbing.auth import CurrentPrincipal, Role, allow
 from guichet_plumbing.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/v1")
@@ -27,16 +28,12 @@ def get_service(request: Request) -> GatewayService:
 
 
 ServiceDep = Annotated[GatewayService, Depends(get_service)]
-AgentId = Annotated[
-    str | None,
-    Header(
-        alias="X-Agent-Id",
-        min_length=1,
-        max_length=128,
-        description="Agent ou application à l'origine de la demande, inscrit au journal d'audit "
-        "(`anonymous` en son absence, tant que l'authentification des agents n'est pas en place).",
-    ),
-]
+
+# Agents who grant rights consult the State's data (R16); the DPO reads the journal.
+CONSULT = allow(
+    "consult-state-data", roles=[Role.counter_agent, Role.case_handler, Role.service_head]
+)
+AUDIT = allow("dpo", roles=[Role.dpo])
 
 
 def _documented(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
@@ -48,6 +45,7 @@ def _documented(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]
 
 @router.get(
     "/quotient-familial",
+    dependencies=[CONSULT],
     tags=["quotient familial"],
     summary="Quotient familial CAF ou MSA d'un usager, avec son consentement",
     description="Interroge API Particulier (en bac à sable : les cas de test de l'État) pour "
@@ -71,7 +69,7 @@ async def get_quotient_familial(
     query: Annotated[QuotientFamilialQuery, Query()],
     service: ServiceDep,
     response: Response,
-    agent_id: AgentId = None,
+    principal: CurrentPrincipal,
 ) -> QuotientFamilialResponse:
     errors = query.cross_field_errors()
     if errors:
@@ -90,7 +88,7 @@ async def get_quotient_familial(
         purpose=query.purpose,
         consent=query.consent,
         recipient=query.recipient,
-        agent_id=agent_id or ANONYMOUS,
+        agent_id=principal.subject,
     )
     request = QuotientFamilialRequest(
         civil_status=CivilStatus(
@@ -117,6 +115,7 @@ async def get_quotient_familial(
 
 @router.get(
     "/audit",
+    dependencies=[AUDIT],
     tags=["journal d'audit"],
     summary="Journal des consultations de données de l'État",
     description="Liste les consultations tracées (qui, quand, pour quelle démarche et quelle "

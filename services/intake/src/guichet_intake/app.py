@@ -10,7 +10,14 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 
 from guichet_intake import api
-from guichet_intake.events import PUBLISHED, RequestAssigned, StatusChanged
+from guichet_intake.events import (
+    PUBLISHED,
+    PiecesRequested,
+    RequestAssigned,
+    StatusChanged,
+    TransferRequested,
+)
+from guichet_intake.identity import Identity
 from guichet_intake.models import metadata
 from guichet_intake.seed import seed_demo
 from guichet_intake.service import IntakeService
@@ -24,10 +31,12 @@ log = logging.getLogger(__name__)
 def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     runtime = ServiceRuntime("intake", settings, metadata, bus)
-    intake = IntakeService(runtime.db, settings, runtime.metrics)
+    intake = IntakeService(runtime.db, settings, runtime.metrics, token_keys=runtime.token_keys)
     runtime.publishes(e.event_type for e in PUBLISHED)
     runtime.consume("assignments", [RequestAssigned.event_type], intake.on_request_assigned)
     runtime.consume("statuses", [StatusChanged.event_type], intake.on_status_changed)
+    runtime.consume("pieces", [PiecesRequested.event_type], intake.on_pieces_requested)
+    runtime.consume("transfers", [TransferRequested.event_type], intake.on_transfer_requested)
     if settings.seed_demo:
 
         async def seed() -> None:
@@ -44,15 +53,19 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
         routers=[api.router],
     )
     app.state.intake = intake
+    app.state.identity = Identity(runtime.db, settings, runtime.token_keys)
     return app
 
 
 async def start_scheduler(intake: IntakeService, interval: float) -> Callable[[], Awaitable[None]]:
-    """Implicit decisions and overdue receipts, checked every `interval` seconds."""
+    """Receipts owed since a failed reception (R23), implicit decisions and overdue receipts,
+    checked every `interval` seconds."""
 
     async def loop() -> None:
         while True:
             try:
+                while await intake.issue_owed_receipts() > 0:
+                    pass
                 while await intake.decide_due() > 0:
                     pass
                 await intake.refresh_overdue_gauge()

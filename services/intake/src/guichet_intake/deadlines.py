@@ -32,6 +32,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from guichet_intake.documents import french_date
+
 Regime = Literal["sva", "svr", "none"]
 Unit = Literal["days", "weeks", "months"]
 State = Literal["none", "running", "suspended", "waiting_pieces"]
@@ -87,6 +89,7 @@ class Deadline:
     counts_from: date | None = None  # the day after which the delay runs
     last_day: date | None = None  # the decision is born at the end of this day
     suspended_days: int = 0
+    # Why the date is what it is, in French for the applicant (receipts quote them).
     notes: tuple[str, ...] = field(default=())
 
     def decision_instant(self, timezone: str) -> datetime | None:
@@ -120,7 +123,10 @@ def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
     start = clock.competent_received_on or clock.received_on
     notes = []
     if clock.competent_received_on:
-        notes.append("Délai compté à partir de la réception par l'administration compétente.")
+        notes.append(
+            "Le délai court à compter de la réception de la demande par l'administration "
+            "compétente."
+        )
     for request in pieces:
         if request.requested_on > add_delay(start, clock.delay.value, clock.delay.unit):
             break  # asked too late: the acceptance was already born
@@ -133,7 +139,7 @@ def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
                 ),
             )
         start = max(start, request.received_on)
-        notes.append("Délai compté à partir de la réception des pièces manquantes.")
+        notes.append("Le délai court à compter de la réception des pièces manquantes.")
     return Deadline(
         "running", start, add_delay(start, clock.delay.value, clock.delay.unit), notes=tuple(notes)
     )
@@ -146,6 +152,11 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
     covered_until = start  # suspensions that overlap are counted once
     state: State = "running"
     notes = []
+    if clock.competent_received_on:
+        notes.append(
+            "Le délai court depuis la réception de la demande par l'administration "
+            "initialement saisie."
+        )
     for request in pieces:
         if request.requested_on > end:
             break  # the rejection was already born
@@ -159,11 +170,14 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
         if request.received_on is None:
             state = "suspended"
             notes.append(
-                "Délai suspendu jusqu'à la production des pièces, au plus tard le "
-                f"{request.due_on.isoformat()}."
+                f"Délai suspendu depuis le {french_date(request.requested_on)} jusqu'à la "
+                f"production des pièces demandées, au plus tard le {french_date(request.due_on)}."
             )
         else:
-            notes.append("Suspension levée à la réception des pièces.")
+            notes.append(
+                f"Délai suspendu du {french_date(request.requested_on)} au "
+                f"{french_date(stop)} pour la production des pièces demandées."
+            )
     return Deadline(state, start, end, suspended, tuple(notes))
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import date
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from guichet_plumbing.envelope import ConsumedEvent, EventData
 
@@ -27,6 +27,8 @@ class RequestReceived(EventData):
     tracking_code: str
     procedure_code: str | None
     procedure_title: str | None
+    # signalement, demande or information: routing merges located reports (R30).
+    procedure_kind: str | None = None
     channel: str
     received_at: AwareDatetime
     reception_date: date
@@ -78,6 +80,16 @@ class RequestTransferred(EventData):
     reason: str
 
 
+class PiecesArrived(EventData):
+    """The missing pieces arrived: the file is complete (R11); a workflow may move on."""
+
+    event_type: ClassVar[str] = "intake.request.pieces_received.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    received_on: date
+
+
 class RequestAssigned(ConsumedEvent):
     event_type: ClassVar[str] = "routing.request.assigned.v1"
 
@@ -95,6 +107,45 @@ class StatusChanged(ConsumedEvent):
     label: str
     final: bool
     changed_at: AwareDatetime
+    actions: list[str] = Field(default_factory=list)
+
+
+class PiecesRequested(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.request.pieces_requested.v1"
+
+    request_id: uuid.UUID
+    pieces: list[str]
+    due_in_days: int
+    requested_by: str | None = None
+    requested_at: AwareDatetime
+
+
+class TransferRequested(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.request.transfer_requested.v1"
+
+    request_id: uuid.UUID
+    tenant: str | None = None
+    administration_name: str | None = None
+    administration_url: str | None = None
+    reason: str
+    requested_at: AwareDatetime
+
+
+class SourceNoticed(EventData):
+    """An agent told a source its sends are abusive and may be blocked (R9): the notice must
+    reach it. `request_id` is its latest send, whose contact details address the notice."""
+
+    event_type: ClassVar[str] = "intake.source.noticed.v1"
+
+    source: str
+    request_id: uuid.UUID
+    tracking_code: str
+    name: str
+    email: str | None
+    postal_address: str | None
+    title: str
+    notice: list[str]
+    noticed_at: AwareDatetime
 
 
 PUBLISHED: tuple[type[EventData], ...] = (
@@ -102,4 +153,6 @@ PUBLISHED: tuple[type[EventData], ...] = (
     ReceiptIssued,
     ImplicitDecisionBorn,
     RequestTransferred,
+    PiecesArrived,
+    SourceNoticed,
 )

@@ -68,6 +68,13 @@ requests = sa.Table(
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("location", sa.JSON(), nullable=True),
     sa.Column("entered_by", sa.String(200), nullable=True),
+    # R15: the citizen's pseudonymous identifier for this service (never the FranceConnect
+    # sub), and that service; NULL for anonymous requests.
+    sa.Column("owner", sa.String(64), nullable=True),
+    sa.Column("owner_family", sa.String(64), nullable=True),
+    # Salted hashes of the e-mail and phone given at submission: the anonymous applicant's
+    # second factor to follow the request with its tracking code.
+    sa.Column("follow_proofs", sa.JSON(), nullable=False, server_default="[]"),
     # Who sent it, normalised, to spot abusive repetition (R9).
     sa.Column("source", sa.String(254), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
@@ -155,4 +162,56 @@ sources = sa.Table(
     sa.Column("noticed_at", UTCDateTime(), nullable=True),
     sa.Column("blocked_at", UTCDateTime(), nullable=True),
     sa.Column("reason", sa.String(300), nullable=True),
+)
+
+# -- identity and access ----------------------------------------------------------------------
+
+# Agents the collectivité's identity provider authenticates, and what they may do here:
+# roles in this tenant, for these services (R21). Kept by the tenant's administrator.
+agent_accounts = sa.Table(
+    "agent_accounts",
+    metadata,
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), primary_key=True),
+    # The identity provider's `sub`.
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("roles", sa.JSON(), nullable=False),
+    sa.Column("services", sa.JSON(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Other administrations' systems (OAuth 2 client credentials), per tenant. Secrets are
+# stored hashed; after a rotation the previous one keeps working for a grace period.
+api_clients = sa.Table(
+    "api_clients",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("scopes", sa.JSON(), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("previous_secret_hash", sa.String(64), nullable=True),
+    sa.Column("previous_valid_until", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# R25: a citizen's recorded mandate to an aidant (France Services, social worker: an agent
+# with the mediator role) or to a legal representative (a citizen, known by the identity
+# FranceConnect will vouch for). The holder reaches the citizen's requests, and acts for
+# them; every access names both.
+mandates = sa.Table(
+    "mandates",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.code"), nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    # aidant: the agent's subject; representant_legal: a keyed hash of their pivot identity.
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("holder_label", sa.String(200), nullable=False),
+    sa.Column("grantor_label", sa.String(200), nullable=False),
+    # The grantor's pseudonym for each service of the tenant (R15: no FranceConnect sub).
+    sa.Column("owners", sa.JSON(), nullable=False),
+    sa.Column("granted_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_on", sa.Date(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
 )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from guichet_intake.deadlines import Deadline
 from guichet_intake.documents import french_date
@@ -29,21 +30,35 @@ def _service_line(service: Service) -> str:
     return f"Service chargé de votre dossier : {service.designation} ({service.contact()})."
 
 
-def decision_sentence(regime: str, delay: str, deadline: Deadline) -> str:
+def midnight_of(last_day: date) -> str:
+    """ "The 15th at midnight" read by many as 00:00 on the 15th: say when it really starts."""
+    return (
+        f"{french_date(last_day)} à minuit (soit à compter du "
+        f"{french_date(last_day + timedelta(days=1))} à 0 h)"
+    )
+
+
+def decision_sentence(regime: str, delay: str, deadline: Deadline, reception_date: date) -> str:
+    """R5: the implicit decision and its date; from when the delay runs when that is not the
+    reception date (pieces produced, transfer), and why (`deadline.notes`)."""
     if regime == "none":
         return "Cette demande ne peut pas donner lieu à une décision implicite."
     outcome = "acceptée" if regime == "sva" else "rejetée"
     nature = "d'acceptation" if regime == "sva" else "de rejet"
+    notes = "".join(f" {note}" for note in deadline.notes)
     if deadline.last_day is None:
         return (
             f"Cette demande peut donner lieu à une décision implicite {nature} au terme "
             f"d'un délai de {delay}, qui ne court qu'à compter de la réception des pièces "
-            "manquantes."
+            "manquantes." + notes
         )
+    runs = f"un délai de {delay}"
+    if deadline.counts_from is not None and deadline.counts_from != reception_date:
+        runs += f" courant à compter du {french_date(deadline.counts_from)}"
     return (
         f"Cette demande peut donner lieu à une décision implicite {nature} : en l'absence "
-        f"de réponse de l'administration dans un délai de {delay}, et si votre dossier est "
-        f"complet, elle sera réputée {outcome} le {french_date(deadline.last_day)} à minuit."
+        f"de réponse de l'administration dans {runs}, et si votre dossier est complet, elle "
+        f"sera réputée {outcome} le {midnight_of(deadline.last_day)}." + notes
     )
 
 
@@ -57,16 +72,18 @@ def acknowledgement(
     delay: str,
     deadline: Deadline,
     appeal_text: str | None,
-    required_pieces: list[str],
+    required_pieces: Sequence[str],
+    required_information: Sequence[str] = (),
 ) -> list[str]:
-    """R5: date of reception, the service in charge, and for a demande the implicit decision."""
+    """R5: date of reception, the service in charge, and for a demande the implicit decision;
+    R11: the pieces and information the file must hold to be complete."""
     mentions = [
         f"Votre demande a été reçue le {french_date(reception_date)}.",
         _service_line(service),
         f"Numéro de suivi : {tracking_code}.",
     ]
     if is_demande:
-        mentions.append(decision_sentence(regime, delay, deadline))
+        mentions.append(decision_sentence(regime, delay, deadline, reception_date))
         if regime == "sva":
             mentions.append(
                 "Si votre demande est acceptée implicitement, vous pourrez obtenir "
@@ -75,10 +92,10 @@ def acknowledgement(
         elif regime == "svr" and appeal_text:
             mentions.append(appeal_text)
         if required_pieces:
+            mentions.append("Pièces exigées pour ce dossier : " + " ; ".join(required_pieces) + ".")
+        if required_information:
             mentions.append(
-                "Pièces et informations exigées pour ce dossier : "
-                + " ; ".join(required_pieces)
-                + "."
+                "Informations exigées pour ce dossier : " + " ; ".join(required_information) + "."
             )
     return mentions
 
@@ -108,45 +125,62 @@ def missing_pieces(
         f"Votre dossier n° {tracking_code} est incomplet. Merci de nous faire parvenir "
         f"au plus tard le {french_date(due_on)} : " + " ; ".join(pieces) + "."
     ]
+    # Décret 2015-1404 art. 8: the applicable delay is stated, with what happens to it.
     if regime == "sva":
         mentions.append(
-            "Le délai au terme duquel votre demande sera réputée acceptée ne "
+            f"Le délai de {delay} au terme duquel votre demande sera réputée acceptée ne "
             "commencera à courir qu'à compter de la réception de ces pièces."
         )
     elif regime == "svr":
         mentions.append(
-            "Le délai au terme duquel votre demande sera réputée rejetée est "
+            f"Le délai de {delay} au terme duquel votre demande sera réputée rejetée est "
             "suspendu jusqu'à la réception de ces pièces, et au plus tard jusqu'à "
             "la date limite ci-dessus ; il reprend dès leur réception."
         )
         if deadline.last_day is not None:
             mentions.append(
                 "Si vous ne produisez pas ces pièces, la demande sera réputée "
-                f"rejetée le {french_date(deadline.last_day)} à minuit."
+                f"rejetée le {midnight_of(deadline.last_day)}."
             )
     return mentions
 
 
 def transfer(
-    *, tracking_code: str, destination: str, reason: str, regime: str, first_reception: date
+    *,
+    tracking_code: str,
+    destination: str,
+    reason: str,
+    first_reception: date,
+    competent_reception: date,
 ) -> list[str]:
-    """R12: the user is told; R13: which reception date each clock counts from."""
-    mentions = [
+    """R12: the user is told; R13: which reception date each clock counts from.
+
+    The regime is the competent administration's to state (its AR will): both rules are
+    given, each with its date."""
+    return [
         f"Votre demande n° {tracking_code} a été transmise à {destination}, "
-        f"compétente pour la traiter. Motif : {reason}"
+        f"compétente pour la traiter. Motif : {reason}",
+        "S'il s'agit d'un régime de rejet implicite, le délai au terme duquel le silence "
+        "vaut rejet court depuis sa réception par notre administration, le "
+        f"{french_date(first_reception)} ; s'il s'agit d'un régime d'acceptation "
+        "implicite, le délai au terme duquel le silence vaut acceptation ne court qu'à "
+        f"compter de sa réception par {destination}, le {french_date(competent_reception)}.",
+        f"{destination} vous adressera un accusé de réception indiquant le régime applicable "
+        "et la date correspondante.",
     ]
-    if regime == "svr":
-        mentions.append(
-            "Le délai au terme duquel le silence vaut rejet court à compter de sa "
-            f"réception par notre administration, le {french_date(first_reception)}."
-        )
-    else:
-        mentions.append(
-            "Le délai au terme duquel le silence vaut, le cas échéant, acceptation "
-            "ne court qu'à compter de sa réception par l'administration compétente, "
-            "qui vous adressera un accusé de réception."
-        )
-    return mentions
+
+
+def abusive_source(*, tenant_name: str, reason: str) -> list[str]:
+    """R9 (L112-11): the source is told, before any blocking, why and what follows."""
+    return [
+        f"Des envois reçus de votre part par {tenant_name} ont été identifiés comme "
+        f"abusifs : {reason}.",
+        "Ces envois ne donnent pas lieu à accusé de réception. S'ils se poursuivent, les "
+        "envois électroniques de cette adresse pourront être bloqués (article L112-11 du "
+        "code des relations entre le public et l'administration).",
+        "Vous pouvez toujours vous adresser à l'accueil de la mairie, par courrier ou au "
+        "guichet, y compris pour contester cette appréciation.",
+    ]
 
 
 def attestation(
@@ -156,6 +190,6 @@ def attestation(
         f"La demande n° {tracking_code} « {procedure_title} », reçue le "
         f"{french_date(reception_date)}, n'a pas fait l'objet d'une décision expresse dans "
         f"le délai de {delay}.",
-        f"Elle est réputée acceptée depuis le {french_date(last_day)} à minuit.",
+        f"Elle est réputée acceptée depuis le {midnight_of(last_day)}.",
         "La présente attestation d'acceptation implicite est délivrée à la demande de l'intéressé.",
     ]

@@ -14,6 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_intake.models import (
+    agent_accounts,
+    api_clients,
+    mandates,
     pieces_requests,
     procedures,
     receipts,
@@ -199,7 +202,9 @@ async def decisions_due(session: AsyncSession, now: datetime, limit: int) -> Seq
         .where(
             requests.c.decision_due_at <= now,
             requests.c.implicit_decision.is_(None),
-            requests.c.clock_state == "running",
+            # A suspended SVR clock already includes the whole time granted for the pieces:
+            # if they never come, the rejection is born on that date all the same.
+            requests.c.clock_state.in_(("running", "suspended")),
         )
         .order_by(requests.c.decision_due_at, requests.c.id)
         .limit(limit)
@@ -209,18 +214,31 @@ async def decisions_due(session: AsyncSession, now: datetime, limit: int) -> Seq
     return (await session.execute(query)).all()
 
 
+def _has_receipt(kinds: tuple[str, ...]) -> sa.Exists:
+    return (
+        sa.select(receipts.c.id)
+        .where(receipts.c.request_id == requests.c.id, receipts.c.kind.in_(kinds))
+        .exists()
+    )
+
+
+# An AR given makes the AE moot: either acknowledges the electronic send (R2, R3).
+_ACKNOWLEDGED = _has_receipt(("accuse_enregistrement", "accuse_reception"))
+
+
 async def overdue_receipts(
     session: AsyncSession, tenant: str | None, today_by_tenant: dict[str, date]
 ) -> Sequence[Any]:
-    conditions: list[sa.ColumnElement[bool]] = [
-        requests.c.receipt_issued_at.is_(None),
-        requests.c.receipt_due_on.isnot(None),
-        requests.c.abusive.is_(False),
-    ]
+    """Requests whose AR (R4) or AE (R3) is past its due date, unissued."""
+    conditions: list[sa.ColumnElement[bool]] = [requests.c.abusive.is_(False)]
     if tenant is not None:
         conditions.append(requests.c.tenant == tenant)
     per_tenant = [
-        (requests.c.tenant == code) & (requests.c.receipt_due_on < today)
+        (requests.c.tenant == code)
+        & sa.or_(
+            requests.c.receipt_issued_at.is_(None) & (requests.c.receipt_due_on < today),
+            (requests.c.registration_due_on < today) & ~_ACKNOWLEDGED,
+        )
         for code, today in today_by_tenant.items()
     ]
     if not per_tenant:
@@ -228,7 +246,40 @@ async def overdue_receipts(
     query = (
         sa.select(requests)
         .where(*conditions, sa.or_(*per_tenant))
-        .order_by(requests.c.receipt_due_on, requests.c.received_at)
+        .order_by(
+            sa.func.coalesce(requests.c.registration_due_on, requests.c.receipt_due_on),
+            requests.c.received_at,
+        )
+    )
+    return (await session.execute(query)).all()
+
+
+async def receipts_owed(session: AsyncSession, closed: Sequence[str], limit: int) -> Sequence[Any]:
+    """Requests stored without the receipt they are owed (R23: signing failed at reception).
+
+    The submission path marks them: `receipt_due_on` set on a qualified request with no AR,
+    or `registration_due_on` set on an electronic one with no AE."""
+    ar_owed = (
+        requests.c.procedure_code.isnot(None)
+        & requests.c.receipt_issued_at.is_(None)
+        & requests.c.receipt_due_on.isnot(None)
+    )
+    ae_owed = (
+        requests.c.procedure_code.is_(None)
+        & requests.c.registration_due_on.isnot(None)
+        & ~_ACKNOWLEDGED
+    )
+    query = (
+        sa.select(requests)
+        .where(
+            requests.c.abusive.is_(False),
+            requests.c.status.notin_(closed),
+            sa.or_(ar_owed, ae_owed),
+        )
+        .order_by(requests.c.received_at, requests.c.id)
+        .limit(limit)
+        # Several replicas may sweep; each receipt is issued once.
+        .with_for_update(skip_locked=True)
     )
     return (await session.execute(query)).all()
 
@@ -240,26 +291,39 @@ async def list_tenants(session: AsyncSession) -> Sequence[Any]:
 @dataclass(frozen=True)
 class SourceActivity:
     """What R9 needs to know of one source: how many it sent since `since` (counted up to
-    the flood threshold only), and whether this very content is among the latest."""
+    the flood threshold only), and how many times this very content came in the window."""
 
     sent: int
-    repeated: bool
+    same: int  # earlier sends of this very content in the window, counted up to the threshold
 
 
 def _source_activity_query(
-    tenant: str, source: str, since: datetime, repeat_since: datetime, content_hash: str, cap: int
+    tenant: str,
+    source: str,
+    since: datetime,
+    repeat_since: datetime,
+    content_hash: str,
+    cap: int,
+    repeat_cap: int,
 ) -> Any:
     of_source = (requests.c.tenant == tenant) & (requests.c.source == source)
     # Counting stops at `cap`: a flood costs the same to detect at 31 as at 10,000.
     capped = (
         sa.select(sa.literal(1)).where(of_source, requests.c.received_at >= since).limit(cap)
     ).subquery()
-    repeated = sa.exists().where(
-        of_source,
-        requests.c.received_at >= repeat_since,
-        requests.c.content_hash == content_hash,
+    same = (
+        sa.select(sa.literal(1))
+        .where(
+            of_source,
+            requests.c.received_at >= repeat_since,
+            requests.c.content_hash == content_hash,
+        )
+        .limit(repeat_cap)
+    ).subquery()
+    return sa.select(
+        sa.select(sa.func.count()).select_from(capped).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(same).scalar_subquery(),
     )
-    return sa.select(sa.select(sa.func.count()).select_from(capped).scalar_subquery(), repeated)
 
 
 async def source_activity(
@@ -270,10 +334,30 @@ async def source_activity(
     repeat_since: datetime,
     content_hash: str,
     cap: int,
+    repeat_cap: int,
 ) -> SourceActivity:
-    query = _source_activity_query(tenant, source, since, repeat_since, content_hash, cap)
-    sent, repeated = (await session.execute(query)).one()
-    return SourceActivity(int(sent), bool(repeated))
+    query = _source_activity_query(
+        tenant, source, since, repeat_since, content_hash, cap, repeat_cap
+    )
+    sent, same = (await session.execute(query)).one()
+    return SourceActivity(int(sent), int(same))
+
+
+async def flagged_count(session: AsyncSession, tenant: str, source: str) -> int:
+    query = sa.select(sa.func.count()).where(
+        requests.c.tenant == tenant, requests.c.source == source, requests.c.abusive.is_(True)
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def latest_from_source(session: AsyncSession, tenant: str, source: str) -> Any:
+    query = (
+        sa.select(requests)
+        .where(requests.c.tenant == tenant, requests.c.source == source)
+        .order_by(requests.c.received_at.desc(), requests.c.id)
+        .limit(1)
+    )
+    return (await session.execute(query)).first()  # None when it never sent anything
 
 
 async def get_source(session: AsyncSession, tenant: str, source: str) -> Any:  # None when absent
@@ -343,17 +427,17 @@ async def upsert_tenant(
 # The answer kept under an Idempotency-Key, and the source's activity for R9 (as
 # `source_activity` reads it).
 _SUBMISSION_READS = """
-SELECT NULL::bigint, NULL::boolean, fingerprint, status_code, body
+SELECT NULL::bigint, NULL::bigint, fingerprint, status_code, body
 FROM idempotency_keys WHERE scope = $1 AND key = $2
 UNION ALL
 SELECT
     (SELECT count(*) FROM (
         SELECT 1 FROM requests WHERE tenant = $3 AND source = $4 AND received_at >= $5 LIMIT $8
     ) AS capped),
-    EXISTS (
+    (SELECT count(*) FROM (
         SELECT 1 FROM requests WHERE tenant = $3 AND source = $4 AND received_at >= $6
-        AND content_hash = $7
-    ),
+        AND content_hash = $7 LIMIT $9
+    ) AS same),
     NULL, NULL, NULL
 """
 
@@ -368,15 +452,25 @@ async def submission_reads(
     repeat_since: datetime,
     content_hash: str,
     cap: int,
+    repeat_cap: int,
 ) -> tuple[tuple[str, int, bytes] | None, SourceActivity]:
     """(fingerprint, status, body) kept under `key`, if any; the source's R9 activity."""
     kept = None
-    activity = SourceActivity(0, False)
-    for sent, repeated, fingerprint, status_code, body in await conn.fetch(
-        _SUBMISSION_READS, scope, key, tenant, source, since, repeat_since, content_hash, cap
+    activity = SourceActivity(0, 0)
+    for sent, same, fingerprint, status_code, body in await conn.fetch(
+        _SUBMISSION_READS,
+        scope,
+        key,
+        tenant,
+        source,
+        since,
+        repeat_since,
+        content_hash,
+        cap,
+        repeat_cap,
     ):
         if fingerprint is None:
-            activity = SourceActivity(sent, repeated)
+            activity = SourceActivity(sent, same)
         else:
             kept = (fingerprint, status_code, body)
     return kept, activity
@@ -405,3 +499,66 @@ async def insert_submission(
     except asyncpg.UniqueViolationError as exc:
         # Same signal as the session path: a concurrent retry with this key won.
         raise IntegrityError("insert_submission", None, exc) from exc
+
+
+# -- identity and access ------------------------------------------------------------------------
+
+
+async def get_agent_account(session: AsyncSession, tenant: str, subject: str) -> Any:
+    query = sa.select(agent_accounts).where(
+        agent_accounts.c.tenant == tenant, agent_accounts.c.subject == subject
+    )
+    return (await session.execute(query)).first()
+
+
+async def put_agent_account(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert or replace; True when created."""
+    existing = await get_agent_account(session, values["tenant"], values["subject"])
+    if existing is None:
+        await session.execute(agent_accounts.insert().values(**values))
+        return True
+    await session.execute(
+        agent_accounts.update()
+        .where(
+            agent_accounts.c.tenant == values["tenant"],
+            agent_accounts.c.subject == values["subject"],
+        )
+        .values(**values)
+    )
+    return False
+
+
+async def insert_api_client(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(api_clients.insert().values(**values))
+
+
+async def get_api_client(session: AsyncSession, client_id: str, for_update: bool = False) -> Any:
+    query = sa.select(api_clients).where(api_clients.c.client_id == client_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def update_api_client(session: AsyncSession, client_id: str, values: dict[str, Any]) -> None:
+    await session.execute(
+        api_clients.update().where(api_clients.c.client_id == client_id).values(**values)
+    )
+
+
+async def service_codes(session: AsyncSession, tenant: str) -> list[str]:
+    query = sa.select(services.c.code).where(services.c.tenant == tenant).order_by(services.c.code)
+    return list((await session.scalars(query)).all())
+
+
+async def insert_mandate(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(mandates.insert().values(**values))
+
+
+async def get_mandate(session: AsyncSession, mandate_id: uuid.UUID) -> Any:
+    return (await session.execute(sa.select(mandates).where(mandates.c.id == mandate_id))).first()
+
+
+async def revoke_mandate(session: AsyncSession, mandate_id: uuid.UUID, at: datetime) -> None:
+    await session.execute(
+        mandates.update().where(mandates.c.id == mandate_id).values(revoked_at=at)
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from guichet_plumbing import identifiers as identification
+from guichet_plumbing.auth import Role
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -366,6 +367,11 @@ class RequestPublic(BaseModel):
 class RequestCreated(RequestPublic):
     """The request as stored, with the acknowledgement to hand to the applicant."""
 
+    follow_url: str = Field(
+        description="Lien de suivi signé, à durée limitée : suivre la demande sans compte "
+        "(sinon : numéro de suivi et adresse électronique ou téléphone donnés au dépôt)."
+    )
+
 
 class ProcedurePublic(BaseModel):
     code: str
@@ -458,7 +464,10 @@ class OverdueReceipt(BaseModel):
     tracking_code: str
     received_at: AwareDatetime
     reception_date: date
-    receipt_due_on: date
+    receipt_due_on: date | None = Field(description="Date limite de l'accusé de réception (R4).")
+    registration_due_on: date | None = Field(
+        description="Date limite de l'accusé d'enregistrement (R3), quand il n'a pu être immédiat."
+    )
     channel: Channel
 
 
@@ -492,3 +501,113 @@ def format_delay(value: int, unit: DelayUnit | str) -> str:
         DelayUnit.months: ("mois", "mois"),
     }[DelayUnit(unit)]
     return f"{value} {words[0] if value == 1 else words[1]}"
+
+
+# -- identity and access ------------------------------------------------------------------------
+
+Scope = Literal["transfers:write", "open311:write", "stats:read"]
+
+
+class TokenAnswer(BaseModel):
+    """An OAuth 2 bearer token (RFC 6749, section 5.1)."""
+
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int = Field(description="Durée de validité, en secondes.")
+    scope: str | None = None
+    id_token_hint: str | None = Field(
+        default=None,
+        description="FranceConnect : à rendre à la déconnexion (fin de session chez "
+        "FranceConnect).",
+    )
+
+
+class AgentAccountWrite(Strict):
+    name: str = Field(min_length=1, max_length=200, description="Nom affiché de l'agent.")
+    roles: list[Role] = Field(min_length=1, max_length=6, description="Rôles dans la collectivité.")
+    services: list[Annotated[str, Field(pattern=CODE_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Services dont l'agent ouvre les dossiers (instructeur, chef de service).",
+    )
+
+
+class ClientCreate(Strict):
+    name: str = Field(min_length=3, max_length=200, description="Administration ou système.")
+    scopes: list[Scope] = Field(min_length=1, max_length=3, description="Droits accordés.")
+
+
+class ClientCredentials(BaseModel):
+    """Shown once: only a hash of the secret is kept."""
+
+    client_id: str
+    client_secret: str
+    tenant: str
+    scopes: list[str]
+    previous_secret_valid_until: AwareDatetime | None = Field(
+        default=None, description="Après un renouvellement : fin de validité de l'ancien secret."
+    )
+
+
+class PivotIdentity(BaseModel):
+    """R14: the identity FranceConnect vouches for."""
+
+    family_name: str | None = None
+    given_name: str | None = None
+    gender: str | None = None
+    birthdate: str | None = None
+    birthplace: str | None = Field(default=None, description="Code INSEE de la commune.")
+    birthcountry: str | None = Field(default=None, description="Code INSEE du pays.")
+    email: str | None = None
+
+
+class Me(BaseModel):
+    identity: PivotIdentity
+    applicant: Applicant = Field(
+        description="Demandeur prérempli depuis l'identité pivot, à reprendre dans la demande."
+    )
+
+
+class RepresentativeIdentity(Strict):
+    """The legal representative as the court decision names them (checked by FranceConnect)."""
+
+    family_name: str = Field(min_length=1, max_length=100)
+    given_name: str = Field(min_length=1, max_length=100)
+    birthdate: date
+
+
+class MandateCreate(Strict):
+    tenant: str = Field(pattern=TENANT_PATTERN, description="Collectivité.")
+    kind: Literal["aidant", "representant_legal"] = Field(
+        description="aidant : France Services, travailleur social ; representant_legal : "
+        "tuteur ou curateur d'un majeur protégé."
+    )
+    agent: str | None = Field(
+        default=None, min_length=1, max_length=200, description="aidant : identifiant de l'agent."
+    )
+    representative: RepresentativeIdentity | None = None
+    expires_on: date | None = Field(default=None, description="Fin du mandat (incluse).")
+
+    @model_validator(mode="after")
+    def one_holder(self) -> Self:
+        if self.kind == "aidant" and (self.agent is None or self.representative is not None):
+            raise ValueError("Un mandat d'aidant désigne un agent (agent), et lui seul.")
+        if self.kind == "representant_legal" and (
+            self.representative is None or self.agent is not None
+        ):
+            raise ValueError(
+                "Un mandat de représentant légal désigne une personne (representative), et "
+                "elle seule."
+            )
+        return self
+
+
+class MandatePublic(BaseModel):
+    id: uuid.UUID
+    tenant: str
+    kind: str
+    holder: str = Field(description="Qui agit pour l'usager.")
+    grantor: str = Field(description="L'usager qui a donné mandat.")
+    granted_at: AwareDatetime
+    expires_on: date | None
+    revoked: bool

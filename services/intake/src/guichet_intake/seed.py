@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from guichet_intake import repository
+from guichet_plumbing.auth import Kind, Principal, Role
 from guichet_plumbing.db import Database
 
 TENANT: dict[str, Any] = {
@@ -62,10 +63,11 @@ _APPEAL = (
     "Télérecours citoyens)."
 )
 
-# What a catalogue entry is unless it says otherwise (the law's defaults: R1, R10).
+# What a catalogue entry is unless it says otherwise (the law's defaults: R1; R10: silence
+# is acceptance, L231-1).
 PROCEDURE_DEFAULTS: dict[str, Any] = {
     "kind": "demande",
-    "regime": "none",
+    "regime": "sva",
     "delay_value": 2,
     "delay_unit": "months",
     "extend_to_working_day": False,
@@ -84,7 +86,6 @@ PROCEDURES = [
         "code": "reservation-salle",
         "title": "Réservation d'une salle municipale",
         "service_code": "accueil",
-        "regime": "sva",
         "required_information": ["Salle souhaitée", "Date et horaires", "Nombre de personnes"],
     },
     {
@@ -97,12 +98,15 @@ PROCEDURES = [
         "required_pieces": ["Statuts de l'association", "Budget prévisionnel du projet"],
         "appeal_text": _APPEAL,
     },
-    # R1: the mere delivery of a document provided by law owes no AR.
+    # R1: the mere delivery of a document provided by law owes no AR (on paper; an electronic
+    # send always gets one). No implicit decision either: the applicant is owed the document
+    # itself, which silence cannot deliver; the request seeks no individual decision (L231-4 1°).
     {
         **PROCEDURE_DEFAULTS,
         "code": "acte-etat-civil",
         "title": "Demande de copie ou d'extrait d'acte d'état civil",
         "service_code": "etat-civil",
+        "regime": "none",
         "acknowledgement_required": False,
     },
     {
@@ -118,6 +122,8 @@ PROCEDURES = [
         "code": "signalement-voirie",
         "title": "Signalement d'un problème sur la voie publique",
         "kind": "signalement",
+        # A report asks for no decision: there is nothing for silence to accept or reject.
+        "regime": "none",
         "service_code": "voirie",
         "location_required": True,
     },
@@ -133,3 +139,81 @@ async def seed_demo(db: Database) -> None:
             await repository.upsert_service(session, {"tenant": TENANT["code"], **service})
         for procedure in PROCEDURES:
             await repository.upsert_procedure(session, {"tenant": TENANT["code"], **procedure})
+
+
+# `make run` only (refused when GUICHET_ENV=production): one login per role, no password.
+DEMO_LOGINS: dict[str, Principal] = {
+    "accueil": Principal(
+        Kind.agent,
+        subject="demo-accueil",
+        tenant="admiville",
+        roles=frozenset({Role.counter_agent}),
+        name="Agent d'accueil (démo)",
+    ),
+    "instructeur-accueil": Principal(
+        Kind.agent,
+        subject="demo-instructeur-accueil",
+        tenant="admiville",
+        roles=frozenset({Role.case_handler}),
+        services=frozenset({"accueil"}),
+        name="Instructeur du service accueil (démo)",
+    ),
+    "instructeur-voirie": Principal(
+        Kind.agent,
+        subject="demo-instructeur-voirie",
+        tenant="admiville",
+        roles=frozenset({Role.case_handler}),
+        services=frozenset({"voirie"}),
+        name="Instructeur de la voirie (démo)",
+    ),
+    "chef-voirie": Principal(
+        Kind.agent,
+        subject="demo-chef-voirie",
+        tenant="admiville",
+        roles=frozenset({Role.service_head}),
+        services=frozenset({"voirie"}),
+        name="Cheffe du service voirie (démo)",
+    ),
+    "admin": Principal(
+        Kind.agent,
+        subject="demo-admin",
+        tenant="admiville",
+        roles=frozenset({Role.administrator}),
+        name="Administratrice d'Admiville (démo)",
+    ),
+    "dpo": Principal(
+        Kind.agent,
+        subject="demo-dpo",
+        tenant="admiville",
+        roles=frozenset({Role.dpo}),
+        name="Délégué à la protection des données (démo)",
+    ),
+    "mediatrice": Principal(
+        Kind.agent,
+        subject="demo-mediatrice",
+        tenant="admiville",
+        roles=frozenset({Role.mediator}),
+        name="Médiatrice France Services (démo)",
+    ),
+    "usager": Principal(
+        Kind.citizen,
+        subject="demo-usager-camille",
+        name="Camille Martin",
+        identity={
+            "family_name": "Martin",
+            "given_name": "Camille",
+            "gender": "female",
+            "birthdate": "1990-04-12",
+            "birthplace": "75056",
+            "birthcountry": "99100",
+            "email": "camille.martin@example.org",
+        },
+    ),
+    "systeme": Principal(
+        Kind.client,
+        subject="demo-prefecture",
+        tenant="admiville",
+        scopes=frozenset({"transfers:write", "stats:read"}),
+        name="Préfecture (système, démo)",
+    ),
+}

@@ -32,17 +32,23 @@ from guichet_intake.deadlines import (
     PiecesRequest,
     implicit_decision,
     receipt_due,
+    registration_due,
 )
 from guichet_intake.documents import ReceiptDocument, french_date
 from guichet_intake.events import (
     ApplicantContact,
     ImplicitDecisionBorn,
+    PiecesArrived,
+    PiecesRequested,
     ReceiptIssued,
     RequestAssigned,
     RequestReceived,
     RequestTransferred,
+    SourceNoticed,
     StatusChanged,
+    TransferRequested,
 )
+from guichet_intake.identity import GENERAL_FAMILY, mandate_for
 from guichet_intake.schemas import (
     Acknowledgement,
     ApplicantKind,
@@ -55,6 +61,7 @@ from guichet_intake.schemas import (
     OverdueReceipt,
     PiecesReceived,
     PiecesRequestPublic,
+    PostalAddress,
     ProcedureKind,
     ProcedureList,
     ProcedurePublic,
@@ -63,6 +70,7 @@ from guichet_intake.schemas import (
     ReceiptSummary,
     Regime,
     RequestCreate,
+    RequestCreated,
     RequestPublic,
     RequestStatus,
     ServiceContact,
@@ -76,9 +84,28 @@ from guichet_intake.schemas import (
     format_delay,
 )
 from guichet_intake.settings import IntakeSettings
-from guichet_intake.signing import SigningKey, generate_key, jwks, sign, verify
+from guichet_intake.signing import (
+    PayloadTooLarge,
+    SigningKey,
+    generate_key,
+    jwks,
+    sign,
+    verify,
+)
 from guichet_plumbing import idempotency
-from guichet_plumbing.db import Database, after_commit
+from guichet_plumbing.access_log import record_read
+from guichet_plumbing.auth import (
+    SYSTEM,
+    Kind,
+    Principal,
+    Role,
+    TokenKeys,
+    forbidden,
+    proof_digest,
+    pseudonym,
+    same_digest,
+)
+from guichet_plumbing.db import CONNECTION_LOST, Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import rows as outbox_rows
@@ -106,6 +133,8 @@ RECEIPT_TITLES = {
     ReceiptKind.avis_transmission: "Avis de transmission de votre demande",
 }
 
+# Tries of the PostgreSQL submission when its pooled connection turns out dead.
+_LOST_TRIES = 3
 # Idempotency-Key scope of `POST /v1/requests`.
 SUBMIT_SCOPE = "intake.requests"
 # R9 looks at what one source sent in the last hour.
@@ -121,6 +150,22 @@ FINAL = {
     RequestStatus.implicitly_accepted,
     RequestStatus.implicitly_rejected,
 }
+
+# What an agent's access to a file is for, as the DPO reads it in the access log.
+ACTION_PURPOSES = {
+    "follow": "consultation du dossier",
+    "qualify": "qualification",
+    "instruct": "instruction",
+}
+
+
+@dataclass(frozen=True)
+class FollowProof:
+    """What an applicant without an account shows beside the tracking code (R15)."""
+
+    factor: str | None = None  # the e-mail address or phone number given at submission
+    link: str | None = None  # the signed token of the follow-up link
+
 
 # Crockford base32: no I, L, O, U, so a code read over the phone is unambiguous.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -160,6 +205,40 @@ def _service_contact(row: Any) -> ServiceContact:
     )
 
 
+def _family(procedure: Any | None) -> str:
+    """The procedure family a citizen's pseudonym is derived for (R15)."""
+    return str(procedure.service_code) if procedure is not None else GENERAL_FAMILY
+
+
+def _owed(channel: Channel, reception: date, tenant: Any) -> dict[str, Any]:
+    """R23: a request whose receipt could not be signed is stored all the same, its receipt
+    owed within the legal time (R4; R3 for the AE of an electronic send)."""
+    return {
+        "receipt_due_on": receipt_due(reception),
+        "registration_due_on": registration_due(reception, tenant.territory)
+        if channel.electronic
+        else None,
+    }
+
+
+def owes_acknowledgement(procedure: Any, channel: Channel) -> bool:
+    """R1, R2: an AR is owed unless the procedure only delivers a document provided by law;
+    that exemption (L112-3) does not apply to electronic sends (L112-11), which always get one
+    unless abusive."""
+    return bool(procedure.acknowledgement_required) or channel.electronic
+
+
+# R7 (décret 2015-1404 art. 2): an electronic sender identifies by all four; on paper, at the
+# counter or by phone only the name is needed, so an agent can enter a request for a citizen
+# without e-mail (R22).
+_PERSON_FIELDS = (
+    ("family_name", "le nom de famille", False),
+    ("given_name", "le prénom", False),
+    ("postal_address", "l'adresse postale", True),
+    ("email", "l'adresse électronique", True),
+)
+
+
 def _identification_problems(procedure: Any, data: RequestCreate) -> list[InvalidParam]:
     """R7: what the procedure requires of the applicant to identify them."""
     required = Identification(procedure.identification)
@@ -176,12 +255,9 @@ def _identification_problems(procedure: Any, data: RequestCreate) -> list[Invali
         ]
     missing: list[InvalidParam] = []
     if kind is ApplicantKind.person:
-        for field, label in (
-            ("family_name", "le nom de famille"),
-            ("given_name", "le prénom"),
-            ("postal_address", "l'adresse postale"),
-            ("email", "l'adresse électronique"),
-        ):
+        for field, label, electronic_only in _PERSON_FIELDS:
+            if electronic_only and not data.channel.electronic:
+                continue
             if getattr(applicant, field) is None:
                 missing.append(
                     InvalidParam(
@@ -299,7 +375,8 @@ class _Context:
     tenant: Any
     procedure: Any | None
     source: str
-    key: SigningKey | None
+    signs: bool  # an AR (or AE) is owed at once
+    key: SigningKey | None  # None when it could not be had (R23: the receipt is then owed)
 
 
 @dataclass(frozen=True)
@@ -320,9 +397,11 @@ class IntakeService:
         settings: IntakeSettings,
         metrics: ServiceMetrics,
         http: httpx.AsyncClient | None = None,
+        token_keys: TokenKeys | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
+        self.token_keys = token_keys or settings.token_keys()
         self.keyring = Keyring()
         self._catalogue: dict[tuple[str, ...], tuple[float, Any]] = {}
         self.http = http
@@ -339,18 +418,32 @@ class IntakeService:
         self.flagged = metrics.counter(
             "guichet_intake_abusive_requests", "Requests flagged as abusive (R9)."
         )
+        self.blocked_attempts = metrics.counter(
+            "guichet_intake_blocked_attempts", "Sends refused because their source is blocked (R9)."
+        )
 
     # -- receipt of a request --------------------------------------------------------------
 
     async def submit(
-        self, data: RequestCreate, idempotency_key: str | None, now: datetime | None = None
+        self,
+        data: RequestCreate,
+        idempotency_key: str | None,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> idempotency.StoredResponse:
         """`now` is the server's clock; tests pass a fixed instant."""
         body_print = idempotency.fingerprint(data.model_dump_json().encode())
+        if data.entered_by is not None and principal.kind not in (Kind.agent, Kind.system):
+            raise forbidden(
+                "Seul un agent connecté saisit une demande pour le compte d'un usager (entered_by)."
+            )
         try:
-            if self.db.is_postgres and self.fast_path:
-                return await self._submit_postgres(data, idempotency_key, body_print, now)
-            return await self._submit_once(data, idempotency_key, body_print, now)
+            if self.db.is_postgres and self.fast_path and not principal.acting_for:
+                # A mandate is read from the database: those few take the session path.
+                return await self._submit_postgres(
+                    data, idempotency_key, body_print, now, principal
+                )
+            return await self._submit_once(data, idempotency_key, body_print, now, principal)
         except IntegrityError:
             # A concurrent retry with the same key committed first: replay its answer.
             if idempotency_key is None:
@@ -369,6 +462,7 @@ class IntakeService:
         idempotency_key: str | None,
         body_print: str,
         now: datetime | None,
+        principal: Principal,
     ) -> idempotency.StoredResponse:
         """Any engine, through SQLAlchemy: every read and write in one transaction."""
         async with self.db.transaction() as session:
@@ -388,7 +482,12 @@ class IntakeService:
                 context.source,
                 *self._r9_bounds(received_at, content_hash),
             )
-            built = self._build(data, context, content_hash, activity, received_at)
+            owner = await self._owner(
+                session, principal, data.tenant, _family(context.procedure), received_at
+            )
+            built = self._build(
+                data, context, content_hash, activity, received_at, principal, owner
+            )
             await repository.insert_request(session, built.request)
             await built.writes.flush(session)
             if idempotency_key is not None:
@@ -403,6 +502,7 @@ class IntakeService:
         idempotency_key: str | None,
         body_print: str,
         now: datetime | None,
+        principal: Principal,
     ) -> idempotency.StoredResponse:
         """PostgreSQL: the same work in two round trips, one read and one atomic write.
 
@@ -413,37 +513,54 @@ class IntakeService:
         received_at = now or datetime.now(UTC)
         source = _source(data)
         content_hash = _content_hash(data)
-        async with self.db.raw() as conn:
-            kept, activity = await repository.submission_reads(
-                conn,
-                SUBMIT_SCOPE,
-                idempotency_key,
-                data.tenant,
-                source,
-                *self._r9_bounds(received_at, content_hash),
-            )
-            if kept is not None:
-                return idempotency.stored_answer(*kept, body_print)
+        for attempt in range(1, _LOST_TRIES + 1):
+            writing = False
             try:
-                context = await self._context(None, data, received_at)
-            except _CacheMiss:
-                # Once per TTL: load the catalogue (and create a first key) in a session.
-                async with self.db.transaction() as session:
-                    context = await self._context(session, data, received_at)
-            built = self._build(data, context, content_hash, activity, received_at)
-            remembered = (
-                [idempotency.record(SUBMIT_SCOPE, idempotency_key, body_print, built.response)]
-                if idempotency_key is not None
-                else []
-            )
-            await repository.insert_submission(
-                conn,
-                built.request,
-                [vars(h) for h in built.writes.history_rows],
-                built.writes.receipts,
-                outbox_rows(built.writes.events),
-                remembered,
-            )
+                async with self.db.raw() as conn:
+                    kept, activity = await repository.submission_reads(
+                        conn,
+                        SUBMIT_SCOPE,
+                        idempotency_key,
+                        data.tenant,
+                        source,
+                        *self._r9_bounds(received_at, content_hash),
+                    )
+                    if kept is not None:
+                        return idempotency.stored_answer(*kept, body_print)
+                    try:
+                        context = await self._context(None, data, received_at)
+                    except _CacheMiss:
+                        # Once per TTL: load the catalogue (and create a first key) in a session.
+                        async with self.db.transaction() as session:
+                            context = await self._context(session, data, received_at)
+                    owner = self._pseudonym(principal, data.tenant, _family(context.procedure))
+                    built = self._build(
+                        data, context, content_hash, activity, received_at, principal, owner
+                    )
+                    remembered = (
+                        [
+                            idempotency.record(
+                                SUBMIT_SCOPE, idempotency_key, body_print, built.response
+                            )
+                        ]
+                        if idempotency_key is not None
+                        else []
+                    )
+                    writing = True
+                    await repository.insert_submission(
+                        conn,
+                        built.request,
+                        [vars(h) for h in built.writes.history_rows],
+                        built.writes.receipts,
+                        outbox_rows(built.writes.events),
+                        remembered,
+                    )
+                break
+            except CONNECTION_LOST:
+                # A connection a database restart left dead in the pool: only the read was
+                # tried on it, so try another; a write's fate is unknown, so never again.
+                if writing or attempt == _LOST_TRIES:
+                    raise
         wake_relays()
         return built.response
 
@@ -455,7 +572,9 @@ class IntakeService:
         With no session it answers from the caches alone, or raises `_CacheMiss`."""
         tenant = await self._tenant(session, data.tenant)
         source = _source(data)
-        if await self._blocked(session, data.tenant, source):
+        # L112-11 lets the system block electronic sends only: the counter stays open (R22).
+        if data.channel.electronic and await self._blocked(session, data.tenant, source):
+            self.blocked_attempts.inc()
             raise Problem(
                 403,
                 "source-blocked",
@@ -468,10 +587,20 @@ class IntakeService:
         if data.procedure is not None:
             procedure = await self._procedure(session, data.tenant, data.procedure)
             self._check_against_procedure(procedure, data)
-        # The key that will sign the AR or AE, when one may be owed.
-        signs = procedure.acknowledgement_required if procedure else data.channel.electronic
-        key = await self.keyring.active(session, tenant.code, now) if signs else None
-        return _Context(tenant, procedure, source, key)
+        # Whether an AR (or, with no procedure yet, an AE) is owed, and the key to sign it.
+        signs = (
+            owes_acknowledgement(procedure, data.channel) if procedure else data.channel.electronic
+        )
+        key = None
+        if signs:
+            try:
+                key = await self.keyring.active(session, tenant.code, now)
+            except _CacheMiss:
+                raise
+            except Exception:
+                # R23: the request is stored all the same; its receipt is owed (the sweep).
+                log.exception("no signing key for %s: the receipt will be owed", tenant.code)
+        return _Context(tenant, procedure, source, signs, key)
 
     def _build(
         self,
@@ -480,11 +609,14 @@ class IntakeService:
         content_hash: str,
         activity: repository.SourceActivity,
         received_at: datetime,
+        principal: Principal,
+        owner: str | None,
     ) -> _Built:
         """The request, its history, its receipt, its events and the answer, in memory."""
         tenant, procedure = context.tenant, context.procedure
         reception = local_date(received_at, tenant.timezone)
-        abuse = self._abuse(activity)
+        # L112-11 concerns electronic sends: an agent's entry is never flagged (R22).
+        abuse = self._abuse(activity) if data.channel.electronic else None
         request_id = uuid.uuid4()
         values: dict[str, Any] = {
             "id": request_id,
@@ -496,7 +628,14 @@ class IntakeService:
             "contact_preference": data.contact_preference.value,
             "payload": data.payload,
             "location": data.location.model_dump(mode="json") if data.location else None,
-            "entered_by": data.entered_by,
+            "entered_by": self._entered_by(principal, data),
+            "owner": owner,
+            "owner_family": _family(procedure) if owner is not None else None,
+            "follow_proofs": [
+                proof_digest(str(request_id), factor)
+                for factor in (data.applicant.email, data.applicant.phone)
+                if factor
+            ],
             "source": context.source,
             "content_hash": content_hash,
             "received_at": received_at,
@@ -534,6 +673,7 @@ class IntakeService:
                 tracking_code=values["tracking_code"],
                 procedure_code=data.procedure,
                 procedure_title=procedure.title if procedure else None,
+                procedure_kind=procedure.kind if procedure else None,
                 channel=data.channel.value,
                 received_at=received_at,
                 reception_date=reception,
@@ -555,35 +695,96 @@ class IntakeService:
             deadline = self._clock(request, tenant, pieces=())
             values.update(_clock_values(deadline, tenant))
             request = SimpleNamespace(**values)
-            if context.key is not None:
-                self._acknowledge(
-                    out, context.key, tenant, procedure, request, deadline, received_at
-                )
-                values["receipt_issued_at"] = received_at
-        elif context.key is not None:
+            if context.signs:
+                if self._signed(
+                    context.key,
+                    lambda key: self._acknowledge(
+                        out, key, tenant, procedure, request, deadline, received_at
+                    ),
+                ):
+                    values["receipt_issued_at"] = received_at
+                else:
+                    values.update(_owed(data.channel, reception, tenant))
+        elif context.signs:
             # R3: an electronic sender gets an AE at once; R4: the AR within 7 days.
             values["receipt_due_on"] = receipt_due(reception)
-            self._make_receipt(
-                out,
+            if not self._signed(
                 context.key,
-                tenant,
-                request,
-                ReceiptKind.accuse_enregistrement,
-                notices.registration(
-                    reception_date=reception,
-                    tracking_code=request.tracking_code,
-                    tenant_name=tenant.name,
+                lambda key: self._make_receipt(
+                    out,
+                    key,
+                    tenant,
+                    request,
+                    ReceiptKind.accuse_enregistrement,
+                    notices.registration(
+                        reception_date=reception,
+                        tracking_code=request.tracking_code,
+                        tenant_name=tenant.name,
+                    ),
+                    received_at,
+                    None,
                 ),
-                received_at,
-                None,
-            )
+            ):
+                values.update(_owed(data.channel, reception, tenant))
         else:
             values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
         public = _public_of(
             SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
         )
-        response = idempotency.StoredResponse(201, public.model_dump_json().encode())
+        created = RequestCreated(
+            **dict(public), follow_url=self._follow_url(values["tracking_code"], received_at)
+        )
+        response = idempotency.StoredResponse(201, created.model_dump_json().encode())
         return _Built(values, out, response)
+
+    @staticmethod
+    def _signed(key: SigningKey | None, sign: Callable[[SigningKey], None]) -> bool:
+        """R23: a receipt that cannot be signed never costs the request its storage: it is
+        kept, its receipt owed and issued by the scheduler's sweep."""
+        if key is None:
+            return False
+        try:
+            sign(key)
+        except Exception:
+            log.exception("receipt not signed: it will be owed")
+            return False
+        return True
+
+    @staticmethod
+    def _entered_by(principal: Principal, data: RequestCreate) -> str | None:
+        """The authenticated agent, never a name the body claims (R22); an aidant acting by
+        mandate is named with it (R25)."""
+        if principal.acting_for:
+            return principal.label()[:200]
+        return principal.subject if principal.kind is Kind.agent else data.entered_by
+
+    async def _owner(
+        self, session: AsyncSession, principal: Principal, tenant: str, family: str, now: datetime
+    ) -> str | None:
+        """R15: whose request this is, as a pseudonym for the service; by mandate (R25), the
+        citizen's who gave it."""
+        if principal.acting_for:
+            mandate = await mandate_for(session, principal, self.settings.pseudonym_key(), now)
+            if mandate is None or mandate.tenant != tenant:
+                raise forbidden(
+                    "Ce mandat n'existe pas, n'est plus en vigueur, ou ne vous est pas donné "
+                    "pour cette collectivité."
+                )
+            return str(mandate.owners[family]) if family in mandate.owners else None
+        return self._pseudonym(principal, tenant, family)
+
+    def _pseudonym(self, principal: Principal, tenant: str, family: str) -> str | None:
+        """A logged-in citizen's identifier for this service, never the FranceConnect sub."""
+        if principal.kind is not Kind.citizen:
+            return None
+        return pseudonym(self.settings.pseudonym_key(), tenant, family, principal.subject)
+
+    def _follow_url(self, tracking_code: str, now: datetime) -> str:
+        """The signed, expiring link an anonymous applicant follows the request with."""
+        link = self.token_keys.issue_link(
+            f"request:{tracking_code}", timedelta(days=self.settings.follow_link_days), now
+        )
+        return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
     def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
         if procedure.teleservice_url and data.channel is Channel.email:
@@ -617,16 +818,29 @@ class IntakeService:
                 [InvalidParam(name="location", reason="Ce champ est obligatoire.")],
             )
 
-    def _r9_bounds(self, now: datetime, content_hash: str) -> tuple[datetime, datetime, str, int]:
+    def _r9_bounds(
+        self, now: datetime, content_hash: str
+    ) -> tuple[datetime, datetime, str, int, int]:
         """What `source_activity` reads for R9: the last hour, counted up to the flood
-        threshold, and this content within the repetition window (inside that hour)."""
+        threshold, and this content within the repetition window (inside that hour), counted
+        up to the repetition threshold."""
         since = now - R9_WINDOW
         window = now - timedelta(minutes=self.settings.abuse_repeat_window_minutes)
-        return since, max(since, window), content_hash, self.settings.abuse_max_per_hour
+        return (
+            since,
+            max(since, window),
+            content_hash,
+            self.settings.abuse_max_per_hour,
+            self._earlier_repeats(),
+        )
+
+    def _earlier_repeats(self) -> int:
+        # A single resend (a citizen retrying after a lost answer, R23) is not abuse.
+        return max(self.settings.abuse_repeat_min_count - 1, 1)
 
     def _abuse(self, activity: repository.SourceActivity) -> str | None:
         """R9: repetition of one content, or a flood, from one source."""
-        if activity.repeated:
+        if activity.same >= self._earlier_repeats():
             return (
                 f"même contenu déjà reçu de la même source il y a moins de "
                 f"{self.settings.abuse_repeat_window_minutes} minutes"
@@ -660,6 +874,7 @@ class IntakeService:
             deadline=deadline,
             appeal_text=procedure.appeal_text,
             required_pieces=list(procedure.required_pieces),
+            required_information=list(procedure.required_information),
         )
         self._make_receipt(
             out, key, tenant, request, ReceiptKind.accuse_reception, mentions, now, procedure
@@ -839,13 +1054,13 @@ class IntakeService:
                         "implicit_decision": "accepted" if accepted else "rejected",
                     },
                 )
-                day = french_date(row.decision_last_day)
                 await repository.add_history(
                     session,
                     row.id,
                     row.decision_due_at,
                     status.value,
-                    f"{STATUS_LABELS[status]} (silence gardé jusqu'au {day} à minuit)",
+                    f"{STATUS_LABELS[status]} : silence gardé jusqu'au "
+                    f"{notices.midnight_of(row.decision_last_day)}",
                 )
                 await stage(
                     session,
@@ -861,11 +1076,46 @@ class IntakeService:
                 decided += 1
         return decided
 
-    async def attestation(self, tracking_code: str, now: datetime | None = None) -> uuid.UUID:
+    async def issue_owed_receipts(self, now: datetime | None = None, limit: int = 100) -> int:
+        """R23: the AR (or AE) of requests stored without one because signing failed at
+        reception; the scheduler retries until it succeeds. Returns how many were issued."""
+        now = now or datetime.now(UTC)
+        issued = 0
+        async with self.db.transaction() as session:
+            closed = [s.value for s in FINAL]
+            for row in await repository.receipts_owed(session, closed, limit):
+                tenant = await self._tenant_row(session, row.tenant)
+                if row.procedure_code is None:
+                    await self._issue(
+                        session,
+                        tenant,
+                        row.id,
+                        ReceiptKind.accuse_enregistrement,
+                        notices.registration(
+                            reception_date=row.reception_date,
+                            tracking_code=row.tracking_code,
+                            tenant_name=tenant.name,
+                        ),
+                        now,
+                    )
+                else:
+                    procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
+                    await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
+                issued += 1
+        return issued
+
+    async def attestation(
+        self,
+        tracking_code: str,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
+        proof: FollowProof | None = None,
+    ) -> uuid.UUID:
         """The signed attestation of implicit acceptance a citizen may ask for (R5)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             row = await self._request(session, tracking_code)
+            await self._authorise(session, principal, row, "follow", proof)
             if row.implicit_decision != "accepted":
                 raise Problem(
                     409,
@@ -900,12 +1150,16 @@ class IntakeService:
     # -- qualification, incomplete files, transfers ------------------------------------------
 
     async def qualify(
-        self, tracking_code: str, procedure_code: str, now: datetime | None = None
+        self,
+        tracking_code: str,
+        procedure_code: str,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """An agent names the procedure of a request that came without one: the AR follows."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "qualify")
             if row.procedure_code is not None:
                 raise Problem(
                     409,
@@ -922,84 +1176,95 @@ class IntakeService:
             )
             row = await repository.get_request(session, row.id)
             await self._recompute_clock(session, row, tenant)
-            if procedure.acknowledgement_required and not row.abusive:
+            if owes_acknowledgement(procedure, Channel(row.channel)) and not row.abusive:
                 await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
             else:
                 await repository.update_request(session, row.id, {"receipt_due_on": None})
             return await self._public(session, row.id)
 
     async def request_pieces(
-        self, tracking_code: str, body: MissingPiecesCreate, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: MissingPiecesCreate,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """R11: tell the applicant what is missing, by when, and what happens to the clock."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
-            today = local_date(now, tenant.timezone)
-            if body.due_on <= today:
-                raise Problem(
-                    422,
-                    "due-date-past",
-                    "Date limite dépassée",
-                    "La date limite de production des pièces doit être postérieure à "
-                    f"aujourd'hui ({french_date(today)}).",
-                    [InvalidParam(name="due_on", reason="Choisissez une date à venir.")],
-                )
-            if body.due_on > today + timedelta(days=MAX_PIECES_DAYS):
-                raise Problem(
-                    422,
-                    "due-date-too-far",
-                    "Date limite trop lointaine",
-                    f"Le délai accordé pour produire des pièces ne peut dépasser "
-                    f"{MAX_PIECES_DAYS} jours.",
-                    [InvalidParam(name="due_on", reason="Choisissez une date plus proche.")],
-                )
-            await repository.insert_pieces_request(
-                session,
-                {
-                    "id": uuid.uuid4(),
-                    "request_id": row.id,
-                    "pieces": body.pieces,
-                    "requested_on": today,
-                    "due_on": body.due_on,
-                    "requested_by": body.requested_by,
-                },
-            )
-            deadline = await self._recompute_clock(session, row, tenant)
-            await repository.update_request(
-                session, row.id, {"status": RequestStatus.incomplete.value}
-            )
-            await repository.add_history(
-                session,
-                row.id,
-                now,
-                RequestStatus.incomplete.value,
-                f"Pièces demandées pour le {french_date(body.due_on)} : " + " ; ".join(body.pieces),
-            )
-            await self._issue(
-                session,
-                tenant,
-                row.id,
-                ReceiptKind.demande_pieces,
-                notices.missing_pieces(
-                    pieces=body.pieces,
-                    due_on=body.due_on,
-                    regime=row.regime or "none",
-                    delay=format_delay(row.delay_value, row.delay_unit) if row.delay_value else "",
-                    deadline=deadline,
-                    tracking_code=row.tracking_code,
-                ),
-                now,
-            )
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
+            await self._ask_pieces(session, row, tenant, body, now)
             return await self._public(session, row.id)
 
+    async def _ask_pieces(
+        self, session: AsyncSession, row: Any, tenant: Any, body: MissingPiecesCreate, now: datetime
+    ) -> None:
+        today = local_date(now, tenant.timezone)
+        if body.due_on <= today:
+            raise Problem(
+                422,
+                "due-date-past",
+                "Date limite dépassée",
+                "La date limite de production des pièces doit être postérieure à "
+                f"aujourd'hui ({french_date(today)}).",
+                [InvalidParam(name="due_on", reason="Choisissez une date à venir.")],
+            )
+        if body.due_on > today + timedelta(days=MAX_PIECES_DAYS):
+            raise Problem(
+                422,
+                "due-date-too-far",
+                "Date limite trop lointaine",
+                f"Le délai accordé pour produire des pièces ne peut dépasser "
+                f"{MAX_PIECES_DAYS} jours.",
+                [InvalidParam(name="due_on", reason="Choisissez une date plus proche.")],
+            )
+        await repository.insert_pieces_request(
+            session,
+            {
+                "id": uuid.uuid4(),
+                "request_id": row.id,
+                "pieces": body.pieces,
+                "requested_on": today,
+                "due_on": body.due_on,
+                "requested_by": body.requested_by,
+            },
+        )
+        deadline = await self._recompute_clock(session, row, tenant)
+        await repository.update_request(session, row.id, {"status": RequestStatus.incomplete.value})
+        await repository.add_history(
+            session,
+            row.id,
+            now,
+            RequestStatus.incomplete.value,
+            f"Pièces demandées pour le {french_date(body.due_on)} : " + " ; ".join(body.pieces),
+        )
+        await self._issue(
+            session,
+            tenant,
+            row.id,
+            ReceiptKind.demande_pieces,
+            notices.missing_pieces(
+                pieces=body.pieces,
+                due_on=body.due_on,
+                regime=row.regime or "none",
+                delay=format_delay(row.delay_value, row.delay_unit) if row.delay_value else "",
+                deadline=deadline,
+                tracking_code=row.tracking_code,
+            ),
+            now,
+        )
+
     async def pieces_received(
-        self, tracking_code: str, body: PiecesReceived, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: PiecesReceived,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """The pieces arrived: SVA starts, SVR's suspension ends (R11)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
             today = local_date(now, tenant.timezone)
             received_on = body.received_on or today
             if received_on > today:
@@ -1036,87 +1301,105 @@ class IntakeService:
             if deadline.last_day is not None:
                 outcome = "acceptée" if row.regime == Regime.sva else "rejetée"
                 label += (
-                    f" ; demande réputée {outcome} le {french_date(deadline.last_day)} "
-                    "à minuit sans réponse d'ici là"
+                    f" ; demande réputée {outcome} le {notices.midnight_of(deadline.last_day)} "
+                    "sans réponse d'ici là"
                 )
             await repository.add_history(session, row.id, now, "pieces_received", label)
+            await stage(
+                session,
+                PiecesArrived(
+                    request_id=row.id, tracking_code=row.tracking_code, received_on=received_on
+                ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
+            )
             procedure = (
                 await repository.get_procedure(session, row.tenant, row.procedure_code)
                 if row.procedure_code
                 else None
             )
-            if procedure is not None and procedure.acknowledgement_required:
+            if procedure is not None and owes_acknowledgement(procedure, Channel(row.channel)):
                 # A fresh AR restates the date now that the file is complete.
                 await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
             return await self._public(session, row.id)
 
     async def transfer(
-        self, tracking_code: str, body: TransferCreate, now: datetime | None = None
+        self,
+        tracking_code: str,
+        body: TransferCreate,
+        now: datetime | None = None,
+        principal: Principal = SYSTEM,
     ) -> RequestPublic:
         """R12: send the request on to the competent administration and tell the applicant."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code)
-            new_id: uuid.UUID | None = None
-            if body.tenant is not None:
-                if body.tenant == row.tenant:
-                    raise Problem(
-                        422,
-                        "transfer-to-self",
-                        "Transmission impossible",
-                        "La demande ne peut pas être transmise à sa propre collectivité.",
-                        [InvalidParam(name="tenant", reason="Même collectivité.")],
-                    )
-                target = await self._tenant(session, body.tenant)
-                destination = target.name
-                new_id = await self._transfer_in(session, row, target, now)
-            else:
-                destination = body.administration_name or ""
-                await self._send_outside(session, row, tenant, body, now)
-            await repository.update_request(
-                session,
-                row.id,
-                {
-                    "status": RequestStatus.transferred.value,
-                    "clock_state": "none",
-                    "decision_due_at": None,
-                    "receipt_due_on": None,
-                    "transferred_to": destination,
-                },
-            )
-            await repository.add_history(
-                session,
-                row.id,
-                now,
-                RequestStatus.transferred.value,
-                f"Transmise à {destination} : {body.reason}",
-            )
-            await self._issue(
-                session,
-                tenant,
-                row.id,
-                ReceiptKind.avis_transmission,
-                notices.transfer(
-                    tracking_code=row.tracking_code,
-                    destination=destination,
-                    reason=body.reason,
-                    regime=row.regime or "none",
-                    first_reception=row.first_received_on,
-                ),
-                now,
-            )
-            await stage(
-                session,
-                RequestTransferred(
-                    request_id=row.id,
-                    tracking_code=row.tracking_code,
-                    destination=destination,
-                    destination_tenant=body.tenant,
-                    new_request_id=new_id,
-                    reason=body.reason,
-                ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
-            )
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
+            await self._transfer(session, row, tenant, body, now)
             return await self._public(session, row.id)
+
+    async def _transfer(
+        self, session: AsyncSession, row: Any, tenant: Any, body: TransferCreate, now: datetime
+    ) -> None:
+        new_id: uuid.UUID | None = None
+        if body.tenant is not None:
+            if body.tenant == row.tenant:
+                raise Problem(
+                    422,
+                    "transfer-to-self",
+                    "Transmission impossible",
+                    "La demande ne peut pas être transmise à sa propre collectivité.",
+                    [InvalidParam(name="tenant", reason="Même collectivité.")],
+                )
+            target = await self._tenant(session, body.tenant)
+            destination = target.name
+            competent_reception = local_date(now, target.timezone)
+            new_id = await self._transfer_in(session, row, target, now)
+        else:
+            destination = body.administration_name or ""
+            # Accepted (2xx) by the competent administration: received there today.
+            competent_reception = local_date(now, tenant.timezone)
+            await self._send_outside(session, row, tenant, body, now)
+        await repository.update_request(
+            session,
+            row.id,
+            {
+                "status": RequestStatus.transferred.value,
+                "clock_state": "none",
+                "decision_due_at": None,
+                "receipt_due_on": None,
+                "transferred_to": destination,
+            },
+        )
+        await repository.add_history(
+            session,
+            row.id,
+            now,
+            RequestStatus.transferred.value,
+            f"Transmise à {destination} : {body.reason}",
+        )
+        await self._issue(
+            session,
+            tenant,
+            row.id,
+            ReceiptKind.avis_transmission,
+            notices.transfer(
+                tracking_code=row.tracking_code,
+                destination=destination,
+                reason=body.reason,
+                first_reception=row.first_received_on,
+                competent_reception=competent_reception,
+            ),
+            now,
+        )
+        await stage(
+            session,
+            RequestTransferred(
+                request_id=row.id,
+                tracking_code=row.tracking_code,
+                destination=destination,
+                destination_tenant=body.tenant,
+                new_request_id=new_id,
+                reason=body.reason,
+            ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
+        )
 
     async def _transfer_in(
         self, session: AsyncSession, row: Any, target: Any, now: datetime
@@ -1204,22 +1487,33 @@ class IntakeService:
         """Signed hand-over to another administration; nothing changes here unless it accepts."""
         self._check_destination(str(body.administration_url))
         key = await self.keyring.active(session, tenant.code, now)
-        token = sign(
-            {
-                "type": "guichet.transfer.v1",
-                "from": tenant.name,
-                "tracking_code": row.tracking_code,
-                "first_received_on": row.first_received_on.isoformat(),
-                "received_at": row.received_at.isoformat(),
-                "channel": row.channel,
-                "applicant": row.applicant,
-                "payload": row.payload,
-                "location": row.location,
-                "reason": body.reason,
-                "sent_at": now.isoformat(),
-            },
-            key,
-        )
+        try:
+            token = sign(
+                {
+                    "type": "guichet.transfer.v1",
+                    "from": tenant.name,
+                    "tracking_code": row.tracking_code,
+                    "first_received_on": row.first_received_on.isoformat(),
+                    "received_at": row.received_at.isoformat(),
+                    "channel": row.channel,
+                    "applicant": row.applicant,
+                    "payload": row.payload,
+                    "location": row.location,
+                    "reason": body.reason,
+                    "sent_at": now.isoformat(),
+                },
+                key,
+            )
+        except PayloadTooLarge as exc:
+            raise Problem(
+                409,
+                "transfer-too-large",
+                "Demande trop volumineuse",
+                "Cette demande est trop volumineuse pour être transmise par voie "
+                f"électronique à {body.administration_name} : elle reste ici. Transmettez-la "
+                "par courrier à l'administration compétente.",
+                [InvalidParam(name="administration_url", reason="Envoi électronique impossible.")],
+            ) from exc
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
         try:
             answer = await http.post(
@@ -1339,6 +1633,7 @@ class IntakeService:
                     received_at=r.received_at,
                     reception_date=r.reception_date,
                     receipt_due_on=r.receipt_due_on,
+                    registration_due_on=r.registration_due_on,
                     channel=r.channel,
                 )
                 for r in rows
@@ -1376,12 +1671,41 @@ class IntakeService:
             ],
         )
 
-    async def notice_source(self, tenant: str, source: str, reason: str) -> None:
-        """R9: the source is told before it can be blocked."""
+    async def notice_source(
+        self, tenant: str, source: str, reason: str, now: datetime | None = None
+    ) -> None:
+        """R9: the source is told before it can be blocked, at the address it sent from."""
+        now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            await self._tenant(session, tenant)
+            row = await self._tenant(session, tenant)
+            latest = await repository.latest_from_source(session, tenant, source)
+            if latest is None:
+                raise Problem(
+                    404,
+                    "source-unknown",
+                    "Source inconnue",
+                    "Aucun envoi n'a été reçu de cette source : il n'y a personne à informer.",
+                )
             await repository.upsert_source(
-                session, tenant, source, {"noticed_at": datetime.now(UTC), "reason": reason}
+                session, tenant, source, {"noticed_at": now, "reason": reason}
+            )
+            applicant = latest.applicant
+            address = applicant.get("postal_address")
+            await stage(
+                session,
+                SourceNoticed(
+                    source=source,
+                    request_id=latest.id,
+                    tracking_code=latest.tracking_code,
+                    name=applicant["name"],
+                    email=applicant.get("email"),
+                    postal_address=PostalAddress.model_validate(address).one_line()
+                    if address
+                    else None,
+                    title="Information sur le caractère abusif de vos envois",
+                    notice=notices.abusive_source(tenant_name=row.name, reason=reason),
+                    noticed_at=now,
+                ).envelope(tenant=tenant, subject=str(latest.id), occurred_at=now),
             )
 
     async def block_source(self, tenant: str, source: str, reason: str) -> None:
@@ -1396,6 +1720,18 @@ class IntakeService:
                     "Informez d'abord la source du caractère abusif de ses envois "
                     "(R9) avant de la bloquer.",
                 )
+            flagged = await repository.flagged_count(session, tenant, source)
+            needed = self.settings.abuse_block_min_flagged
+            if flagged < needed:
+                # L112-11 speaks of abuse by number, repetition or system: a few flagged
+                # sends do not make a source abusive enough to be shut out.
+                raise Problem(
+                    409,
+                    "source-not-abusive-enough",
+                    "Envois abusifs trop peu nombreux",
+                    f"Cette source n'a que {flagged} envoi(s) signalé(s) comme abusif(s) ; "
+                    f"un blocage en suppose au moins {needed}.",
+                )
             await repository.upsert_source(
                 session, tenant, source, {"blocked_at": datetime.now(UTC), "reason": reason}
             )
@@ -1409,10 +1745,108 @@ class IntakeService:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def get_request(self, tracking_code: str) -> RequestPublic:
+    async def get_request(
+        self,
+        tracking_code: str,
+        principal: Principal = SYSTEM,
+        proof: FollowProof | None = None,
+    ) -> RequestPublic:
         async with self.db.sessions() as session:
             row = await self._request(session, tracking_code)
-            return await self._public(session, row.id)
+            service = await self._authorise(session, principal, row, "follow", proof, journal=False)
+            public = await self._public(session, row.id)
+        if principal.kind is Kind.agent or principal.acting_for:
+            # Journaled before the file is handed over: no read escapes the DPO (R21).
+            async with self.db.transaction() as session:
+                await record_read(
+                    session,
+                    principal,
+                    tenant=row.tenant,
+                    file=str(row.id),
+                    service=service,
+                    purpose="consultation du dossier",
+                )
+        return public
+
+    async def _file_service(self, session: AsyncSession, row: Any) -> str | None:
+        """The service a file belongs to: the one it was routed to, else its procedure's."""
+        if row.assigned_service_code:
+            return str(row.assigned_service_code)
+        if row.procedure_code:
+            procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
+            if procedure is not None:
+                return str(procedure.service_code)
+        return None
+
+    async def _authorise(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        row: Any,
+        action: str,
+        proof: FollowProof | None = None,
+        *,
+        journal: bool = True,
+    ) -> str | None:
+        """R21: who may follow (`follow`), qualify or instruct (`instruct`) this file.
+
+        Refusals read as "unknown request": a tracking code tells nothing to whoever may
+        not see its file. Agents' accesses are journaled for the DPO.
+        """
+        service = await self._file_service(session, row)
+        if principal.kind is Kind.system:
+            return service
+        allowed = False
+        if principal.acting_for:
+            # R25: by mandate, what the citizen who gave it may do, and no more.
+            mandate = await mandate_for(
+                session, principal, self.settings.pseudonym_key(), datetime.now(UTC)
+            )
+            allowed = (
+                action == "follow"
+                and mandate is not None
+                and row.owner is not None
+                and row.owner in mandate.owners.values()
+            )
+        elif principal.kind is Kind.agent:
+            counter = principal.has_role(row.tenant, Role.counter_agent)
+            allowed = principal.handles(row.tenant, service) or (
+                counter
+                and (
+                    # Unqualified files are qualified at reception; counter agents follow
+                    # what they entered for someone (R22), nothing else.
+                    (service is None and action in ("follow", "qualify"))
+                    or (row.entered_by == principal.subject and action == "follow")
+                )
+            )
+        elif action == "follow":
+            if principal.kind is Kind.citizen and row.owner is not None:
+                allowed = row.owner == pseudonym(
+                    self.settings.pseudonym_key(), row.tenant, row.owner_family, principal.subject
+                )
+            if not allowed and proof is not None:
+                allowed = self._proof_holds(row, proof)
+        if not allowed:
+            raise self._unknown_request()
+        if journal and (principal.kind is Kind.agent or principal.acting_for):
+            await record_read(
+                session,
+                principal,
+                tenant=row.tenant,
+                file=str(row.id),
+                service=service,
+                purpose=ACTION_PURPOSES[action],
+            )
+        return service
+
+    def _proof_holds(self, row: Any, proof: FollowProof) -> bool:
+        if proof.link is not None and self.token_keys.verify_link(
+            proof.link, f"request:{row.tracking_code}"
+        ):
+            return True
+        if proof.factor is not None:
+            return same_digest(proof_digest(str(row.id), proof.factor), row.follow_proofs or [])
+        return False
 
     async def _public(self, session: AsyncSession, request_id: uuid.UUID) -> RequestPublic:
         row = await repository.get_request(session, request_id)
@@ -1495,18 +1929,27 @@ class IntakeService:
             session, normalise_tracking_code(tracking_code), for_update=for_update
         )
         if row is None:
-            raise Problem(
-                404,
-                "request-unknown",
-                "Demande introuvable",
-                "Aucune demande ne correspond à ce numéro de suivi. Vérifiez-le "
-                "(il figure sur votre accusé de réception).",
-            )
+            raise self._unknown_request()
         return row
 
-    async def _editable(self, session: AsyncSession, tracking_code: str) -> tuple[Any, Any]:
+    @staticmethod
+    def _unknown_request() -> Problem:
+        return Problem(
+            404,
+            "request-unknown",
+            "Demande introuvable",
+            "Aucune demande ne correspond à ce numéro de suivi et à ce justificatif. "
+            "Vérifiez-les : le numéro figure sur votre accusé de réception ; le "
+            "justificatif est l'adresse électronique ou le téléphone donné au dépôt, ou "
+            "le lien de suivi reçu.",
+        )
+
+    async def _editable(
+        self, session: AsyncSession, tracking_code: str, principal: Principal, action: str
+    ) -> tuple[Any, Any]:
         """The request, locked for this transaction, and its tenant; closed ones refuse."""
         row = await self._request(session, tracking_code, for_update=True)
+        await self._authorise(session, principal, row, action)
         self._open(row)
         return row, await self._tenant_row(session, row.tenant)
 
@@ -1557,7 +2000,9 @@ class IntakeService:
             log.warning("status change for unknown request %s ignored", event.request_id)
             return
         values: dict[str, Any] = {"status_detail": event.label}
-        if RequestStatus(row.status) not in FINAL:
+        # A transfer ends the request here through its own event (R12), in whatever order
+        # the two arrive: closing it first would make intake refuse the transfer.
+        if RequestStatus(row.status) not in FINAL and "transfer" not in event.actions:
             if event.final:
                 values.update(
                     status=RequestStatus.closed.value,
@@ -1571,6 +2016,60 @@ class IntakeService:
         await repository.add_history(
             session, event.request_id, event.changed_at, event.status, event.label
         )
+
+    async def on_pieces_requested(self, session: AsyncSession, envelope: Any) -> None:
+        """The service's workflow asks for pieces: intake issues the legal request (R11)."""
+        event = PiecesRequested.model_validate(envelope.data)
+
+        async def act(row: Any, tenant: Any) -> None:
+            today = local_date(event.requested_at, tenant.timezone)
+            body = MissingPiecesCreate(
+                pieces=event.pieces,
+                due_on=today + timedelta(days=event.due_in_days),
+                requested_by=event.requested_by,
+            )
+            await self._ask_pieces(session, row, tenant, body, event.requested_at)
+
+        await self._on_routing_act(session, event.request_id, "pieces request", act)
+
+    async def on_transfer_requested(self, session: AsyncSession, envelope: Any) -> None:
+        """The service's workflow sends the request on: intake transfers it (R12)."""
+        event = TransferRequested.model_validate(envelope.data)
+
+        async def act(row: Any, tenant: Any) -> None:
+            body = TransferCreate.model_validate(
+                event.model_dump(
+                    include={"tenant", "administration_name", "administration_url", "reason"},
+                    exclude_none=True,
+                )
+            )
+            await self._transfer(session, row, tenant, body, event.requested_at)
+
+        await self._on_routing_act(session, event.request_id, "transfer", act)
+
+    async def _on_routing_act(
+        self,
+        session: AsyncSession,
+        request_id: uuid.UUID,
+        what: str,
+        act: Callable[[Any, Any], Awaitable[None]],
+    ) -> None:
+        """Run a legal act routing asked for, or log why it cannot be: a refusal (closed
+        request, impossible destination) must not block the events that follow."""
+        row = await repository.get_request(session, request_id)
+        if row is None:
+            log.warning("%s for unknown request %s ignored", what, request_id)
+            return
+        try:
+            async with session.begin_nested():
+                locked, tenant = await self._editable(
+                    session, row.tracking_code, SYSTEM, "instruct"
+                )
+                await act(locked, tenant)
+        except Problem as refused:
+            if refused.status >= 500:
+                raise  # the remote administration failed: retry later
+            log.warning("%s for request %s refused: %s", what, request_id, refused.detail)
 
 
 def _regime_snapshot(procedure: Any) -> dict[str, Any]:

@@ -111,12 +111,16 @@ def _canonical(payload: dict[str, Any]) -> bytes:
     ).encode("utf-8")
 
 
+class PayloadTooLarge(ValueError):
+    """The content would make a JWS longer than verifiers accept."""
+
+
 def sign(payload: dict[str, Any], key: SigningKey) -> str:
     """Compact JWS (EdDSA) of the canonical JSON of `payload`, naming the key by `kid`."""
     body = _canonical(payload)
     # Base64url grows the payload by 4/3: refuse now rather than issue an unverifiable receipt.
     if (len(body) + 2) // 3 * 4 > _REGISTRY.max_payload_length:
-        raise ValueError("payload too large to be signed as a receipt")
+        raise PayloadTooLarge("payload too large to be signed as a receipt")
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE}
     return jws.serialize_compact(header, body, _private_key(key), registry=_REGISTRY)
 

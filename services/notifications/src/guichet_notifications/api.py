@@ -9,13 +9,18 @@ from fastapi import APIRouter, Query, Request
 
 from guichet_notifications.schemas import DeliveryList
 from guichet_notifications.service import Deliveries
+from guichet_plumbing.auth import CurrentPrincipal, Role, allow
 from guichet_plumbing.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/v1")
 
+# Agents of the request's service only (R21), checked in the service layer.
+HANDLE = allow("handle", roles=[Role.case_handler, Role.service_head])
+
 
 @router.get(
     "/deliveries",
+    dependencies=[HANDLE],
     response_model=DeliveryList,
     summary="Envois faits (ou dus) à l'usager pour une demande",
     tags=["envois"],
@@ -23,6 +28,7 @@ router = APIRouter(prefix="/v1")
 )
 async def list_deliveries(
     request: Request,
+    principal: CurrentPrincipal,
     request_id: Annotated[
         uuid.UUID | None, Query(alias="request", description="Identifiant de la demande.")
     ] = None,
@@ -39,4 +45,6 @@ async def list_deliveries(
             "(numéro de suivi).",
         )
     deliveries: Deliveries = request.app.state.deliveries
-    return await deliveries.list(request_id=request_id, tracking_code=tracking_code)
+    return await deliveries.list(
+        request_id=request_id, tracking_code=tracking_code, principal=principal
+    )

@@ -11,6 +11,8 @@ from guichet_notifications.events import (
     RequestAssigned,
     RequestReceived,
     ServiceAlerted,
+    ServiceDigest,
+    SourceNoticed,
     StatusChanged,
 )
 from guichet_notifications.models import metadata
@@ -43,6 +45,8 @@ def create_app(settings: NotificationsSettings | None = None, *, bus: Bus | None
     runtime.consume("assignments", [RequestAssigned.event_type], deliveries.on_request_assigned)
     runtime.consume("statuses", [StatusChanged.event_type], deliveries.on_status_changed)
     runtime.consume("alerts", [ServiceAlerted.event_type], deliveries.on_service_alerted)
+    runtime.consume("digests", [ServiceDigest.event_type], deliveries.on_service_digest)
+    runtime.consume("abuse-notices", [SourceNoticed.event_type], deliveries.on_source_noticed)
     runtime.on_startup(deliveries.start)
     app = create_service_app(
         runtime,

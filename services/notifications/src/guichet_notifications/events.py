@@ -43,6 +43,7 @@ class RequestAssigned(ConsumedEvent):
 
     request_id: uuid.UUID
     tracking_code: str
+    service_code: str
     service_name: str
     assigned_at: AwareDatetime
 
@@ -54,6 +55,9 @@ class StatusChanged(ConsumedEvent):
     tracking_code: str
     label: str
     actions: list[str]
+    final: bool = False
+    incident_id: uuid.UUID | None = None  # R30: closes an incident several people reported
+    reporters: int | None = None
 
 
 class ServiceAlerted(ConsumedEvent):
@@ -66,6 +70,40 @@ class ServiceAlerted(ConsumedEvent):
     procedure_title: str
     channel: str
     due_at: AwareDatetime | None = None
+
+
+class DigestItem(BaseModel):
+    tracking_code: str
+    procedure_title: str
+    channel: str
+    status_label: str
+    received_at: AwareDatetime
+    due_at: AwareDatetime | None = None
+
+
+class ServiceDigest(ConsumedEvent):
+    event_type: ClassVar[str] = "routing.service.digest.v1"
+
+    service_name: str
+    service_email: str
+    timezone: str
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    new_total: int
+    overdue_total: int
+    new: list[DigestItem]
+    overdue: list[DigestItem]
+
+
+class SourceNoticed(ConsumedEvent):
+    event_type: ClassVar[str] = "intake.source.noticed.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    email: str | None
+    postal_address: str | None
+    title: str
+    notice: list[str]
 
 
 PUBLISHED: tuple[type[EventData], ...] = ()

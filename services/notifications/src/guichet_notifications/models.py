@@ -25,7 +25,8 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
-    sa.Column("request_id", sa.Uuid(), nullable=False, index=True),
+    # NULL for messages about no single request (a service's periodic digest).
+    sa.Column("request_id", sa.Uuid(), nullable=True, index=True),
     sa.Column("tenant", sa.String(64), nullable=False),
     sa.Column("tracking_code", sa.String(32), nullable=True, index=True),
     # One delivery per triggering event and kind: the side effect's idempotency key.
@@ -43,4 +44,14 @@ deliveries = sa.Table(
     sa.Column("sent_at", UTCDateTime(), nullable=True),
     sa.UniqueConstraint("event_id", "kind", name="uq_deliveries_event_kind"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+)
+
+# The competent service of each request (from routing), so that only its agents read its
+# deliveries (R21).
+request_services = sa.Table(
+    "request_services",
+    metadata,
+    sa.Column("request_id", sa.Uuid(), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("service_code", sa.String(64), nullable=False),
 )

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guichet_notifications.models import contacts, deliveries
+from guichet_notifications.models import contacts, deliveries, request_services
 
 
 async def get_contact(session: AsyncSession, request_id: uuid.UUID) -> sa.Row[Any] | None:
@@ -76,3 +76,23 @@ async def list_deliveries(
         query = query.where(deliveries.c.tracking_code == tracking_code)
     query = query.order_by(deliveries.c.created_at, deliveries.c.id)
     return (await session.execute(query)).all()
+
+
+async def set_request_service(
+    session: AsyncSession, request_id: uuid.UUID, tenant: str, service_code: str
+) -> None:
+    await session.execute(
+        sa.delete(request_services).where(request_services.c.request_id == request_id)
+    )
+    await session.execute(
+        request_services.insert().values(
+            request_id=request_id, tenant=tenant, service_code=service_code
+        )
+    )
+
+
+async def request_services_of(
+    session: AsyncSession, request_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, str]]:
+    query = sa.select(request_services).where(request_services.c.request_id.in_(request_ids))
+    return {r.request_id: (r.tenant, r.service_code) for r in (await session.execute(query)).all()}

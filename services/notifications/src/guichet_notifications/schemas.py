@@ -19,13 +19,13 @@ class DeliveryStatus(StrEnum):
 
 class DeliveryPublic(BaseModel):
     id: uuid.UUID
-    request_id: uuid.UUID
+    request_id: uuid.UUID | None = Field(description="Absent pour un relevé périodique.")
     tracking_code: str | None
     kind: str = Field(
         description="accuse_reception, accuse_enregistrement, demande_pieces, "
         "avis_transmission, attestation_acceptation_implicite, assignment (transmission "
-        "au service compétent), status (nouvelle étape du traitement) ou agent_alert (alerte "
-        "au service)."
+        "au service compétent), status (nouvelle étape du traitement), agent_alert (alerte "
+        "au service) ou service_digest (relevé périodique du service)."
     )
     channel: str | None = Field(description="email, letter (courrier papier à imprimer).")
     recipient: str | None

@@ -12,24 +12,31 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_notifications import repository
 from guichet_notifications.events import (
+    DigestItem,
     ReceiptIssued,
     RequestAssigned,
     RequestReceived,
     ServiceAlerted,
+    ServiceDigest,
+    SourceNoticed,
     StatusChanged,
 )
 from guichet_notifications.schemas import DeliveryList, DeliveryPublic, DeliveryStatus
 from guichet_notifications.transports import MailTransport
+from guichet_plumbing.access_log import record_read
+from guichet_plumbing.auth import SYSTEM, Kind, Principal
 from guichet_plumbing.db import Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
@@ -81,6 +88,49 @@ def render_assignment(event: RequestAssigned) -> tuple[str, str]:
         f"service compétent : {event.service_name}. Il vous répondra directement."
     )
     return subject, body + SIGNATURE
+
+
+def render_digest(event: ServiceDigest) -> tuple[str, str]:
+    """One e-mail per digest: the new requests of the period, then those past the commitment,
+    dated in the tenant's time zone."""
+    zone = ZoneInfo(event.timezone)
+    end = event.period_end.astimezone(zone)
+    start = event.period_start.astimezone(zone)
+
+    def line(item: DigestItem) -> str:
+        due = f", échéance {item.due_at.astimezone(zone):%d/%m/%Y}" if item.due_at else ""
+        return (
+            f"- n° {item.tracking_code} : {item.procedure_title} ({item.channel}, reçue le "
+            f"{item.received_at.astimezone(zone):%d/%m/%Y à %H:%M}{due}) — {item.status_label}"
+        )
+
+    def section(title: str, total: int, items: list[DigestItem]) -> list[str]:
+        if total == 0:
+            return [f"{title} : aucune.", ""]
+        more = (
+            [f"… et {total - len(items)} autre(s), dans la corbeille."]
+            if total > len(items)
+            else []
+        )
+        return [f"{title} : {total}", *map(line, items), *more, ""]
+
+    subject = (
+        f"Relevé du {end:%d/%m/%Y} pour {event.service_name} : {event.new_total} nouvelle(s), "
+        f"{event.overdue_total} en retard"
+    )
+    lines = [
+        "Bonjour,",
+        "",
+        f"Voici le relevé des demandes de {event.service_name} du {start:%d/%m/%Y à %H:%M} "
+        f"au {end:%d/%m/%Y à %H:%M}.",
+        "",
+        *section("Nouvelles demandes", event.new_total, event.new),
+        *section(
+            "Demandes en retard sur l'engagement du service", event.overdue_total, event.overdue
+        ),
+        "Elles vous attendent dans la corbeille.",
+    ]
+    return subject, "\n".join(lines)
 
 
 class Deliveries:
@@ -146,6 +196,9 @@ class Deliveries:
 
     async def on_request_assigned(self, session: AsyncSession, envelope: Envelope) -> None:
         event = RequestAssigned.model_validate(envelope.data)
+        await repository.set_request_service(
+            session, event.request_id, envelope.tenant, event.service_code
+        )
         contact = await repository.get_contact(session, event.request_id)
         subject, body = render_assignment(event)
         await self._add(
@@ -161,15 +214,24 @@ class Deliveries:
         after_commit(session, self._wake.set)
 
     async def on_status_changed(self, session: AsyncSession, envelope: Envelope) -> None:
-        """The workflow said to tell the citizen (action `notify`): send the new status."""
+        """The workflow said to tell the citizen (action `notify`): send the new status.
+
+        R30: when an incident closes, every reporter is told, whatever the actions; each
+        reporter's request has its own event, hence its own delivery."""
         event = StatusChanged.model_validate(envelope.data)
-        if "notify" not in event.actions:
+        closes_incident = event.final and event.incident_id is not None
+        if "notify" not in event.actions and not closes_incident:
             return
         contact = await repository.get_contact(session, event.request_id)
         subject = f"Votre demande n° {event.tracking_code} : {event.label}"
         body = (
             f"Bonjour,\n\nVotre demande n° {event.tracking_code} a changé d'étape : {event.label}."
         )
+        if closes_incident and (event.reporters or 0) > 1:
+            body += (
+                f"\n\nCe problème nous avait été signalé par {event.reporters} personnes : "
+                "merci pour votre signalement, chacune d'elles reçoit ce message."
+            )
         await self._add(
             session,
             envelope,
@@ -206,6 +268,52 @@ class Deliveries:
                 "status": DeliveryStatus.pending.value,
                 "created_at": datetime.now(UTC),
             },
+        )
+        after_commit(session, self._wake.set)
+
+    async def on_service_digest(self, session: AsyncSession, envelope: Envelope) -> None:
+        """R28: a service consulting its queue periodically gets one e-mail per digest."""
+        event = ServiceDigest.model_validate(envelope.data)
+        subject, body = render_digest(event)
+        await repository.insert_delivery(
+            session,
+            {
+                "id": uuid.uuid4(),
+                "request_id": None,
+                "tenant": envelope.tenant,
+                "tracking_code": None,
+                "event_id": envelope.id,
+                "kind": "service_digest",
+                "channel": "email",
+                "recipient": event.service_email,
+                "subject": subject[:300],
+                "body": body,
+                "status": DeliveryStatus.pending.value,
+                "created_at": datetime.now(UTC),
+            },
+        )
+        after_commit(session, self._wake.set)
+
+    async def on_source_noticed(self, session: AsyncSession, envelope: Envelope) -> None:
+        """R9: the notice goes to the address the abusive sends came from (e-mail, else post).
+
+        Idempotent through the inbox and the (event, kind) key of the delivery."""
+        event = SourceNoticed.model_validate(envelope.data)
+        subject = f"{event.title} — demande n° {event.tracking_code}"
+        body = "\n".join(["Bonjour,", "", *event.notice])
+        # Addressed to the source itself, whatever the contact details of the request say.
+        contact = SimpleNamespace(
+            email=event.email, postal_address=event.postal_address, preference="email"
+        )
+        await self._add(
+            session,
+            envelope,
+            event.request_id,
+            event.tracking_code,
+            "source_notice",
+            subject,
+            body + SIGNATURE,
+            contact,
         )
         after_commit(session, self._wake.set)
 
@@ -328,13 +436,41 @@ class Deliveries:
                 await self._task
             self._task = None
 
+    @staticmethod
+    async def _readable(
+        session: AsyncSession, rows: Sequence[Any], principal: Principal
+    ) -> list[Any]:
+        """R21: the deliveries of the caller's services' requests, each read journaled."""
+        services = await repository.request_services_of(
+            session, sorted({r.request_id for r in rows})
+        )
+        allowed = {
+            request_id: place for request_id, place in services.items() if principal.handles(*place)
+        }
+        for request_id, (tenant, service) in allowed.items():
+            await record_read(
+                session,
+                principal,
+                tenant=tenant,
+                file=str(request_id),
+                service=service,
+                purpose="consultation des envois",
+            )
+        return [r for r in rows if r.request_id in allowed]
+
     async def list(
-        self, *, request_id: uuid.UUID | None, tracking_code: str | None
+        self,
+        *,
+        request_id: uuid.UUID | None,
+        tracking_code: str | None,
+        principal: Principal = SYSTEM,
     ) -> DeliveryList:
-        async with self.db.sessions() as session:
+        async with self.db.transaction() as session:
             rows = await repository.list_deliveries(
                 session, request_id=request_id, tracking_code=tracking_code
             )
+            if principal.kind is not Kind.system:
+                rows = await self._readable(session, rows, principal)
         return DeliveryList(
             items=[
                 DeliveryPublic(

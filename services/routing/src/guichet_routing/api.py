@@ -6,11 +6,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
+from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Role, allow
 from guichet_plumbing.db import Database
 from guichet_plumbing.problems import problem_responses
-from guichet_routing import service
+from guichet_routing import incidents, service
 from guichet_routing.repository import InboxFilter
 from guichet_routing.schemas import (
     CODE_PATTERN,
@@ -21,11 +22,14 @@ from guichet_routing.schemas import (
     DryRunResult,
     DryRunSample,
     Inbox,
+    IncidentPolicyPublic,
+    IncidentPolicyWrite,
     NeighbourhoodPublic,
     NeighbourhoodWrite,
     RoutingTable,
     RulesWrite,
     ServiceSettingsWrite,
+    TeamWrite,
     TransitionCreate,
     WorkflowPublic,
     WorkflowWrite,
@@ -35,6 +39,15 @@ router = APIRouter(prefix="/v1")
 
 Channel = Literal["web", "email", "phone", "counter", "mail", "sms"]
 
+# Who may call each route; which service's files, in the service layer (R21).
+HANDLE = allow("handle", roles=[Role.case_handler, Role.service_head])
+CONSULT = allow(
+    "consult",
+    roles=[Role.counter_agent, Role.case_handler, Role.service_head, Role.administrator],
+)
+CONFIGURE_SERVICE = allow("configure-service", roles=[Role.service_head, Role.administrator])
+ADMINISTER = allow("administer", roles=[Role.administrator])
+
 
 def _db(request: Request) -> Database:
     db: Database = request.app.state.runtime.db
@@ -43,14 +56,17 @@ def _db(request: Request) -> Database:
 
 @router.get(
     "/inbox",
+    dependencies=[HANDLE],
     response_model=Inbox,
     summary="Corbeille des agents : toutes les demandes, quel que soit leur canal (R26)",
-    description="Les plus récentes d'abord ; pagination par curseur ; décompte par statut.",
+    description="Les plus récentes d'abord (date de réception, puis identifiant) ; pagination "
+    "par curseur opaque, stable quand de nouvelles demandes arrivent ; décompte par statut.",
     tags=["corbeille"],
     responses=problem_responses(400, 404, 422),
 )
 async def get_inbox(
     request: Request,
+    principal: CurrentPrincipal,
     tenant: Tenant,
     service_code: Annotated[
         str | None, Query(alias="service", pattern=CODE_PATTERN, description="Code du service.")
@@ -64,9 +80,13 @@ async def get_inbox(
     neighbourhood: Annotated[
         str | None, Query(pattern=CODE_PATTERN, description="Quartier.")
     ] = None,
+    team: Annotated[
+        str | None, Query(pattern=CODE_PATTERN, description="Équipe (avec son service).")
+    ] = None,
     agent: Annotated[
         str | None, Query(max_length=200, description="Attribuées à cet agent.")
     ] = None,
+    mine: Annotated[bool, Query(description="Seulement celles qui me sont attribuées.")] = False,
     q: Annotated[
         str | None,
         Query(min_length=2, max_length=100, description="Texte : numéro de suivi, nom, démarche."),
@@ -78,23 +98,34 @@ async def get_inbox(
         str | None, Query(max_length=200, description="Curseur de la page suivante.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Taille de page.")] = 50,
+    duplicates: Annotated[
+        bool,
+        Query(
+            description="Montrer aussi les signalements en doublon : par défaut un incident "
+            "n'apparaît qu'une fois, avec son nombre de signalements (R30)."
+        ),
+    ] = False,
 ) -> Inbox:
     where = InboxFilter(
         tenant=tenant,
         service=service_code,
+        team=team,
         status=status,
         channel=channel,
         procedure=procedure,
         neighbourhood=neighbourhood,
-        agent=agent,
+        # The token says who "me" is: the route is for agents only.
+        agent=principal.subject if mine else agent,
         text=q,
         overdue_at=datetime.now(UTC) if overdue else None,
+        duplicates=duplicates,
     )
-    return await service.inbox(_db(request), where, cursor=cursor, limit=limit)
+    return await service.inbox(_db(request), where, cursor=cursor, limit=limit, principal=principal)
 
 
 @router.get(
     "/routing-table",
+    dependencies=[CONSULT],
     response_model=RoutingTable,
     summary="Services et règles d'aiguillage d'une collectivité",
     tags=["aiguillage"],
@@ -112,6 +143,7 @@ Tenant = Annotated[str, Query(pattern=TENANT_PATTERN, description="Code de la co
 
 @router.put(
     "/rules",
+    dependencies=[ADMINISTER],
     response_model=RoutingTable,
     summary="Remplacer les règles d'aiguillage (ordonnées : la première qui convient l'emporte)",
     description="Validées à l'écriture ; appliquées à la demande suivante, sans redémarrage.",
@@ -124,6 +156,7 @@ async def put_rules(request: Request, tenant: Tenant, body: RulesWrite) -> Routi
 
 @router.post(
     "/rules/dry-run",
+    dependencies=[ADMINISTER],
     response_model=DryRunResult,
     summary="Où irait une demande comme celle-ci, et pourquoi (sans rien envoyer)",
     tags=["aiguillage"],
@@ -135,6 +168,7 @@ async def dry_run_rules(request: Request, tenant: Tenant, body: DryRunSample) ->
 
 @router.get(
     "/neighbourhoods",
+    dependencies=[PUBLIC],
     response_model=list[NeighbourhoodPublic],
     summary="Quartiers de la collectivité (GeoJSON)",
     tags=["aiguillage"],
@@ -146,6 +180,7 @@ async def list_neighbourhoods(request: Request, tenant: Tenant) -> list[Neighbou
 
 @router.put(
     "/neighbourhoods/{code}",
+    dependencies=[ADMINISTER],
     status_code=204,
     response_class=Response,
     summary="Déclarer ou redessiner un quartier (polygone GeoJSON)",
@@ -167,6 +202,7 @@ Procedure = Annotated[str, Path(pattern=CODE_PATTERN, description="Code de la d�
 
 @router.get(
     "/workflows/{procedure}",
+    dependencies=[CONSULT],
     response_model=WorkflowPublic,
     summary="Circuit de traitement en vigueur pour une démarche",
     tags=["circuits"],
@@ -178,6 +214,7 @@ async def get_workflow(request: Request, tenant: Tenant, procedure: Procedure) -
 
 @router.put(
     "/workflows/{procedure}",
+    dependencies=[ADMINISTER],
     response_model=WorkflowPublic,
     status_code=201,
     summary="Publier une nouvelle version du circuit (statuts, transitions, actions)",
@@ -194,63 +231,51 @@ async def put_workflow(
 
 @router.get(
     "/requests/{request_id}",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Où en est une demande dans son circuit, et ce qu'on peut en faire",
     tags=["corbeille"],
     responses=problem_responses(404, 422),
 )
-async def get_assignment(request: Request, request_id: uuid.UUID) -> AssignmentPublic:
-    return await service.assignment(_db(request), request_id)
+async def get_assignment(
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID
+) -> AssignmentPublic:
+    return await service.assignment(_db(request), request_id, principal)
 
 
 @router.post(
     "/requests/{request_id}/transitions",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Déclencher une transition du circuit",
     tags=["corbeille"],
-    responses=problem_responses(404, 409, 422),
+    description="Une transition peut être réservée à des rôles ou à des services (403 sinon) ; "
+    "les transitions automatiques ne se déclenchent pas à la main.",
+    responses=problem_responses(403, 404, 409, 422),
 )
 async def fire_transition(
-    request: Request,
-    request_id: uuid.UUID,
-    body: TransitionCreate,
-    agent: Annotated[
-        str | None,
-        Header(
-            alias="X-Agent-Id",
-            max_length=200,
-            description="Agent (provisoire, avant l'authentification).",
-        ),
-    ] = None,
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: TransitionCreate
 ) -> AssignmentPublic:
-    return await service.fire(_db(request), request_id, body, agent)
-
-
-AgentHeader = Annotated[
-    str | None,
-    Header(
-        alias="X-Agent-Id",
-        max_length=200,
-        description="Agent (provisoire, avant l'authentification).",
-    ),
-]
+    return await service.fire(_db(request), request_id, body, principal)
 
 
 @router.put(
     "/requests/{request_id}/agent",
+    dependencies=[HANDLE],
     response_model=AssignmentPublic,
     summary="Attribuer, réattribuer ou remettre au service",
     tags=["corbeille"],
     responses=problem_responses(404, 422),
 )
 async def put_agent(
-    request: Request, request_id: uuid.UUID, body: AgentWrite, by: AgentHeader = None
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: AgentWrite
 ) -> AssignmentPublic:
-    return await service.assign_agent(_db(request), request_id, body.agent, by)
+    return await service.assign_agent(_db(request), request_id, body.agent, principal)
 
 
 @router.post(
     "/requests/{request_id}/comments",
+    dependencies=[HANDLE],
     status_code=204,
     response_class=Response,
     summary="Commentaire interne entre agents",
@@ -258,14 +283,15 @@ async def put_agent(
     responses=problem_responses(404, 422),
 )
 async def post_comment(
-    request: Request, request_id: uuid.UUID, body: CommentWrite, by: AgentHeader = None
+    request: Request, principal: CurrentPrincipal, request_id: uuid.UUID, body: CommentWrite
 ) -> Response:
-    await service.comment(_db(request), request_id, body.text, by)
+    await service.comment(_db(request), request_id, body.text, principal)
     return Response(status_code=204)
 
 
 @router.put(
     "/services/{code}",
+    dependencies=[CONFIGURE_SERVICE],
     status_code=204,
     response_class=Response,
     summary="Engagement de réponse et mode d'alerte d'un service (R28)",
@@ -274,9 +300,63 @@ async def post_comment(
 )
 async def put_service_settings(
     request: Request,
+    principal: CurrentPrincipal,
     tenant: Tenant,
     body: ServiceSettingsWrite,
     code: Annotated[str, Path(pattern=CODE_PATTERN)],
 ) -> Response:
-    await service.configure_service(_db(request), tenant, code, body)
+    await service.configure_service(_db(request), tenant, code, body, principal)
     return Response(status_code=204)
+
+
+@router.put(
+    "/services/{service_code}/teams/{code}",
+    status_code=204,
+    response_class=Response,
+    summary="Déclarer ou renommer une équipe d'un service",
+    description="Les règles d'aiguillage peuvent ensuite envoyer les demandes à cette équipe.",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def put_team(
+    request: Request,
+    tenant: Tenant,
+    body: TeamWrite,
+    service_code: Annotated[str, Path(pattern=CODE_PATTERN, description="Code du service.")],
+    code: Annotated[str, Path(pattern=CODE_PATTERN, description="Code de l'équipe.")],
+) -> Response:
+    await service.put_team(_db(request), tenant, service_code, code, body)
+    return Response(status_code=204)
+
+
+PolicyProcedure = Annotated[
+    str | None,
+    Query(pattern=CODE_PATTERN, description="Démarche ; absente : toute la collectivité."),
+]
+
+
+@router.get(
+    "/incident-policy",
+    response_model=IncidentPolicyPublic,
+    summary="Rayon et fenêtre de regroupement des signalements en incidents (R30)",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def get_incident_policy(
+    request: Request, tenant: Tenant, procedure: PolicyProcedure = None
+) -> IncidentPolicyPublic:
+    return await incidents.get_policy(_db(request), tenant, procedure)
+
+
+@router.put(
+    "/incident-policy",
+    response_model=IncidentPolicyPublic,
+    summary="Régler le regroupement des signalements, pour la collectivité ou une démarche",
+    description="Appliqué au signalement suivant ; les incidents ouverts gardent les leurs.",
+    tags=["aiguillage"],
+    responses=problem_responses(404, 422),
+)
+async def put_incident_policy(
+    request: Request, tenant: Tenant, body: IncidentPolicyWrite, procedure: PolicyProcedure = None
+) -> IncidentPolicyPublic:
+    return await incidents.put_policy(_db(request), tenant, procedure, body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, Field
@@ -23,6 +24,7 @@ class RequestAssigned(EventData):
     service_name: str
     rule: str
     assigned_at: AwareDatetime
+    team_code: str | None = None
 
 
 class ReceivedApplicant(BaseModel):
@@ -32,6 +34,7 @@ class ReceivedApplicant(BaseModel):
 class ReceivedLocation(BaseModel):
     latitude: float
     longitude: float
+    address: str | None = None
 
 
 class RequestReceived(ConsumedEvent):
@@ -41,6 +44,7 @@ class RequestReceived(ConsumedEvent):
     tracking_code: str
     procedure_code: str | None = None  # None: to be qualified, goes to the default service
     procedure_title: str | None = None
+    procedure_kind: str | None = None  # signalement: located reports merge into incidents (R30)
     channel: str
     received_at: AwareDatetime
     applicant: ReceivedApplicant
@@ -64,6 +68,9 @@ class StatusChanged(EventData):
     transition: str
     actions: list[str]
     changed_at: AwareDatetime
+    # R30: set when this closes an incident; every reporter is then told, whatever `actions`.
+    incident_id: uuid.UUID | None = None
+    reporters: int | None = Field(default=None, description="Personnes l'ayant signalé.")
 
 
 class ServiceAlerted(EventData):
@@ -81,4 +88,73 @@ class ServiceAlerted(EventData):
     due_at: AwareDatetime | None
 
 
-PUBLISHED: tuple[type[EventData], ...] = (RequestAssigned, StatusChanged, ServiceAlerted)
+class PiecesRequested(EventData):
+    """The workflow asks the citizen for missing pieces; intake issues the legal request (R11)."""
+
+    event_type: ClassVar[str] = "routing.request.pieces_requested.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    pieces: list[str]
+    due_in_days: int
+    requested_by: str | None
+    requested_at: AwareDatetime
+
+
+class TransferRequested(EventData):
+    """The workflow sends the request on to the competent administration; intake does it
+    and tells the citizen (R12)."""
+
+    event_type: ClassVar[str] = "routing.request.transfer_requested.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    tenant: str | None
+    administration_name: str | None
+    administration_url: str | None
+    reason: str
+    requested_at: AwareDatetime
+
+
+class DigestItem(BaseModel):
+    request_id: uuid.UUID
+    tracking_code: str
+    procedure_title: str
+    channel: str
+    status_label: str
+    received_at: AwareDatetime
+    due_at: AwareDatetime | None
+
+
+class ServiceDigest(EventData):
+    """A service that consults its queue periodically gets its new and overdue requests (R28)."""
+
+    event_type: ClassVar[str] = "routing.service.digest.v1"
+
+    service_code: str
+    service_name: str
+    service_email: str
+    timezone: str = Field(description="Fuseau de la collectivité, pour dater le relevé.")
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    new_total: int
+    overdue_total: int
+    new: list[DigestItem]
+    overdue: list[DigestItem]
+
+
+class PiecesReceived(ConsumedEvent):
+    event_type: ClassVar[str] = "intake.request.pieces_received.v1"
+
+    request_id: uuid.UUID
+    received_on: date
+
+
+PUBLISHED: tuple[type[EventData], ...] = (
+    RequestAssigned,
+    StatusChanged,
+    ServiceAlerted,
+    PiecesRequested,
+    TransferRequested,
+    ServiceDigest,
+)

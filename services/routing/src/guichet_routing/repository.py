@@ -13,10 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_routing.models import (
     assignments,
+    incident_policies,
+    incidents,
     neighbourhoods,
+    open311_tokens,
+    reports,
     rules,
     services,
     status_history,
+    teams,
     tenants,
     workflows,
 )
@@ -70,6 +75,7 @@ async def add_history(
 class InboxFilter:
     tenant: str
     service: str | None = None
+    team: str | None = None
     status: str | None = None
     channel: str | None = None
     procedure: str | None = None
@@ -77,11 +83,14 @@ class InboxFilter:
     agent: str | None = None
     text: str | None = None
     overdue_at: datetime | None = None  # open requests past their service's commitment
+    duplicates: bool = False  # R30: reports merged into another's incident are hidden
+    services: frozenset[str] | None = None  # R21: only these services' requests
 
     def conditions(self, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
         found: list[sa.ColumnElement[bool]] = [assignments.c.tenant == self.tenant]
         for column, value in (
             (assignments.c.service_code, self.service),
+            (assignments.c.team_code, self.team),
             (assignments.c.channel, self.channel),
             (assignments.c.procedure_code, self.procedure),
             (assignments.c.neighbourhood, self.neighbourhood),
@@ -89,6 +98,8 @@ class InboxFilter:
         ):
             if value is not None:
                 found.append(column == value)
+        if self.services is not None:
+            found.append(assignments.c.service_code.in_(sorted(self.services)))
         if with_status and self.status is not None:
             found.append(assignments.c.status == self.status)
         if self.text:
@@ -101,34 +112,49 @@ class InboxFilter:
                 )
             )
         if self.overdue_at is not None:
-            found += [assignments.c.closed.is_(False), assignments.c.due_at < self.overdue_at]
+            found += [assignments.c.closed == sa.false(), assignments.c.due_at < self.overdue_at]
+        if not self.duplicates:
+            found.append(~_is_duplicate())
         return found
+
+
+def _is_duplicate() -> sa.Exists:
+    return sa.exists().where(
+        reports.c.request_id == assignments.c.request_id, reports.c.duplicate.is_(True)
+    )
 
 
 async def inbox_page(
     session: AsyncSession, where: InboxFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> Sequence[Any]:
-    query = sa.select(assignments).where(*where.conditions())
+    newest_first = (assignments.c.received_at.desc(), assignments.c.request_id.desc())
+    keys = sa.select(assignments.c.request_id).where(*where.conditions())
     if after is not None:
         # Keyset pagination: stable while new requests arrive, unlike OFFSET.
-        query = query.where(
+        keys = keys.where(
             sa.tuple_(assignments.c.received_at, assignments.c.request_id)
             < sa.tuple_(
                 sa.literal(after[0], type_=assignments.c.received_at.type),
                 sa.literal(after[1], type_=sa.Uuid()),
             )
         )
-    query = query.order_by(assignments.c.received_at.desc(), assignments.c.request_id.desc()).limit(
-        limit
+    # The page's keys come from an index alone (filters checked on its entries, see
+    # models.py); only the rows shown are then read.
+    keys = keys.order_by(*newest_first).limit(limit)
+    query = (
+        sa.select(assignments)
+        .where(assignments.c.request_id.in_(keys.scalar_subquery()))
+        .order_by(*newest_first)
     )
     return (await session.execute(query)).all()
 
 
 async def inbox_counts(session: AsyncSession, where: InboxFilter) -> dict[str, int]:
-    """Requests per status under the same filters (the status filter aside)."""
+    """Open requests per status under the same filters (the status filter aside): the work
+    in progress, which partial indexes keep cheap, not the whole archive."""
     query = (
         sa.select(assignments.c.status, sa.func.count())
-        .where(*where.conditions(with_status=False))
+        .where(*where.conditions(with_status=False), assignments.c.closed == sa.false())
         .group_by(assignments.c.status)
     )
     return {status: count for status, count in (await session.execute(query)).all()}
@@ -231,3 +257,320 @@ async def set_status(
         .where(assignments.c.request_id == request_id)
         .values(status=status, status_label=label, phase=phase, closed=closed)
     )
+
+
+async def update_assignment(
+    session: AsyncSession, request_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    await session.execute(
+        assignments.update().where(assignments.c.request_id == request_id).values(**values)
+    )
+
+
+async def list_teams(session: AsyncSession, tenant: str) -> Sequence[sa.Row[Any]]:
+    query = (
+        sa.select(teams)
+        .where(teams.c.tenant == tenant)
+        .order_by(teams.c.service_code, teams.c.code)
+    )
+    return (await session.execute(query)).all()
+
+
+async def upsert_team(
+    session: AsyncSession, tenant: str, service_code: str, code: str, name: str
+) -> bool:
+    key = (
+        (teams.c.tenant == tenant) & (teams.c.service_code == service_code) & (teams.c.code == code)
+    )
+    if await session.scalar(sa.select(sa.literal(1)).where(key)):
+        await session.execute(teams.update().where(key).values(name=name))
+        return False
+    await session.execute(
+        teams.insert().values(tenant=tenant, service_code=service_code, code=code, name=name)
+    )
+    return True
+
+
+async def timers_due(session: AsyncSession, now: datetime, limit: int) -> Sequence[Any]:
+    """Requests whose timed transition is due, locked for this pass (other replicas skip them)."""
+    query = (
+        sa.select(assignments)
+        .where(assignments.c.auto_at <= now)
+        .order_by(assignments.c.auto_at, assignments.c.request_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(query)).all()
+
+
+async def digest_services(session: AsyncSession) -> Sequence[Any]:
+    """Services consulting their queue periodically, with their tenant's time zone."""
+    query = (
+        sa.select(services, tenants.c.timezone)
+        .join(tenants, tenants.c.code == services.c.tenant)
+        .where(services.c.alert_mode == "digest", services.c.email.isnot(None))
+        .order_by(services.c.tenant, services.c.code)
+    )
+    return (await session.execute(query)).all()
+
+
+async def lock_service(session: AsyncSession, tenant: str, code: str) -> Any:
+    query = (
+        sa.select(services)
+        .where(services.c.tenant == tenant, services.c.code == code)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(query)).first()
+
+
+# -- R30: incidents ---------------------------------------------------------------------------
+
+
+async def incident_policy(session: AsyncSession, tenant: str, procedure: str) -> Any:
+    """The procedure's own radius and window, else the tenant's ("*"), else None."""
+    query = (
+        sa.select(incident_policies)
+        .where(
+            incident_policies.c.tenant == tenant,
+            incident_policies.c.procedure_code.in_([procedure, "*"]),
+        )
+        .order_by(sa.case((incident_policies.c.procedure_code == "*", 1), else_=0))
+        .limit(1)
+    )
+    return (await session.execute(query)).first()
+
+
+async def digest_new(
+    session: AsyncSession, tenant: str, service: str, since: datetime, until: datetime, limit: int
+) -> tuple[int, Sequence[Any]]:
+    """Requests assigned to the service in [since, until): how many, and the oldest `limit`."""
+    where = (
+        assignments.c.tenant == tenant,
+        assignments.c.service_code == service,
+        assignments.c.assigned_at >= since,
+        assignments.c.assigned_at < until,
+    )
+    total = await session.scalar(sa.select(sa.func.count()).select_from(assignments).where(*where))
+    query = (
+        sa.select(assignments)
+        .where(*where)
+        .order_by(assignments.c.assigned_at, assignments.c.request_id)
+        .limit(limit)
+    )
+    return int(total or 0), (await session.execute(query)).all()
+
+
+async def digest_overdue(
+    session: AsyncSession, tenant: str, service: str, at: datetime, limit: int
+) -> tuple[int, Sequence[Any]]:
+    """Open requests of the service past their commitment at `at`, most late first."""
+    where = (
+        assignments.c.tenant == tenant,
+        assignments.c.service_code == service,
+        assignments.c.closed.is_(False),
+        assignments.c.due_at < at,
+    )
+    total = await session.scalar(sa.select(sa.func.count()).select_from(assignments).where(*where))
+    query = (
+        sa.select(assignments)
+        .where(*where)
+        .order_by(assignments.c.due_at, assignments.c.request_id)
+        .limit(limit)
+    )
+    return int(total or 0), (await session.execute(query)).all()
+
+
+async def incident_policy_row(session: AsyncSession, tenant: str, procedure: str) -> Any:
+    query = sa.select(incident_policies).where(
+        incident_policies.c.tenant == tenant, incident_policies.c.procedure_code == procedure
+    )
+    return (await session.execute(query)).first()
+
+
+async def upsert_incident_policy(
+    session: AsyncSession, tenant: str, procedure: str, radius_m: int, window_days: int
+) -> None:
+    key = (incident_policies.c.tenant == tenant) & (incident_policies.c.procedure_code == procedure)
+    values = {"radius_m": radius_m, "window_days": window_days}
+    if await session.scalar(sa.select(sa.literal(1)).where(key)):
+        await session.execute(incident_policies.update().where(key).values(**values))
+    else:
+        await session.execute(
+            incident_policies.insert().values(tenant=tenant, procedure_code=procedure, **values)
+        )
+
+
+async def lock_tenant(session: AsyncSession, tenant: str) -> None:
+    """Serialises incident look-ups of one tenant (PostgreSQL; SQLite has one writer anyway),
+    so two reports of one pothole arriving together cannot open two incidents."""
+    await session.execute(
+        sa.select(tenants.c.code).where(tenants.c.code == tenant).with_for_update()
+    )
+
+
+def open_incidents_query(
+    tenant: str, procedure: str, since: datetime, box: tuple[float, float, float, float]
+) -> sa.Select[Any]:
+    """Open incidents opened since `since` inside (south, west, north, east): the indexed
+    prefilter; the caller keeps those truly within the radius."""
+    south, west, north, east = box
+    return sa.select(incidents).where(
+        incidents.c.tenant == tenant,
+        incidents.c.procedure_code == procedure,
+        incidents.c.closed.is_(False),
+        incidents.c.latitude.between(south, north),
+        incidents.c.longitude.between(west, east),
+        incidents.c.opened_at >= since,
+    )
+
+
+async def open_incidents_in_box(
+    session: AsyncSession,
+    tenant: str,
+    procedure: str,
+    since: datetime,
+    box: tuple[float, float, float, float],
+) -> Sequence[Any]:
+    rows: Sequence[Any] = (
+        await session.execute(open_incidents_query(tenant, procedure, since, box))
+    ).all()
+    return rows
+
+
+async def insert_incident(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(incidents.insert().values(**values))
+
+
+async def add_reporter(session: AsyncSession, incident_id: uuid.UUID) -> None:
+    await session.execute(
+        incidents.update()
+        .where(incidents.c.id == incident_id)
+        .values(reporters=incidents.c.reporters + 1)
+    )
+
+
+async def insert_report(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(reports.insert().values(**values))
+
+
+async def open_incident_led_by(session: AsyncSession, request_id: uuid.UUID) -> Any:
+    query = sa.select(incidents).where(
+        incidents.c.request_id == request_id, incidents.c.closed.is_(False)
+    )
+    return (await session.execute(query)).first()
+
+
+async def close_incident(session: AsyncSession, incident_id: uuid.UUID) -> None:
+    await session.execute(
+        incidents.update().where(incidents.c.id == incident_id).values(closed=True)
+    )
+
+
+async def open_duplicates(session: AsyncSession, incident_id: uuid.UUID) -> Sequence[Any]:
+    """The incident's other reports still open, locked: they close with it."""
+    query = (
+        sa.select(assignments)
+        .join(reports, reports.c.request_id == assignments.c.request_id)
+        .where(
+            reports.c.incident_id == incident_id,
+            reports.c.duplicate.is_(True),
+            assignments.c.closed.is_(False),
+        )
+        .order_by(assignments.c.received_at, assignments.c.request_id)
+        .with_for_update(of=assignments)
+    )
+    return (await session.execute(query)).all()
+
+
+async def incidents_of(
+    session: AsyncSession, request_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
+    """For each of these requests that is a report: its incident and how many reported it."""
+    if not request_ids:
+        return {}
+    query = (
+        sa.select(reports.c.request_id, incidents.c.id, incidents.c.reporters)
+        .join(incidents, incidents.c.id == reports.c.incident_id)
+        .where(reports.c.request_id.in_(request_ids))
+    )
+    return {r: (i, n) for r, i, n in (await session.execute(query)).all()}
+
+
+# -- Open311 ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    tenant: str
+    tracking_codes: Sequence[str] = ()
+    procedures: Sequence[str] = ()
+    closed: bool | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def _report_query() -> sa.Select[Any]:
+    updated = (
+        sa.select(status_history.c.request_id, sa.func.max(status_history.c.at).label("at"))
+        .group_by(status_history.c.request_id)
+        .subquery()
+    )
+    return (
+        sa.select(
+            assignments,
+            services.c.name.label("service_name"),
+            reports.c.latitude,
+            reports.c.longitude,
+            reports.c.address,
+            reports.c.description,
+            reports.c.media_url,
+            incidents.c.reporters,
+            updated.c.at.label("updated_at"),
+        )
+        .join(reports, reports.c.request_id == assignments.c.request_id)
+        .join(incidents, incidents.c.id == reports.c.incident_id)
+        .join(
+            services,
+            (services.c.tenant == assignments.c.tenant)
+            & (services.c.code == assignments.c.service_code),
+        )
+        .outerjoin(updated, updated.c.request_id == assignments.c.request_id)
+    )
+
+
+async def list_reports(
+    session: AsyncSession, where: ReportFilter, limit: int
+) -> Sequence[sa.Row[Any]]:
+    query = _report_query().where(assignments.c.tenant == where.tenant)
+    if where.tracking_codes:
+        query = query.where(assignments.c.tracking_code.in_(where.tracking_codes))
+    else:
+        if where.procedures:
+            query = query.where(assignments.c.procedure_code.in_(where.procedures))
+        if where.closed is not None:
+            query = query.where(assignments.c.closed.is_(where.closed))
+        if where.start is not None:
+            query = query.where(assignments.c.received_at >= where.start)
+        if where.end is not None:
+            query = query.where(assignments.c.received_at <= where.end)
+    query = query.order_by(assignments.c.received_at.desc(), assignments.c.request_id.desc()).limit(
+        limit
+    )
+    rows: Sequence[sa.Row[Any]] = (await session.execute(query)).all()
+    return rows
+
+
+async def insert_token(session: AsyncSession, token: uuid.UUID, tenant: str, at: datetime) -> None:
+    if await session.scalar(sa.select(sa.literal(1)).where(open311_tokens.c.token == token)):
+        return  # a replayed submission hands back the same token
+    await session.execute(open311_tokens.insert().values(token=token, tenant=tenant, created_at=at))
+
+
+async def get_token(session: AsyncSession, token: uuid.UUID) -> Any:
+    query = sa.select(open311_tokens).where(open311_tokens.c.token == token)
+    return (await session.execute(query)).first()
+
+
+async def tenant_codes(session: AsyncSession, limit: int) -> list[str]:
+    query = sa.select(tenants.c.code).order_by(tenants.c.code).limit(limit)
+    return list(await session.scalars(query))

@@ -45,6 +45,16 @@ class FieldCondition:
         return f"{self.field} = {self.equals!r}"
 
 
+def field_condition(stored: Mapping[str, Any]) -> FieldCondition:
+    """A condition as rules and workflows store it (JSON) turned into its test."""
+    return FieldCondition(
+        field=stored["field"],
+        equals=stored.get("equals"),
+        one_of=tuple(stored["one_of"]) if stored.get("one_of") is not None else None,
+        contains=stored.get("contains"),
+    )
+
+
 @dataclass(frozen=True)
 class Rule:
     position: int
@@ -54,6 +64,7 @@ class Rule:
     channels: frozenset[str] | None = None
     fields: tuple[FieldCondition, ...] = ()
     neighbourhoods: frozenset[str] | None = None
+    team: str | None = None  # a team of `service`, when the rule names one
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,10 @@ class Decision:
     rule: Rule | None
     neighbourhood: str | None
     reasons: tuple[str, ...]
+
+    @property
+    def team(self) -> str | None:
+        return self.rule.team if self.rule else None
 
     def explanation(self) -> str:
         head = (

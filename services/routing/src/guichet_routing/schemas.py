@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import time
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    field_validator,
+    model_validator,
+)
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -19,6 +29,7 @@ class InboxItem(BaseModel):
     channel: str = Field(description="Canal d'arrivée : web, email, phone, counter, mail, sms.")
     applicant_name: str
     service: str
+    team: str | None = Field(default=None, description="Équipe du service, le cas échéant.")
     status: str
     status_label: str
     phase: str = Field(description="qualification, processing (traitement) ou delivery.")
@@ -28,11 +39,19 @@ class InboxItem(BaseModel):
     assigned_at: AwareDatetime
     due_at: AwareDatetime | None = Field(description="Échéance de l'engagement du service.")
     overdue: bool
+    incident_id: uuid.UUID | None = Field(
+        default=None, description="Signalement : l'incident auquel il est rattaché (R30)."
+    )
+    reporters: int | None = Field(
+        default=None, description="Signalement : nombre de personnes ayant signalé l'incident."
+    )
 
 
 class Inbox(BaseModel):
     items: list[InboxItem]
-    counts: dict[str, int] = Field(description="Nombre de demandes par statut (mêmes filtres).")
+    counts: dict[str, int] = Field(
+        description="Nombre de demandes non closes par statut (mêmes filtres, hors statut)."
+    )
     next_cursor: str | None = Field(
         description="À passer en `cursor` pour la page suivante ; absent à la dernière page."
     )
@@ -43,17 +62,25 @@ class ServicePublic(BaseModel):
     name: str
 
 
+class TeamPublic(BaseModel):
+    service: str
+    code: str
+    name: str
+
+
 class RulePublic(BaseModel):
     position: int
     name: str
     conditions: dict[str, Any]
     service: str
+    team: str | None = None
 
 
 class RoutingTable(BaseModel):
     tenant: str
     default_service: str
     services: list[ServicePublic]
+    teams: list[TeamPublic] = Field(default_factory=list)
     rules: list[RulePublic]
     neighbourhoods: list[str]
 
@@ -108,6 +135,13 @@ class RuleWrite(Strict):
     name: str = Field(min_length=3, max_length=200, description="Nom lisible de la règle.")
     conditions: RuleConditions = Field(default_factory=RuleConditions)
     service: str = Field(pattern=CODE_PATTERN, description="Service compétent.")
+    team: str | None = Field(
+        default=None, pattern=CODE_PATTERN, description="Équipe de ce service (facultatif)."
+    )
+
+
+class TeamWrite(Strict):
+    name: str = Field(min_length=2, max_length=200, description="Nom de l'équipe.")
 
 
 class RulesWrite(Strict):
@@ -182,18 +216,127 @@ class DryRunResult(BaseModel):
 
 
 Phase = Literal["qualification", "processing", "delivery"]
-Action = Literal["notify", "request_pieces", "assign", "transfer", "close_with_decision"]
+Role = Literal["counter_agent", "case_handler", "service_head", "administrator", "dpo"]
+STATUS_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+Piece = Annotated[str, Field(min_length=2, max_length=300)]
 
 
 class StatusWrite(Strict):
-    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    code: str = Field(pattern=STATUS_PATTERN)
     label: str = Field(min_length=3, max_length=200, description="Libellé lu par l'usager.")
     phase: Phase = Field(description="Phase GRC : qualification, traitement ou délivrance.")
     final: bool = False
 
 
+class NotifyAction(Strict):
+    """Tell the citizen the new status, on their preferred channel."""
+
+    type: Literal["notify"]
+
+
+class CloseAction(Strict):
+    """The explicit answer: the implicit-decision clock stops (final status only)."""
+
+    type: Literal["close_with_decision"]
+
+
+class RequestPiecesAction(Strict):
+    """Ask the citizen for missing pieces: intake issues the legal request (R11)."""
+
+    type: Literal["request_pieces"]
+    pieces: list[Piece] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=30,
+        description="Pièces à demander ; sinon, l'agent les indique en déclenchant.",
+    )
+    due_in_days: int = Field(default=15, ge=1, le=366, description="Délai accordé (jours).")
+
+
+class AssignAction(Strict):
+    """Hand the request to another service, team or agent."""
+
+    type: Literal["assign"]
+    service: str | None = Field(default=None, pattern=CODE_PATTERN)
+    team: str | None = Field(default=None, pattern=CODE_PATTERN)
+    agent: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def something(self) -> Self:
+        if self.service is None and self.team is None and self.agent is None:
+            raise ValueError("Indiquez au moins un service, une équipe ou un agent.")
+        if self.team is not None and self.service is None:
+            raise ValueError("Une équipe se désigne avec son service.")
+        return self
+
+
+class TransferAction(Strict):
+    """Send the request on to the competent administration: intake does it (R12)."""
+
+    type: Literal["transfer"]
+    tenant: str | None = Field(
+        default=None, pattern=TENANT_PATTERN, description="Collectivité servie par ce guichet."
+    )
+    administration_name: str | None = Field(default=None, min_length=3, max_length=200)
+    administration_url: HttpUrl | None = None
+    reason: str = Field(min_length=3, max_length=500, description="Motif, lu par l'usager.")
+
+    @model_validator(mode="after")
+    def one_destination(self) -> Self:
+        external = self.administration_name is not None and self.administration_url is not None
+        if (self.tenant is None) == (not external):
+            raise ValueError(
+                "Indiquez soit une collectivité (tenant), soit une administration extérieure "
+                "(administration_name et administration_url)."
+            )
+        return self
+
+
+def _named(value: Any) -> Any:
+    """`"notify"` is short for `{"type": "notify"}`."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+ActionWrite = Annotated[
+    NotifyAction | CloseAction | RequestPiecesAction | AssignAction | TransferAction,
+    Field(discriminator="type"),
+    BeforeValidator(_named),
+]
+
+
+class After(Strict):
+    days: int | None = Field(default=None, ge=1, le=3650)
+    hours: int | None = Field(default=None, ge=1, le=8760)
+
+    @model_validator(mode="after")
+    def one_unit(self) -> Self:
+        if (self.days is None) == (self.hours is None):
+            raise ValueError("Un délai s'exprime en jours (days) ou en heures (hours).")
+        return self
+
+
+class AutomaticWrite(Strict):
+    """Exactly one trigger: a delay in the status, an event, or a form field."""
+
+    after: After | None = Field(default=None, description="Délai passé dans le statut.")
+    on: Literal["pieces_received"] | None = Field(
+        default=None, description="Événement : pièces reçues."
+    )
+    when: FieldConditionWrite | None = Field(
+        default=None, description="Condition sur le formulaire, vérifiée à l'entrée du statut."
+    )
+
+    @model_validator(mode="after")
+    def one_trigger(self) -> Self:
+        if sum(x is not None for x in (self.after, self.on, self.when)) != 1:
+            raise ValueError(
+                "Une transition automatique a un seul déclencheur : after, on ou when."
+            )
+        return self
+
+
 class TransitionWrite(Strict):
-    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    code: str = Field(pattern=STATUS_PATTERN)
     label: str = Field(min_length=3, max_length=200, description="Libellé du bouton de l'agent.")
     from_: list[str] = Field(
         alias="from",
@@ -202,7 +345,16 @@ class TransitionWrite(Strict):
         description="Statuts depuis lesquels elle peut être déclenchée.",
     )
     to: str = Field(description="Statut d'arrivée.")
-    actions: list[Action] = Field(default_factory=list, max_length=5)
+    actions: list[ActionWrite] = Field(default_factory=list, max_length=5)
+    roles: list[Role] = Field(
+        default_factory=list, max_length=5, description="Rôles autorisés (vide : tous)."
+    )
+    services: list[Annotated[str, Field(pattern=CODE_PATTERN)]] = Field(
+        default_factory=list, max_length=50, description="Services autorisés (vide : tous)."
+    )
+    automatic: AutomaticWrite | None = Field(
+        default=None, description="Déclenchement sans agent : délai, événement ou formulaire."
+    )
 
 
 class WorkflowWrite(Strict):
@@ -221,9 +373,15 @@ class WorkflowPublic(BaseModel):
 
 
 class TransitionCreate(Strict):
-    transition: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    transition: str = Field(pattern=STATUS_PATTERN)
     comment: str | None = Field(
         default=None, max_length=2000, description="Commentaire interne, non visible de l'usager."
+    )
+    pieces: list[Piece] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=30,
+        description="Pièces à demander, si la transition en demande (remplace celles du circuit).",
     )
 
 
@@ -231,6 +389,8 @@ class AssignmentPublic(BaseModel):
     request_id: uuid.UUID
     tracking_code: str
     service: str
+    team: str | None = None
+    agent: str | None = None
     status: str
     status_label: str
     phase: str
@@ -259,3 +419,106 @@ class ServiceSettingsWrite(Strict):
     alert_mode: Literal["immediate", "digest"] = Field(
         default="immediate", description="Alerte à chaque demande, ou relevé périodique."
     )
+    digest_period: Literal["daily", "weekly"] = Field(
+        default="daily", description="Relevé quotidien, ou hebdomadaire (le lundi)."
+    )
+    digest_time: time = Field(
+        default=time(8, 0), description="Heure locale du relevé (fuseau de la collectivité)."
+    )
+
+    @field_validator("digest_time")
+    @classmethod
+    def whole_minutes(cls, value: time) -> time:
+        if value.second or value.microsecond or value.tzinfo:
+            raise ValueError("Heure locale en heures et minutes (HH:MM), sans fuseau.")
+        return value
+
+
+class IncidentPolicyWrite(Strict):
+    """R30: how close and how recent a report must be to join an open incident."""
+
+    radius_m: int = Field(ge=1, le=5000, description="Rayon, en mètres (50 par défaut).")
+    window_days: int = Field(
+        ge=1, le=365, description="Fenêtre, en jours depuis le premier signalement (30 par défaut)."
+    )
+
+
+class IncidentPolicyPublic(IncidentPolicyWrite):
+    tenant: str
+    procedure: str | None = Field(description="Absent : réglage de toute la collectivité.")
+    inherited: bool = Field(
+        description="Vrai quand la démarche n'a pas de réglage propre (celui de la "
+        "collectivité, ou le défaut, s'applique)."
+    )
+
+
+# -- Open311 GeoReport v2: field names are the standard's ----------------------------------
+
+
+class Open311Error(BaseModel):
+    code: int = Field(description="Statut HTTP.")
+    description: str = Field(description="Ce qui ne va pas, en français.")
+
+
+class Open311Service(BaseModel):
+    service_code: str = Field(description="Code de la démarche (signalement).")
+    service_name: str
+    description: str
+    metadata: bool = Field(description="Toujours faux : pas d'attribut supplémentaire.")
+    type: Literal["realtime", "batch", "blackbox"]
+    keywords: str
+    group: str = Field(description="Service municipal compétent.")
+
+
+class Open311ServiceDefinition(BaseModel):
+    service_code: str
+    attributes: list[dict[str, Any]]
+
+
+class Open311Request(BaseModel):
+    service_request_id: str = Field(description="Numéro de suivi de la demande.")
+    status: Literal["open", "closed"]
+    status_notes: str | None = Field(description="Étape, telle que l'usager la lit.")
+    service_name: str
+    service_code: str | None
+    description: str | None
+    agency_responsible: str
+    service_notice: str | None
+    requested_datetime: AwareDatetime
+    updated_datetime: AwareDatetime | None
+    expected_datetime: AwareDatetime | None = Field(description="Engagement du service.")
+    address: str | None
+    address_id: str | None
+    zipcode: str | None
+    lat: float
+    long: float
+    media_url: str | None
+
+
+class Open311Created(BaseModel):
+    service_request_id: str | None = Field(
+        default=None, description="Présent quand la demande est déjà aiguillée."
+    )
+    token: str = Field(description="À suivre sur tokens/{token} tant qu'elle ne l'est pas.")
+    service_notice: str | None
+    account_id: str | None = None
+
+
+class Open311Token(BaseModel):
+    service_request_id: str | None
+    token: str
+
+
+class Open311Endpoint(BaseModel):
+    specification: str
+    url: str
+    changeset: str
+    type: str
+    formats: list[str]
+
+
+class Open311Discovery(BaseModel):
+    changeset: str
+    contact: str
+    key_service: str
+    endpoints: list[Open311Endpoint]

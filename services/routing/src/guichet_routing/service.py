@@ -6,24 +6,33 @@ import base64
 import binascii
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guichet_plumbing.access_log import record_read
+from guichet_plumbing.auth import SYSTEM, Kind, Principal, Role, forbidden
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
-from guichet_routing import repository, workflows
+from guichet_routing import incidents, repository, workflows
 from guichet_routing.events import (
+    DigestItem,
+    PiecesReceived,
+    PiecesRequested,
     RequestAssigned,
     RequestReceived,
     ServiceAlerted,
+    ServiceDigest,
     StatusChanged,
+    TransferRequested,
 )
 from guichet_routing.repository import InboxFilter
-from guichet_routing.rules import FieldCondition, Neighbourhood, Rule, Sample, decide
+from guichet_routing.rules import Neighbourhood, Rule, Sample, decide, field_condition
 from guichet_routing.schemas import (
     AssignmentPublic,
     DryRunResult,
@@ -37,6 +46,8 @@ from guichet_routing.schemas import (
     RulesWrite,
     ServicePublic,
     ServiceSettingsWrite,
+    TeamPublic,
+    TeamWrite,
     TransitionCreate,
     WorkflowPublic,
     WorkflowWrite,
@@ -63,16 +74,9 @@ def _rule(row: Any) -> Rule:
         service=row.service_code,
         procedures=_set(conditions.get("procedures")),
         channels=_set(conditions.get("channels")),
-        fields=tuple(
-            FieldCondition(
-                field=f["field"],
-                equals=f.get("equals"),
-                one_of=tuple(f["one_of"]) if f.get("one_of") is not None else None,
-                contains=f.get("contains"),
-            )
-            for f in conditions.get("fields") or ()
-        ),
+        fields=tuple(field_condition(f) for f in conditions.get("fields") or ()),
         neighbourhoods=_set(conditions.get("neighbourhoods")),
+        team=row.team_code,
     )
 
 
@@ -129,6 +133,10 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
             "assigned_at": now,
             "rule": why[:1000],
             "neighbourhood": decision.neighbourhood,
+            "team_code": decision.team,
+            "payload": event.payload,
+            "status_since": now,
+            "auto_at": workflows.timer_at(definition, start["code"], now),
         },
     )
     await repository.add_history(
@@ -138,20 +146,13 @@ async def on_request_received(session: AsyncSession, envelope: Envelope) -> None
         start["code"],
         f"Transmise au service : {service.name} ({why})",
     )
-    await stage(
-        session,
-        RequestAssigned(
-            request_id=event.request_id,
-            tracking_code=event.tracking_code,
-            procedure_code=event.procedure_code,
-            channel=event.channel,
-            service_code=decision.service,
-            service_name=service.name,
-            rule=why,
-            assigned_at=now,
-        ).envelope(tenant=envelope.tenant, subject=str(event.request_id), occurred_at=now),
+    await _announce(session, envelope.tenant, event, service, decision.team, why, now)
+    # R30: a report of a known problem joins its incident; the service was alerted already.
+    known_problem = incidents.is_report(event) and await incidents.file_report(
+        session, envelope.tenant, event, event.payload
     )
-    if service.alert_mode == "immediate" and service.email:
+    await _settle(session, event.request_id, definition, now)
+    if service.alert_mode == "immediate" and service.email and not known_problem:
         await stage(
             session,
             ServiceAlerted(
@@ -174,6 +175,7 @@ async def put_rules(db: Database, tenant: str, body: RulesWrite) -> RoutingTable
             raise unknown_tenant(tenant)
         known = {s.code for s in await repository.list_services(session, tenant)}
         places = {n.code for n in await repository.list_neighbourhoods(session, tenant)}
+        crews = {(t.service_code, t.code) for t in await repository.list_teams(session, tenant)}
         faults = []
         if body.default_service not in known:
             faults.append(
@@ -187,6 +189,14 @@ async def put_rules(db: Database, tenant: str, body: RulesWrite) -> RoutingTable
                     InvalidParam(
                         name=f"rules[{index}].service",
                         reason=f"Service « {rule.service} » inconnu.",
+                    )
+                )
+            elif rule.team is not None and (rule.service, rule.team) not in crews:
+                faults.append(
+                    InvalidParam(
+                        name=f"rules[{index}].team",
+                        reason=f"Équipe « {rule.team} » inconnue au service « {rule.service} » : "
+                        "déclarez-la d'abord.",
                     )
                 )
             for code in rule.conditions.neighbourhoods or ():
@@ -215,6 +225,7 @@ async def put_rules(db: Database, tenant: str, body: RulesWrite) -> RoutingTable
                     "position": position,
                     "name": rule.name,
                     "service_code": rule.service,
+                    "team_code": rule.team,
                     "conditions": rule.conditions.model_dump(mode="json", exclude_none=True),
                 }
                 for position, rule in enumerate(body.rules, start=1)
@@ -291,22 +302,54 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from exc
 
 
-async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: int) -> Inbox:
+def _inbox_scope(principal: Principal, where: InboxFilter) -> InboxFilter:
+    """R21: an agent's inbox holds their services' requests, and nothing else."""
+    if principal.kind is Kind.system:
+        return where
+    if where.service is not None:
+        if not principal.handles(where.tenant, where.service):
+            raise forbidden(
+                f"Le service « {where.service} » n'est pas le vôtre : sa corbeille ne vous "
+                "est pas accessible."
+            )
+        return where
+    return replace(where, services=principal.services)
+
+
+async def inbox(
+    db: Database,
+    where: InboxFilter,
+    *,
+    cursor: str | None,
+    limit: int,
+    principal: Principal = SYSTEM,
+) -> Inbox:
+    where = _inbox_scope(principal, where)
     after = decode_cursor(cursor) if cursor else None
     async with db.sessions() as session:
         if await repository.get_tenant(session, where.tenant) is None:
             raise unknown_tenant(where.tenant)
         names = {s.code: s.name for s in await repository.list_services(session, where.tenant)}
         if where.service is not None and where.service not in names:
+            raise _unknown_service(where.service)
+        if where.team is not None and (where.service, where.team) not in {
+            (t.service_code, t.code) for t in await repository.list_teams(session, where.tenant)
+        }:
             raise Problem(
                 404,
-                "service-unknown",
-                "Service inconnu",
-                f"Le service « {where.service} » n'existe pas dans cette collectivité.",
-                [InvalidParam(name="service", reason="Service inconnu.")],
+                "team-unknown",
+                "Équipe inconnue",
+                f"L'équipe « {where.team} » n'existe pas"
+                + (
+                    f" au service « {where.service} »."
+                    if where.service
+                    else " : précisez son service."
+                ),
+                [InvalidParam(name="team", reason="Équipe inconnue.")],
             )
         rows = await repository.inbox_page(session, where, after, limit + 1)
         counts = await repository.inbox_counts(session, where)
+        linked = await repository.incidents_of(session, [r.request_id for r in rows[:limit]])
     page = rows[:limit]
     now = datetime.now(UTC)
     items = [
@@ -318,6 +361,7 @@ async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: 
             channel=r.channel,
             applicant_name=r.applicant_name,
             service=names.get(r.service_code, r.service_code),
+            team=r.team_code,
             status=r.status,
             status_label=r.status_label,
             phase=r.phase,
@@ -327,6 +371,7 @@ async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: 
             assigned_at=r.assigned_at,
             due_at=r.due_at,
             overdue=bool(r.due_at and not r.closed and r.due_at < now),
+            **incidents.inbox_fields(linked.get(r.request_id)),
         )
         for r in page
     ]
@@ -336,27 +381,53 @@ async def inbox(db: Database, where: InboxFilter, *, cursor: str | None, limit: 
     return Inbox(items=items, next_cursor=next_cursor, counts=counts)
 
 
-async def assign_agent(
-    db: Database, request_id: uuid.UUID, agent: str | None, by: str | None
-) -> AssignmentPublic:
-    async with db.transaction() as session:
-        row = await repository.lock_assignment(session, request_id)
-        if row is None:
+async def _file(
+    session: AsyncSession, request_id: uuid.UUID, principal: Principal, purpose: str
+) -> Any:
+    """The request's assignment, locked, if `principal` handles its service (R21); journaled."""
+    row = await repository.lock_assignment(session, request_id)
+    if row is None:
+        raise _unknown_request()
+    if principal.kind is not Kind.system:
+        if not principal.handles(row.tenant, row.service_code):
+            # Another service's file reads as no file at all.
             raise _unknown_request()
+        await record_read(
+            session,
+            principal,
+            tenant=row.tenant,
+            file=str(request_id),
+            service=row.service_code,
+            purpose=purpose,
+        )
+    return row
+
+
+async def assign_agent(
+    db: Database, request_id: uuid.UUID, agent: str | None, principal: Principal = SYSTEM
+) -> AssignmentPublic:
+    by = _by(principal)
+    async with db.transaction() as session:
+        row = await _file(session, request_id, principal, "attribution")
         await repository.set_agent(session, request_id, agent)
         label = f"Attribuée à {agent}" if agent else "Remise dans la corbeille du service"
         await repository.add_history(
             session, request_id, datetime.now(UTC), row.status, label, agent=by, comment=None
         )
-    return await assignment(db, request_id)
+    return await _view(db, request_id)
 
 
-async def comment(db: Database, request_id: uuid.UUID, text: str, by: str | None) -> None:
+def _by(principal: Principal) -> str | None:
+    return None if principal.kind is Kind.system else principal.subject
+
+
+async def comment(
+    db: Database, request_id: uuid.UUID, text: str, principal: Principal = SYSTEM
+) -> None:
     """Internal note between agents: kept in the history, never shown to the citizen."""
+    by = _by(principal)
     async with db.transaction() as session:
-        row = await repository.lock_assignment(session, request_id)
-        if row is None:
-            raise _unknown_request()
+        row = await _file(session, request_id, principal, "commentaire interne")
         await repository.add_history(
             session,
             request_id,
@@ -369,19 +440,34 @@ async def comment(db: Database, request_id: uuid.UUID, text: str, by: str | None
 
 
 async def configure_service(
-    db: Database, tenant: str, code: str, body: ServiceSettingsWrite
+    db: Database,
+    tenant: str,
+    code: str,
+    body: ServiceSettingsWrite,
+    principal: Principal = SYSTEM,
+    now: datetime | None = None,
 ) -> None:
+    if not (
+        principal.kind is Kind.system
+        or principal.has_role(tenant, Role.administrator)
+        or (principal.has_role(tenant, Role.service_head) and code in principal.services)
+    ):
+        raise forbidden("Un chef de service ne règle que ses propres services.")
     async with db.transaction() as session:
-        if await repository.get_tenant(session, tenant) is None:
+        row = await repository.get_tenant(session, tenant)
+        if row is None:
             raise unknown_tenant(tenant)
-        if await repository.get_service(session, tenant, code) is None:
-            raise Problem(
-                404,
-                "service-unknown",
-                "Service inconnu",
-                f"Le service « {code} » n'existe pas dans cette collectivité.",
+        current = await repository.get_service(session, tenant, code)
+        if current is None:
+            raise _unknown_service(code)
+        values = body.model_dump(mode="json")
+        values["digest_time"] = body.digest_time.strftime("%H:%M")
+        if body.alert_mode == "digest" and current.alert_mode != "digest":
+            # Digests start at the next scheduled instant, not with a past one at once.
+            values["last_digest_at"] = digest_slot(
+                now or datetime.now(UTC), row.timezone, body.digest_period, values["digest_time"]
             )
-        await repository.update_service(session, tenant, code, body.model_dump(mode="json"))
+        await repository.update_service(session, tenant, code, values)
 
 
 async def routing_table(db: Database, tenant: str) -> RoutingTable:
@@ -392,13 +478,19 @@ async def routing_table(db: Database, tenant: str) -> RoutingTable:
         services = await repository.list_services(session, tenant)
         rules = await repository.list_rules(session, tenant)
         places = await repository.list_neighbourhoods(session, tenant)
+        crews = await repository.list_teams(session, tenant)
     return RoutingTable(
         tenant=tenant,
         default_service=row.default_service,
         services=[ServicePublic(code=s.code, name=s.name) for s in services],
+        teams=[TeamPublic(service=t.service_code, code=t.code, name=t.name) for t in crews],
         rules=[
             RulePublic(
-                position=r.position, name=r.name, conditions=r.conditions, service=r.service_code
+                position=r.position,
+                name=r.name,
+                conditions=r.conditions,
+                service=r.service_code,
+                team=r.team_code,
             )
             for r in rules
         ],
@@ -426,20 +518,16 @@ async def put_workflow(
     db: Database, tenant: str, procedure: str, body: WorkflowWrite
 ) -> WorkflowPublic:
     """A new version; requests in flight keep theirs, the next ones take this one (R29)."""
-    definition = body.model_dump(mode="json", by_alias=True)
+    definition = body.model_dump(mode="json", by_alias=True, exclude_none=True)
     faults = workflows.problems(definition)
     if faults:
-        raise Problem(
-            422,
-            "workflow-invalid",
-            "Circuit de traitement invalide",
-            "Le circuit n'a pas été enregistré : "
-            + " ".join(f"{f.name} : {f.reason}" for f in faults),
-            faults,
-        )
+        raise _invalid_workflow(faults)
     async with db.transaction() as session:
         if await repository.get_tenant(session, tenant) is None:
             raise unknown_tenant(tenant)
+        faults = await _unknown_in_workflow(session, tenant, definition)
+        if faults:
+            raise _invalid_workflow(faults)
         latest = await repository.latest_workflow(session, tenant, procedure)
         version = (latest.version if latest else 0) + 1
         await repository.insert_workflow(
@@ -467,7 +555,16 @@ async def get_workflow(db: Database, tenant: str, procedure: str) -> WorkflowPub
     )
 
 
-async def assignment(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
+async def assignment(
+    db: Database, request_id: uuid.UUID, principal: Principal = SYSTEM
+) -> AssignmentPublic:
+    if principal.kind is not Kind.system:
+        async with db.transaction() as session:
+            await _file(session, request_id, principal, "consultation du dossier")
+    return await _view(db, request_id)
+
+
+async def _view(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
     async with db.sessions() as session:
         row = await repository.get_assignment(session, request_id)
         if row is None:
@@ -478,26 +575,30 @@ async def assignment(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
         request_id=row.request_id,
         tracking_code=row.tracking_code,
         service=names.get(row.service_code, row.service_code),
+        team=row.team_code,
+        agent=row.agent,
         status=row.status,
         status_label=row.status_label,
         phase=row.phase,
         workflow_version=row.workflow_version,
         available_transitions=[
             {"code": t["code"], "label": t["label"]}
-            for t in definition["transitions"]
-            if row.status in t["from"]
+            for t in workflows.manual(definition, row.status)
         ],
     )
 
 
 async def fire(
-    db: Database, request_id: uuid.UUID, body: TransitionCreate, agent: str | None
+    db: Database,
+    request_id: uuid.UUID,
+    body: TransitionCreate,
+    principal: Principal = SYSTEM,
+    now: datetime | None = None,
 ) -> AssignmentPublic:
     """An agent moves the request along its workflow; the citizen sees the new label."""
+    agent = _by(principal)
     async with db.transaction() as session:
-        row = await repository.lock_assignment(session, request_id)
-        if row is None:
-            raise _unknown_request()
+        row = await _file(session, request_id, principal, "instruction")
         definition = await _definition(session, row)
         move = workflows.transition(definition, body.transition)
         if move is None:
@@ -508,6 +609,10 @@ async def fire(
                 f"Le circuit de cette demande n'a pas de transition « {body.transition} ».",
                 [InvalidParam(name="transition", reason="Transition inconnue.")],
             )
+        actor = workflows.Actor(agent, frozenset(principal.roles), principal.services)
+        refused = workflows.refusal(move, actor)
+        if refused:
+            raise Problem(403, "transition-forbidden", "Transition non autorisée", refused)
         if row.status not in move["from"]:
             raise Problem(
                 409,
@@ -516,36 +621,376 @@ async def fire(
                 f"« {move['label']} » ne peut pas être fait depuis le statut "
                 f"« {row.status_label} ».",
             )
-        target = workflows.status(definition, move["to"])
-        now = datetime.now(UTC)
-        await repository.set_status(
-            session, request_id, target["code"], target["label"], target["phase"], target["final"]
-        )
-        await repository.add_history(
+        asked = workflows.action(move, "request_pieces")
+        if asked is not None and not (body.pieces or asked.get("pieces")):
+            raise Problem(
+                422,
+                "pieces-missing",
+                "Pièces à demander",
+                f"« {move['label']} » demande des pièces à l'usager : indiquez lesquelles.",
+                [InvalidParam(name="pieces", reason="Indiquez au moins une pièce.")],
+            )
+        await _apply(
             session,
-            request_id,
-            now,
-            target["code"],
-            target["label"],
+            row,
+            definition,
+            move,
+            now or datetime.now(UTC),
             agent=agent,
             comment=body.comment,
+            pieces=body.pieces,
         )
+    return await _view(db, request_id)
+
+
+async def _apply(
+    session: AsyncSession,
+    row: Any,
+    definition: dict[str, Any],
+    move: dict[str, Any],
+    now: datetime,
+    *,
+    agent: str | None,
+    comment: str | None,
+    pieces: list[str] | None = None,
+    depth: int = 0,
+) -> None:
+    """Fire `move` on the locked `row`: new status, history, event, then its actions, then
+    whatever fires by itself on entering the new status."""
+    target = workflows.status(definition, move["to"])
+    incident = await incidents.led_by(session, row.request_id) if target["final"] else None
+    await repository.set_status(
+        session, row.request_id, target["code"], target["label"], target["phase"], target["final"]
+    )
+    await repository.update_assignment(
+        session,
+        row.request_id,
+        {"status_since": now, "auto_at": workflows.timer_at(definition, target["code"], now)},
+    )
+    await repository.add_history(
+        session, row.request_id, now, target["code"], target["label"], agent=agent, comment=comment
+    )
+    await stage(
+        session,
+        StatusChanged(
+            request_id=row.request_id,
+            tracking_code=row.tracking_code,
+            from_status=row.status,
+            status=target["code"],
+            label=target["label"],
+            phase=target["phase"],
+            final=target["final"],
+            transition=move["code"],
+            actions=workflows.action_types(move),
+            changed_at=now,
+            **incidents.event_fields(incident),
+        ).envelope(tenant=row.tenant, subject=str(row.request_id), occurred_at=now),
+    )
+    if incident is not None:
+        # R30: closing the incident's leading report closes and tells every reporter.
+        await incidents.close(
+            session, incident, target, move["code"], workflows.action_types(move), now, agent
+        )
+    for act in move["actions"]:
+        await _act(session, row, act, now, agent=agent, pieces=pieces)
+    if depth < workflows.MAX_CHAIN:
+        await _settle(session, row.request_id, definition, now, depth + 1)
+
+
+async def _act(
+    session: AsyncSession,
+    row: Any,
+    act: dict[str, Any],
+    now: datetime,
+    *,
+    agent: str | None,
+    pieces: list[str] | None,
+) -> None:
+    """The actions routing carries out itself (assign) or asks intake to (legal acts)."""
+    subject = str(row.request_id)
+    if act["type"] == "request_pieces":
         await stage(
             session,
-            StatusChanged(
-                request_id=request_id,
+            PiecesRequested(
+                request_id=row.request_id,
                 tracking_code=row.tracking_code,
-                from_status=row.status,
-                status=target["code"],
-                label=target["label"],
-                phase=target["phase"],
-                final=target["final"],
-                transition=move["code"],
-                actions=list(move["actions"]),
-                changed_at=now,
-            ).envelope(tenant=row.tenant, subject=str(request_id), occurred_at=now),
+                pieces=pieces or act["pieces"],
+                due_in_days=act["due_in_days"],
+                requested_by=agent,
+                requested_at=now,
+            ).envelope(tenant=row.tenant, subject=subject, occurred_at=now),
         )
-    return await assignment(db, request_id)
+    elif act["type"] == "transfer":
+        await stage(
+            session,
+            TransferRequested(
+                request_id=row.request_id,
+                tracking_code=row.tracking_code,
+                tenant=act.get("tenant"),
+                administration_name=act.get("administration_name"),
+                administration_url=act.get("administration_url"),
+                reason=act["reason"],
+                requested_at=now,
+            ).envelope(tenant=row.tenant, subject=subject, occurred_at=now),
+        )
+    elif act["type"] == "assign":
+        await _reassign(session, row, act, now, by=agent)
+
+
+async def _reassign(
+    session: AsyncSession, row: Any, act: dict[str, Any], now: datetime, *, by: str | None
+) -> None:
+    values: dict[str, Any] = {}
+    if "agent" in act:
+        values["agent"] = act["agent"]
+    if "service" in act:
+        values.update(service_code=act["service"], team_code=act.get("team"), assigned_at=now)
+    await repository.update_assignment(session, row.request_id, values)
+    if "service" not in act or act["service"] == row.service_code:
+        where = act.get("team") or act.get("agent")
+        await repository.add_history(
+            session, row.request_id, now, row.status, f"Attribuée à {where}", agent=by
+        )
+        return
+    service = await repository.get_service(session, row.tenant, act["service"])
+    assert service is not None, "validated when the workflow was saved"
+    await repository.add_history(
+        session, row.request_id, now, row.status, f"Transmise au service : {service.name}", agent=by
+    )
+    why = "transmise par le circuit de traitement"
+    await _announce(session, row.tenant, row, service, act.get("team"), why, now)
+
+
+async def _announce(
+    session: AsyncSession,
+    tenant: str,
+    request: Any,
+    service: Any,
+    team: str | None,
+    why: str,
+    now: datetime,
+) -> None:
+    """`routing.request.assigned.v1`: intake shows the service, notifications tells the
+    citizen. `request` is the received event or the assignment row (same field names)."""
+    await stage(
+        session,
+        RequestAssigned(
+            request_id=request.request_id,
+            tracking_code=request.tracking_code,
+            procedure_code=request.procedure_code,
+            channel=request.channel,
+            service_code=service.code,
+            service_name=service.name,
+            rule=why,
+            assigned_at=now,
+            team_code=team,
+        ).envelope(tenant=tenant, subject=str(request.request_id), occurred_at=now),
+    )
+
+
+async def _settle(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    definition: dict[str, Any],
+    now: datetime,
+    depth: int = 0,
+) -> None:
+    """A request entering a status moves on at once when an automatic transition's
+    condition on the form already holds."""
+    row = await repository.get_assignment(session, request_id)
+    assert row is not None, "settled within the transaction that wrote it"
+    move = workflows.on_entry(definition, row.status, row.payload or {})
+    if move is not None:
+        await _apply(session, row, definition, move, now, agent=None, comment=None, depth=depth)
+
+
+async def fire_due(db: Database, now: datetime | None = None, limit: int = 100) -> int:
+    """Fire every timed transition whose delay ran out; returns how many fired."""
+    now = now or datetime.now(UTC)
+    fired = 0
+    async with db.transaction() as session:
+        for row in await repository.timers_due(session, now, limit):
+            # The request's own version: a circuit edited since changes nothing here.
+            definition = await _definition(session, row)
+            move = workflows.timed(definition, row.status, row.status_since, now)
+            if move is None:
+                await repository.update_assignment(
+                    session,
+                    row.request_id,
+                    {"auto_at": workflows.timer_at(definition, row.status, row.status_since)},
+                )
+                continue
+            await _apply(session, row, definition, move, now, agent=None, comment=None)
+            fired += 1
+    return fired
+
+
+async def on_pieces_received(session: AsyncSession, envelope: Envelope) -> None:
+    """Intake says the citizen's pieces arrived: the transition waiting for them fires."""
+    event = PiecesReceived.model_validate(envelope.data)
+    row = await repository.lock_assignment(session, event.request_id)
+    if row is None:
+        log.warning("pieces received for unknown request %s ignored", event.request_id)
+        return
+    definition = await _definition(session, row)
+    move = workflows.triggered(definition, row.status, "pieces_received")
+    if move is not None:
+        await _apply(session, row, definition, move, datetime.now(UTC), agent=None, comment=None)
+
+
+async def put_team(
+    db: Database, tenant: str, service_code: str, code: str, body: TeamWrite
+) -> bool:
+    async with db.transaction() as session:
+        if await repository.get_tenant(session, tenant) is None:
+            raise unknown_tenant(tenant)
+        if await repository.get_service(session, tenant, service_code) is None:
+            raise _unknown_service(service_code)
+        return await repository.upsert_team(session, tenant, service_code, code, body.name)
+
+
+async def _unknown_in_workflow(
+    session: AsyncSession, tenant: str, definition: dict[str, Any]
+) -> list[InvalidParam]:
+    """Services and teams the circuit names but the tenant does not have."""
+    known = {s.code for s in await repository.list_services(session, tenant)}
+    crews = {(t.service_code, t.code) for t in await repository.list_teams(session, tenant)}
+    faults = []
+    for index, move in enumerate(definition["transitions"]):
+        for position, code in enumerate(move.get("services", [])):
+            if code not in known:
+                faults.append(
+                    InvalidParam(
+                        name=f"transitions[{index}].services[{position}]",
+                        reason=f"Service « {code} » inconnu.",
+                    )
+                )
+        for position, act in enumerate(move["actions"]):
+            name = f"transitions[{index}].actions[{position}]"
+            if act["type"] != "assign" or "service" not in act:
+                continue
+            if act["service"] not in known:
+                faults.append(
+                    InvalidParam(
+                        name=f"{name}.service", reason=f"Service « {act['service']} » inconnu."
+                    )
+                )
+            elif "team" in act and (act["service"], act["team"]) not in crews:
+                faults.append(
+                    InvalidParam(
+                        name=f"{name}.team",
+                        reason=f"Équipe « {act['team']} » inconnue au service "
+                        f"« {act['service']} ».",
+                    )
+                )
+    return faults
+
+
+def _invalid_workflow(faults: list[InvalidParam]) -> Problem:
+    return Problem(
+        422,
+        "workflow-invalid",
+        "Circuit de traitement invalide",
+        "Le circuit n'a pas été enregistré : " + " ".join(f"{f.name} : {f.reason}" for f in faults),
+        faults,
+    )
+
+
+# -- periodic digests (R28) -------------------------------------------------------------------
+
+DIGEST_ITEMS = 100
+
+
+def digest_slot(now: datetime, timezone: str, period: str, at: str) -> datetime:
+    """The latest scheduled digest instant at or before `now`, in UTC: `at` local time,
+    every day, or every Monday for a weekly digest (wall-clock, so 8:00 stays 8:00 across
+    daylight saving)."""
+    local = now.astimezone(ZoneInfo(timezone))
+    hour, minute = (int(part) for part in at.split(":"))
+    slot = datetime.combine(local.date(), time(hour, minute), tzinfo=local.tzinfo)
+    step = timedelta(days=7 if period == "weekly" else 1)
+    if period == "weekly":
+        slot -= timedelta(days=slot.weekday())
+    while slot > local:
+        slot -= step
+    return slot.astimezone(UTC)
+
+
+def _previous_slot(slot: datetime, timezone: str, period: str) -> datetime:
+    local = slot.astimezone(ZoneInfo(timezone))
+    return (local - timedelta(days=7 if period == "weekly" else 1)).astimezone(UTC)
+
+
+async def send_digests(db: Database, now: datetime | None = None) -> int:
+    """One digest per digest-mode service whose scheduled instant passed; returns how many."""
+    now = now or datetime.now(UTC)
+    async with db.sessions() as session:
+        candidates = await repository.digest_services(session)
+    sent = 0
+    for candidate in candidates:
+        slot = digest_slot(now, candidate.timezone, candidate.digest_period, candidate.digest_time)
+        if candidate.last_digest_at is not None and candidate.last_digest_at >= slot:
+            continue
+        async with db.transaction() as session:
+            sent += await _digest(session, candidate, slot)
+    return sent
+
+
+async def _digest(session: AsyncSession, candidate: Any, slot: datetime) -> int:
+    service = await repository.lock_service(session, candidate.tenant, candidate.code)
+    # Another replica holds it, or sent this one since we looked.
+    if service is None or (service.last_digest_at is not None and service.last_digest_at >= slot):
+        return 0
+    since = service.last_digest_at or _previous_slot(
+        slot, candidate.timezone, service.digest_period
+    )
+    new_total, new = await repository.digest_new(
+        session, service.tenant, service.code, since, slot, DIGEST_ITEMS
+    )
+    overdue_total, overdue = await repository.digest_overdue(
+        session, service.tenant, service.code, slot, DIGEST_ITEMS
+    )
+    await stage(
+        session,
+        ServiceDigest(
+            service_code=service.code,
+            service_name=service.name,
+            service_email=service.email,
+            timezone=candidate.timezone,
+            period_start=since,
+            period_end=slot,
+            new_total=new_total,
+            overdue_total=overdue_total,
+            new=[_digest_item(r) for r in new],
+            overdue=[_digest_item(r) for r in overdue],
+        ).envelope(
+            tenant=service.tenant, subject=f"{service.tenant}.{service.code}", occurred_at=slot
+        ),
+    )
+    await repository.update_service(session, service.tenant, service.code, {"last_digest_at": slot})
+    return 1
+
+
+def _digest_item(row: Any) -> DigestItem:
+    return DigestItem(
+        request_id=row.request_id,
+        tracking_code=row.tracking_code,
+        procedure_title=row.procedure_title,
+        channel=row.channel,
+        status_label=row.status_label,
+        received_at=row.received_at,
+        due_at=row.due_at,
+    )
+
+
+def _unknown_service(code: str) -> Problem:
+    return Problem(
+        404,
+        "service-unknown",
+        "Service inconnu",
+        f"Le service « {code} » n'existe pas dans cette collectivité.",
+        [InvalidParam(name="service", reason="Service inconnu.")],
+    )
 
 
 def _unknown_request() -> Problem:

@@ -1,0 +1,105 @@
+"""Legal acts a service's workflow asks for (R11, R12, R29): routing emits an event, intake
+issues the act as if an agent had asked it here, once however often the event arrives."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from guichet_intake.schemas import PiecesReceived
+from guichet_intake.service import IntakeService
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.observability import ServiceMetrics
+from guichet_routing.events import PiecesRequested, StatusChanged, TransferRequested
+from tests.intake.helpers import add_tenant, outbox_events, submit
+
+
+async def test_r11_pieces_asked_by_the_workflow_are_requested_once(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    request_id = uuid.UUID(created["id"])
+    asked = PiecesRequested(
+        request_id=request_id,
+        tracking_code=created["tracking_code"],
+        pieces=["Attestation d'assurance"],
+        due_in_days=15,
+        requested_by="agent-3",
+        # 20 May, 23:30 in Paris (UTC+2): the 15 days run from the 20th.
+        requested_at=datetime(2026, 5, 20, 21, 30, tzinfo=UTC),
+    ).envelope(tenant="admiville", subject=str(request_id))
+    handle = idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))
+    await handle(asked)
+    await handle(asked)
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "incomplete"
+    notices = [r for r in followed.receipts if r.kind.value == "demande_pieces"]
+    assert len(notices) == 1
+    assert "au plus tard le 4 juin 2026" in " ".join(notices[0].mentions)
+
+    await intake.pieces_received(
+        created["tracking_code"], PiecesReceived(), now=datetime(2026, 5, 28, 9, 0, tzinfo=UTC)
+    )
+    [arrived] = await outbox_events(intake.db, "intake.request.pieces_received.v1")
+    assert arrived.data == {
+        "request_id": str(request_id),
+        "tracking_code": created["tracking_code"],
+        "received_on": "2026-05-28",
+    }
+
+
+async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not_block(
+    intake: IntakeService,
+) -> None:
+    await add_tenant(
+        intake.db,
+        "voisinville",
+        "Commune de Voisinville",
+        "Europe/Paris",
+        procedures={"salle": {"regime": "sva"}},
+    )
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    request_id = uuid.UUID(created["id"])
+    handle = idempotent(
+        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
+    )
+
+    def transfer(tenant: str) -> TransferRequested:
+        return TransferRequested(
+            request_id=request_id,
+            tracking_code=created["tracking_code"],
+            tenant=tenant,
+            administration_name=None,
+            administration_url=None,
+            reason="La salle appartient à Voisinville.",
+            requested_at=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+        )
+
+    # Its own tenant: intake refuses; the event is consumed, logged, and nothing changes.
+    await handle(transfer("admiville").envelope(tenant="admiville", subject=str(request_id)))
+    assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+
+    # The workflow's final status may overtake the transfer (another topic): it must not
+    # close the request before intake could transfer it.
+    final = StatusChanged(
+        request_id=request_id,
+        tracking_code=created["tracking_code"],
+        from_status="recue",
+        status="transmise",
+        label="Transmise à la commune compétente",
+        phase="delivery",
+        final=True,
+        transition="transmettre",
+        actions=["notify", "transfer"],
+        changed_at=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+    )
+    on_status = idempotent(
+        intake.db, "intake.statuses", intake.on_status_changed, ServiceMetrics("t")
+    )
+    await on_status(final.envelope(tenant="admiville", subject=str(request_id)))
+    await handle(transfer("voisinville").envelope(tenant="admiville", subject=str(request_id)))
+    moved = await intake.get_request(created["tracking_code"])
+    assert moved.status.value == "transferred"
+    assert moved.receipts[-1].kind.value == "avis_transmission"
+    [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
+    assert event.data["destination_tenant"] == "voisinville"

@@ -1,0 +1,71 @@
+"""Guichet's own tokens: signed, expiring, rotatable; development secrets refused in
+production."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from guichet_intake.settings import IntakeSettings
+from guichet_plumbing.auth import Kind, Principal, Role, TokenKeys, development_keys, generate_keys
+from guichet_plumbing.settings import ServiceSettings
+
+AGENT = Principal(
+    Kind.agent,
+    subject="marie",
+    tenant="admiville",
+    roles=frozenset({Role.case_handler}),
+    services=frozenset({"voirie"}),
+)
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def test_token_round_trip_and_expiry() -> None:
+    keys = TokenKeys(generate_keys())
+    token = keys.issue(AGENT, timedelta(minutes=30), now=NOON)
+    assert keys.verify(token, now=NOON + timedelta(minutes=29)) == AGENT
+    assert keys.verify(token, now=NOON + timedelta(minutes=31)) is None
+    assert keys.public_jwks()["keys"][0].keys() >= {"kid", "kty", "crv", "x", "y"}
+    assert all("d" not in k for k in keys.public_jwks()["keys"]), "never a private part"
+
+
+def test_rotation_keeps_old_tokens_until_the_old_key_is_dropped() -> None:
+    first = generate_keys()
+    rotated = generate_keys(previous=first)
+    old_token = TokenKeys(first).issue(AGENT, timedelta(minutes=30), now=NOON)
+    assert TokenKeys(rotated).verify(old_token, now=NOON) == AGENT
+    new_token = TokenKeys(rotated).issue(AGENT, timedelta(minutes=30), now=NOON)
+    assert TokenKeys(first).verify(new_token, now=NOON) is None, "signed with the new key"
+    assert TokenKeys(generate_keys()).verify(old_token, now=NOON) is None
+
+
+def test_forged_and_foreign_tokens_are_refused() -> None:
+    keys = TokenKeys(development_keys())
+    token = keys.issue(AGENT, timedelta(minutes=30), now=NOON)
+    head, payload, signature = token.split(".")
+    assert keys.verify(f"{head}.{payload[:-2]}AA.{signature}", now=NOON) is None
+    assert TokenKeys(development_keys(), issuer="ailleurs").verify(token, now=NOON) is None
+    # A follow-up link is not a login, and a login is not a link.
+    link = keys.issue_link("request:ABCD", timedelta(days=1), now=NOON)
+    assert keys.verify(link, now=NOON) is None
+    assert not keys.verify_link(token, "request:ABCD", now=NOON)
+
+
+def test_development_secrets_are_refused_in_production(data_dir: Path) -> None:
+    with pytest.raises(ValidationError, match="GUICHET_AUTH_SIGNING_KEYS"):
+        ServiceSettings(env="production", demo_logins=False)
+    with pytest.raises(ValidationError, match="demo logins are refused"):
+        ServiceSettings(env="production", auth_signing_keys=generate_keys())
+    with pytest.raises(ValidationError, match="PSEUDONYM_SECRET"):
+        IntakeSettings(env="production", auth_signing_keys=generate_keys(), demo_logins=False)
+    production = IntakeSettings(
+        env="production",
+        data_dir=data_dir,
+        auth_signing_keys=generate_keys(),
+        demo_logins=False,
+        pseudonym_secret="0" * 64,
+    )
+    assert production.token_keys().public_jwks() != TokenKeys(development_keys()).public_jwks()

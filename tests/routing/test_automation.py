@@ -1,0 +1,332 @@
+"""Workflows as data, complete (R29): who may fire a transition, transitions that fire by
+themselves (delay, event, form field), and the actions they carry — each request on the
+version of its circuit it started with."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from guichet_intake.events import PiecesArrived
+from guichet_plumbing import tables
+from guichet_plumbing.bus import InProcessBus
+from guichet_plumbing.db import Database
+from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.observability import ServiceMetrics
+from guichet_plumbing.problems import Problem
+from guichet_routing import service, workflows
+from guichet_routing.app import create_app
+from guichet_routing.models import assignments
+from guichet_routing.schemas import TransitionCreate, WorkflowWrite
+from guichet_routing.settings import RoutingSettings
+from guichet_routing.workflows import Actor
+from tests.support import received_event, serve
+
+PROCEDURE = "acte-etat-civil"
+HEAD = Actor("cheffe-etat-civil", frozenset({"service_head"}), frozenset({"etat-civil"}))
+
+CIRCUIT: dict[str, Any] = {
+    "initial": "recue",
+    "statuses": [
+        {"code": "recue", "label": "Reçue", "phase": "qualification"},
+        {"code": "attente_pieces", "label": "En attente de vos pièces", "phase": "processing"},
+        {"code": "instruction", "label": "En cours d'instruction", "phase": "processing"},
+        {"code": "delivree", "label": "Acte délivré", "phase": "delivery", "final": True},
+        {"code": "classee", "label": "Classée sans suite", "phase": "delivery", "final": True},
+        {"code": "transmise", "label": "Transmise", "phase": "delivery", "final": True},
+    ],
+    "transitions": [
+        {
+            "code": "demander_pieces",
+            "label": "Demander des pièces",
+            "from": ["recue"],
+            "to": "attente_pieces",
+            "actions": [
+                "notify",
+                {
+                    "type": "request_pieces",
+                    "pieces": ["Copie de la pièce d'identité"],
+                    "due_in_days": 15,
+                },
+            ],
+        },
+        {
+            "code": "pieces_recues",
+            "label": "Pièces reçues",
+            "from": ["attente_pieces"],
+            "to": "instruction",
+            "actions": ["notify"],
+            "automatic": {"on": "pieces_received"},
+        },
+        {
+            "code": "classer_faute_de_pieces",
+            "label": "Classer faute de pièces",
+            "from": ["attente_pieces"],
+            "to": "classee",
+            "actions": ["notify", "close_with_decision"],
+            "automatic": {"after": {"days": 30}},
+        },
+        {
+            "code": "urgence",
+            "label": "Instruire en urgence",
+            "from": ["recue"],
+            "to": "instruction",
+            "actions": [{"type": "assign", "service": "etat-civil", "agent": "agent-urgences"}],
+            "automatic": {"when": {"field": "urgent", "equals": True}},
+        },
+        {
+            "code": "delivrer",
+            "label": "Délivrer l'acte",
+            "from": ["instruction"],
+            "to": "delivree",
+            "actions": ["notify", "close_with_decision"],
+            "roles": ["service_head"],
+            "services": ["etat-civil"],
+        },
+        {
+            "code": "transmettre",
+            "label": "Transmettre à la métropole",
+            "from": ["recue"],
+            "to": "transmise",
+            "actions": [{"type": "transfer", "tenant": "metropole", "reason": "Compétence"}],
+        },
+    ],
+}
+
+
+async def publish(db: Database, circuit: dict[str, Any] = CIRCUIT) -> int:
+    saved = await service.put_workflow(
+        db, "admiville", PROCEDURE, WorkflowWrite.model_validate(circuit)
+    )
+    return saved.version
+
+
+async def arrive(db: Database, payload: dict[str, Any] | None = None) -> uuid.UUID:
+    handle = idempotent(db, "routing.dispatch", service.on_request_received, ServiceMetrics("t"))
+    event = received_event(PROCEDURE, payload=payload)
+    await handle(event)
+    return uuid.UUID(event.subject)
+
+
+async def events(db: Database, event_type: str) -> list[dict[str, Any]]:
+    async with db.sessions() as session:
+        payloads = await session.scalars(
+            sa.select(tables.outbox.c.payload).order_by(tables.outbox.c.seq)
+        )
+        found = [Envelope.from_bytes(p) for p in payloads]
+    return [e.data for e in found if e.type == event_type]
+
+
+async def row(db: Database, request_id: uuid.UUID) -> Any:
+    async with db.sessions() as session:
+        return (
+            await session.execute(
+                sa.select(assignments).where(assignments.c.request_id == request_id)
+            )
+        ).one()
+
+
+def test_r29_roles_and_services_decide_who_may_fire() -> None:
+    deliver = next(t for t in CIRCUIT["transitions"] if t["code"] == "delivrer")
+    assert workflows.refusal(deliver, HEAD) is None
+    handler = Actor("agent-3", frozenset({"case_handler"}), frozenset({"etat-civil"}))
+    assert "service_head" in (workflows.refusal(deliver, handler) or "")
+    elsewhere = Actor("chef-voirie", frozenset({"service_head"}), frozenset({"voirie"}))
+    assert "etat-civil" in (workflows.refusal(deliver, elsewhere) or "")
+    assert workflows.refusal(deliver, Actor(None)) is not None
+    anyone = next(t for t in CIRCUIT["transitions"] if t["code"] == "demander_pieces")
+    assert workflows.refusal(anyone, Actor(None)) is None
+    timed = next(t for t in CIRCUIT["transitions"] if t["code"] == "classer_faute_de_pieces")
+    assert workflows.refusal(timed, HEAD) is not None, "automatic transitions are not buttons"
+
+
+async def test_r29_transition_reserved_to_a_role_is_refused_to_others(
+    routing_db: Database,
+) -> None:
+    await publish(routing_db)
+    request_id = await arrive(routing_db, {"urgent": True})
+    deliver = TransitionCreate(transition="delivrer")
+    clerk = Actor("agent-3", frozenset({"counter_agent", "case_handler"}), frozenset({"accueil"}))
+    with pytest.raises(Problem) as refused:
+        await service.fire(routing_db, request_id, deliver, clerk)
+    assert refused.value.status == 403
+    done = await service.fire(routing_db, request_id, deliver, HEAD)
+    assert done.status == "delivree"
+    assert done.available_transitions == []
+
+
+async def test_r29_timed_transition_fires_after_its_delay_on_the_version_it_started_with(
+    routing_db: Database,
+) -> None:
+    await publish(routing_db)
+    request_id = await arrive(routing_db)
+    asked_at = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    waiting = await service.fire(
+        routing_db, request_id, TransitionCreate(transition="demander_pieces"), HEAD, now=asked_at
+    )
+    assert waiting.status == "attente_pieces"
+    # Not a button: the agent sees only what they may fire by hand.
+    assert waiting.available_transitions == []
+    # 2 March + 30 days = 1 April, same hour.
+    assert (await row(routing_db, request_id)).auto_at == datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
+
+    # The circuit now says 10 days; this request keeps its version's 30.
+    shorter = copy.deepcopy(CIRCUIT)
+    shorter["transitions"][2]["automatic"] = {"after": {"days": 10}}
+    assert await publish(routing_db, shorter) == 2
+    assert await service.fire_due(routing_db, now=datetime(2026, 3, 12, 8, 0, tzinfo=UTC)) == 0
+    assert await service.fire_due(routing_db, now=datetime(2026, 4, 1, 7, 59, tzinfo=UTC)) == 0
+    assert await service.fire_due(routing_db, now=datetime(2026, 4, 1, 8, 0, tzinfo=UTC)) == 1
+    closed = await row(routing_db, request_id)
+    assert (closed.status, closed.closed, closed.auto_at) == ("classee", True, None)
+    assert closed.workflow_version == 1
+    assert await service.fire_due(routing_db, now=datetime(2026, 5, 1, tzinfo=UTC)) == 0
+    [*_, last] = await events(routing_db, "routing.request.status_changed.v1")
+    assert last["transition"] == "classer_faute_de_pieces"
+    assert last["final"] is True
+    assert last["actions"] == ["notify", "close_with_decision"]
+
+
+async def test_r29_pieces_arriving_fire_the_transition_waiting_for_them(
+    routing_db: Database,
+) -> None:
+    await publish(routing_db)
+    request_id = await arrive(routing_db)
+    await service.fire(routing_db, request_id, TransitionCreate(transition="demander_pieces"), HEAD)
+    arrived = PiecesArrived(
+        request_id=request_id, tracking_code="ABCD-TEST-TEST-TEST", received_on=date(2026, 3, 9)
+    ).envelope(tenant="admiville", subject=str(request_id))
+    handle = idempotent(
+        routing_db, "routing.pieces", service.on_pieces_received, ServiceMetrics("t")
+    )
+    await handle(arrived)
+    await handle(arrived)
+    moved = await row(routing_db, request_id)
+    assert (moved.status, moved.auto_at) == ("instruction", None), "the timer is dropped"
+    changes = await events(routing_db, "routing.request.status_changed.v1")
+    assert [c["transition"] for c in changes] == ["demander_pieces", "pieces_recues"]
+
+
+async def test_r29_form_field_condition_moves_the_request_on_arrival_and_assigns_it(
+    routing_db: Database,
+) -> None:
+    await publish(routing_db)
+    ordinary = await arrive(routing_db, {"urgent": False})
+    urgent = await arrive(routing_db, {"urgent": True})
+    assert (await row(routing_db, ordinary)).status == "recue"
+    fast = await row(routing_db, urgent)
+    assert (fast.status, fast.agent, fast.service_code) == (
+        "instruction",
+        "agent-urgences",
+        "etat-civil",
+    )
+    [change] = await events(routing_db, "routing.request.status_changed.v1")
+    assert change["transition"] == "urgence"
+
+
+async def test_r29_request_pieces_and_transfer_are_asked_of_intake_by_events(
+    routing_db: Database,
+) -> None:
+    await publish(routing_db)
+    first = await arrive(routing_db)
+    await service.fire(
+        routing_db,
+        first,
+        TransitionCreate(transition="demander_pieces", pieces=["Livret de famille"]),
+        Actor("agent-3"),
+    )
+    [asked] = await events(routing_db, "routing.request.pieces_requested.v1")
+    assert asked["pieces"] == ["Livret de famille"], "the agent's list replaces the circuit's"
+    assert asked["due_in_days"] == 15
+    assert asked["requested_by"] == "agent-3"
+
+    second = await arrive(routing_db)
+    sent = await service.fire(
+        routing_db, second, TransitionCreate(transition="transmettre"), Actor(None)
+    )
+    assert sent.status == "transmise"
+    [transfer] = await events(routing_db, "routing.request.transfer_requested.v1")
+    assert (transfer["tenant"], transfer["reason"]) == ("metropole", "Compétence")
+
+
+async def test_r29_assign_action_moves_the_request_to_another_service(
+    routing_db: Database,
+) -> None:
+    circuit = copy.deepcopy(CIRCUIT)
+    circuit["transitions"].append(
+        {
+            "code": "confier_voirie",
+            "label": "Confier à la voirie",
+            "from": ["instruction"],
+            "to": "instruction",
+            "actions": [{"type": "assign", "service": "voirie"}],
+        }
+    )
+    await publish(routing_db, circuit)
+    request_id = await arrive(routing_db, {"urgent": True})
+    moved = await service.fire(
+        routing_db, request_id, TransitionCreate(transition="confier_voirie"), Actor(None)
+    )
+    assert moved.service == "Centre technique municipal, service de la voirie"
+    assignments_sent = await events(routing_db, "routing.request.assigned.v1")
+    assert [a["service_code"] for a in assignments_sent] == ["etat-civil", "voirie"]
+
+
+@pytest.mark.parametrize(
+    ("change", "faulty"),
+    [
+        (lambda c: c["transitions"][0].update(roles=["maire"]), "transitions[0].roles[0]"),
+        (
+            lambda c: c["transitions"][0]["actions"].append("teleporter"),
+            "transitions[0].actions[2]",
+        ),
+        (
+            lambda c: c["transitions"][2].update(automatic={"after": {"days": 0}}),
+            "transitions[2].automatic.after.days",
+        ),
+        (
+            lambda c: c["transitions"][2].update(automatic={"after": {"weeks": 2}}),
+            "transitions[2].automatic.after.weeks",
+        ),
+        (
+            lambda c: c["transitions"][2].update(
+                automatic={"after": {"days": 3}, "on": "pieces_received"}
+            ),
+            "transitions[2].automatic",
+        ),
+        (
+            lambda c: c["transitions"][1].update(to="instruction", actions=["close_with_decision"]),
+            "transitions[1].actions[0]",
+        ),
+        (lambda c: c["transitions"][2].update(roles=["case_handler"]), "transitions[2].roles"),
+        (
+            lambda c: c["transitions"][3]["actions"][0].update(service="piscine"),
+            "transitions[3].actions[0].service",
+        ),
+        (
+            lambda c: c["transitions"][3]["actions"][0].update(team="fantome"),
+            "transitions[3].actions[0].team",
+        ),
+        (lambda c: c["transitions"][4].update(services=["piscine"]), "transitions[4].services[0]"),
+    ],
+)
+async def test_r29_invalid_automation_is_refused_naming_the_element(
+    data_dir: Path, change: Any, faulty: str
+) -> None:
+    broken = copy.deepcopy(CIRCUIT)
+    change(broken)
+    app = create_app(RoutingSettings(data_dir=data_dir), bus=InProcessBus())
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        answer = await client.put(
+            f"/v1/workflows/{PROCEDURE}", params={"tenant": "admiville"}, json=broken
+        )
+    assert answer.status_code == 422, answer.text
+    assert faulty in [p["name"] for p in answer.json()["invalid-params"]]

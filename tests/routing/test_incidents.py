@@ -1,0 +1,234 @@
+"""R30: repeated reports of one problem at one place become one incident: one alert to
+the service, every reporter linked, all closed (and told) together."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from guichet_plumbing import tables
+from guichet_plumbing.db import Database
+from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.observability import ServiceMetrics
+from guichet_plumbing.problems import Problem
+from guichet_routing import incidents, repository, service
+from guichet_routing.models import assignments, reports
+from guichet_routing.repository import InboxFilter, ReportFilter
+from guichet_routing.schemas import IncidentPolicyWrite, ServiceSettingsWrite, TransitionCreate
+from guichet_routing.workflows import Actor
+from tests.support import received_event
+
+# Place de la Mairie, Admiville (any point does: distances are relative).
+LAT, LON = 48.8566, 2.3522
+# At this latitude one degree is 111 195 m north-south (pi x 6 371 008.8 m / 180) and
+# 111 195 x cos(48.8566°) = 73 162 m east-west.
+M_LAT = 1 / 111_195.08
+M_LON = 1 / 73_162.0
+MONDAY = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def report(
+    north_m: float = 0,
+    east_m: float = 0,
+    *,
+    at: datetime = MONDAY,
+    procedure: str = "signalement-voirie",
+    kind: str = "signalement",
+) -> Envelope:
+    return received_event(
+        procedure,
+        channel="web",
+        procedure_kind=kind,
+        received_at=at,
+        location={"latitude": LAT + north_m * M_LAT, "longitude": LON + east_m * M_LON},
+        payload={"description": "Nid-de-poule devant le n° 12"},
+    )
+
+
+async def dispatch(db: Database, *events: Envelope) -> None:
+    handle = idempotent(db, "routing.dispatch", service.on_request_received, ServiceMetrics("t"))
+    for event in events:
+        await handle(event)
+
+
+async def alerted(db: Database) -> list[Envelope]:
+    return [e for e in await staged(db) if e.type == "routing.service.alerted.v1"]
+
+
+async def staged(db: Database) -> list[Envelope]:
+    async with db.sessions() as session:
+        rows = await session.scalars(sa.select(tables.outbox.c.payload))
+        return [Envelope.from_bytes(p) for p in rows]
+
+
+@pytest.fixture
+async def db(routing_db: Database) -> Database:
+    """The demo tenant, its road service asking for immediate alerts (R28)."""
+    await service.configure_service(
+        routing_db,
+        "admiville",
+        "voirie",
+        ServiceSettingsWrite(email="voirie@admiville.example", alert_mode="immediate"),
+    )
+    return routing_db
+
+
+def test_r30_haversine_and_bounding_box_hand_computed() -> None:
+    # 0.00045° of latitude is 0.00045 x 111 195.08 = 50.04 m, whatever the longitude.
+    assert incidents.distance_m(LAT, LON, LAT + 0.00045, LON) == pytest.approx(50.04, abs=0.01)
+    # Paris (48.8566, 2.3522) to Lyon (45.7640, 4.8357): 391.5 km by the great circle.
+    assert incidents.distance_m(48.8566, 2.3522, 45.7640, 4.8357) == pytest.approx(
+        391_500, rel=0.002
+    )
+    south, west, north, east = incidents.bounding_box(LAT, LON, 50)
+    assert (north - LAT) == pytest.approx(50 * M_LAT)
+    assert (LAT - south) == pytest.approx(50 * M_LAT)
+    # The box is wide enough at its northern edge, where a degree of longitude is shortest.
+    assert incidents.distance_m(north, LON, north, east) > 49.999
+    assert incidents.distance_m(LAT, west, LAT, LON) > 50
+
+
+async def test_r30_ten_reports_one_alert(db: Database) -> None:
+    """Ten reports within 50 m of one pothole: one incident, one alert, ten linked reporters."""
+    offsets = [(0, 0), (10, 5), (-20, 12), (30, -25), (0, 40), (-35, -30), (45, 0), (5, -48)]
+    offsets += [(-10, -10), (25, 25)]
+    events = [report(n, e, at=MONDAY + timedelta(hours=i)) for i, (n, e) in enumerate(offsets)]
+    await dispatch(db, *events)
+
+    [alert] = await alerted(db)
+    assert alert.data["request_id"] == events[0].subject
+    assigned = [e for e in await staged(db) if e.type == "routing.request.assigned.v1"]
+    assert len(assigned) == 10, "every reporter's request is still routed and acknowledged"
+
+    inbox = await service.inbox(db, InboxFilter("admiville"), cursor=None, limit=50)
+    [item] = inbox.items
+    assert str(item.request_id) == events[0].subject
+    assert item.reporters == 10
+    assert inbox.counts == {"recue": 1}
+    everything = await service.inbox(
+        db, InboxFilter("admiville", duplicates=True), cursor=None, limit=50
+    )
+    assert len(everything.items) == 10
+    assert {i.incident_id for i in everything.items} == {item.incident_id}
+
+
+async def test_r30_report_beyond_the_radius_is_a_new_incident(db: Database) -> None:
+    # 51 m north, then 49 m east of the first: only the second joins.
+    await dispatch(db, report(), report(51, 0), report(0, 49))
+    assert len(await alerted(db)) == 2
+    inbox = await service.inbox(db, InboxFilter("admiville"), cursor=None, limit=50)
+    assert sorted(i.reporters or 0 for i in inbox.items) == [1, 2]
+
+
+async def test_r30_other_category_or_a_demande_is_never_merged(db: Database) -> None:
+    await dispatch(
+        db,
+        report(),
+        report(1, 1, procedure="eclairage-public"),
+        # A located request calling for a decision keeps its own file, whatever its place.
+        report(2, 2, procedure="occupation-voirie", kind="demande"),
+    )
+    async with db.sessions() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(reports)) == 2
+        assert (
+            await session.scalar(
+                sa.select(sa.func.count()).select_from(reports).where(reports.c.duplicate)
+            )
+            == 0
+        )
+
+
+async def test_r30_time_window_then_tenant_and_procedure_policies(db: Database) -> None:
+    # Default window, 30 days: a report on 1 April (30 days after 2 March) still joins,
+    # one on 2 April (31 days) opens a new incident.
+    await dispatch(db, report(), report(at=datetime(2026, 4, 1, 8, 0, tzinfo=UTC)))
+    assert len(await alerted(db)) == 1
+    await dispatch(db, report(at=datetime(2026, 4, 2, 8, 1, tzinfo=UTC)))
+    assert len(await alerted(db)) == 2
+
+    # The collectivité narrows the radius to 20 m; the road reports keep 100 m.
+    tenant_wide = await incidents.put_policy(
+        db, "admiville", None, IncidentPolicyWrite(radius_m=20, window_days=30)
+    )
+    assert (tenant_wide.radius_m, tenant_wide.inherited) == (20, False)
+    inherited = await incidents.get_policy(db, "admiville", "signalement-voirie")
+    assert (inherited.radius_m, inherited.inherited) == (20, True)
+    later = datetime(2026, 4, 3, 8, 0, tzinfo=UTC)
+    await dispatch(db, report(30, 0, at=later))
+    assert len(await alerted(db)) == 3, "30 m is beyond the tenant's 20 m"
+    await incidents.put_policy(
+        db, "admiville", "signalement-voirie", IncidentPolicyWrite(radius_m=100, window_days=30)
+    )
+    await dispatch(db, report(90, 0, at=later))
+    assert len(await alerted(db)) == 3, "90 m is within the procedure's own 100 m"
+
+    with pytest.raises(Problem) as unknown:
+        await incidents.get_policy(db, "ailleurs", None)
+    assert unknown.value.status == 404
+
+
+async def test_r30_closing_the_incident_closes_every_report_and_tells_each(
+    db: Database,
+) -> None:
+    events = [report(i, i, at=MONDAY + timedelta(minutes=i)) for i in range(4)]
+    await dispatch(db, *events)
+    first = uuid.UUID(events[0].subject)
+    # An agent closes one duplicate on its own first: it stays closed, told once.
+    await service.fire(
+        db, uuid.UUID(events[3].subject), TransitionCreate(transition="cloturer"), Actor("a")
+    )
+    await service.fire(db, first, TransitionCreate(transition="cloturer"), Actor("agent.voirie"))
+
+    async with db.sessions() as session:
+        rows = (await session.execute(sa.select(assignments))).all()
+    assert {r.status for r in rows} == {"traitee"}
+    assert all(r.closed for r in rows)
+    changes = [e for e in await staged(db) if e.type == "routing.request.status_changed.v1"]
+    by_request: dict[str, int] = {}
+    for change in changes:
+        by_request[change.subject] = by_request.get(change.subject, 0) + 1
+    assert by_request == {e.subject: 1 for e in events}, "one status event per reporter"
+    closing = [c for c in changes if c.data["incident_id"] is not None]
+    assert {c.subject for c in closing} == {e.subject for e in events[:3]}
+    assert {c.data["reporters"] for c in closing} == {4}
+
+    # The incident is closed: the next report at the same place opens a new one.
+    await dispatch(db, report(at=MONDAY + timedelta(days=1)))
+    assert len(await alerted(db)) == 2
+
+
+async def test_r30_open311_listing_filters_on_both_databases(db: Database) -> None:
+    events = [report(0, 0), report(5, 5, at=MONDAY + timedelta(hours=1))]
+    await dispatch(db, *events)
+    await service.fire(
+        db, uuid.UUID(events[0].subject), TransitionCreate(transition="cloturer"), Actor(None)
+    )
+    async with db.sessions() as session:
+        every = await repository.list_reports(session, ReportFilter("admiville"), 10)
+        still_open = await repository.list_reports(
+            session, ReportFilter("admiville", closed=False), 10
+        )
+        later = await repository.list_reports(
+            session, ReportFilter("admiville", start=MONDAY + timedelta(minutes=30)), 10
+        )
+    assert [r.request_id for r in every] == [uuid.UUID(e.subject) for e in reversed(events)]
+    assert every[0].reporters == 2
+    assert every[0].description == "Nid-de-poule devant le n° 12"
+    assert every[0].updated_at is not None
+    assert still_open == []
+    assert [r.request_id for r in later] == [uuid.UUID(events[1].subject)]
+
+
+async def test_r30_reports_routed_at_the_same_time_open_one_incident(db: Database) -> None:
+    """Consumers of several partitions route together: the tenant lock keeps one incident."""
+    events = [report(i, -i) for i in range(6)]
+    handle = idempotent(db, "routing.dispatch", service.on_request_received, ServiceMetrics("t"))
+    await asyncio.gather(*(handle(e) for e in events))
+    assert len(await alerted(db)) == 1
+    inbox = await service.inbox(db, InboxFilter("admiville"), cursor=None, limit=50)
+    assert [i.reporters for i in inbox.items] == [6]
