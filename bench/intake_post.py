@@ -75,8 +75,12 @@ class SystemResult:
     system: str
     wrk: WrkRun
     rows: int
+    # CPU of the server's whole process tree (every worker, the relay inside each).
     server_cpu_ms_per_request: float
+    # Every process involved, by role: server, postgres (all backends), broker (intake).
+    cpu_ms_per_request: dict[str, float]
     machine_cpu_busy_pct: float
+    loadavg_1min_after: float
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,10 +133,56 @@ def answers(url: str, method: str = "GET", body: bytes | None = None) -> Callabl
     return lambda: http(method, url, body)[0] != 0
 
 
-def cpu_seconds(pid: int) -> float:
-    # utime + stime of one process, from /proc (fields 14 and 15, in clock ticks).
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _stat(pid: int) -> list[str]:
+    # Fields after the command name: state is [0], ppid [1], utime [11] ... cstime [14].
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def tree_cpu_by_title(root: int) -> dict[str, float]:
+    """CPU seconds of `root` and every live descendant, by process title, plus what their
+    reaped children used (under the parent's title).
+
+    Workers, PostgreSQL backends and the like all count; a child that exits during the
+    run moves its time into its parent's cutime/cstime, so nothing is lost or doubled.
+    """
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = _stat(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    ticks: dict[str, int] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        fields = stats.get(pid)
+        if fields is None:
+            continue
+        title = _title(pid)
+        ticks[title] = ticks.get(title, 0) + sum(int(fields[i]) for i in (11, 12, 13, 14))
+        todo.extend(children.get(pid, []))
+    return {title: n / os.sysconf("SC_CLK_TCK") for title, n in ticks.items()}
+
+
+def _title(pid: int) -> str:
+    """`postgres: checkpointer` stays; a backend's `postgres: user db [local] ...` is `backend`."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
+    if words[:1] != ["postgres:"]:
+        return "process"
+    if len(words) > 2 and words[2].startswith("bench_"):
+        return "backend"
+    return " ".join(w for w in words[1:3] if w.isalpha())
+
+
+def tree_cpu_seconds(root: int) -> float:
+    return sum(tree_cpu_by_title(root).values())
 
 
 def machine_cpu() -> tuple[int, int]:
@@ -216,8 +266,14 @@ def wrk(url: str, args: argparse.Namespace, duration: int) -> tuple[WrkRun, str]
 
 
 def measure(
-    system: str, proc: subprocess.Popen[bytes], url: str, db_url: str, args: argparse.Namespace
+    system: str,
+    proc: subprocess.Popen[bytes],
+    url: str,
+    db_url: str,
+    args: argparse.Namespace,
+    others: dict[str, int],
 ) -> SystemResult:
+    """`others`: the other processes whose CPU to report, by role (root PIDs)."""
     status, answer = http("POST", url, BODY_TEXT.encode())
     if status != 201:
         raise RuntimeError(f"{system}: check POST answered {status}, not 201: {answer[:500]!r}")
@@ -228,17 +284,32 @@ def measure(
     # Start each run from a clean checkpoint so the previous run's dirty pages don't bill it.
     query(db_url, "CHECKPOINT")
     log(f"{system}: {args.duration} s at {args.connections} connections")
-    cpu0, (busy0, total0) = cpu_seconds(proc.pid), machine_cpu()
+    roots = {"server": proc.pid, **others}
+    cpu0, (busy0, total0) = {k: tree_cpu_by_title(p) for k, p in roots.items()}, machine_cpu()
     run, text = wrk(url, args, args.duration)
-    cpu1, (busy1, total1) = cpu_seconds(proc.pid), machine_cpu()
+    cpu1, (busy1, total1) = {k: tree_cpu_by_title(p) for k, p in roots.items()}, machine_cpu()
+    load_after = os.getloadavg()[0]
     rows = settled_count(db_url, count_sql) - before
+
+    def ms(seconds: float) -> float:
+        return round(seconds * 1000 / max(run.requests, 1), 3)
+
+    per_request = {k: ms(sum(cpu1[k].values()) - sum(cpu0[k].values())) for k in roots}
+    # PostgreSQL's share by process kind: backends (the statements) or background work.
+    postgres_parts = {
+        title: ms(seconds - cpu0["postgres"].get(title, 0.0))
+        for title, seconds in cpu1["postgres"].items()
+        if seconds - cpu0["postgres"].get(title, 0.0) > 0
+    }
     result = SystemResult(
         system=system,
         wrk=run,
         rows=rows,
-        server_cpu_ms_per_request=round((cpu1 - cpu0) * 1000 / max(run.requests, 1), 3),
+        server_cpu_ms_per_request=per_request["server"],
+        cpu_ms_per_request=per_request,
         machine_cpu_busy_pct=round(100 * (busy1 - busy0) / max(total1 - total0, 1), 1),
-        notes={"wrk_output": text},
+        loadavg_1min_after=round(load_after, 2),
+        notes={"wrk_output": text, "postgres_cpu_ms_per_request": postgres_parts},
     )
     if run.errors:
         shout(f"{system}: {run.errors} errors: {run.non_2xx} non-2xx, sockets {run.socket_errors}")
@@ -257,10 +328,12 @@ def bench_baseline(postgres: LocalPostgres, tmp: Path, args: argparse.Namespace)
     argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "baseline_app:app"]
     argv += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
     argv += ["--no-access-log", "--proxy-headers"]
+    if args.workers > 1:
+        argv += ["--workers", str(args.workers)]
     # No /ready here: an empty-bodied POST answered at all (400) means it is up.
     probe = answers(url, "POST", b"")
     with server("baseline", argv, env, tmp / "baseline.log", probe) as proc:
-        result = measure("baseline", proc, url, db_url, args)
+        result = measure("baseline", proc, url, db_url, args, {"postgres": postgres_pid(postgres)})
     attach_log(result, tmp / "baseline.log")
     return result
 
@@ -282,13 +355,14 @@ def bench_intake(
         GUICHET_WRITE_RATE_LIMIT="",
     )
     argv = [sys.executable, "-m", "guichet_launcher", "serve", "intake"]
-    argv += ["--host", HOST, "--port", str(port)]
+    argv += ["--host", HOST, "--port", str(port), "--workers", str(args.workers)]
 
     def ready() -> bool:
         return http("GET", f"{base}/ready")[0] == 200
 
     with server("intake", argv, env, tmp / "intake.log", ready) as proc:
-        result = measure("intake", proc, f"{base}/v1/requests", db_url, args)
+        others = {"postgres": postgres_pid(postgres), "broker": broker_pid(broker)}
+        result = measure("intake", proc, f"{base}/v1/requests", db_url, args, others)
         # The relay publishes to Kafka behind the responses: show whether it kept up
         # (counted once the request rows settled, about a second after wrk stopped).
         pending = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
@@ -303,6 +377,19 @@ def bench_intake(
         result.notes["flagged_abusive"] = int(query(db_url, flagged))
         attach_log(result, tmp / "intake.log")
         return result
+
+
+def postgres_pid(postgres: LocalPostgres) -> int:
+    # The postmaster: every backend is its child.
+    return int((postgres.pgdata / "postmaster.pid").read_text().split()[0])
+
+
+def broker_pid(broker: LocalBroker) -> int:
+    # The bench reads the PID of the broker it started itself.
+    process = broker._process
+    if process is None:
+        raise RuntimeError("broker not started")
+    return process.pid
 
 
 def attach_log(result: SystemResult, log: Path) -> None:
@@ -358,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="seconds of uncounted warm-up")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes, the same number for both systems (uvicorn --workers)",
+    )
     parser.add_argument("--timeout", type=int, default=10, help="wrk socket timeout, seconds")
     parser.add_argument(
         "--same-sender",
@@ -399,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         "synchronous_commit": sync_commit,
         "wrk_connections": args.connections,
         "wrk_threads": args.threads,
+        "server_workers": args.workers,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "wrk_timeout_s": args.timeout,
@@ -411,13 +505,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"intake/baseline  throughput {throughput_ratio:.2f}x   p99 latency {p99_ratio:.2f}x")
     for r in results:
         extra = {k: v for k, v in r.notes.items() if k not in ("wrk_output", "log_tail")}
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_ms_per_request.items())
         print(
-            f"{r.system}: p75 {r.wrk.p75_ms:.1f} ms, max {r.wrk.max_ms:.1f} ms, server CPU "
-            f"{r.server_cpu_ms_per_request:.2f} ms/request, machine CPU busy "
-            f"{r.machine_cpu_busy_pct:.0f}%" + "".join(f", {k} {v}" for k, v in extra.items())
+            f"{r.system}: p75 {r.wrk.p75_ms:.1f} ms, max {r.wrk.max_ms:.1f} ms, CPU ms/request "
+            f"({cpu}), machine CPU busy {r.machine_cpu_busy_pct:.0f}%, load after "
+            f"{r.loadavg_1min_after:.2f}" + "".join(f", {k} {v}" for k, v in extra.items())
         )
     print(
         f"machine: nproc {machine['nproc']} (load {load_before:.2f} before start), "
+        f"{args.workers} server worker(s) each, "
         f"PostgreSQL {pg_version} "
         f"(synchronous_commit={sync_commit}), wrk -t{args.threads} -c{args.connections} "
         f"-d{args.duration}s --timeout {args.timeout}s (after {args.warmup} s warm-up)"

@@ -82,6 +82,20 @@ async def test_r9_source_blocked_only_after_notice(intake: IntakeService) -> Non
     assert (await submit(intake, AT + timedelta(hours=3), payload={"x": 1}))["acknowledgement"]
 
 
+async def test_r9_repetition_is_named_even_inside_a_flood(intake: IntakeService) -> None:
+    """The flood count stops at the threshold; the repeated content is still found among
+    everything the source sent within the window, and named as such."""
+    intake.settings.abuse_max_per_hour = 3
+    intake.settings.abuse_repeat_min_count = 2
+    for i in range(6):
+        await submit(intake, AT + timedelta(minutes=i), payload={"n": i})
+    again = await submit(intake, AT + timedelta(minutes=6), payload={"n": 0})
+    assert again["acknowledgement"] is None
+    assert "même contenu" in again["history"][-1]["label"]
+    other = await submit(intake, AT + timedelta(minutes=7), payload={"n": 99})
+    assert "plus de 3 envois" in other["history"][-1]["label"]
+
+
 async def test_r9_block_needs_a_significant_number_of_flagged_sends(
     intake: IntakeService,
 ) -> None:

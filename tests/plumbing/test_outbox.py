@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,9 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from guichet_plumbing import tables
-from guichet_plumbing.bus import KafkaBus
+from guichet_plumbing.bus import KafkaBus, Outgoing
 from guichet_plumbing.db import Database
-from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.localinfra import LocalBroker
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import Relay, stage
@@ -28,7 +28,7 @@ class ProcessDied(Exception):
 
 
 class DiesBeforePublish:
-    async def publish_batch(self, envelopes: list[Envelope]) -> int:
+    async def publish_batch(self, events: list[Outgoing]) -> int:
         raise ProcessDied
 
 
@@ -38,8 +38,8 @@ class DiesAfterPublish:
     def __init__(self, inner: KafkaBus) -> None:
         self.inner = inner
 
-    async def publish_batch(self, envelopes: list[Envelope]) -> int:
-        await self.inner.publish_batch(envelopes)
+    async def publish_batch(self, events: list[Outgoing]) -> int:
+        await self.inner.publish_batch(events)
         raise ProcessDied
 
 
@@ -139,4 +139,35 @@ async def test_event_redelivered_after_crash_has_one_effect(
         kafka.bootstrap_servers, topic_prefix + "routing.request.assigned.v1"
     )
     assert len(assigned) == 1, "one effect, so one event downstream"
+    await db.dispose()
+
+
+async def test_running_relay_keeps_publishing_while_requests_hold_every_pooled_connection(
+    pg_database: Callable[[str], str],
+    kafka: LocalBroker,
+    topic_prefix: str,
+) -> None:
+    """Under load every pooled connection serves a request: the relay has its own, or
+    the outbox would fall behind for as long as the load lasts."""
+    db = await producer_db(pg_database("producer"))
+    bus = await started_bus(kafka, topic_prefix)
+    relay = Relay(db, bus, ServiceMetrics("t"), poll_interval=0.1)
+    async with contextlib.AsyncExitStack() as busy:
+        for _ in range(db.pool_size):
+            await busy.enter_async_context(db.raw())
+        relay.start()
+        try:
+            event = received_event(channel="counter")
+            async with db.transaction() as session:
+                await stage(session, event)
+
+            async def published() -> bool:
+                return await unpublished(db) == 0
+
+            await eventually(published, timeout=10, what="event published")
+        finally:
+            await relay.stop()
+            await bus.stop()
+    on_wire = await read_topic(kafka.bootstrap_servers, topic_prefix + event.type)
+    assert [e.id for e in on_wire] == [event.id]
     await db.dispose()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -21,6 +22,7 @@ def _port(default: int) -> int:
 
 def run_embedded(args: argparse.Namespace) -> None:
     from guichet_launcher.embedded import create_embedded_app
+    from guichet_launcher.services import long_lived
 
     configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
     data_dir = Path(os.environ.get("GUICHET_DATA_DIR", "data"))
@@ -31,7 +33,7 @@ def run_embedded(args: argparse.Namespace) -> None:
         if "GUICHET_ROUTING_INTAKE_URL" in os.environ
         else {"intake_url": f"http://{args.host}:{port}/intake"}
     )
-    app = create_embedded_app(data_dir, **overrides)
+    app = long_lived(create_embedded_app(data_dir, **overrides))
     print(
         f"Guichet (embarqué) sur http://{args.host}:{port} — données dans {data_dir.resolve()}",
         flush=True,
@@ -41,17 +43,27 @@ def run_embedded(args: argparse.Namespace) -> None:
 
 def serve_one(args: argparse.Namespace) -> None:
     """One service alone: the production entry point (one container per service)."""
-    from guichet_launcher.services import BY_NAME
+    from guichet_launcher.services import BY_NAME, SERVICE_ENV, long_lived
 
     spec = BY_NAME[args.service]
     configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
-    uvicorn.run(
-        spec.create(),
-        host=args.host,
-        port=args.port or spec.port,
-        log_level="warning",
-        proxy_headers=True,
-    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port or spec.port,
+        "log_level": "warning",
+        "proxy_headers": True,
+    }
+    if args.workers > 1:
+        # One event loop per core: each worker process builds its own app (and relay).
+        os.environ[SERVICE_ENV] = spec.name
+        uvicorn.run(
+            "guichet_launcher.services:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            **options,
+        )
+    else:
+        uvicorn.run(long_lived(spec.create()), **options)
 
 
 def run_distributed(args: argparse.Namespace) -> None:
@@ -162,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("service", choices=["intake", "routing", "notifications", "gateway"])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--workers", type=int, default=1, help="processus (un par cœur)")
     serve.set_defaults(func=serve_one)
     dist = sub.add_parser("distributed", help="quatre processus, PostgreSQL et Kafka locaux")
     dist.add_argument("--host", default="127.0.0.1")

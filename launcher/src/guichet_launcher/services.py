@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from guichet_gateway.app import create_app as create_gateway
 from guichet_gateway.events import PUBLISHED as GATEWAY_EVENTS
@@ -60,3 +63,22 @@ SERVICES = (
 )
 
 BY_NAME = {spec.name: spec for spec in SERVICES}
+
+AppT = TypeVar("AppT", bound=Starlette)
+
+# `serve --workers N`: uvicorn imports the app in each worker; this names the service.
+SERVICE_ENV = "GUICHET_SERVE_SERVICE"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of the service named in `GUICHET_SERVE_SERVICE` (uvicorn factory)."""
+    return long_lived(BY_NAME[os.environ[SERVICE_ENV]].create())
+
+
+def long_lived(app: AppT) -> AppT:
+    """An app that serves until the process ends: what it is built of (routes, schemas,
+    table metadata) is moved out of the cyclic collector's scans, which every request's
+    garbage triggers and which would walk all of it each time."""
+    gc.collect()
+    gc.freeze()
+    return app

@@ -32,6 +32,15 @@ class Subscription:
     handler: Handler
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """An event as the outbox keeps it: the serialised envelope, with its type and subject."""
+
+    event_type: str
+    subject: str
+    payload: bytes
+
+
 class PublishFailed(Exception):
     """A batch stopped at `sent`: the events before it are published, the rest are not."""
 
@@ -52,7 +61,7 @@ class Bus(Protocol):
 
     async def publish(self, envelope: Envelope) -> None: ...
 
-    async def publish_batch(self, envelopes: Sequence[Envelope]) -> int:
+    async def publish_batch(self, events: Sequence[Outgoing]) -> int:
         """Publish in order; returns how many went out, or raises `PublishFailed`."""
         ...
 
@@ -78,13 +87,13 @@ class InProcessBus:
     def is_ready(self) -> bool:
         return True
 
-    async def publish_batch(self, envelopes: Sequence[Envelope]) -> int:
-        for sent, envelope in enumerate(envelopes):
+    async def publish_batch(self, events: Sequence[Outgoing]) -> int:
+        for sent, event in enumerate(events):
             try:
-                await self.publish(envelope)
+                await self.publish(Envelope.from_bytes(event.payload))
             except Exception as exc:
                 raise PublishFailed(sent) from exc
-        return len(envelopes)
+        return len(events)
 
     async def publish(self, envelope: Envelope) -> None:
         # A failing handler makes publish fail: the relay keeps the event and
@@ -188,18 +197,18 @@ class KafkaBus:
             self.topic(envelope.type), envelope.to_bytes(), key=envelope.subject.encode()
         )
 
-    async def publish_batch(self, envelopes: Sequence[Envelope]) -> int:
+    async def publish_batch(self, events: Sequence[Outgoing]) -> int:
         """All sends in flight at once, then the acknowledgements in order."""
         if self._producer is None:
             raise RuntimeError("KafkaBus.publish before start")
         deliveries = []
-        for sent, envelope in enumerate(envelopes):
+        for sent, event in enumerate(events):
             try:
                 deliveries.append(
                     await self._producer.send(  # type: ignore[attr-defined]
-                        self.topic(envelope.type),
-                        envelope.to_bytes(),
-                        key=envelope.subject.encode(),
+                        self.topic(event.event_type),
+                        event.payload,
+                        key=event.subject.encode(),
                     )
                 )
             except Exception as exc:

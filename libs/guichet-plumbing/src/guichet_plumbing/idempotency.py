@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,7 +55,14 @@ async def replay(
     ).first()
     if row is None:
         return None
-    if row.fingerprint != body_fingerprint:
+    return stored_answer(row.fingerprint, row.status_code, row.body, body_fingerprint)
+
+
+def stored_answer(
+    fingerprint_stored: str, status_code: int, body: bytes, body_fingerprint: str
+) -> StoredResponse:
+    """The answer kept under a key, if this body is the one it was kept for."""
+    if fingerprint_stored != body_fingerprint:
         raise Problem(
             409,
             "idempotency-key-reused",
@@ -62,19 +70,24 @@ async def replay(
             "Cette clé Idempotency-Key a déjà servi pour une autre demande. "
             "Utilisez une nouvelle clé pour une nouvelle demande.",
         )
-    return StoredResponse(row.status_code, row.body)
+    return StoredResponse(status_code, body)
+
+
+def record(scope: str, key: str, body_fingerprint: str, response: StoredResponse) -> dict[str, Any]:
+    """The `idempotency_keys` row keeping `response`, for `remember` or a one-statement write."""
+    return {
+        "scope": scope,
+        "key": key,
+        "fingerprint": body_fingerprint,
+        "status_code": response.status_code,
+        "body": response.body,
+        "created_at": datetime.now(UTC),
+    }
 
 
 async def remember(
     session: AsyncSession, scope: str, key: str, body_fingerprint: str, response: StoredResponse
 ) -> None:
     await session.execute(
-        idempotency_keys.insert().values(
-            scope=scope,
-            key=key,
-            fingerprint=body_fingerprint,
-            status_code=response.status_code,
-            body=response.body,
-            created_at=datetime.now(UTC),
-        )
+        idempotency_keys.insert().values(**record(scope, key, body_fingerprint, response))
     )

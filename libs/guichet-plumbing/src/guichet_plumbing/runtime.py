@@ -71,13 +71,16 @@ class ServiceRuntime:
 
     @asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
-        # Schema creation is idempotent; migrations replace it once schemas evolve.
-        await self.db.create_all(self.metadata, tables.metadata)
         stops = []
-        for hook in self._startup_hooks:
-            stop = await hook()
-            if stop is not None:
-                stops.append(stop)
+        # Replicas or workers starting together take turns: schema creation and seeding
+        # check, then write, and must not interleave.
+        async with self.db.exclusive(f"startup:{self.name}"):
+            # Schema creation is idempotent; migrations replace it once schemas evolve.
+            await self.db.create_all(self.metadata, tables.metadata)
+            for hook in self._startup_hooks:
+                stop = await hook()
+                if stop is not None:
+                    stops.append(stop)
         await self.bus.start()
         if self.settings.relay_enabled:
             self.relay.start()

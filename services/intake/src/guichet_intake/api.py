@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -126,8 +127,9 @@ async def create_request(
 ) -> Response:
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     stored = await _intake(request).submit(body, key, principal=principal)
-    created = RequestCreated.model_validate_json(stored.body)
-    location = f"{request.scope.get('root_path', '')}/v1/requests/{created.tracking_code}"
+    # Built from the validated model (or replayed as stored): read it, do not re-validate it.
+    tracking_code = json.loads(stored.body)["tracking_code"]
+    location = f"{request.scope.get('root_path', '')}/v1/requests/{tracking_code}"
     return Response(
         stored.body,
         status_code=stored.status_code,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_intake.models import (
@@ -24,6 +27,8 @@ from guichet_intake.models import (
     sources,
     tenants,
 )
+from guichet_plumbing.db import Rows, insert_rows
+from guichet_plumbing.tables import idempotency_keys, outbox
 
 
 async def get_tenant(session: AsyncSession, code: str) -> Any:  # None when absent
@@ -283,13 +288,59 @@ async def list_tenants(session: AsyncSession) -> Sequence[Any]:
     return (await session.execute(sa.select(tenants).order_by(tenants.c.code))).all()
 
 
-async def recent_from_source(
-    session: AsyncSession, tenant: str, source: str, since: datetime
-) -> Sequence[Any]:
-    query = sa.select(requests.c.content_hash, requests.c.received_at).where(
-        requests.c.tenant == tenant, requests.c.source == source, requests.c.received_at >= since
+@dataclass(frozen=True)
+class SourceActivity:
+    """What R9 needs to know of one source: how many it sent since `since` (counted up to
+    the flood threshold only), and how many times this very content came in the window."""
+
+    sent: int
+    same: int  # earlier sends of this very content in the window, counted up to the threshold
+
+
+def _source_activity_query(
+    tenant: str,
+    source: str,
+    since: datetime,
+    repeat_since: datetime,
+    content_hash: str,
+    cap: int,
+    repeat_cap: int,
+) -> Any:
+    of_source = (requests.c.tenant == tenant) & (requests.c.source == source)
+    # Counting stops at `cap`: a flood costs the same to detect at 31 as at 10,000.
+    capped = (
+        sa.select(sa.literal(1)).where(of_source, requests.c.received_at >= since).limit(cap)
+    ).subquery()
+    same = (
+        sa.select(sa.literal(1))
+        .where(
+            of_source,
+            requests.c.received_at >= repeat_since,
+            requests.c.content_hash == content_hash,
+        )
+        .limit(repeat_cap)
+    ).subquery()
+    return sa.select(
+        sa.select(sa.func.count()).select_from(capped).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(same).scalar_subquery(),
     )
-    return (await session.execute(query)).all()
+
+
+async def source_activity(
+    session: AsyncSession,
+    tenant: str,
+    source: str,
+    since: datetime,
+    repeat_since: datetime,
+    content_hash: str,
+    cap: int,
+    repeat_cap: int,
+) -> SourceActivity:
+    query = _source_activity_query(
+        tenant, source, since, repeat_since, content_hash, cap, repeat_cap
+    )
+    sent, same = (await session.execute(query)).one()
+    return SourceActivity(int(sent), int(same))
 
 
 async def flagged_count(session: AsyncSession, tenant: str, source: str) -> int:
@@ -369,6 +420,85 @@ async def upsert_tenant(
         tenants.insert().values(code=code, name=name, timezone=timezone, territory=territory)
     )
     return True
+
+
+# -- PostgreSQL hot path: a submission in two round trips on a bare connection -------------
+
+# The answer kept under an Idempotency-Key, and the source's activity for R9 (as
+# `source_activity` reads it).
+_SUBMISSION_READS = """
+SELECT NULL::bigint, NULL::bigint, fingerprint, status_code, body
+FROM idempotency_keys WHERE scope = $1 AND key = $2
+UNION ALL
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM requests WHERE tenant = $3 AND source = $4 AND received_at >= $5 LIMIT $8
+    ) AS capped),
+    (SELECT count(*) FROM (
+        SELECT 1 FROM requests WHERE tenant = $3 AND source = $4 AND received_at >= $6
+        AND content_hash = $7 LIMIT $9
+    ) AS same),
+    NULL, NULL, NULL
+"""
+
+
+async def submission_reads(
+    conn: asyncpg.Connection,
+    scope: str,
+    key: str | None,
+    tenant: str,
+    source: str,
+    since: datetime,
+    repeat_since: datetime,
+    content_hash: str,
+    cap: int,
+    repeat_cap: int,
+) -> tuple[tuple[str, int, bytes] | None, SourceActivity]:
+    """(fingerprint, status, body) kept under `key`, if any; the source's R9 activity."""
+    kept = None
+    activity = SourceActivity(0, 0)
+    for sent, same, fingerprint, status_code, body in await conn.fetch(
+        _SUBMISSION_READS,
+        scope,
+        key,
+        tenant,
+        source,
+        since,
+        repeat_since,
+        content_hash,
+        cap,
+        repeat_cap,
+    ):
+        if fingerprint is None:
+            activity = SourceActivity(sent, same)
+        else:
+            kept = (fingerprint, status_code, body)
+    return kept, activity
+
+
+async def insert_submission(
+    conn: asyncpg.Connection,
+    request: dict[str, Any],
+    history: Rows,
+    receipt_rows: Rows,
+    events: Rows,
+    remembered: Rows,
+) -> None:
+    """A new request and all that goes with it, in ONE statement (so one transaction)."""
+    try:
+        await insert_rows(
+            conn,
+            [
+                (requests, [request]),
+                (request_history, history),
+                (receipts, receipt_rows),
+                (outbox, events),
+                (idempotency_keys, remembered),
+            ],
+        )
+    except asyncpg.UniqueViolationError as exc:
+        # Same signal as the session path: a concurrent retry with this key won.
+        raise IntegrityError("insert_submission", None, exc) from exc
 
 
 # -- identity and access ------------------------------------------------------------------------

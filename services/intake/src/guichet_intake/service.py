@@ -32,6 +32,7 @@ from guichet_intake.deadlines import (
     PiecesRequest,
     implicit_decision,
     receipt_due,
+    registration_due,
 )
 from guichet_intake.documents import ReceiptDocument, french_date
 from guichet_intake.events import (
@@ -104,10 +105,11 @@ from guichet_plumbing.auth import (
     pseudonym,
     same_digest,
 )
-from guichet_plumbing.db import Database, after_commit
+from guichet_plumbing.db import CONNECTION_LOST, Database, after_commit
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
-from guichet_plumbing.outbox import stage
+from guichet_plumbing.outbox import rows as outbox_rows
+from guichet_plumbing.outbox import stage, wake_relays
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,13 @@ RECEIPT_TITLES = {
     ReceiptKind.demande_pieces: "Demande de pièces complémentaires",
     ReceiptKind.avis_transmission: "Avis de transmission de votre demande",
 }
+
+# Tries of the PostgreSQL submission when its pooled connection turns out dead.
+_LOST_TRIES = 3
+# Idempotency-Key scope of `POST /v1/requests`.
+SUBMIT_SCOPE = "intake.requests"
+# R9 looks at what one source sent in the last hour.
+R9_WINDOW = timedelta(hours=1)
 
 # A time granted for missing pieces beyond a year would freeze a file indefinitely.
 MAX_PIECES_DAYS = 366
@@ -165,8 +174,10 @@ _DECODE = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 def new_tracking_code() -> str:
     """80 random bits, grouped by four: unguessable, easy to dictate."""
-    raw = "".join(secrets.choice(_ALPHABET) for _ in range(16))
-    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+    # 16 characters of 5 bits each: every character uniform over the 32 of the alphabet.
+    bits = int.from_bytes(secrets.token_bytes(10), "big")
+    raw = "".join(_ALPHABET[(bits >> shift) & 31] for shift in range(75, -1, -5))
+    return f"{raw[:4]}-{raw[4:8]}-{raw[8:12]}-{raw[12:]}"
 
 
 def normalise_tracking_code(value: str) -> str:
@@ -192,6 +203,22 @@ def _service_contact(row: Any) -> ServiceContact:
         email=row.service_email,
         phone=row.service_phone,
     )
+
+
+def _family(procedure: Any | None) -> str:
+    """The procedure family a citizen's pseudonym is derived for (R15)."""
+    return str(procedure.service_code) if procedure is not None else GENERAL_FAMILY
+
+
+def _owed(channel: Channel, reception: date, tenant: Any) -> dict[str, Any]:
+    """R23: a request whose receipt could not be signed is stored all the same, its receipt
+    owed within the legal time (R4; R3 for the AE of an electronic send)."""
+    return {
+        "receipt_due_on": receipt_due(reception),
+        "registration_due_on": registration_due(reception, tenant.territory)
+        if channel.electronic
+        else None,
+    }
 
 
 def owes_acknowledgement(procedure: Any, channel: Channel) -> bool:
@@ -273,6 +300,10 @@ def _content_hash(data: RequestCreate) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
+class _CacheMiss(Exception):
+    """The caches alone cannot answer: the caller loads with a session."""
+
+
 @dataclass
 class _CachedKey:
     key: SigningKey
@@ -287,10 +318,13 @@ class Keyring:
     def __init__(self) -> None:
         self._active: dict[str, _CachedKey] = {}
 
-    async def active(self, session: AsyncSession, tenant: str, now: datetime) -> SigningKey:
+    async def active(self, session: AsyncSession | None, tenant: str, now: datetime) -> SigningKey:
+        """With no session, from the cache only (`_CacheMiss` when it has nothing)."""
         cached = self._active.get(tenant)
         if cached and time.monotonic() - cached.loaded < self.ttl:
             return cached.key
+        if session is None:
+            raise _CacheMiss
         live = [
             r for r in await repository.signing_keys_for(session, tenant) if r.retired_at is None
         ]
@@ -334,8 +368,28 @@ class Keyring:
         )
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What a submission is checked and built against (from the caches when warm)."""
+
+    tenant: Any
+    procedure: Any | None
+    source: str
+    signs: bool  # an AR (or AE) is owed at once
+    key: SigningKey | None  # None when it could not be had (R23: the receipt is then owed)
+
+
+@dataclass(frozen=True)
+class _Built:
+    request: dict[str, Any]
+    writes: _Writes
+    response: idempotency.StoredResponse
+
+
 class IntakeService:
     catalogue_ttl = 5.0
+    # PostgreSQL submissions take the two-round-trip path; tests turn it off to compare.
+    fast_path = True
 
     def __init__(
         self,
@@ -384,6 +438,11 @@ class IntakeService:
                 "Seul un agent connecté saisit une demande pour le compte d'un usager (entered_by)."
             )
         try:
+            if self.db.is_postgres and self.fast_path and not principal.acting_for:
+                # A mandate is read from the database: those few take the session path.
+                return await self._submit_postgres(
+                    data, idempotency_key, body_print, now, principal
+                )
             return await self._submit_once(data, idempotency_key, body_print, now, principal)
         except IntegrityError:
             # A concurrent retry with the same key committed first: replay its answer.
@@ -391,7 +450,7 @@ class IntakeService:
                 raise
             async with self.db.transaction() as session:
                 stored = await idempotency.replay(
-                    session, "intake.requests", idempotency_key, body_print
+                    session, SUBMIT_SCOPE, idempotency_key, body_print
                 )
             if stored is None:
                 raise
@@ -405,128 +464,255 @@ class IntakeService:
         now: datetime | None,
         principal: Principal,
     ) -> idempotency.StoredResponse:
+        """Any engine, through SQLAlchemy: every read and write in one transaction."""
         async with self.db.transaction() as session:
             if idempotency_key is not None:
                 stored = await idempotency.replay(
-                    session, "intake.requests", idempotency_key, body_print
+                    session, SUBMIT_SCOPE, idempotency_key, body_print
                 )
                 if stored is not None:
                     return stored
-            tenant = await self._tenant(session, data.tenant)
-            source = _source(data)
-            if await self._blocked(session, data.tenant, source):
-                raise Problem(
-                    403,
-                    "source-blocked",
-                    "Envois bloqués",
-                    "Les envois de cette adresse sont bloqués après des envois "
-                    "abusifs, comme vous en avez été informé. Pour toute "
-                    "réclamation, adressez-vous à l'accueil de la mairie.",
-                )
-            procedure = None
-            if data.procedure is not None:
-                procedure = await self._procedure(session, data.tenant, data.procedure)
-                self._check_against_procedure(procedure, data)
-
             # The server's clock, never the client's, fixes the legal date of reception.
             received_at = now or datetime.now(UTC)
-            reception = local_date(received_at, tenant.timezone)
-            abuse = await self._abuse(session, data, source, received_at)
-            request_id = uuid.uuid4()
-            family = procedure.service_code if procedure is not None else GENERAL_FAMILY
-            owner = await self._owner(session, principal, data.tenant, family, received_at)
-            values: dict[str, Any] = {
-                "id": request_id,
-                "tenant": data.tenant,
-                "tracking_code": new_tracking_code(),
-                "procedure_code": data.procedure,
-                "channel": data.channel.value,
-                "applicant": data.applicant.model_dump(mode="json"),
-                "contact_preference": data.contact_preference.value,
-                "payload": data.payload,
-                "location": data.location.model_dump(mode="json") if data.location else None,
-                "entered_by": self._entered_by(principal, data),
-                "owner": owner,
-                "owner_family": family if owner is not None else None,
-                "follow_proofs": [
-                    proof_digest(str(request_id), factor)
-                    for factor in (data.applicant.email, data.applicant.phone)
-                    if factor
-                ],
-                "source": source,
-                "content_hash": _content_hash(data),
-                "received_at": received_at,
-                "reception_date": reception,
-                "first_received_on": reception,
-                "status": RequestStatus.received.value,
-                "abusive": abuse is not None,
-                "abuse_reason": abuse,
-                "regime": None,
-                "delay_value": None,
-                "delay_unit": None,
-                "extend_to_working_day": False,
-                "registration_due_on": None,
-                "receipt_due_on": None,
-                "receipt_issued_at": None,
-                "clock_state": "none",
-                "decision_last_day": None,
-                "decision_due_at": None,
-                "implicit_decision": None,
-                "assigned_service_code": None,
-                "assigned_service_name": None,
-                "transferred_to": None,
-                "status_detail": None,
-            }
-            # Everything is built in memory and written in a handful of statements: this
-            # is the path every citizen request takes.
-            out = _Writes()
-            out.history(
-                request_id,
-                received_at,
-                RequestStatus.received.value,
-                STATUS_LABELS[RequestStatus.received],
+            context = await self._context(session, data, received_at)
+            content_hash = _content_hash(data)
+            activity = await repository.source_activity(
+                session,
+                data.tenant,
+                context.source,
+                *self._r9_bounds(received_at, content_hash),
             )
-            out.events.append(
-                RequestReceived(
-                    request_id=request_id,
-                    tracking_code=values["tracking_code"],
-                    procedure_code=data.procedure,
-                    procedure_title=procedure.title if procedure else None,
-                    procedure_kind=procedure.kind if procedure else None,
-                    channel=data.channel.value,
-                    received_at=received_at,
-                    reception_date=reception,
-                    applicant=_contact(data),
-                    payload=data.payload,
-                    contact_preference=data.contact_preference.value,
-                    location=values["location"],
-                    abusive=abuse is not None,
-                ).envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at)
+            owner = await self._owner(
+                session, principal, data.tenant, _family(context.procedure), received_at
             )
-            request = SimpleNamespace(**values)
-            if abuse is not None:
-                # R9: kept and visible to agents, but owed no receipt.
-                self.flagged.inc()
-                out.history(
-                    request_id, received_at, "flagged", f"Envoi signalé comme abusif : {abuse}"
+            built = self._build(
+                data, context, content_hash, activity, received_at, principal, owner
+            )
+            await repository.insert_request(session, built.request)
+            await built.writes.flush(session)
+            if idempotency_key is not None:
+                await idempotency.remember(
+                    session, SUBMIT_SCOPE, idempotency_key, body_print, built.response
                 )
-            elif procedure is not None:
-                values.update(_regime_snapshot(procedure))
-                request = SimpleNamespace(**values)
-                deadline = self._clock(request, tenant, pieces=())
-                values.update(_clock_values(deadline, tenant))
-                request = SimpleNamespace(**values)
-                if procedure.acknowledgement_required:
-                    await self._acknowledge(
-                        session, out, tenant, procedure, request, deadline, received_at
+            return built.response
+
+    async def _submit_postgres(
+        self,
+        data: RequestCreate,
+        idempotency_key: str | None,
+        body_print: str,
+        now: datetime | None,
+        principal: Principal,
+    ) -> idempotency.StoredResponse:
+        """PostgreSQL: the same work in two round trips, one read and one atomic write.
+
+        The read (idempotent replay, R9 history of the source) and the write run on a
+        bare connection; the write is ONE statement, so the request, its history, its
+        receipt, its events and its idempotency record commit together or not at all.
+        """
+        received_at = now or datetime.now(UTC)
+        source = _source(data)
+        content_hash = _content_hash(data)
+        for attempt in range(1, _LOST_TRIES + 1):
+            writing = False
+            try:
+                async with self.db.raw() as conn:
+                    kept, activity = await repository.submission_reads(
+                        conn,
+                        SUBMIT_SCOPE,
+                        idempotency_key,
+                        data.tenant,
+                        source,
+                        *self._r9_bounds(received_at, content_hash),
                     )
+                    if kept is not None:
+                        return idempotency.stored_answer(*kept, body_print)
+                    try:
+                        context = await self._context(None, data, received_at)
+                    except _CacheMiss:
+                        # Once per TTL: load the catalogue (and create a first key) in a session.
+                        async with self.db.transaction() as session:
+                            context = await self._context(session, data, received_at)
+                    owner = self._pseudonym(principal, data.tenant, _family(context.procedure))
+                    built = self._build(
+                        data, context, content_hash, activity, received_at, principal, owner
+                    )
+                    remembered = (
+                        [
+                            idempotency.record(
+                                SUBMIT_SCOPE, idempotency_key, body_print, built.response
+                            )
+                        ]
+                        if idempotency_key is not None
+                        else []
+                    )
+                    writing = True
+                    await repository.insert_submission(
+                        conn,
+                        built.request,
+                        [vars(h) for h in built.writes.history_rows],
+                        built.writes.receipts,
+                        outbox_rows(built.writes.events),
+                        remembered,
+                    )
+                break
+            except CONNECTION_LOST:
+                # A connection a database restart left dead in the pool: only the read was
+                # tried on it, so try another; a write's fate is unknown, so never again.
+                if writing or attempt == _LOST_TRIES:
+                    raise
+        wake_relays()
+        return built.response
+
+    async def _context(
+        self, session: AsyncSession | None, data: RequestCreate, now: datetime
+    ) -> _Context:
+        """Who receives it and under which procedure; refusals before anything is stored.
+
+        With no session it answers from the caches alone, or raises `_CacheMiss`."""
+        tenant = await self._tenant(session, data.tenant)
+        source = _source(data)
+        # L112-11 lets the system block electronic sends only: the counter stays open (R22).
+        if data.channel.electronic and await self._blocked(session, data.tenant, source):
+            self.blocked_attempts.inc()
+            raise Problem(
+                403,
+                "source-blocked",
+                "Envois bloqués",
+                "Les envois de cette adresse sont bloqués après des envois "
+                "abusifs, comme vous en avez été informé. Pour toute "
+                "réclamation, adressez-vous à l'accueil de la mairie.",
+            )
+        procedure = None
+        if data.procedure is not None:
+            procedure = await self._procedure(session, data.tenant, data.procedure)
+            self._check_against_procedure(procedure, data)
+        # Whether an AR (or, with no procedure yet, an AE) is owed, and the key to sign it.
+        signs = (
+            owes_acknowledgement(procedure, data.channel) if procedure else data.channel.electronic
+        )
+        key = None
+        if signs:
+            try:
+                key = await self.keyring.active(session, tenant.code, now)
+            except _CacheMiss:
+                raise
+            except Exception:
+                # R23: the request is stored all the same; its receipt is owed (the sweep).
+                log.exception("no signing key for %s: the receipt will be owed", tenant.code)
+        return _Context(tenant, procedure, source, signs, key)
+
+    def _build(
+        self,
+        data: RequestCreate,
+        context: _Context,
+        content_hash: str,
+        activity: repository.SourceActivity,
+        received_at: datetime,
+        principal: Principal,
+        owner: str | None,
+    ) -> _Built:
+        """The request, its history, its receipt, its events and the answer, in memory."""
+        tenant, procedure = context.tenant, context.procedure
+        reception = local_date(received_at, tenant.timezone)
+        # L112-11 concerns electronic sends: an agent's entry is never flagged (R22).
+        abuse = self._abuse(activity) if data.channel.electronic else None
+        request_id = uuid.uuid4()
+        values: dict[str, Any] = {
+            "id": request_id,
+            "tenant": data.tenant,
+            "tracking_code": new_tracking_code(),
+            "procedure_code": data.procedure,
+            "channel": data.channel.value,
+            "applicant": data.applicant.model_dump(mode="json"),
+            "contact_preference": data.contact_preference.value,
+            "payload": data.payload,
+            "location": data.location.model_dump(mode="json") if data.location else None,
+            "entered_by": self._entered_by(principal, data),
+            "owner": owner,
+            "owner_family": _family(procedure) if owner is not None else None,
+            "follow_proofs": [
+                proof_digest(str(request_id), factor)
+                for factor in (data.applicant.email, data.applicant.phone)
+                if factor
+            ],
+            "source": context.source,
+            "content_hash": content_hash,
+            "received_at": received_at,
+            "reception_date": reception,
+            "first_received_on": reception,
+            "status": RequestStatus.received.value,
+            "abusive": abuse is not None,
+            "abuse_reason": abuse,
+            "regime": None,
+            "delay_value": None,
+            "delay_unit": None,
+            "extend_to_working_day": False,
+            "registration_due_on": None,
+            "receipt_due_on": None,
+            "receipt_issued_at": None,
+            "clock_state": "none",
+            "decision_last_day": None,
+            "decision_due_at": None,
+            "implicit_decision": None,
+            "assigned_service_code": None,
+            "assigned_service_name": None,
+            "transferred_to": None,
+            "status_detail": None,
+        }
+        out = _Writes()
+        out.history(
+            request_id,
+            received_at,
+            RequestStatus.received.value,
+            STATUS_LABELS[RequestStatus.received],
+        )
+        out.events.append(
+            RequestReceived(
+                request_id=request_id,
+                tracking_code=values["tracking_code"],
+                procedure_code=data.procedure,
+                procedure_title=procedure.title if procedure else None,
+                procedure_kind=procedure.kind if procedure else None,
+                channel=data.channel.value,
+                received_at=received_at,
+                reception_date=reception,
+                applicant=_contact(data),
+                payload=data.payload,
+                contact_preference=data.contact_preference.value,
+                location=values["location"],
+                abusive=abuse is not None,
+            ).envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at)
+        )
+        request = SimpleNamespace(**values)
+        if abuse is not None:
+            # R9: kept and visible to agents, but owed no receipt.
+            self.flagged.inc()
+            out.history(request_id, received_at, "flagged", f"Envoi signalé comme abusif : {abuse}")
+        elif procedure is not None:
+            values.update(_regime_snapshot(procedure))
+            request = SimpleNamespace(**values)
+            deadline = self._clock(request, tenant, pieces=())
+            values.update(_clock_values(deadline, tenant))
+            request = SimpleNamespace(**values)
+            if context.signs:
+                if self._signed(
+                    context.key,
+                    lambda key: self._acknowledge(
+                        out, key, tenant, procedure, request, deadline, received_at
+                    ),
+                ):
                     values["receipt_issued_at"] = received_at
-            elif data.channel.electronic:
-                # R3: an electronic sender gets an AE at once; R4: the AR within 7 days.
-                values["receipt_due_on"] = receipt_due(reception)
-                await self._make_receipt(
-                    session,
+                else:
+                    values.update(_owed(data.channel, reception, tenant))
+        elif context.signs:
+            # R3: an electronic sender gets an AE at once; R4: the AR within 7 days.
+            values["receipt_due_on"] = receipt_due(reception)
+            if not self._signed(
+                context.key,
+                lambda key: self._make_receipt(
                     out,
+                    key,
                     tenant,
                     request,
                     ReceiptKind.accuse_enregistrement,
@@ -537,23 +723,32 @@ class IntakeService:
                     ),
                     received_at,
                     None,
-                )
-            else:
-                values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
-            await repository.insert_request(session, values)
-            await out.flush(session)
-            public = _public_of(
-                SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
-            )
-            created = RequestCreated(
-                **dict(public), follow_url=self._follow_url(values["tracking_code"], received_at)
-            )
-            response = idempotency.StoredResponse(201, created.model_dump_json().encode())
-            if idempotency_key is not None:
-                await idempotency.remember(
-                    session, "intake.requests", idempotency_key, body_print, response
-                )
-            return response
+                ),
+            ):
+                values.update(_owed(data.channel, reception, tenant))
+        else:
+            values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
+        public = _public_of(
+            SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
+        )
+        created = RequestCreated(
+            **dict(public), follow_url=self._follow_url(values["tracking_code"], received_at)
+        )
+        response = idempotency.StoredResponse(201, created.model_dump_json().encode())
+        return _Built(values, out, response)
+
+    @staticmethod
+    def _signed(key: SigningKey | None, sign: Callable[[SigningKey], None]) -> bool:
+        """R23: a receipt that cannot be signed never costs the request its storage: it is
+        kept, its receipt owed and issued by the scheduler's sweep."""
+        if key is None:
+            return False
+        try:
+            sign(key)
+        except Exception:
+            log.exception("receipt not signed: it will be owed")
+            return False
+        return True
 
     @staticmethod
     def _entered_by(principal: Principal, data: RequestCreate) -> str | None:
@@ -576,6 +771,10 @@ class IntakeService:
                     "pour cette collectivité."
                 )
             return str(mandate.owners[family]) if family in mandate.owners else None
+        return self._pseudonym(principal, tenant, family)
+
+    def _pseudonym(self, principal: Principal, tenant: str, family: str) -> str | None:
+        """A logged-in citizen's identifier for this service, never the FranceConnect sub."""
         if principal.kind is not Kind.citizen:
             return None
         return pseudonym(self.settings.pseudonym_key(), tenant, family, principal.subject)
@@ -619,21 +818,34 @@ class IntakeService:
                 [InvalidParam(name="location", reason="Ce champ est obligatoire.")],
             )
 
-    async def _abuse(
-        self, session: AsyncSession, data: RequestCreate, source: str, now: datetime
-    ) -> str | None:
-        """R9: repetition of one content, or a flood, from one source."""
-        recent = await repository.recent_from_source(
-            session, data.tenant, source, now - timedelta(hours=1)
-        )
+    def _r9_bounds(
+        self, now: datetime, content_hash: str
+    ) -> tuple[datetime, datetime, str, int, int]:
+        """What `source_activity` reads for R9: the last hour, counted up to the flood
+        threshold, and this content within the repetition window (inside that hour), counted
+        up to the repetition threshold."""
+        since = now - R9_WINDOW
         window = now - timedelta(minutes=self.settings.abuse_repeat_window_minutes)
-        content = _content_hash(data)
-        if any(r.content_hash == content and r.received_at >= window for r in recent):
+        return (
+            since,
+            max(since, window),
+            content_hash,
+            self.settings.abuse_max_per_hour,
+            self._earlier_repeats(),
+        )
+
+    def _earlier_repeats(self) -> int:
+        # A single resend (a citizen retrying after a lost answer, R23) is not abuse.
+        return max(self.settings.abuse_repeat_min_count - 1, 1)
+
+    def _abuse(self, activity: repository.SourceActivity) -> str | None:
+        """R9: repetition of one content, or a flood, from one source."""
+        if activity.same >= self._earlier_repeats():
             return (
                 f"même contenu déjà reçu de la même source il y a moins de "
                 f"{self.settings.abuse_repeat_window_minutes} minutes"
             )
-        if len(recent) >= self.settings.abuse_max_per_hour:
+        if activity.sent >= self.settings.abuse_max_per_hour:
             return (
                 f"plus de {self.settings.abuse_max_per_hour} envois de la même source en une heure"
             )
@@ -641,10 +853,10 @@ class IntakeService:
 
     # -- receipts ----------------------------------------------------------------------------
 
-    async def _acknowledge(
+    def _acknowledge(
         self,
-        session: AsyncSession,
         out: _Writes,
+        key: SigningKey,
         tenant: Any,
         procedure: Any,
         request: Any,
@@ -662,15 +874,16 @@ class IntakeService:
             deadline=deadline,
             appeal_text=procedure.appeal_text,
             required_pieces=list(procedure.required_pieces),
+            required_information=list(procedure.required_information),
         )
-        await self._make_receipt(
-            session, out, tenant, request, ReceiptKind.accuse_reception, mentions, now, procedure
+        self._make_receipt(
+            out, key, tenant, request, ReceiptKind.accuse_reception, mentions, now, procedure
         )
 
-    async def _make_receipt(
+    def _make_receipt(
         self,
-        session: AsyncSession,
         out: _Writes,
+        key: SigningKey,
         tenant: Any,
         request: Any,
         kind: ReceiptKind,
@@ -697,7 +910,6 @@ class IntakeService:
             mentions=mentions,
             verification_url=f"{self.settings.public_url}/v1/receipts/verify",
         )
-        key = await self.keyring.active(session, tenant.code, now)
         signed = document.model_dump(mode="json")
         out.receipts.append(
             {
@@ -734,8 +946,9 @@ class IntakeService:
     ) -> None:
         row = await repository.get_request(session, request_id)
         out = _Writes()
-        await self._acknowledge(
-            session, out, tenant, procedure, row, await self._deadline(session, row, tenant), now
+        key = await self.keyring.active(session, tenant.code, now)
+        self._acknowledge(
+            out, key, tenant, procedure, row, await self._deadline(session, row, tenant), now
         )
         await out.flush(session)
         await repository.update_request(session, request_id, {"receipt_issued_at": now})
@@ -755,7 +968,8 @@ class IntakeService:
         if procedure is None and row.procedure_code:
             procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
         out = _Writes()
-        await self._make_receipt(session, out, tenant, row, kind, mentions, now, procedure)
+        key = await self.keyring.active(session, tenant.code, now)
+        self._make_receipt(out, key, tenant, row, kind, mentions, now, procedure)
         await out.flush(session)
 
     async def receipt(self, receipt_id: uuid.UUID) -> tuple[ReceiptDocument, str]:
@@ -1648,43 +1862,53 @@ class IntakeService:
 
     # -- catalogue cache: the hot path reads it on every request -------------------------
 
-    async def _tenant_row(self, session: AsyncSession, code: str) -> Any:
-        return await self._cached(("tenant", code), repository.get_tenant(session, code))
-
-    async def _procedure_row(self, session: AsyncSession, tenant: str, code: str) -> Any:
+    async def _tenant_row(self, session: AsyncSession | None, code: str) -> Any:
         return await self._cached(
-            ("procedure", tenant, code), repository.get_procedure(session, tenant, code)
+            ("tenant", code), session, lambda s: repository.get_tenant(s, code)
         )
 
-    async def _blocked(self, session: AsyncSession, tenant: str, source: str) -> bool:
-        """R9: blocked sources, read once per TTL rather than once per request."""
-        key = ("blocked", tenant)
-        hit = self._catalogue.get(key)
-        if hit is None or hit[0] <= time.monotonic():
-            blocked = frozenset(await repository.blocked_sources(session, tenant))
-            self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, blocked)
-            return source in blocked
-        return source in hit[1]
+    async def _procedure_row(self, session: AsyncSession | None, tenant: str, code: str) -> Any:
+        return await self._cached(
+            ("procedure", tenant, code),
+            session,
+            lambda s: repository.get_procedure(s, tenant, code),
+        )
 
-    async def _cached(self, key: tuple[str, ...], load: Any) -> Any:
+    async def _blocked(self, session: AsyncSession | None, tenant: str, source: str) -> bool:
+        """R9: blocked sources, read once per TTL rather than once per request."""
+
+        async def load(s: AsyncSession) -> frozenset[str]:
+            return frozenset(await repository.blocked_sources(s, tenant))
+
+        blocked: frozenset[str] = await self._cached(("blocked", tenant), session, load)
+        return source in blocked
+
+    async def _cached(
+        self,
+        key: tuple[str, ...],
+        session: AsyncSession | None,
+        load: Callable[[AsyncSession], Awaitable[Any]],
+    ) -> Any:
+        """The catalogue entry under `key`; with no session, `_CacheMiss` unless cached."""
         hit = self._catalogue.get(key)
         if hit is not None and hit[0] > time.monotonic():
-            load.close()  # the query coroutine is not needed
             return hit[1]
-        row = await load
+        if session is None:
+            raise _CacheMiss
+        row = await load(session)
         if row is not None:
             # Edits made on this replica clear the cache at once; others see them within
             # the TTL. A request's regime is fixed at reception either way.
             self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, row)
         return row
 
-    async def _tenant(self, session: AsyncSession, code: str) -> Any:
+    async def _tenant(self, session: AsyncSession | None, code: str) -> Any:
         tenant = await self._tenant_row(session, code)
         if tenant is None:
             raise unknown_tenant(code)
         return tenant
 
-    async def _procedure(self, session: AsyncSession, tenant: str, code: str) -> Any:
+    async def _procedure(self, session: AsyncSession | None, tenant: str, code: str) -> Any:
         procedure = await self._procedure_row(session, tenant, code)
         if procedure is None:
             raise Problem(
