@@ -94,6 +94,7 @@ async def file_report(
     if duplicate:
         incident_id = near[0][2]
         await repository.add_reporter(session, incident_id)
+        await repository.update_assignment(session, event.request_id, {"duplicate": True})
     else:
         incident_id = uuid.uuid4()
         await repository.insert_incident(

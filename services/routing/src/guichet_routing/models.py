@@ -118,6 +118,9 @@ assignments = sa.Table(
     # Since when the request is in its status, and when a timed transition fires (or NULL).
     sa.Column("status_since", UTCDateTime(), nullable=True),
     sa.Column("auto_at", UTCDateTime(), nullable=True),
+    # R30: a report joined to another's incident (kept here, not only in `reports`, so the
+    # inbox hides duplicates from its indexes instead of probing `reports` row by row).
+    sa.Column("duplicate", sa.Boolean(), nullable=False, server_default=sa.false()),
     # The inbox lists newest first by a unique cursor (received_at, request_id). Each
     # common view has a B-tree index starting with its equality filters and that order, so
     # a page stops after ~limit entries; the trailing columns let the other filters be
@@ -145,13 +148,17 @@ assignments = sa.Table(
 _open = assignments.c.closed == sa.false()
 # Counts per status read the second index only, whatever the other filters.
 for _name, _columns, _included in (
-    ("ix_assignments_open_recent", ("service_code", "received_at", "request_id", "due_at"), []),
+    (
+        "ix_assignments_open_recent",
+        ("service_code", "received_at", "request_id", "due_at"),
+        ["duplicate"],
+    ),
     (
         "ix_assignments_open_counts",
         ("service_code", "status"),
-        ["team_code", "channel", "procedure_code", "neighbourhood", "agent", "due_at"],
+        ["team_code", "channel", "procedure_code", "neighbourhood", "agent", "due_at", "duplicate"],
     ),
-    ("ix_assignments_open_agent", ("agent", "status"), []),
+    ("ix_assignments_open_agent", ("agent", "status"), ["duplicate"]),
 ):
     sa.Index(
         _name,

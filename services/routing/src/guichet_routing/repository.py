@@ -114,14 +114,8 @@ class InboxFilter:
         if self.overdue_at is not None:
             found += [assignments.c.closed == sa.false(), assignments.c.due_at < self.overdue_at]
         if not self.duplicates:
-            found.append(~_is_duplicate())
+            found.append(assignments.c.duplicate == sa.false())
         return found
-
-
-def _is_duplicate() -> sa.Exists:
-    return sa.exists().where(
-        reports.c.request_id == assignments.c.request_id, reports.c.duplicate.is_(True)
-    )
 
 
 async def inbox_page(
