@@ -10,14 +10,38 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 import uvicorn
 from starlette.types import ASGIApp
 
 from guichet_intake.events import ApplicantContact, RequestReceived
+from guichet_plumbing import tables
+from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.localinfra import free_port
 
 T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def seeded_database(
+    url: str, metadata: sa.MetaData, seed: Callable[[Database], Awaitable[object]]
+) -> AsyncIterator[Database]:
+    """A service's database at `url`: its tables, the plumbing's, and its demo seed."""
+    db = Database(url)
+    await db.create_all(metadata, tables.metadata)
+    await seed(db)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+def engine_url(engine: str, label: str, data_dir: Any, pg_database: Callable[[str], str]) -> str:
+    """SQLite (the embedded default) or a fresh PostgreSQL database for this test."""
+    return (
+        f"sqlite:///{data_dir / f'{label}.sqlite3'}" if engine == "sqlite" else pg_database(label)
+    )
 
 
 @contextlib.asynccontextmanager

@@ -9,9 +9,9 @@ from guichet_intake.models import metadata
 from guichet_intake.seed import seed_demo
 from guichet_intake.service import IntakeService
 from guichet_intake.settings import IntakeSettings
-from guichet_plumbing import tables
 from guichet_plumbing.db import Database
 from guichet_plumbing.observability import ServiceMetrics
+from tests.support import engine_url, seeded_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -19,16 +19,9 @@ async def intake_db(
     request: pytest.FixtureRequest, data_dir: Path, pg_database: Callable[[str], str]
 ) -> AsyncIterator[Database]:
     """Intake's database with the demo tenant, on both supported engines."""
-    url = (
-        f"sqlite:///{data_dir / 'intake.sqlite3'}"
-        if request.param == "sqlite"
-        else pg_database("intake")
-    )
-    db = Database(url)
-    await db.create_all(metadata, tables.metadata)
-    await seed_demo(db)
-    yield db
-    await db.dispose()
+    url = engine_url(request.param, "intake", data_dir, pg_database)
+    async with seeded_database(url, metadata, seed_demo) as db:
+        yield db
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from guichet_intake.models import metadata, signing_keys
 from guichet_intake.seed import seed_demo
 from guichet_intake.service import IntakeService
 from guichet_intake.settings import IntakeSettings
-from guichet_plumbing import tables
 from guichet_plumbing.bus import KafkaBus, Outgoing
 from guichet_plumbing.db import Database
 from guichet_plumbing.localinfra import LocalBroker
@@ -32,6 +31,7 @@ from guichet_plumbing.outbox import Relay
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import body
 from tests.plumbing.kafka_tools import read_topic
+from tests.support import seeded_database
 
 AT = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
 PAPER = {
@@ -79,31 +79,25 @@ def ids(monkeypatch: pytest.MonkeyPatch) -> Ids:
     return ids
 
 
-async def seeded(url: str) -> Database:
-    db = Database(url)
-    await db.create_all(metadata, tables.metadata)
-    await seed_demo(db)
-    return db
-
-
 @pytest.fixture
 async def twins(
     pg_database: Callable[[str], str], data_dir: Path
 ) -> AsyncIterator[tuple[IntakeService, IntakeService]]:
     """Two PostgreSQL databases, the same signing key in both: one per path."""
-    fast_db, session_db = await seeded(pg_database("fast")), await seeded(pg_database("session"))
-    # The second identical send is flagged (R9), so the scenario covers that branch too.
-    settings = IntakeSettings(data_dir=data_dir, abuse_repeat_min_count=2)
-    fast = IntakeService(fast_db, settings, ServiceMetrics("intake"))
-    generic = IntakeService(session_db, settings, ServiceMetrics("intake"))
-    generic.fast_path = False
-    await fast.rotate_key("admiville", AT - timedelta(days=1))
-    async with fast_db.sessions() as source, session_db.transaction() as target:
-        [key] = (await source.execute(sa.select(signing_keys))).mappings().all()
-        await target.execute(signing_keys.insert().values(**key))
-    yield fast, generic
-    await fast_db.dispose()
-    await session_db.dispose()
+    async with (
+        seeded_database(pg_database("fast"), metadata, seed_demo) as fast_db,
+        seeded_database(pg_database("session"), metadata, seed_demo) as session_db,
+    ):
+        # The second identical send is flagged (R9), so the scenario covers that branch too.
+        settings = IntakeSettings(data_dir=data_dir, abuse_repeat_min_count=2)
+        fast = IntakeService(fast_db, settings, ServiceMetrics("intake"))
+        generic = IntakeService(session_db, settings, ServiceMetrics("intake"))
+        generic.fast_path = False
+        await fast.rotate_key("admiville", AT - timedelta(days=1))
+        async with fast_db.sessions() as source, session_db.transaction() as target:
+            [key] = (await source.execute(sa.select(signing_keys))).mappings().all()
+            await target.execute(signing_keys.insert().values(**key))
+        yield fast, generic
 
 
 def without_link(intake: IntakeService, answer: Any) -> Any:
