@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_plumbing.db import Database
-from guichet_plumbing.outbox import stage
 from guichet_plumbing.problems import unknown_tenant
 from guichet_routing import repository
-from guichet_routing.events import RequestReceived, StatusChanged
+from guichet_routing.events import RequestReceived
 from guichet_routing.schemas import IncidentPolicyPublic, IncidentPolicyWrite
 
 DEFAULT_RADIUS_M = 50
@@ -146,44 +146,14 @@ def event_fields(incident: Any) -> dict[str, Any]:
 async def close(
     session: AsyncSession,
     incident: Any,
-    target: dict[str, Any],
-    transition: str,
-    actions: list[str],
-    at: datetime,
-    agent: str | None,
+    record: Callable[[Any, str], Awaitable[None]],
 ) -> int:
-    """Close the incident and every report linked to it; one status event per reporter."""
+    """Close the incident and every report linked to it; `record` gives each its new status,
+    history line and status event (so every reporter is told)."""
     await repository.close_incident(session, incident.id)
     linked = await repository.open_duplicates(session, incident.id)
     for row in linked:
-        await repository.set_status(
-            session, row.request_id, target["code"], target["label"], target["phase"], True
-        )
-        await repository.add_history(
-            session,
-            row.request_id,
-            at,
-            target["code"],
-            target["label"],
-            agent=agent,
-            comment="Clos avec l'incident auquel ce signalement était rattaché.",
-        )
-        await stage(
-            session,
-            StatusChanged(
-                request_id=row.request_id,
-                tracking_code=row.tracking_code,
-                from_status=row.status,
-                status=target["code"],
-                label=target["label"],
-                phase=target["phase"],
-                final=True,
-                transition=transition,
-                actions=actions,
-                changed_at=at,
-                **event_fields(incident),
-            ).envelope(tenant=row.tenant, subject=str(row.request_id), occurred_at=at),
-        )
+        await record(row, "Clos avec l'incident auquel ce signalement était rattaché.")
     return len(linked)
 
 

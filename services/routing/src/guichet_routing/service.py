@@ -664,16 +664,46 @@ async def _apply(
     whatever fires by itself on entering the new status."""
     target = workflows.status(definition, move["to"])
     incident = await incidents.led_by(session, row.request_id) if target["final"] else None
-    await repository.set_status(
-        session, row.request_id, target["code"], target["label"], target["phase"], target["final"]
-    )
+    actions = workflows.action_types(move)
+
+    async def record(changed: Any, note: str | None) -> None:
+        await _record_status(
+            session, changed, target, move["code"], actions, now, agent, note, incident
+        )
+
+    await record(row, comment)
     await repository.update_assignment(
         session,
         row.request_id,
         {"status_since": now, "auto_at": workflows.timer_at(definition, target["code"], now)},
     )
+    if incident is not None:
+        # R30: closing the incident's leading report closes and tells every reporter.
+        await incidents.close(session, incident, record)
+    for act in move["actions"]:
+        await _act(session, row, act, now, agent=agent, pieces=pieces)
+    if depth < workflows.MAX_CHAIN:
+        await _settle(session, row.request_id, definition, now, depth + 1)
+
+
+async def _record_status(
+    session: AsyncSession,
+    row: Any,
+    target: dict[str, Any],
+    transition: str,
+    actions: list[str],
+    at: datetime,
+    agent: str | None,
+    comment: str | None,
+    incident: Any,
+) -> None:
+    """One request's new status, its history line and the event carrying the label the
+    citizen reads (and, when it closes an incident, the incident's reporters)."""
+    await repository.set_status(
+        session, row.request_id, target["code"], target["label"], target["phase"], target["final"]
+    )
     await repository.add_history(
-        session, row.request_id, now, target["code"], target["label"], agent=agent, comment=comment
+        session, row.request_id, at, target["code"], target["label"], agent=agent, comment=comment
     )
     await stage(
         session,
@@ -685,21 +715,12 @@ async def _apply(
             label=target["label"],
             phase=target["phase"],
             final=target["final"],
-            transition=move["code"],
-            actions=workflows.action_types(move),
-            changed_at=now,
+            transition=transition,
+            actions=actions,
+            changed_at=at,
             **incidents.event_fields(incident),
-        ).envelope(tenant=row.tenant, subject=str(row.request_id), occurred_at=now),
+        ).envelope(tenant=row.tenant, subject=str(row.request_id), occurred_at=at),
     )
-    if incident is not None:
-        # R30: closing the incident's leading report closes and tells every reporter.
-        await incidents.close(
-            session, incident, target, move["code"], workflows.action_types(move), now, agent
-        )
-    for act in move["actions"]:
-        await _act(session, row, act, now, agent=agent, pieces=pieces)
-    if depth < workflows.MAX_CHAIN:
-        await _settle(session, row.request_id, definition, now, depth + 1)
 
 
 async def _act(
