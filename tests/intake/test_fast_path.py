@@ -188,8 +188,7 @@ async def test_concurrent_retry_loses_its_whole_write_and_replays_the_winner(
     reads = repository.submission_reads
 
     async def before_the_winner_committed(*args: Any) -> Any:
-        _kept, recent = await reads(*args)
-        return None, recent
+        return [(None, recent) for _kept, recent in await reads(*args)]
 
     monkeypatch.setattr(repository, "submission_reads", before_the_winner_committed)
     again = await fast.submit(body(), "key-1", now=AT + timedelta(seconds=1))
@@ -251,3 +250,31 @@ async def test_fast_path_survives_connections_closed_by_the_server(
     assert created.status_code == 201
     rows = await stored_rows(fast.db)
     assert len(rows["requests"]) == 2
+
+
+def _index_scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    found = [(plan["Relation Name"], plan["Index Name"])] if "Index Name" in plan else []
+    for child in plan.get("Plans", []):
+        found += _index_scans(child)
+    return found
+
+
+async def test_r9_read_uses_the_source_index_even_before_the_first_analyze(
+    pg_database: Callable[[str], str],
+) -> None:
+    """The R9 read is a prepared statement run at every submission: the plan PostgreSQL
+    caches for it on a fresh, never analysed table must already look the source up,
+    not scan the tenant's whole hour and filter it."""
+    async with seeded_database(pg_database("plan"), metadata, seed_demo) as db, db.raw() as conn:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE r9 AS {repository._SUBMISSION_READS}")
+        [plan] = json.loads(
+            await conn.fetchval(
+                "EXPLAIN (FORMAT JSON) EXECUTE r9('submit', '{NULL}', '{admiville}', "
+                "'{email:a@example.org}', ARRAY[now()], ARRAY[now()], '{h}', '{20}', '{3}')"
+            )
+        )
+        await conn.execute("DEALLOCATE r9")
+        await conn.execute("RESET plan_cache_mode")
+    on_requests = {index for table, index in _index_scans(plan["Plan"]) if table == "requests"}
+    assert on_requests == {"ix_requests_source"}

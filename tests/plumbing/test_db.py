@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from guichet_plumbing.db import Database, UTCDateTime, insert_rows, new_metadata
+from guichet_plumbing.db import (
+    Database,
+    Grouped,
+    UTCDateTime,
+    grouped_inserts,
+    insert_rows,
+    new_metadata,
+)
 
 metadata = new_metadata()
 parents = sa.Table(
@@ -88,11 +97,87 @@ async def test_a_failure_anywhere_in_the_statement_stores_nothing(db: Database) 
     assert await as_stored(db, parents, "id") == []
 
 
-async def test_too_many_values_for_one_statement_are_refused(db: Database) -> None:
-    many = [{"parent_id": uuid.uuid4(), "label": "x"} for _ in range(16384)]
+async def test_one_statement_takes_any_number_of_rows(db: Database) -> None:
+    # One array parameter per column: far beyond PostgreSQL's 32,767 parameters.
+    first = parent(None, None)
+    many = [{"parent_id": first["id"], "label": f"n{i}"} for i in range(20000)]
     async with db.raw() as conn:
-        with pytest.raises(ValueError, match="parameters"):
-            await insert_rows(conn, [(children, many)])
+        await insert_rows(conn, [(parents, [first]), (children, many)])
+        assert await conn.fetchval("SELECT count(*) FROM children") == 20000
+
+
+async def test_a_value_too_long_is_refused_not_truncated(db: Database) -> None:
+    short = new_metadata()
+    names = sa.Table("names", short, sa.Column("name", sa.String(3), primary_key=True))
+    await db.create_all(short)
+    async with db.raw() as conn:
+        with pytest.raises(asyncpg.StringDataRightTruncationError):
+            await insert_rows(conn, [(names, [{"name": "abcd"}])])
+        assert await conn.fetchval("SELECT count(*) FROM names") == 0
+
+
+async def test_calls_arriving_while_a_group_runs_go_together_in_the_next() -> None:
+    groups: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def run(items: list[int]) -> list[int | BaseException]:
+        groups.append(items)
+        await release.wait()
+        return [-i if i == 3 else i * 10 for i in items[:-1]] + [ValueError(items[-1])]
+
+    double = Grouped(run)
+    first = asyncio.create_task(double(0))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(double(i)) for i in range(1, 6)]
+    await asyncio.sleep(0)
+    release.set()
+    outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
+    assert groups == [[0], [1, 2, 3, 4, 5]]
+    assert [str(o) if isinstance(o, ValueError) else o for o in outcomes] == [
+        "0",  # alone in its group, so last in it: the ValueError
+        10,
+        20,
+        -3,
+        40,
+        "5",
+    ]
+
+
+async def test_a_bad_write_in_a_group_fails_alone_and_the_others_commit(db: Database) -> None:
+    write = grouped_inserts(db)
+    good = [parent(None, None) for _ in range(4)]
+    orphan = {"parent_id": uuid.uuid4(), "label": "sans parent"}
+    batches = [[(parents, [p]), (children, [{"parent_id": p["id"], "label": "ok"}])] for p in good]
+    batches.insert(2, [(children, [orphan])])
+    outcomes = await asyncio.gather(*(write(b) for b in batches), return_exceptions=True)
+    assert [type(o).__name__ for o in outcomes] == [
+        "NoneType",
+        "NoneType",
+        "ForeignKeyViolationError",
+        "NoneType",
+        "NoneType",
+    ]
+    stored = await as_stored(db, children, "id")
+    assert [(parent_id, label) for _, parent_id, label in stored] == [(p["id"], "ok") for p in good]
+
+
+async def test_concurrent_writes_share_statements(db: Database) -> None:
+    write = grouped_inserts(db)
+    statements = 0
+    raw = db.raw
+
+    @contextlib.asynccontextmanager
+    async def counted() -> AsyncIterator[Any]:
+        nonlocal statements
+        statements += 1
+        async with raw() as conn:
+            yield conn
+
+    db.raw = counted  # type: ignore[method-assign]
+    rows = [parent(None, None) for _ in range(50)]
+    await asyncio.gather(*(write([(parents, [r])]) for r in rows))
+    assert len(await as_stored(db, parents, "id")) == 50
+    assert statements < 50
 
 
 async def test_exclusive_lets_one_holder_in_at_a_time(db: Database) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import sqlalchemy as sa
@@ -212,30 +213,131 @@ def _sqlite_begin(conn: sa.Connection) -> None:
 
 
 Rows = Sequence[Mapping[str, Any]]
+# Rows for several tables, written together by `insert_rows`.
+Batches = Sequence[tuple[sa.Table, Rows]]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-async def insert_rows(conn: asyncpg.Connection, batches: Sequence[tuple[sa.Table, Rows]]) -> None:
+async def insert_rows(conn: asyncpg.Connection, batches: Batches) -> None:
     """PostgreSQL: insert rows into several tables in ONE statement, so in one transaction.
 
     Tables with no rows are left out; rows go in in their given order (serial columns
     follow it). Values are what SQLAlchemy would bind, JSON columns serialised as it
-    does, so the rows are the same as through a session. One statement per shape (tables,
-    columns, row counts) is prepared once per connection and reused.
+    does, so the rows are the same as through a session. Each column travels as one
+    array parameter (`unnest`), so the statement depends on the tables and columns only,
+    never on how many rows: prepared once per connection, whatever the batch size.
     """
     present = [(table, rows) for table, rows in batches if rows]
     if not present:
         return
-    shape = tuple((table, tuple(rows[0]), len(rows)) for table, rows in present)
-    sql, json_columns = _insert_rows_sql(shape)
-    args: list[Any] = []
-    for (_, columns, _), (_, rows), json_flags in zip(shape, present, json_columns, strict=True):
-        for row in rows:
-            for column, how in zip(columns, json_flags, strict=True):
-                value = row[column]
-                if how is _JsonBind.DUMP or (how is _JsonBind.DUMP_NOT_NONE and value is not None):
-                    value = json.dumps(value)
-                args.append(value)
+    shape = tuple((table, tuple(rows[0])) for table, rows in present)
+    sql, binds = _insert_rows_sql(shape)
+    args: list[list[Any]] = []
+    for (_, columns), (_, rows), json_flags in zip(shape, present, binds, strict=True):
+        for column, how in zip(columns, json_flags, strict=True):
+            values = [row[column] for row in rows]
+            if how is _JsonBind.DUMP:
+                values = [json.dumps(v) for v in values]
+            elif how is _JsonBind.DUMP_NOT_NONE:
+                values = [None if v is None else json.dumps(v) for v in values]
+            args.append(values)
     await conn.execute(sql, *args)
+
+
+class Grouped(Generic[T, R]):
+    """Concurrent calls of one async operation, run in groups (group commit).
+
+    While one group runs, the calls that arrive wait and run together in the next, so
+    under load one round trip (and for a write one commit and one WAL flush) serves many
+    requests, and an idle system runs each call at once (a group of one). `run` gets the
+    group's items and returns, in the same order, each item's result or the exception
+    that item alone would have raised.
+    """
+
+    def __init__(
+        self, run: Callable[[list[T]], Awaitable[list[R | BaseException]]], max_group: int = 128
+    ) -> None:
+        self.run = run
+        self.max_group = max_group
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: T) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, done))
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run_groups())
+        # Shielded: a caller that goes away (a client hanging up) leaves its group be.
+        return await asyncio.shield(done)
+
+    async def _run_groups(self) -> None:
+        try:
+            while self._waiting:
+                group = self._waiting[: self.max_group]
+                del self._waiting[: self.max_group]
+                try:
+                    outcomes = await self.run([item for item, _ in group])
+                except Exception as exc:
+                    outcomes = [exc] * len(group)
+                except BaseException:
+                    # Cancelled (the service stopping): nobody may wait for an answer forever.
+                    for _, done in group + self._waiting:
+                        done.cancel()
+                    self._waiting.clear()
+                    raise
+                for (_, done), outcome in zip(group, outcomes, strict=True):
+                    if done.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        done.set_exception(outcome)
+                    else:
+                        done.set_result(outcome)
+        finally:
+            self._runner = None
+
+
+def grouped_inserts(db: Database, max_group: int = 128) -> Grouped[Batches, None]:
+    """`insert_rows` for concurrent callers, several callers' rows in one statement.
+
+    Each caller's rows still commit with all of that caller's rows (one statement, one
+    transaction). A group that fails for a reason other than a lost connection is
+    written again caller by caller, so one bad write fails its own caller only.
+    """
+
+    async def run(group: list[Batches]) -> list[BaseException | None]:
+        async with db.raw() as conn:
+            try:
+                await insert_rows(conn, _merged(group))
+            except asyncpg.PostgresError as exc:
+                if len(group) == 1 or isinstance(exc, CONNECTION_LOST):
+                    raise
+            else:
+                return [None] * len(group)
+            # Nothing of the group was stored: write each alone to find the culprit.
+            outcomes: list[BaseException | None] = []
+            for batches in group:
+                try:
+                    await insert_rows(conn, batches)
+                except asyncpg.PostgresError as exc:
+                    outcomes.append(exc)
+                else:
+                    outcomes.append(None)
+            return outcomes
+
+    return Grouped(run, max_group)
+
+
+def _merged(groups: Sequence[Batches]) -> list[tuple[sa.Table, Rows]]:
+    """Every caller's rows, table by table in first-seen order, callers in arrival order.
+
+    Rows of one table with other columns than the first caller's form their own insert."""
+    merged: dict[tuple[sa.Table, tuple[str, ...]], list[Mapping[str, Any]]] = {}
+    for batches in groups:
+        for table, rows in batches:
+            if rows:
+                merged.setdefault((table, tuple(rows[0])), []).extend(rows)
+    return [(table, rows) for (table, _), rows in merged.items()]
 
 
 class _JsonBind(Enum):
@@ -252,37 +354,40 @@ def _json_bind(column: sa.Column[Any]) -> _JsonBind:
     return _JsonBind.DUMP_NOT_NONE if column.type.none_as_null else _JsonBind.DUMP
 
 
-# PostgreSQL's limit on the parameters of one statement.
-_MAX_PARAMETERS = 32767
+def _array_type(column: sa.Column[Any], dialect: Dialect) -> str:
+    # Without its length: an explicit cast to varchar(n) would silently truncate, where
+    # the INSERT's own assignment refuses a value too long, as through a session.
+    return re.sub(r"\(.*\)", "", column.type.compile(dialect=dialect)) + "[]"
 
 
 @cache
 def _insert_rows_sql(
-    shape: tuple[tuple[sa.Table, tuple[str, ...], int], ...],
+    shape: tuple[tuple[sa.Table, tuple[str, ...]], ...],
 ) -> tuple[str, list[tuple[_JsonBind, ...]]]:
-    """The statement for these tables, columns and row counts; how each column binds."""
+    """The statement for these tables and columns; how each column binds."""
     dialect: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
     parts: list[str] = []
-    json_columns: list[tuple[_JsonBind, ...]] = []
+    binds: list[tuple[_JsonBind, ...]] = []
     param = 0
-    for table, columns, count in shape:
-        json_columns.append(tuple(_json_bind(table.c[c]) for c in columns))
-        tuples = []
-        for _ in range(count):
-            tuples.append("(" + ", ".join(f"${param + i + 1}" for i in range(len(columns))) + ")")
-            param += len(columns)
-        # Identifiers from the table metadata only, quoted; every value is a parameter
-        # (typed by its target column, so no casts).
+    for table, columns in shape:
+        binds.append(tuple(_json_bind(table.c[c]) for c in columns))
+        arrays = ", ".join(
+            f"${param + i + 1}::{_array_type(table.c[c], dialect)}" for i, c in enumerate(columns)
+        )
+        param += len(columns)
+        # Identifiers from the table metadata only, quoted; every value is a parameter.
+        # WITH ORDINALITY ... ORDER BY: rows go in in the caller's order.
         names = ", ".join(quote(c) for c in columns)
-        insert = f"INSERT INTO {quote(table.name)} ({names}) VALUES "  # noqa: S608
-        parts.append(insert + ", ".join(tuples))
-    if param > _MAX_PARAMETERS:
-        raise ValueError(f"{param} values exceed one statement's {_MAX_PARAMETERS} parameters")
+        parts.append(
+            f"INSERT INTO {quote(table.name)} ({names}) "  # noqa: S608
+            f"SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS u({names}, ord) "
+            "ORDER BY ord"
+        )
     # Data-modifying CTEs: every INSERT runs, all in the one statement.
     *ctes, last = parts
     head = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes))
-    return (f"WITH {head} " if ctes else "") + last, json_columns
+    return (f"WITH {head} " if ctes else "") + last, binds
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:

@@ -21,7 +21,8 @@ from guichet_plumbing.problems import Problem, problem_responses
 router = APIRouter(prefix="/v1")
 
 
-def get_service(request: Request) -> GatewayService:
+async def get_service(request: Request) -> GatewayService:
+    # A coroutine: FastAPI would run a plain `def` dependency in its thread pool.
     service = request.app.state.gateway_service
     assert isinstance(service, GatewayService)
     return service

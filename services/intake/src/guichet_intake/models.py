@@ -107,11 +107,26 @@ requests = sa.Table(
     sa.Column("transferred_to", sa.String(300), nullable=True),
     # What the competent service's workflow says, in the citizen's words.
     sa.Column("status_detail", sa.String(200), nullable=True),
-    sa.Index("ix_requests_tenant_received", "tenant", "received_at"),
+    # R9's read at every submission must find no other index it could use: on a table
+    # not yet analysed, PostgreSQL's cached plan for that prepared read took a tenant-led
+    # index and filtered the tenant's whole hour by source (2.4 ms of database per
+    # request instead of 0.4, until autovacuum's first ANALYZE). Hence partial indexes
+    # for the scans below, which only look at rows with a date set.
     sa.Index("ix_requests_source", "tenant", "source", "received_at"),
     # The scheduler's and the overdue listing's scans.
-    sa.Index("ix_requests_decision_due", "decision_due_at"),
-    sa.Index("ix_requests_receipt_due", "tenant", "receipt_due_on"),
+    sa.Index(
+        "ix_requests_decision_due",
+        "decision_due_at",
+        postgresql_where=sa.text("decision_due_at IS NOT NULL"),
+        sqlite_where=sa.text("decision_due_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_requests_receipt_due",
+        "tenant",
+        "receipt_due_on",
+        postgresql_where=sa.text("receipt_due_on IS NOT NULL"),
+        sqlite_where=sa.text("receipt_due_on IS NOT NULL"),
+    ),
 )
 
 request_history = sa.Table(

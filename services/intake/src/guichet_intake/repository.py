@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from guichet_intake.models import (
     sources,
     tenants,
 )
-from guichet_plumbing.db import Rows, insert_rows
+from guichet_plumbing.db import Batches, Grouped, Rows
 from guichet_plumbing.tables import idempotency_keys, outbox
 
 
@@ -427,67 +427,75 @@ async def upsert_tenant(
 # The answer kept under an Idempotency-Key, and the source's activity for R9 (as
 # `source_activity` reads it).
 _SUBMISSION_READS = """
-SELECT NULL::bigint, NULL::bigint, fingerprint, status_code, body
-FROM idempotency_keys WHERE scope = $1 AND key = $2
-UNION ALL
 SELECT
+    k.fingerprint,
+    k.status_code,
+    k.body,
     (SELECT count(*) FROM (
-        SELECT 1 FROM requests WHERE tenant = $3 AND source = $4 AND received_at >= $5 LIMIT $8
+        SELECT 1 FROM requests AS r
+        WHERE r.tenant = x.tenant AND r.source = x.source AND r.received_at >= x.since
+        LIMIT x.cap
     ) AS capped),
     (SELECT count(*) FROM (
-        SELECT 1 FROM requests WHERE tenant = $3 AND source = $4 AND received_at >= $6
-        AND content_hash = $7 LIMIT $9
-    ) AS same),
-    NULL, NULL, NULL
+        SELECT 1 FROM requests AS r
+        WHERE r.tenant = x.tenant AND r.source = x.source AND r.received_at >= x.repeat_since
+        AND r.content_hash = x.content_hash LIMIT x.repeat_cap
+    ) AS same)
+FROM unnest(
+    $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[],
+    $8::int[], $9::int[]
+) WITH ORDINALITY AS x(key, tenant, source, since, repeat_since, content_hash, cap, repeat_cap, n)
+LEFT JOIN idempotency_keys AS k ON k.scope = $1 AND k.key = x.key
+ORDER BY x.n
 """
 
 
+@dataclass(frozen=True)
+class SubmissionRead:
+    """What one submission reads before it is written: the answer kept under its
+    `Idempotency-Key`, and its source's R9 activity (counted up to the caps)."""
+
+    key: str | None
+    tenant: str
+    source: str
+    since: datetime
+    repeat_since: datetime
+    content_hash: str
+    cap: int
+    repeat_cap: int
+
+
+Kept = tuple[str, int, bytes]  # (fingerprint, status, body) kept under a key
+
+
 async def submission_reads(
-    conn: asyncpg.Connection,
-    scope: str,
-    key: str | None,
-    tenant: str,
-    source: str,
-    since: datetime,
-    repeat_since: datetime,
-    content_hash: str,
-    cap: int,
-    repeat_cap: int,
-) -> tuple[tuple[str, int, bytes] | None, SourceActivity]:
-    """(fingerprint, status, body) kept under `key`, if any; the source's R9 activity."""
-    kept = None
-    activity = SourceActivity(0, 0)
-    for sent, same, fingerprint, status_code, body in await conn.fetch(
-        _SUBMISSION_READS,
-        scope,
-        key,
-        tenant,
-        source,
-        since,
-        repeat_since,
-        content_hash,
-        cap,
-        repeat_cap,
-    ):
-        if fingerprint is None:
-            activity = SourceActivity(sent, same)
-        else:
-            kept = (fingerprint, status_code, body)
-    return kept, activity
+    conn: asyncpg.Connection, scope: str, reads: Sequence[SubmissionRead]
+) -> list[tuple[Kept | None, SourceActivity]]:
+    """Several submissions' reads in one statement, in their order."""
+    columns = [[getattr(r, f.name) for r in reads] for f in fields(SubmissionRead)]
+    return [
+        (
+            (fingerprint, status_code, body) if fingerprint is not None else None,
+            SourceActivity(sent, same),
+        )
+        for fingerprint, status_code, body, sent, same in await conn.fetch(
+            _SUBMISSION_READS, scope, *columns
+        )
+    ]
 
 
 async def insert_submission(
-    conn: asyncpg.Connection,
+    writes: Grouped[Batches, None],
     request: dict[str, Any],
     history: Rows,
     receipt_rows: Rows,
     events: Rows,
     remembered: Rows,
 ) -> None:
-    """A new request and all that goes with it, in ONE statement (so one transaction)."""
+    """A new request and all that goes with it, in ONE statement (so one transaction),
+    possibly beside other submissions committed with it."""
     try:
-        await insert_rows(
-            conn,
+        await writes(
             [
                 (requests, [request]),
                 (request_history, history),

@@ -105,7 +105,7 @@ from guichet_plumbing.auth import (
     pseudonym,
     same_digest,
 )
-from guichet_plumbing.db import CONNECTION_LOST, Database, after_commit
+from guichet_plumbing.db import CONNECTION_LOST, Database, Grouped, after_commit, grouped_inserts
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import rows as outbox_rows
@@ -400,6 +400,9 @@ class IntakeService:
         token_keys: TokenKeys | None = None,
     ) -> None:
         self.db = db
+        # PostgreSQL submissions read and commit in groups (see `Grouped`).
+        self.reads = Grouped(self._read_group)
+        self.writes = grouped_inserts(db)
         self.settings = settings
         self.token_keys = token_keys or settings.token_keys()
         self.keyring = Keyring()
@@ -432,7 +435,12 @@ class IntakeService:
         principal: Principal = SYSTEM,
     ) -> idempotency.StoredResponse:
         """`now` is the server's clock; tests pass a fixed instant."""
-        body_print = idempotency.fingerprint(data.model_dump_json().encode())
+        # What a replay is compared by: only a keyed submission is ever replayed.
+        body_print = (
+            idempotency.fingerprint(data.model_dump_json().encode())
+            if idempotency_key is not None
+            else ""
+        )
         if data.entered_by is not None and principal.kind not in (Kind.agent, Kind.system):
             raise forbidden(
                 "Seul un agent connecté saisit une demande pour le compte d'un usager (entered_by)."
@@ -506,63 +514,65 @@ class IntakeService:
     ) -> idempotency.StoredResponse:
         """PostgreSQL: the same work in two round trips, one read and one atomic write.
 
-        The read (idempotent replay, R9 history of the source) and the write run on a
-        bare connection; the write is ONE statement, so the request, its history, its
-        receipt, its events and its idempotency record commit together or not at all.
+        The read (idempotent replay, R9 history of the source) runs on a bare connection;
+        the write is ONE statement, so the request, its history, its receipt, its events
+        and its idempotency record commit together or not at all. Each goes out in a
+        group with the reads or writes of the submissions that arrived meanwhile
+        (`Grouped`): one round trip and one commit serve many requests under load.
         """
         received_at = now or datetime.now(UTC)
         source = _source(data)
         content_hash = _content_hash(data)
-        for attempt in range(1, _LOST_TRIES + 1):
-            writing = False
-            try:
-                async with self.db.raw() as conn:
-                    kept, activity = await repository.submission_reads(
-                        conn,
-                        SUBMIT_SCOPE,
-                        idempotency_key,
-                        data.tenant,
-                        source,
-                        *self._r9_bounds(received_at, content_hash),
-                    )
-                    if kept is not None:
-                        return idempotency.stored_answer(*kept, body_print)
-                    try:
-                        context = await self._context(None, data, received_at)
-                    except _CacheMiss:
-                        # Once per TTL: load the catalogue (and create a first key) in a session.
-                        async with self.db.transaction() as session:
-                            context = await self._context(session, data, received_at)
-                    owner = self._pseudonym(principal, data.tenant, _family(context.procedure))
-                    built = self._build(
-                        data, context, content_hash, activity, received_at, principal, owner
-                    )
-                    remembered = (
-                        [
-                            idempotency.record(
-                                SUBMIT_SCOPE, idempotency_key, body_print, built.response
-                            )
-                        ]
-                        if idempotency_key is not None
-                        else []
-                    )
-                    writing = True
-                    await repository.insert_submission(
-                        conn,
-                        built.request,
-                        [vars(h) for h in built.writes.history_rows],
-                        built.writes.receipts,
-                        outbox_rows(built.writes.events),
-                        remembered,
-                    )
-                break
-            except CONNECTION_LOST:
-                # A connection a database restart left dead in the pool: only the read was
-                # tried on it, so try another; a write's fate is unknown, so never again.
-                if writing or attempt == _LOST_TRIES:
-                    raise
+        kept, activity = await self.reads(
+            repository.SubmissionRead(
+                idempotency_key,
+                data.tenant,
+                source,
+                *self._r9_bounds(received_at, content_hash),
+            )
+        )
+        if kept is not None:
+            return idempotency.stored_answer(*kept, body_print)
+        try:
+            context = await self._context(None, data, received_at)
+        except _CacheMiss:
+            # Once per TTL: load the catalogue (and create a first key) in a session.
+            async with self.db.transaction() as session:
+                context = await self._context(session, data, received_at)
+        owner = self._pseudonym(principal, data.tenant, _family(context.procedure))
+        built = self._build(data, context, content_hash, activity, received_at, principal, owner)
+        remembered = (
+            [idempotency.record(SUBMIT_SCOPE, idempotency_key, body_print, built.response)]
+            if idempotency_key is not None
+            else []
+        )
+        # Never tried twice: a write's fate is unknown once its connection is lost.
+        await repository.insert_submission(
+            self.writes,
+            built.request,
+            [vars(h) for h in built.writes.history_rows],
+            built.writes.receipts,
+            outbox_rows(built.writes.events),
+            remembered,
+        )
         wake_relays()
         return built.response
+
+    async def _read_group(
+        self, reads: list[repository.SubmissionRead]
+    ) -> list[tuple[repository.Kept | None, repository.SourceActivity] | BaseException]:
+        attempt = 1
+        while True:
+            try:
+                async with self.db.raw() as conn:
+                    found = await repository.submission_reads(conn, SUBMIT_SCOPE, reads)
+                    return [*found]
+            except CONNECTION_LOST:
+                # A connection a database restart left dead in the pool: a read is safe
+                # to try again on another one (a write never is: its fate is unknown).
+                if attempt == _LOST_TRIES:
+                    raise
+                attempt += 1
 
     async def _context(
         self, session: AsyncSession | None, data: RequestCreate, now: datetime
