@@ -161,6 +161,26 @@ async def test_a_bad_write_in_a_group_fails_alone_and_the_others_commit(db: Data
     assert [(parent_id, label) for _, parent_id, label in stored] == [(p["id"], "ok") for p in good]
 
 
+async def test_a_write_whose_caller_went_away_still_commits(db: Database) -> None:
+    write = grouped_inserts(db)
+    row = parent(None, None)
+    caller = asyncio.create_task(write([(parents, [row])]))
+    await asyncio.sleep(0)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    stored = await eventually_stored(db)
+    assert [r[0] for r in stored] == [row["id"]]
+
+
+async def eventually_stored(db: Database) -> list[tuple[object, ...]]:
+    for _ in range(100):
+        if stored := await as_stored(db, parents, "id"):
+            return stored
+        await asyncio.sleep(0.02)
+    return []
+
+
 async def test_concurrent_writes_share_statements(db: Database) -> None:
     write = grouped_inserts(db)
     statements = 0
