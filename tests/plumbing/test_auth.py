@@ -54,6 +54,25 @@ def test_forged_and_foreign_tokens_are_refused() -> None:
     assert not keys.verify_link(token, "request:ABCD", now=NOON)
 
 
+def test_sealed_links_survive_rotation_and_refuse_forgery() -> None:
+    first = generate_keys()
+    link = TokenKeys(first).issue_link("request:ABCD", timedelta(days=1), now=NOON)
+    assert link.split(".")[0] != TokenKeys(first).issue(AGENT, timedelta(1), NOON).split(".")[0]
+    rotated = TokenKeys(generate_keys(previous=first))
+    assert rotated.verify_link(link, "request:ABCD", now=NOON), "the old key still unseals"
+    assert not rotated.verify_link(link, "request:ABCE", now=NOON), "another resource"
+    assert not rotated.verify_link(link, "request:ABCD", now=NOON + timedelta(days=2))
+    assert not TokenKeys(generate_keys()).verify_link(link, "request:ABCD", now=NOON)
+    head, payload, mac = link.split(".")
+    forged = f"{head}.{payload}.{mac[:-2]}{'A' if mac[-2] != 'A' else 'B'}{mac[-1]}"
+    assert not rotated.verify_link(forged, "request:ABCD", now=NOON)
+    # A link signed as a bearer token (ES256) is not a sealed link.
+    as_bearer = TokenKeys(first)._encode(
+        {"sub": "request:ABCD", "iss": "guichet", "aud": "guichet-link", "exp": 2**40}
+    )
+    assert not rotated.verify_link(as_bearer, "request:ABCD", now=NOON)
+
+
 def test_development_secrets_are_refused_in_production(data_dir: Path) -> None:
     with pytest.raises(ValidationError, match="GUICHET_AUTH_SIGNING_KEYS"):
         ServiceSettings(env="production", demo_logins=False)

@@ -32,19 +32,21 @@ from typing import Annotated, Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Depends, FastAPI, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, OctKey
 from joserfc.jwt import JWTClaimsRegistry
 
 from guichet_plumbing.problems import PROBLEM_MEDIA_TYPE, Problem
 from guichet_plumbing.ratelimit import WRITE_METHODS, WriteLimiter
 
 ALGORITHM = "ES256"
+SEAL_ALGORITHM = "HS256"
 AUDIENCE = "guichet"
 
 
@@ -146,6 +148,20 @@ def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+def _header(algorithm: str, kid: str | None) -> bytes:
+    header = {"alg": algorithm, "kid": kid, "typ": "JWT"}
+    return _b64(json.dumps(header, separators=(",", ":")).encode())
+
+
+def _sealing_secret(key: ECKey) -> bytes:
+    """The MAC key of sealed claims, derived from one private key of the set."""
+    private = key.private_key
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    scalar = private.private_numbers().private_value.to_bytes(32, "big")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"guichet sealed claims")
+    return hkdf.derive(scalar)
+
+
 def same_digest(candidate: str, digests: Iterable[str]) -> bool:
     # Compare every stored digest in constant time, so timing tells nothing.
     return any([hmac.compare_digest(candidate, d) for d in digests])
@@ -180,6 +196,12 @@ class TokenKeys:
 
     The first key signs; all verify, so a rotated-out key keeps its tokens valid
     until they expire (then it can be dropped from the set).
+
+    Bearer tokens are ES256: every service verifies them with the public keys alone.
+    Sealed claims (`seal`: follow-up links, login state) are read back only by the
+    service that wrote them, so they are HS256 under a key derived from each private
+    key (HKDF): a MAC costs a fraction of a signature, and the key set, its rotation
+    included, stays the one secret to manage.
     """
 
     def __init__(self, private_jwks: str, issuer: str = "guichet") -> None:
@@ -192,8 +214,11 @@ class TokenKeys:
         signer = self._keys[0].private_key
         assert isinstance(signer, ec.EllipticCurvePrivateKey)
         self._signer = signer
-        header = {"alg": ALGORITHM, "kid": self._keys[0].kid, "typ": "JWT"}
-        self._header = _b64(json.dumps(header, separators=(",", ":")).encode())
+        self._header = _header(ALGORITHM, self._keys[0].kid)
+        sealing = [OctKey.import_key(_sealing_secret(k), {"kid": k.kid}) for k in self._keys]
+        self._sealing_set = KeySet(sealing)  # type: ignore[arg-type]
+        self._sealing_secret = sealing[0].raw_value
+        self._sealing_header = _header(SEAL_ALGORITHM, sealing[0].kid)
 
     def public_jwks(self) -> dict[str, Any]:
         return {
@@ -228,9 +253,8 @@ class TokenKeys:
         return self._encode(claims)
 
     def _encode(self, claims: dict[str, Any]) -> str:
-        """An ES256 JWT in compact form (RFC 7515/7519), written out: a follow-up link is
-        sealed at every submission, and joserfc's generic path cost as much as the
-        signature. Tokens are still read by joserfc (`verify`, `unseal`)."""
+        """An ES256 JWT in compact form (RFC 7515/7519), written out: joserfc's generic
+        path costs as much as the signature. Tokens are still read by joserfc (`verify`)."""
         signing_input = (
             self._header + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
         )
@@ -241,7 +265,7 @@ class TokenKeys:
     def seal(
         self, audience: str, claims: dict[str, Any], ttl: timedelta, now: datetime | None = None
     ) -> str:
-        """Signed, expiring claims for one purpose (`audience`): links, login state."""
+        """Sealed (MAC), expiring claims for one purpose (`audience`): links, login state."""
         now = now or datetime.now(UTC)
         body = {
             **claims,
@@ -250,14 +274,20 @@ class TokenKeys:
             "iat": int(now.timestamp()),
             "exp": int((now + ttl).timestamp()),
         }
-        return self._encode(body)
+        # An HS256 JWT written out (a follow-up link is sealed at every submission);
+        # `unseal` reads it with joserfc.
+        signing_input = (
+            self._sealing_header + b"." + _b64(json.dumps(body, separators=(",", ":")).encode())
+        )
+        mac = hmac.new(self._sealing_secret, signing_input, hashlib.sha256).digest()
+        return (signing_input + b"." + _b64(mac)).decode("ascii")
 
     def unseal(
         self, audience: str, token: str, now: datetime | None = None
     ) -> dict[str, Any] | None:
         """The claims `seal` signed for `audience`, unless forged, expired or for another use."""
         try:
-            decoded = jwt.decode(token, self._set, algorithms=[ALGORITHM])
+            decoded = jwt.decode(token, self._sealing_set, algorithms=[SEAL_ALGORITHM])
             JWTClaimsRegistry(
                 now=int((now or datetime.now(UTC)).timestamp()),
                 iss={"essential": True, "value": self.issuer},

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from guichet_plumbing import tables
 from guichet_plumbing.access_log import access_log_router
@@ -16,6 +16,7 @@ from guichet_plumbing.auth import document_policies
 from guichet_plumbing.bus import Bus, InProcessBus, KafkaBus
 from guichet_plumbing.db import Database
 from guichet_plumbing.inbox import Effect, idempotent
+from guichet_plumbing.lane import Lane, Lanes
 from guichet_plumbing.observability import MetricsMiddleware, ServiceMetrics, health_router
 from guichet_plumbing.outbox import Relay
 from guichet_plumbing.problems import (
@@ -104,6 +105,7 @@ def create_service_app(
     title: str,
     description: str,
     routers: Iterable[APIRouter],
+    lanes: Iterable[Lane] = (),
     version: str = "0.1.0",
 ) -> FastAPI:
     app = FastAPI(
@@ -119,6 +121,11 @@ def create_service_app(
         app.include_router(router)
     app.include_router(access_log_router(runtime.db))
     app.include_router(health_router(runtime.metrics, runtime.readiness))
+    if runtime.settings.fast_lanes:
+        # Innermost of our middlewares: lanes are measured and size-limited like any route.
+        app.add_middleware(
+            Lanes, lanes=_lane_routes(app, lanes), handlers=app.exception_handlers
+        )
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.state.runtime = runtime
@@ -126,6 +133,23 @@ def create_service_app(
     app.state.write_limiter = WriteLimiter(runtime.settings.write_rate_limit)
     _register_problem_schema(app)
     return app
+
+
+def _lane_routes(app: FastAPI, lanes: Iterable[Lane]) -> dict[tuple[str, str], tuple[Lane, Any]]:
+    """Each lane with the FastAPI route it serves, which must exist (its declaration)."""
+    declared = {
+        (method, str(c.path_format)): c.original_route
+        for c in iter_route_contexts(app.routes)
+        if isinstance(c.original_route, APIRoute)
+        for method in c.methods or ()
+    }
+    found = {}
+    for lane in lanes:
+        route = declared.get((lane.method, lane.path))
+        if route is None:
+            raise ValueError(f"lane {lane.method} {lane.path} serves no declared route")
+        found[(lane.method, lane.path)] = (lane, route)
+    return found
 
 
 def _register_problem_schema(app: FastAPI) -> None:

@@ -51,6 +51,8 @@ class ServiceSettings(BaseSettings):
     relay_enabled: bool = True
     relay_poll_interval: float = 0.5
     max_body_bytes: int = ONE_MIB
+    # Hot routes served without FastAPI's per-request machinery (`guichet_plumbing.lane`).
+    fast_lanes: bool = True
     log_level: str = "INFO"
     json_logs: bool = True
 

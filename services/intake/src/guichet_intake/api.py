@@ -41,8 +41,8 @@ from guichet_intake.schemas import (
     VerifyResult,
 )
 from guichet_intake.service import FollowProof, IntakeService
-from guichet_plumbing import idempotency
-from guichet_plumbing.auth import PUBLIC, CurrentCitizen, CurrentPrincipal, Role, allow
+from guichet_plumbing import idempotency, lane
+from guichet_plumbing.auth import PUBLIC, CurrentCitizen, CurrentPrincipal, Principal, Role, allow
 from guichet_plumbing.problems import problem_responses
 
 router = APIRouter()
@@ -64,6 +64,8 @@ INSTRUCT = allow("instruct", roles=[Role.case_handler, Role.service_head])
 RECEPTION = allow("reception", roles=[Role.counter_agent, Role.service_head, Role.administrator])
 ADMINISTER = allow("administer", roles=[Role.administrator])
 CITIZEN = allow("citizen", citizens=True)
+_SUBMIT_POLICY = SUBMIT.dependency
+assert _SUBMIT_POLICY is not None
 
 FollowFactor = Annotated[
     str | None,
@@ -124,6 +126,24 @@ async def create_request(
         str | None,
         Header(alias="Idempotency-Key", max_length=255, description="Clé choisie par le client."),
     ] = None,
+) -> Response:
+    return await _submit(request, principal, body, idempotency_key)
+
+
+async def create_request_lane(request: Request) -> Response:
+    """`create_request` as a lane: every submission comes this way (`guichet_plumbing.lane`)."""
+    data = await lane.read_json(request)  # malformed JSON is refused first, as FastAPI does
+    principal = await _SUBMIT_POLICY(request)
+    params = lane.Params()
+    idempotency_key = params.header(request, "Idempotency-Key", max_length=255)
+    body = params.body(RequestCreate, data)
+    params.check()
+    assert body is not None
+    return await _submit(request, principal, body, idempotency_key)
+
+
+async def _submit(
+    request: Request, principal: Principal, body: RequestCreate, idempotency_key: str | None
 ) -> Response:
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     stored = await _intake(request).submit(body, key, principal=principal)
@@ -662,3 +682,7 @@ async def revoke_mandate(
 ) -> Response:
     await _identity(request).revoke_mandate(citizen, mandate_id)
     return Response(status_code=204)
+
+
+# Routes served as lanes (`guichet_plumbing.lane`): the hot path of a city's traffic.
+LANES = [lane.Lane("POST", "/v1/requests", create_request_lane)]

@@ -51,6 +51,7 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
         "et d'enregistrement signés, délais de décision implicite, dossiers incomplets, "
         "transmissions et envois abusifs.",
         routers=[api.router],
+        lanes=api.LANES,
     )
     app.state.intake = intake
     app.state.identity = Identity(runtime.db, settings, runtime.token_keys)

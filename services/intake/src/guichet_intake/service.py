@@ -6,6 +6,7 @@ their events are written in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -407,6 +408,7 @@ class IntakeService:
         self.token_keys = token_keys or settings.token_keys()
         self.keyring = Keyring()
         self._catalogue: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._loading = asyncio.Lock()
         self.http = http
         self.receipts_overdue = metrics.gauge(
             "guichet_intake_receipts_overdue",
@@ -536,9 +538,14 @@ class IntakeService:
         try:
             context = await self._context(None, data, received_at)
         except _CacheMiss:
-            # Once per TTL: load the catalogue (and create a first key) in a session.
-            async with self.db.transaction() as session:
-                context = await self._context(session, data, received_at)
+            # Once per TTL one submission loads the catalogue (and creates a first key) in
+            # a session; those arriving meanwhile wait for it instead of loading it too.
+            async with self._loading:
+                try:
+                    context = await self._context(None, data, received_at)
+                except _CacheMiss:
+                    async with self.db.transaction() as session:
+                        context = await self._context(session, data, received_at)
         owner = self._pseudonym(principal, data.tenant, _family(context.procedure))
         built = self._build(data, context, content_hash, activity, received_at, principal, owner)
         remembered = (
@@ -1906,10 +1913,10 @@ class IntakeService:
         if session is None:
             raise _CacheMiss
         row = await load(session)
-        if row is not None:
-            # Edits made on this replica clear the cache at once; others see them within
-            # the TTL. A request's regime is fixed at reception either way.
-            self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, row)
+        # Absences too (an unknown procedure asked again and again costs one read per TTL).
+        # Edits made on this replica clear the cache at once; others see them within the
+        # TTL. A request's regime is fixed at reception either way.
+        self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, row)
         return row
 
     async def _tenant(self, session: AsyncSession | None, code: str) -> Any:
