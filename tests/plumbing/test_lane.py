@@ -142,6 +142,6 @@ async def test_the_lane_is_measured_under_its_route(
     assert (await lane.post("/v1/requests", headers=JSON, content=body())).status_code == 201
     assert (await lane.post("/v1/requests", headers=JSON, content=b"{")).status_code == 400
     metrics = (await lane.get("/metrics")).text
+    counter = 'guichet_http_requests_total{method="POST",route="/v1/requests",status="%s"} 1.0'
     for status in ("2xx", "4xx"):
-        line = f'guichet_http_requests_total{{method="POST",route="/v1/requests",status="{status}"}}'
-        assert f"{line} 1.0" in metrics, status
+        assert counter % status in metrics, status

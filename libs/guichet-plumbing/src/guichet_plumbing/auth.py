@@ -23,7 +23,7 @@ import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -215,7 +215,10 @@ class TokenKeys:
         assert isinstance(signer, ec.EllipticCurvePrivateKey)
         self._signer = signer
         self._header = _header(ALGORITHM, self._keys[0].kid)
-        sealing = [OctKey.import_key(_sealing_secret(k), {"kid": k.kid}) for k in self._keys]
+        sealing = [
+            OctKey.import_key(_sealing_secret(k), {"kid": k.kid or k.thumbprint()})
+            for k in self._keys
+        ]
         self._sealing_set = KeySet(sealing)  # type: ignore[arg-type]
         self._sealing_secret = sealing[0].raw_value
         self._sealing_header = _header(SEAL_ALGORITHM, sealing[0].kid)
@@ -463,6 +466,14 @@ class _OpenPolicy(Policy):
     async def __call__(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
         return await self.check(request, _principal_from(request, header))
+
+
+def open_policy(depends: DependsParam) -> Callable[[Request], Awaitable[Principal]]:
+    """The policy `allow(..., anonymous=True)` declared, to run outside FastAPI (a lane)."""
+    policy = depends.dependency
+    if not isinstance(policy, _OpenPolicy):
+        raise TypeError("only a policy admitting anonymous callers reads the request alone")
+    return policy.__call__
 
 
 class _ClosedPolicy(Policy):

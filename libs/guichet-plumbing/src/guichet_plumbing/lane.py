@@ -12,8 +12,9 @@ that both ways answer alike.
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
-ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+ExceptionHandler = Callable[[Request, Exception], Response | Awaitable[Response]]
 
 # An empty body: FastAPI then reports the body parameter as missing.
 MISSING: Any = object()
@@ -45,7 +46,7 @@ class Lanes:
         self,
         app: ASGIApp,
         lanes: dict[tuple[str, str], tuple[Lane, Any]],
-        handlers: dict[Any, ExceptionHandler],
+        handlers: Mapping[Any, ExceptionHandler],
     ) -> None:
         """`lanes`: (method, path) → the lane and its FastAPI route (metrics label by it);
         `handlers`: the app's exception handlers, so errors read exactly as elsewhere."""
@@ -66,7 +67,8 @@ class Lanes:
                     handler = self._handler(exc)
                     if handler is None:
                         raise  # the server-error handler answers, as for any route
-                    response = await handler(request, exc)
+                    answer = handler(request, exc)
+                    response = await answer if inspect.isawaitable(answer) else answer
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

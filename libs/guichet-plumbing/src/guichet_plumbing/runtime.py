@@ -123,9 +123,7 @@ def create_service_app(
     app.include_router(health_router(runtime.metrics, runtime.readiness))
     if runtime.settings.fast_lanes:
         # Innermost of our middlewares: lanes are measured and size-limited like any route.
-        app.add_middleware(
-            Lanes, lanes=_lane_routes(app, lanes), handlers=app.exception_handlers
-        )
+        app.add_middleware(Lanes, lanes=_lane_routes(app, lanes), handlers=app.exception_handlers)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.state.runtime = runtime

@@ -42,7 +42,15 @@ from guichet_intake.schemas import (
 )
 from guichet_intake.service import FollowProof, IntakeService
 from guichet_plumbing import idempotency, lane
-from guichet_plumbing.auth import PUBLIC, CurrentCitizen, CurrentPrincipal, Principal, Role, allow
+from guichet_plumbing.auth import (
+    PUBLIC,
+    CurrentCitizen,
+    CurrentPrincipal,
+    Principal,
+    Role,
+    allow,
+    open_policy,
+)
 from guichet_plumbing.problems import problem_responses
 
 router = APIRouter()
@@ -64,8 +72,7 @@ INSTRUCT = allow("instruct", roles=[Role.case_handler, Role.service_head])
 RECEPTION = allow("reception", roles=[Role.counter_agent, Role.service_head, Role.administrator])
 ADMINISTER = allow("administer", roles=[Role.administrator])
 CITIZEN = allow("citizen", citizens=True)
-_SUBMIT_POLICY = SUBMIT.dependency
-assert _SUBMIT_POLICY is not None
+_SUBMIT_POLICY = open_policy(SUBMIT)
 
 FollowFactor = Annotated[
     str | None,

@@ -11,7 +11,6 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     HttpUrl,
     field_validator,
@@ -20,6 +19,7 @@ from pydantic import (
 
 from guichet_plumbing import identifiers as identification
 from guichet_plumbing.auth import Role
+from guichet_plumbing.identifiers import EmailAddress
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -129,7 +129,7 @@ class Applicant(Strict):
     )
     family_name: str | None = Field(default=None, max_length=100, description="Nom de famille.")
     given_name: str | None = Field(default=None, max_length=100, description="Prénom(s).")
-    email: EmailStr | None = Field(default=None, description="Adresse électronique.")
+    email: EmailAddress | None = Field(default=None, description="Adresse électronique.")
     phone: str | None = Field(
         default=None, pattern=r"^\+?[0-9 .-]{6,20}$", description="Numéro de téléphone."
     )
@@ -229,7 +229,7 @@ class ServiceContact(BaseModel):
 class ServiceWrite(Strict):
     designation: str = Field(min_length=3, max_length=200)
     postal_address: str = Field(min_length=5, max_length=400)
-    email: EmailStr | None = None
+    email: EmailAddress | None = None
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 .-]{6,20}$")
 
 
