@@ -101,6 +101,7 @@ class Deadline:
         )
 
 
+@lru_cache(maxsize=4096)  # pure: a day's submissions to one procedure share one answer
 def implicit_decision(clock: Clock) -> Deadline:
     if clock.regime == "none":
         return Deadline("none", notes=("Pas de décision implicite pour cette démarche.",))

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -114,6 +114,8 @@ from guichet_plumbing.outbox import stage, wake_relays
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 
 log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=RequestPublic)
 
 STATUS_LABELS = {
     RequestStatus.received: "Demande reçue",
@@ -745,11 +747,14 @@ class IntakeService:
                 values.update(_owed(data.channel, reception, tenant))
         else:
             values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
-        public = _public_of(
-            SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
-        )
-        created = RequestCreated(
-            **dict(public), follow_url=self._follow_url(values["tracking_code"], received_at)
+        created = _public_of(
+            SimpleNamespace(**values),
+            out.history_rows,
+            out.receipt_rows,
+            [],
+            procedure,
+            RequestCreated,
+            follow_url=self._follow_url(values["tracking_code"], received_at),
         )
         response = idempotency.StoredResponse(201, created.model_dump_json().encode())
         return _Built(values, out, response)
@@ -2140,9 +2145,16 @@ def _unreachable(name: str, why: str) -> Problem:
 
 
 def _public_of(
-    row: Any, entries: Any, receipts: Any, pieces: Any, procedure: Any | None
-) -> RequestPublic:
-    """The public view of a request from its row and its children (loaded or just built)."""
+    row: Any,
+    entries: Any,
+    receipts: Any,
+    pieces: Any,
+    procedure: Any | None,
+    model: type[P] = RequestPublic,  # type: ignore[assignment]
+    **extra: Any,
+) -> P:
+    """The public view of a request from its row and its children (loaded or just built);
+    `model` and `extra`: a view that adds fields (the answer to a submission)."""
     status = RequestStatus(row.status)
     label = STATUS_LABELS[status]
     if status is RequestStatus.assigned and row.assigned_service_name:
@@ -2195,7 +2207,8 @@ def _public_of(
             mentions=first.document["mentions"],
             token=first.token,
         )
-    return RequestPublic(
+    return model(
+        **extra,
         id=row.id,
         tracking_code=row.tracking_code,
         tenant=row.tenant,
