@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -96,6 +97,20 @@ async def test_validation_errors_name_each_field_in_french(client: httpx.AsyncCl
     assert set(names) == {"channel", "applicant.email"}
     assert "valeurs possibles" in names["channel"]
     assert "channel" in problem["detail"]
+
+
+async def test_nan_in_a_form_is_refused_not_stored(client: httpx.AsyncClient) -> None:
+    """Python's JSON reader takes NaN; JSON and PostgreSQL do not: a 422, never a 500."""
+    for number in (b"NaN", b"Infinity", b"-Infinity"):
+        content = json.dumps({**VALID, "payload": {"surface": [1.5, {"m2": 0}]}}).encode()
+        answer = await client.post(
+            "/v1/requests",
+            content=content.replace(b'"m2": 0', b'"m2": ' + number),
+            headers={"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 422, number
+        assert [p["name"] for p in answer.json()["invalid-params"]] == ["payload"]
+        assert "NaN ou Infinity" in answer.json()["invalid-params"][0]["reason"]
 
 
 async def test_preference_without_matching_address_is_explained(

@@ -51,6 +51,8 @@ def serve_one(args: argparse.Namespace) -> None:
         "host": args.host,
         "port": args.port or spec.port,
         "log_level": "warning",
+        # At warning the access log writes nothing; off, uvicorn skips building its lines.
+        "access_log": False,
         "proxy_headers": True,
     }
     if args.workers > 1:
