@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -279,9 +280,7 @@ class TokenKeys:
         }
         # An HS256 JWT written out (a follow-up link is sealed at every submission);
         # `unseal` reads it with joserfc.
-        signing_input = (
-            self._sealing_header + b"." + _b64(json.dumps(body, separators=(",", ":")).encode())
-        )
+        signing_input = self._sealing_header + b"." + _b64(orjson.dumps(body))
         mac = hmac.new(self._sealing_secret, signing_input, hashlib.sha256).digest()
         return (signing_input + b"." + _b64(mac)).decode("ascii")
 
