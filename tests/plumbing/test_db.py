@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -171,6 +172,24 @@ async def test_a_write_whose_caller_went_away_still_commits(db: Database) -> Non
         await caller
     stored = await eventually_stored(db)
     assert [r[0] for r in stored] == [row["id"]]
+
+
+async def test_a_failed_write_whose_caller_went_away_logs_nothing(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    write = grouped_inserts(db)
+    orphan = {"parent_id": uuid.uuid4(), "label": "sans parent"}
+    caller = asyncio.create_task(write([(children, [orphan])]))
+    await asyncio.sleep(0)
+    runner = write._runner
+    assert runner is not None
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await runner  # the group ran, and failed, without its caller
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+    assert await as_stored(db, children, "id") == []
 
 
 async def eventually_stored(db: Database) -> list[tuple[object, ...]]:

@@ -281,13 +281,9 @@ class Grouped(Generic[T, R]):
         self._waiting.append((item, done))
         if self._runner is None:
             self._runner = asyncio.create_task(self._run_groups())
-        try:
-            # Shielded: a caller that goes away (a client hanging up) leaves its group be.
-            return await asyncio.shield(done)
-        except asyncio.CancelledError:
-            # Its outcome still comes: read it then, or asyncio logs a failure as unread.
-            done.add_done_callback(lambda f: f.cancelled() or f.exception())
-            raise
+        # A caller that goes away (a client hanging up) cancels only its own future: its
+        # group runs on, its rows commit with the others', and its outcome is dropped.
+        return await done
 
     async def _run_groups(self) -> None:
         try:
