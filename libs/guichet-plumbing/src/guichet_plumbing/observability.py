@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -79,6 +80,8 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The labelled series, looked up once each (a route template set is bounded).
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,11 +101,16 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "GET")
-            self.metrics.http_requests.labels(method, template, f"{status // 100}xx").inc()
-            self.metrics.http_duration.labels(method, template).observe(
-                time.perf_counter() - started
-            )
+            key = (scope.get("method", "GET"), template, status // 100)
+            series = self._series.get(key)
+            if series is None:
+                method = key[0]
+                series = self._series[key] = (
+                    self.metrics.http_requests.labels(method, template, f"{key[2]}xx"),
+                    self.metrics.http_duration.labels(method, template),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
 
 
 def health_router(

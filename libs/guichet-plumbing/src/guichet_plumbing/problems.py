@@ -295,8 +295,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         too_large = _too_large(self.max_bytes)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
+        declared = next(
+            (value for name, value in scope.get("headers") or () if name == b"content-length"),
+            None,
+        )
         if declared is not None:
             try:
                 too_big = int(declared) > self.max_bytes
