@@ -146,3 +146,12 @@ async def test_rejected_input_harms_nothing_already_stored(client: httpx.AsyncCl
     replay = await client.post("/v1/requests", json=VALID, headers={"Idempotency-Key": "k1"})
     assert replay.json()["tracking_code"] == code
     assert await count_requests(client) == 2.0  # the creation and its replay
+
+
+async def test_a_value_over_its_documented_length_is_refused_even_padded(
+    client: httpx.AsyncClient,
+) -> None:
+    """The OpenAPI says 20,000 characters at most: a space at one end makes no exception."""
+    answer = await client.post("/v1/receipts/verify", json={"token": " " + "a" * 20000})
+    assert answer.status_code == 422
+    assert [p["name"] for p in answer.json()["invalid-params"]] == ["token"]
