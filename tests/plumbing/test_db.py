@@ -62,7 +62,7 @@ async def as_stored(db: Database, table: sa.Table, order: str) -> list[tuple[obj
 
 
 async def test_one_statement_stores_what_a_session_stores(db: Database) -> None:
-    docs = [({"é": [1, 2]}, None), (None, {"a": None}), ("texte", None)]
+    docs = [({"é": [1, 2]}, None), (None, {"a": None}), ("texte", None), ({"n": 10**30}, None)]
     through_session = [parent(*d) for d in docs]
     async with db.transaction() as session:
         await session.execute(parents.insert(), through_session)
