@@ -14,9 +14,9 @@ import pytest
 from pypdf import PdfReader
 
 from guichet_intake.app import create_app
-from guichet_intake.schemas import RequestCreate
+from guichet_intake.schemas import RequestCreate, RequestCreated
 from guichet_intake.settings import IntakeSettings
-from tests.identity import handler
+from tests.identity import counter, handler
 from tests.support import serve
 
 REQUEST = {
@@ -203,3 +203,46 @@ async def test_r10_public_sva_listing_needs_no_login(client: httpx.AsyncClient) 
         "inscription-periscolaire",
         "reservation-salle",
     ]
+
+
+async def test_the_answer_to_a_submission_is_the_models_own_serialisation(
+    client: httpx.AsyncClient,
+) -> None:
+    """The answer is written from plain data at every submission: byte for byte what
+    `RequestCreated` itself writes, for every kind of receipt, and what a read shows."""
+    address = {"street": "2 rue Haute", "postal_code": "99999", "city": "Admiville"}
+    identified = {
+        **REQUEST["applicant"],  # type: ignore[dict-item]
+        "family_name": "Martin",
+        "given_name": "Camille",
+        "postal_address": address,
+    }
+    catalogue = (await client.get("/v1/procedures", params={"tenant": "admiville"})).json()
+    association = {**identified, "kind": "association", "rna": "W751234567"}
+    bodies = [
+        {
+            **REQUEST,
+            "procedure": p["code"],
+            "applicant": association if p["identification"] == "association" else identified,
+            "location": {"latitude": 48.85, "longitude": 2.35},
+        }
+        for p in catalogue["items"]
+    ]
+    paper = {"name": "Jean Dupont", "postal_address": address}
+    bodies += [
+        {**REQUEST, "procedure": None, "channel": "email"},  # an AE
+        {**REQUEST, "channel": "counter", "applicant": paper, "contact_preference": "letter"},
+    ]
+    bodies += [{**REQUEST, "payload": {"même": "contenu"}}] * 3  # the third is flagged (R9)
+    kinds = set()
+    for body in bodies:
+        headers = counter() if body["channel"] == "counter" else {}
+        answer = await client.post("/v1/requests", json=body, headers=headers)
+        assert answer.status_code == 201, answer.text
+        assert RequestCreated.model_validate_json(answer.content).model_dump_json() == answer.text
+        created = answer.json()
+        kinds.add(created["acknowledgement"] and created["acknowledgement"]["kind"])
+        follow = created.pop("follow_url")
+        read = await client.get(follow.split("/intake", 1)[1])
+        assert read.json() == created
+    assert kinds == {"accuse_reception", "accuse_enregistrement", None}

@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
+import pydantic_core
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,27 +53,21 @@ from guichet_intake.events import (
 )
 from guichet_intake.identity import GENERAL_FAMILY, mandate_for
 from guichet_intake.schemas import (
-    Acknowledgement,
     ApplicantKind,
     Channel,
-    HistoryEntry,
     Identification,
-    ImplicitDecision,
     MissingPiecesCreate,
     OverdueList,
     OverdueReceipt,
     PiecesReceived,
-    PiecesRequestPublic,
     PostalAddress,
     ProcedureKind,
     ProcedureList,
     ProcedurePublic,
     ProcedureWrite,
     ReceiptKind,
-    ReceiptSummary,
     Regime,
     RequestCreate,
-    RequestCreated,
     RequestPublic,
     RequestStatus,
     ServiceContact,
@@ -116,7 +111,6 @@ from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
 
 log = logging.getLogger(__name__)
 
-P = TypeVar("P", bound=RequestPublic)
 
 STATUS_LABELS = {
     RequestStatus.received: "Demande reçue",
@@ -750,15 +744,10 @@ class IntakeService:
         else:
             values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
         created = _public_of(
-            SimpleNamespace(**values),
-            out.history_rows,
-            out.receipt_rows,
-            [],
-            procedure,
-            RequestCreated,
-            follow_url=self._follow_url(values["tracking_code"], received_at),
+            SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
         )
-        response = idempotency.StoredResponse(201, created.model_dump_json().encode())
+        created["follow_url"] = self._follow_url(values["tracking_code"], received_at)
+        response = idempotency.StoredResponse(201, pydantic_core.to_json(created))
         return _Built(values, out, response)
 
     @staticmethod
@@ -1882,7 +1871,7 @@ class IntakeService:
             if row.procedure_code
             else None
         )
-        return _public_of(row, entries, receipts, pieces, procedure)
+        return RequestPublic.model_validate(_public_of(row, entries, receipts, pieces, procedure))
 
     # -- catalogue cache: the hot path reads it on every request -------------------------
 
@@ -2147,16 +2136,12 @@ def _unreachable(name: str, why: str) -> Problem:
 
 
 def _public_of(
-    row: Any,
-    entries: Any,
-    receipts: Any,
-    pieces: Any,
-    procedure: Any | None,
-    model: type[P] = RequestPublic,  # type: ignore[assignment]
-    **extra: Any,
-) -> P:
-    """The public view of a request from its row and its children (loaded or just built);
-    `model` and `extra`: a view that adds fields (the answer to a submission)."""
+    row: Any, entries: Any, receipts: Any, pieces: Any, procedure: Any | None
+) -> dict[str, Any]:
+    """The public view of a request from its row and its children (loaded or just built),
+    as plain data in `RequestPublic`'s shape: the answer to a submission is serialised
+    from it directly (at every submission), a read validates it into the model; tests
+    check the submission's bytes against the model's own."""
     status = RequestStatus(row.status)
     label = STATUS_LABELS[status]
     if status is RequestStatus.assigned and row.assigned_service_name:
@@ -2167,25 +2152,15 @@ def _public_of(
         label = row.status_detail
     decision = None
     if row.regime is not None:
-        decision = ImplicitDecision(
-            regime=Regime(row.regime),
-            delay=format_delay(row.delay_value, row.delay_unit)
+        decision = {
+            "regime": Regime(row.regime).value,
+            "delay": format_delay(row.delay_value, row.delay_unit)
             if row.regime != Regime.none
             else None,
-            state=row.clock_state,
-            decision_date=row.decision_last_day,
-            decided=row.implicit_decision,
-        )
-    summaries = [
-        ReceiptSummary(
-            id=r.id,
-            kind=ReceiptKind(r.kind),
-            issued_at=r.issued_at,
-            mentions=r.document["mentions"],
-            token=r.token,
-        )
-        for r in receipts
-    ]
+            "state": row.clock_state,
+            "decision_date": row.decision_last_day,
+            "decided": row.implicit_decision,
+        }
     first = next(
         (
             r
@@ -2196,46 +2171,53 @@ def _public_of(
     )
     acknowledgement = None
     if first is not None:
-        if first.kind != ReceiptKind.accuse_reception:
-            procedure = None
-        acknowledgement = Acknowledgement(
-            kind=ReceiptKind(first.kind),
-            receipt_id=first.id,
-            issued_at=first.issued_at,
-            reception_date=row.reception_date,
-            tracking_code=row.tracking_code,
-            service=_service_contact(procedure) if procedure else None,
-            implicit_decision=decision if first.kind == ReceiptKind.accuse_reception else None,
-            mentions=first.document["mentions"],
-            token=first.token,
-        )
-    return model(
-        **extra,
-        id=row.id,
-        tracking_code=row.tracking_code,
-        tenant=row.tenant,
-        procedure=row.procedure_code,
-        channel=Channel(row.channel),
-        status=status,
-        status_label=label,
-        received_at=row.received_at,
-        reception_date=row.reception_date,
-        assigned_service=row.assigned_service_name,
-        acknowledgement=acknowledgement,
-        implicit_decision=decision,
-        receipts=summaries,
-        missing_pieces=[
-            PiecesRequestPublic(
-                id=p.id,
-                pieces=p.pieces,
-                requested_on=p.requested_on,
-                due_on=p.due_on,
-                received_on=p.received_on,
-            )
+        is_ar = first.kind == ReceiptKind.accuse_reception
+        acknowledgement = {
+            "kind": ReceiptKind(first.kind).value,
+            "receipt_id": first.id,
+            "issued_at": first.issued_at,
+            "reception_date": row.reception_date,
+            "tracking_code": row.tracking_code,
+            "service": _service_contact(procedure).model_dump() if is_ar and procedure else None,
+            "implicit_decision": decision if is_ar else None,
+            "mentions": first.document["mentions"],
+            "token": first.token,
+        }
+    return {
+        "id": row.id,
+        "tracking_code": row.tracking_code,
+        "tenant": row.tenant,
+        "procedure": row.procedure_code,
+        "channel": Channel(row.channel).value,
+        "status": status.value,
+        "status_label": label,
+        "received_at": row.received_at,
+        "reception_date": row.reception_date,
+        "assigned_service": row.assigned_service_name,
+        "acknowledgement": acknowledgement,
+        "implicit_decision": decision,
+        "receipts": [
+            {
+                "id": r.id,
+                "kind": ReceiptKind(r.kind).value,
+                "issued_at": r.issued_at,
+                "mentions": r.document["mentions"],
+                "token": r.token,
+            }
+            for r in receipts
+        ],
+        "missing_pieces": [
+            {
+                "id": p.id,
+                "pieces": p.pieces,
+                "requested_on": p.requested_on,
+                "due_on": p.due_on,
+                "received_on": p.received_on,
+            }
             for p in pieces
         ],
-        history=[HistoryEntry(at=e.at, status=e.status, label=e.label) for e in entries],
-    )
+        "history": [{"at": e.at, "status": e.status, "label": e.label} for e in entries],
+    }
 
 
 def _clock_values(deadline: Deadline, tenant: Any) -> dict[str, Any]:
