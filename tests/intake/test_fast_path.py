@@ -115,7 +115,7 @@ def without_link(intake: IntakeService, answer: Any) -> Any:
 
 
 async def scenario(intake: IntakeService, ids: Ids) -> list[Any]:
-    """Every branch of a submission: AR, replay, R9 repetition, AE, paper, refusals."""
+    """Every branch of a submission: AR, replay, R9 repetition, AE, paper, NUL, refusals."""
     ids.restart()
     submitted = [
         await intake.submit(body(), "key-1", now=AT),
@@ -123,6 +123,8 @@ async def scenario(intake: IntakeService, ids: Ids) -> list[Any]:
         await intake.submit(body(), None, now=AT + timedelta(minutes=2)),
         await intake.submit(body(procedure=None), "key-2", now=AT + timedelta(minutes=3)),
         await intake.submit(body(**PAPER), None, now=AT + timedelta(minutes=4)),
+        # U+0000 is valid JSON; PostgreSQL's `json` keeps it, its `text` cannot.
+        await intake.submit(body(payload={"salle": "a\x00b"}), None, now=AT + timedelta(minutes=5)),
     ]
     assert submitted[1] == submitted[0], "the same key replays the same bytes"
     answers: list[Any] = [without_link(intake, a) for a in submitted]
@@ -166,13 +168,13 @@ async def test_fast_path_gives_the_session_paths_answers_and_rows(
     fast_rows, generic_rows = await stored_rows(fast.db), await stored_rows(generic.db)
     assert fast_rows == generic_rows
     counts = {table: len(rows) for table, rows in fast_rows.items()}
-    # 4 requests (AR, R9 repetition, AE, paper); history: 2 + 2 + 2 + 1; 2 receipts;
-    # one received event each and one receipt event per receipt; 2 keys kept.
+    # 5 requests (AR, R9 repetition, AE, paper, NUL); history: 2 + 2 + 2 + 1 + 2;
+    # 3 receipts; one received event each and one receipt event per receipt; 2 keys kept.
     assert counts == {
-        "requests": 4,
-        "request_history": 7,
-        "receipts": 2,
-        "outbox": 6,
+        "requests": 5,
+        "request_history": 9,
+        "receipts": 3,
+        "outbox": 8,
         "idempotency_keys": 2,
     }
 

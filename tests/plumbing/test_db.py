@@ -63,6 +63,7 @@ async def as_stored(db: Database, table: sa.Table, order: str) -> list[tuple[obj
 
 async def test_one_statement_stores_what_a_session_stores(db: Database) -> None:
     docs = [({"é": [1, 2]}, None), (None, {"a": None}), ("texte", None), ({"n": 10**30}, None)]
+    docs += [({"nul": "a\x00b"}, "\x00")]  # NUL: valid in JSON text, never in PG text
     through_session = [parent(*d) for d in docs]
     async with db.transaction() as session:
         await session.execute(parents.insert(), through_session)

@@ -245,31 +245,37 @@ async def insert_rows(conn: asyncpg.Connection, batches: Batches) -> None:
     if not present:
         return
     shape = tuple((table, tuple(rows[0])) for table, rows in present)
-    sql, binary = _insert_rows_sql(shape)
-    args = [
-        _rows_json(rows, columns, hex_columns)
-        for (_, columns), (_, rows), hex_columns in zip(shape, present, binary, strict=True)
-    ]
+    sql, encoders = _insert_rows_sql(shape)
+    args = [_rows_json(rows, encode) for (_, rows), encode in zip(present, encoders, strict=True)]
     await conn.execute(sql, *args)
 
 
-def _rows_json(rows: Rows, columns: tuple[str, ...], hex_columns: tuple[str, ...]) -> str:
-    """The rows as a JSON array of objects; bytes in bytea's hex form."""
-    if hex_columns:
-        rows = [
-            {**row, **{c: None if row[c] is None else "\\x" + row[c].hex() for c in hex_columns}}
-            for row in rows
-        ]
+# How a column's values travel inside the rows document, where it is not as JSON has it.
+Encoders = tuple[tuple[str, Callable[[Any], Any]], ...]
+
+
+def _rows_json(rows: Rows, encoders: Encoders) -> str:
+    """The rows as a JSON array of objects, each value as its column's encoder says."""
+    if encoders:
+        rows = [{**row, **{c: encode(row[c]) for c, encode in encoders}} for row in rows]
     try:
         return orjson.dumps(rows).decode()
-    except TypeError:  # integers past 64 bits in a JSON column
+    except TypeError:  # integers past 64 bits, decimals
         return json.dumps(rows, default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
 def _json_default(value: Any) -> str:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    return str(value)  # UUID
+    return str(value)  # UUID, Decimal
+
+
+def _bytea_hex(value: bytes | None) -> str | None:
+    return None if value is None else "\\x" + value.hex()
+
+
+def _json_text_or_null(value: Any) -> str | None:
+    return None if value is None else dump_json(value)
 
 
 class Grouped(Generic[T, R]):
@@ -374,29 +380,39 @@ def _column_type(column: sa.Column[Any], dialect: Dialect) -> str:
     return re.sub(r"\(.*\)", "", column.type.compile(dialect=dialect))
 
 
-def _json_null(column: sa.Column[Any]) -> bool:
-    """A JSON column that stores None as the JSON `null` (SQLAlchemy's default)."""
+def _encoder(column: sa.Column[Any]) -> Callable[[Any], Any] | None:
     kind = column.type
-    return isinstance(kind, sa.JSON) and not kind.none_as_null
+    if isinstance(kind, sa.LargeBinary):
+        return _bytea_hex
+    if isinstance(kind, sa.JSON):
+        # A JSON value travels as its text, cast back in SQL: the stored text is the
+        # session's, and strings holding U+0000 (valid JSON, refused by PostgreSQL's
+        # `text`) never go through json_to_recordset's unescaping. none_as_null=False
+        # (SQLAlchemy's default) stores None as the JSON `null`.
+        return _json_text_or_null if kind.none_as_null else dump_json
+    return None
 
 
 @cache
 def _insert_rows_sql(
     shape: tuple[tuple[sa.Table, tuple[str, ...]], ...],
-) -> tuple[str, list[tuple[str, ...]]]:
-    """The statement for these tables and columns; each table's bytea columns."""
+) -> tuple[str, list[Encoders]]:
+    """The statement for these tables and columns; each table's value encoders."""
     dialect: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     quote = dialect.identifier_preparer.quote
     parts: list[str] = []
-    binary: list[tuple[str, ...]] = []
+    encoders: list[Encoders] = []
     for param, (table, columns) in enumerate(shape, start=1):
-        binary.append(tuple(c for c in columns if isinstance(table.c[c].type, sa.LargeBinary)))
+        found = [(c, _encoder(table.c[c])) for c in columns]
+        encoders.append(tuple((c, e) for c, e in found if e is not None))
+        as_text = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
         names = ", ".join(quote(c) for c in columns)
-        types = ", ".join(f"{quote(c)} {_column_type(table.c[c], dialect)}" for c in columns)
-        # A JSON column bound by SQLAlchemy as the JSON `null` (none_as_null=False) keeps
-        # it: the recordset reads a JSON null as SQL NULL.
+        types = ", ".join(
+            f"{quote(c)} {'text' if c in as_text else _column_type(table.c[c], dialect)}"
+            for c in columns
+        )
         values = ", ".join(
-            f"COALESCE({quote(c)}, 'null'::json)" if _json_null(table.c[c]) else quote(c)
+            f"{quote(c)}::{_column_type(table.c[c], dialect)}" if c in as_text else quote(c)
             for c in columns
         )
         # Identifiers from the table metadata only, quoted; every value is a parameter.
@@ -409,7 +425,7 @@ def _insert_rows_sql(
     # Data-modifying CTEs: every INSERT runs, all in the one statement.
     *ctes, last = parts
     head = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes))
-    return (f"WITH {head} " if ctes else "") + last, binary
+    return (f"WITH {head} " if ctes else "") + last, encoders
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
