@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_plumbing.auth import Kind, Principal, Role, allow
 from guichet_plumbing.db import Database
+from guichet_plumbing.jsonbody import JsonRoute
 from guichet_plumbing.problems import problem_responses
 from guichet_plumbing.tables import access_log
 
@@ -93,7 +94,7 @@ async def page(
 
 
 def access_log_router(db: Database) -> APIRouter:
-    router = APIRouter(tags=["journal des accès"])
+    router = APIRouter(tags=["journal des accès"], route_class=JsonRoute)
 
     @router.get(
         "/v1/access-log",

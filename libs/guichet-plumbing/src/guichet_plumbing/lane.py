@@ -24,6 +24,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from guichet_plumbing.jsonbody import loads
+
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
 ExceptionHandler = Callable[[Request, Exception], Response | Awaitable[Response]]
@@ -100,7 +102,7 @@ async def read_json(request: Request) -> Any:
     if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
         return raw
     try:
-        return json.loads(raw)
+        return loads(raw)
     except json.JSONDecodeError as exc:
         error = {
             "type": "json_invalid",
@@ -110,7 +112,7 @@ async def read_json(request: Request) -> Any:
             "ctx": {"error": exc.msg},
         }
         raise RequestValidationError([error]) from None
-    except ValueError:  # not UTF-8 and the like
+    except Exception:  # not UTF-8, nested too deep, and the like: as FastAPI answers
         raise HTTPException(400, "There was an error parsing the body") from None
 
 

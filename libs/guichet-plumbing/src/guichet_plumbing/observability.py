@@ -23,6 +23,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guichet_plumbing.auth import PUBLIC
+from guichet_plumbing.jsonbody import JsonRoute
 
 
 class ServiceMetrics:
@@ -116,7 +117,7 @@ class MetricsMiddleware:
 def health_router(
     metrics: ServiceMetrics, readiness: Callable[[], Awaitable[dict[str, bool]]]
 ) -> APIRouter:
-    router = APIRouter(tags=["exploitation"], dependencies=[PUBLIC])
+    router = APIRouter(tags=["exploitation"], dependencies=[PUBLIC], route_class=JsonRoute)
 
     @router.get("/health", summary="Le processus répond", operation_id="health")
     async def health() -> dict[str, str]:

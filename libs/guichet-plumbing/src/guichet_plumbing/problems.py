@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guichet_plumbing.jsonbody import LONE_SURROGATE
+
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -186,14 +188,21 @@ def _field_name(location: tuple[Any, ...]) -> str:
 
 def validation_problem(exc: RequestValidationError) -> Problem:
     errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return Problem(
-            400,
-            "malformed-json",
-            "JSON mal formé",
-            "Le corps de la requête n'est pas un JSON valide. Vérifiez sa syntaxe "
-            "(guillemets, virgules, accolades).",
-        )
+    malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        if (malformed.get("ctx") or {}).get("error") == LONE_SURROGATE:
+            where = malformed["loc"][-1]
+            detail = (
+                f"Le corps de la requête contient, à l'octet {where}, un caractère échappé "
+                "invalide : une moitié de paire de substitution UTF-16 (\\uD800 à \\uDFFF) "
+                "sans l'autre. Corrigez le texte ou envoyez-le en UTF-8 sans échappement."
+            )
+        else:
+            detail = (
+                "Le corps de la requête n'est pas un JSON valide. Vérifiez sa syntaxe "
+                "(guillemets, virgules, accolades)."
+            )
+        return Problem(400, "malformed-json", "JSON mal formé", detail)
     params = [
         InvalidParam(name=_field_name(tuple(e.get("loc", ()))), reason=french_reason(e))
         for e in errors

@@ -16,9 +16,10 @@ from guichet_gateway.schemas import (
 )
 from guichet_gateway.service import Caller, GatewayService
 from guichet_plumbing.auth import CurrentPrincipal, Role, allow
+from guichet_plumbing.jsonbody import JsonRoute
 from guichet_plumbing.problems import Problem, problem_responses
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=JsonRoute)
 
 
 async def get_service(request: Request) -> GatewayService:

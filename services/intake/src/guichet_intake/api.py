@@ -51,9 +51,10 @@ from guichet_plumbing.auth import (
     allow,
     open_policy,
 )
+from guichet_plumbing.jsonbody import JsonRoute
 from guichet_plumbing.problems import problem_responses
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 
 # Who may call each route; which file, which citizen, is checked in the service (R21).
 SUBMIT = allow(

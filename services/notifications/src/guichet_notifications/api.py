@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request
 from guichet_notifications.schemas import DeliveryList
 from guichet_notifications.service import Deliveries
 from guichet_plumbing.auth import CurrentPrincipal, Role, allow
+from guichet_plumbing.jsonbody import JsonRoute
 from guichet_plumbing.problems import Problem, problem_responses
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=JsonRoute)
 
 # Agents of the request's service only (R21), checked in the service layer.
 HANDLE = allow("handle", roles=[Role.case_handler, Role.service_head])

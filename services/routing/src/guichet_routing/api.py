@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Role, allow
 from guichet_plumbing.db import Database
+from guichet_plumbing.jsonbody import JsonRoute
 from guichet_plumbing.problems import problem_responses
 from guichet_routing import incidents, service
 from guichet_routing.repository import InboxFilter
@@ -35,7 +36,7 @@ from guichet_routing.schemas import (
     WorkflowWrite,
 )
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=JsonRoute)
 
 Channel = Literal["web", "email", "phone", "counter", "mail", "sms"]
 

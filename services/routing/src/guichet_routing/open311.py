@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Kind, Principal, allow
 from guichet_plumbing.db import Database
 from guichet_plumbing.idempotency import check_key
+from guichet_plumbing.jsonbody import JsonRoute
 from guichet_plumbing.problems import PROBLEM_MEDIA_TYPE, Problem
 from guichet_routing import repository
 from guichet_routing.repository import ReportFilter
@@ -51,7 +52,7 @@ from guichet_routing.schemas import (
 )
 from guichet_routing.settings import RoutingSettings
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=JsonRoute)
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-11-23T00:00:00Z"  # date of the last change to this endpoint's behaviour
