@@ -66,11 +66,24 @@ def test_sealed_links_survive_rotation_and_refuse_forgery() -> None:
     head, payload, mac = link.split(".")
     forged = f"{head}.{payload}.{mac[:-2]}{'A' if mac[-2] != 'A' else 'B'}{mac[-1]}"
     assert not rotated.verify_link(forged, "request:ABCD", now=NOON)
-    # A link signed as a bearer token (ES256) is not a sealed link.
-    as_bearer = TokenKeys(first)._encode(
+
+
+def test_links_sealed_before_the_mac_still_open_until_they_expire() -> None:
+    # Follow-up links were ES256 signatures until 30 November 2026; they live 90 days.
+    first = generate_keys()
+    old_link = TokenKeys(first)._encode(
         {"sub": "request:ABCD", "iss": "guichet", "aud": "guichet-link", "exp": 2**40}
     )
-    assert not rotated.verify_link(as_bearer, "request:ABCD", now=NOON)
+    rotated = TokenKeys(generate_keys(previous=first))
+    assert rotated.verify_link(old_link, "request:ABCD", now=NOON)
+    assert not rotated.verify_link(old_link, "request:ABCE", now=NOON)
+    assert not TokenKeys(generate_keys()).verify_link(old_link, "request:ABCD", now=NOON)
+    head, payload, signature = old_link.split(".")
+    assert not rotated.verify_link(f"{head}.{payload}.{signature[::-1]}", "request:ABCD", NOON)
+    expired = TokenKeys(first)._encode(
+        {"sub": "request:ABCD", "iss": "guichet", "aud": "guichet-link", "exp": 1}
+    )
+    assert not rotated.verify_link(expired, "request:ABCD", now=NOON)
 
 
 def test_development_secrets_are_refused_in_production(data_dir: Path) -> None:

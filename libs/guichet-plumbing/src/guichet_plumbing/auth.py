@@ -289,7 +289,11 @@ class TokenKeys:
     ) -> dict[str, Any] | None:
         """The claims `seal` signed for `audience`, unless forged, expired or for another use."""
         try:
-            decoded = jwt.decode(token, self._sealing_set, algorithms=[SEAL_ALGORITHM])
+            try:
+                decoded = jwt.decode(token, self._sealing_set, algorithms=[SEAL_ALGORITHM])
+            except JoseError:
+                # Sealed with ES256 before 30 November 2026: follow-up links live 90 days.
+                decoded = jwt.decode(token, self._set, algorithms=[ALGORITHM])
             JWTClaimsRegistry(
                 now=int((now or datetime.now(UTC)).timestamp()),
                 iss={"essential": True, "value": self.issuer},
