@@ -180,3 +180,16 @@ async def test_r8_email_submission_refused_where_a_dedicated_teleservice_exists(
     assert "https://demarches.admiville.example/salles" in refused.value.detail
     web = await submit(intake, AT, channel="web")
     assert web["acknowledgement"]["kind"] == "accuse_reception"
+
+
+async def test_unknown_codes_asked_by_the_thousand_do_not_grow_the_cache(
+    intake: IntakeService,
+) -> None:
+    # Absences are cached too (each costs a read otherwise): the cache stays bounded.
+    intake.catalogue_max = 8
+    for n in range(30):
+        with pytest.raises(Problem) as unknown:
+            await submit(intake, AT, procedure=f"inconnue-{n}")
+        assert unknown.value.status == 404
+        assert len(intake._catalogue) <= 8
+    assert (await submit(intake, AT))["acknowledgement"] is not None

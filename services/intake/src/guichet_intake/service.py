@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
+from weakref import WeakValueDictionary
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -387,6 +388,8 @@ class _Built:
 
 class IntakeService:
     catalogue_ttl = 5.0
+    # Entries cached at most (absences included, which anyone can ask for by the thousand).
+    catalogue_max = 10_000
     # PostgreSQL submissions take the two-round-trip path; tests turn it off to compare.
     fast_path = True
 
@@ -406,7 +409,9 @@ class IntakeService:
         self.token_keys = token_keys or settings.token_keys()
         self.keyring = Keyring()
         self._catalogue: dict[tuple[str, ...], tuple[float, Any]] = {}
-        self._loading = asyncio.Lock()
+        # One loader per tenant at a time: a tenant's misses wait for its loader, and no
+        # tenant's misses (an unknown one's included) hold up another's.
+        self._loading: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self.http = http
         self.receipts_overdue = metrics.gauge(
             "guichet_intake_receipts_overdue",
@@ -538,7 +543,8 @@ class IntakeService:
         except _CacheMiss:
             # Once per TTL one submission loads the catalogue (and creates a first key) in
             # a session; those arriving meanwhile wait for it instead of loading it too.
-            async with self._loading:
+            lock = self._loading.setdefault(data.tenant, asyncio.Lock())
+            async with lock:
                 try:
                     context = await self._context(None, data, received_at)
                 except _CacheMiss:
@@ -1912,7 +1918,14 @@ class IntakeService:
         # Absences too (an unknown procedure asked again and again costs one read per TTL).
         # Edits made on this replica clear the cache at once; others see them within the
         # TTL. A request's regime is fixed at reception either way.
-        self._catalogue[key] = (time.monotonic() + self.catalogue_ttl, row)
+        now = time.monotonic()
+        if len(self._catalogue) >= self.catalogue_max:
+            # In place: commits clear this very dict (`after_commit`).
+            for stale in [k for k, (until, _) in self._catalogue.items() if until <= now]:
+                del self._catalogue[stale]
+            if len(self._catalogue) >= self.catalogue_max:
+                self._catalogue.clear()
+        self._catalogue[key] = (now + self.catalogue_ttl, row)
         return row
 
     async def _tenant(self, session: AsyncSession | None, code: str) -> Any:
