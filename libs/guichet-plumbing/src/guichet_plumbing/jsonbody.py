@@ -30,6 +30,8 @@ LONE_SURROGATE = "Unpaired UTF-16 surrogate"
 def loads(raw: bytes) -> Any:
     """`json.loads`, raising `json.JSONDecodeError` on a lone surrogate in any string."""
     value = json.loads(raw)
+    if b"\\ud" not in raw and b"\\uD" not in raw:  # every surrogate escape starts so
+        return value
     found = _LONE_SURROGATE.search(raw)
     if found is not None and not _encodable(value):
         text = raw.decode("utf-8", "replace")

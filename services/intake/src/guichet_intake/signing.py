@@ -133,13 +133,21 @@ def _canonical(payload: dict[str, Any]) -> bytes:
         body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return _json_canonical(payload)
-    # Also matches such text inside strings: then json writes it, as correctly.
-    if _SMALL_FLOAT.search(body):
-        return _json_canonical(payload)
-    return body
+    return _json_canonical(payload) if _may_hold_small_float(body) else body
 
 
-_SMALL_FLOAT = re.compile(rb"0\.0000|e-\d(?!\d)")
+def _may_hold_small_float(body: bytes) -> bool:
+    """Whether orjson may have written a float as json would not: `0.0000…` or a
+    one-digit negative exponent. Such text inside a string also says yes (json then
+    writes the same bytes, only slower). Plain searches: a regex cost 15 µs a receipt."""
+    if b"0.0000" in body:
+        return True
+    at = body.find(b"e-")
+    while at != -1:
+        if body[at + 2 : at + 3].isdigit() and not body[at + 3 : at + 4].isdigit():
+            return True
+        at = body.find(b"e-", at + 2)
+    return False
 
 
 def _json_canonical(payload: dict[str, Any]) -> bytes:
