@@ -102,7 +102,11 @@ def server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready within 60 s:\n{tail(log)}")
             time.sleep(0.2)
-        yield proc
+        try:
+            yield proc
+        except Exception as exc:
+            state = "still running" if proc.poll() is None else f"exited ({proc.returncode})"
+            raise RuntimeError(f"{exc}\n{name} was {state}; its log ends:\n{tail(log)}") from exc
     finally:
         proc.terminate()
         try:
