@@ -2,8 +2,9 @@
 
 Python's JSON reader accepts an escaped lone surrogate (`"\\ud800"`): a string that
 UTF-8, hence PostgreSQL, SQLite and Kafka, cannot carry. Accepted, it failed at the
-first write with a server error. Here it is a JSON error like any other (422, with
-its position), on every route (`JsonRoute`) and lane (`lane.read_json`) alike.
+first write with a server error. Here it is malformed JSON like any other (400, the
+French detail giving its byte offset), on every route (`JsonRoute`) and lane
+(`lane.read_json`) alike.
 """
 
 from __future__ import annotations
