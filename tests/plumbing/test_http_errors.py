@@ -100,7 +100,7 @@ async def test_validation_errors_name_each_field_in_french(client: httpx.AsyncCl
 
 
 async def test_nan_in_a_form_is_refused_not_stored(client: httpx.AsyncClient) -> None:
-    """Python's JSON reader takes NaN; JSON and PostgreSQL do not: a 422, never a 500."""
+    """Python's JSON reader takes NaN; JSON and PostgreSQL do not: a 400, never a 500."""
     for number in (b"NaN", b"Infinity", b"-Infinity"):
         content = json.dumps({**VALID, "payload": {"surface": [1.5, {"m2": 0}]}}).encode()
         answer = await client.post(
@@ -108,9 +108,30 @@ async def test_nan_in_a_form_is_refused_not_stored(client: httpx.AsyncClient) ->
             content=content.replace(b'"m2": 0', b'"m2": ' + number),
             headers={"Content-Type": "application/json"},
         )
-        assert answer.status_code == 422, number
-        assert [p["name"] for p in answer.json()["invalid-params"]] == ["payload"]
-        assert "NaN ou Infinity" in answer.json()["invalid-params"][0]["reason"]
+        assert answer.status_code == 400, number
+        assert answer.headers["content-type"] == PROBLEM
+        problem = answer.json()
+        assert problem["type"].endswith("/malformed-json")
+        assert "NaN, Infinity ou -Infinity" in problem["detail"]
+    assert await count_requests(client) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b'{"tenant": "\xe9"}', "pas un texte UTF-8 valide (octet 12)"),
+        (b"[" * 5000, "imbrique trop de listes ou d'objets"),
+    ],
+)
+async def test_a_body_no_reader_can_take_is_explained_in_french(
+    client: httpx.AsyncClient, content: bytes, said: str
+) -> None:
+    answer = await client.post(
+        "/v1/requests", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["type"].endswith("/malformed-json")
+    assert said in answer.json()["detail"]
 
 
 async def test_preference_without_matching_address_is_explained(

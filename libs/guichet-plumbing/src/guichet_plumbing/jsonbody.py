@@ -1,10 +1,10 @@
 """Request bodies read as JSON, refusing what no store downstream can keep.
 
-Python's JSON reader accepts an escaped lone surrogate (`"\\ud800"`): a string that
-UTF-8, hence PostgreSQL, SQLite and Kafka, cannot carry. Accepted, it failed at the
-first write with a server error. Here it is malformed JSON like any other (400, the
-French detail giving its byte offset), on every route (`JsonRoute`) and lane
-(`lane.read_json`) alike.
+Python's JSON reader accepts two things that are not JSON: NaN and the infinities,
+which PostgreSQL's `json` refuses, and an escaped lone surrogate (`"\\ud800"`), a
+string that UTF-8, hence PostgreSQL, SQLite and Kafka, cannot carry. Accepted, either
+failed at the first write with a server error. Here both are malformed JSON like any
+other (400, in French), on every route (`JsonRoute`) and lane (`lane.read_json`) alike.
 """
 
 from __future__ import annotations
@@ -25,12 +25,41 @@ _LONE_SURROGATE = re.compile(
 )
 
 
+# What `loads` refuses beyond JSON syntax: the error messages `problems` answers by.
 LONE_SURROGATE = "Unpaired UTF-16 surrogate"
+NOT_A_NUMBER = "NaN and Infinity are not JSON numbers"
+NOT_UNICODE = "Not valid UTF-8 (or UTF-16/32) text"
+TOO_DEEP = "Nested too deep"
+
+
+class _NotANumber(Exception):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotANumber(name)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def loads(raw: bytes) -> Any:
-    """`json.loads`, raising `json.JSONDecodeError` on a lone surrogate in any string."""
-    value = json.loads(raw)
+    """`json.loads`, raising `json.JSONDecodeError` for any body it cannot take as JSON:
+    bad syntax, bad encoding, nesting past Python's limit, NaN, Infinity and -Infinity,
+    and a lone surrogate in any string."""
+    # `json.loads(raw)` with one decoder made once, and strict decoding where it passes
+    # surrogates through: the three bytes of one are not UTF-8 either.
+    try:
+        text = raw.decode(json.detect_encoding(raw))
+    except UnicodeDecodeError as exc:
+        raise json.JSONDecodeError(NOT_UNICODE, raw.decode("utf-8", "replace"), exc.start) from None
+    try:
+        value = _DECODER.decode(text)
+    except _NotANumber:
+        # The reader does not say where: the message names the values instead.
+        raise json.JSONDecodeError(NOT_A_NUMBER, text, 0) from None
+    except RecursionError:
+        raise json.JSONDecodeError(TOO_DEEP, text, 0) from None
     if b"\\ud" not in raw and b"\\uD" not in raw:  # every surrogate escape starts so
         return value
     found = _LONE_SURROGATE.search(raw)

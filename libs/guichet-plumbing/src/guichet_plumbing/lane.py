@@ -112,7 +112,7 @@ async def read_json(request: Request) -> Any:
             "ctx": {"error": exc.msg},
         }
         raise RequestValidationError([error]) from None
-    except Exception:  # not UTF-8, nested too deep, and the like: as FastAPI answers
+    except Exception:  # whatever else a reader may raise: as FastAPI answers
         raise HTTPException(400, "There was an error parsing the body") from None
 
 

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guichet_plumbing.jsonbody import LONE_SURROGATE
+from guichet_plumbing.jsonbody import LONE_SURROGATE, NOT_A_NUMBER, NOT_UNICODE, TOO_DEEP
 
 log = logging.getLogger(__name__)
 
@@ -186,22 +186,30 @@ def _field_name(location: tuple[Any, ...]) -> str:
     return name or "corps"
 
 
+_JSON_SYNTAX = (
+    "Le corps de la requête n'est pas un JSON valide. Vérifiez sa syntaxe "
+    "(guillemets, virgules, accolades)."
+)
+# What the JSON reader refuses beyond syntax (`jsonbody.loads`), said to the sender.
+_JSON_DETAILS = {
+    LONE_SURROGATE: "Le corps de la requête contient, à l'octet {where}, un caractère échappé "
+    "invalide : une moitié de paire de substitution UTF-16 (\\uD800 à \\uDFFF) sans "
+    "l'autre. Corrigez le texte ou envoyez-le en UTF-8 sans échappement.",
+    NOT_A_NUMBER: "Le corps de la requête contient NaN, Infinity ou -Infinity, qui ne sont "
+    "pas des nombres JSON. Envoyez un nombre, ou null pour une valeur inconnue.",
+    NOT_UNICODE: "Le corps de la requête n'est pas un texte UTF-8 valide (octet {where}). "
+    "Enregistrez-le ou envoyez-le encodé en UTF-8.",
+    TOO_DEEP: "Le corps de la requête imbrique trop de listes ou d'objets les uns dans "
+    "les autres. Simplifiez sa structure.",
+}
+
+
 def validation_problem(exc: RequestValidationError) -> Problem:
     errors = exc.errors()
     malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if malformed is not None:
-        if (malformed.get("ctx") or {}).get("error") == LONE_SURROGATE:
-            where = malformed["loc"][-1]
-            detail = (
-                f"Le corps de la requête contient, à l'octet {where}, un caractère échappé "
-                "invalide : une moitié de paire de substitution UTF-16 (\\uD800 à \\uDFFF) "
-                "sans l'autre. Corrigez le texte ou envoyez-le en UTF-8 sans échappement."
-            )
-        else:
-            detail = (
-                "Le corps de la requête n'est pas un JSON valide. Vérifiez sa syntaxe "
-                "(guillemets, virgules, accolades)."
-            )
+        error = str((malformed.get("ctx") or {}).get("error", ""))
+        detail = _JSON_DETAILS.get(error, _JSON_SYNTAX).format(where=malformed["loc"][-1])
         return Problem(400, "malformed-json", "JSON mal formé", detail)
     params = [
         InvalidParam(name=_field_name(tuple(e.get("loc", ()))), reason=french_reason(e))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import date
 from enum import StrEnum
@@ -176,16 +175,6 @@ class Location(Strict):
     )
 
 
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
-
-
 class RequestCreate(Strict):
     tenant: str = Field(
         pattern=TENANT_PATTERN, description="Code de la collectivité.", examples=["admiville"]
@@ -212,14 +201,6 @@ class RequestCreate(Strict):
         description="Agent qui saisit la demande pour le compte de l'usager (guichet, "
         "téléphone, courrier).",
     )
-
-    @field_validator("payload")
-    @classmethod
-    def _numbers_are_json(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Python's JSON reader takes NaN and Infinity, which JSON (and PostgreSQL) refuse.
-        if not _finite(value):
-            raise ValueError("Le contenu contient NaN ou Infinity, qui ne sont pas des nombres.")
-        return value
 
     @model_validator(mode="after")
     def reachable_by_preference(self) -> Self:

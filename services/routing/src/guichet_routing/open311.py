@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guichet_plumbing.auth import PUBLIC, CurrentPrincipal, Kind, Principal, allow
 from guichet_plumbing.db import Database
 from guichet_plumbing.idempotency import check_key
-from guichet_plumbing.jsonbody import JsonRoute
+from guichet_plumbing.jsonbody import JsonRoute, loads
 from guichet_plumbing.problems import PROBLEM_MEDIA_TYPE, Problem
 from guichet_routing import repository
 from guichet_routing.repository import ReportFilter
@@ -565,7 +565,7 @@ async def _fields(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if kind == "application/json":
-            decoded = json.loads(raw or b"{}")
+            decoded = loads(raw or b"{}")
             if not isinstance(decoded, dict):
                 raise ValueError("not an object")
             fields.update({str(k): "" if v is None else str(v) for k, v in decoded.items()})
