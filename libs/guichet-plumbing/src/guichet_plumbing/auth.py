@@ -537,16 +537,21 @@ CurrentAgent = Annotated[Principal, Depends(current_agent)]
 CurrentCitizen = Annotated[Principal, Depends(current_citizen)]
 
 
+def api_routes(app: FastAPI) -> Iterator[tuple[str, str, Any]]:
+    """(method, path, route context) for every API route of `app`, included routers' too."""
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            for method in sorted(context.methods or ()):
+                yield method, str(context.path_format), context
+
+
 def route_policies(app: FastAPI) -> Iterator[tuple[str, str, Policy | None]]:
     """(method, path, policy) for every API route of `app`, included routers' too."""
-    for context in iter_route_contexts(app.routes):
-        if not isinstance(context.original_route, APIRoute):
-            continue
+    for method, path, context in api_routes(app):
         policy = next(
             (d.call for d in context.dependant.dependencies if isinstance(d.call, Policy)), None
         )
-        for method in sorted(context.methods or ()):
-            yield method, str(context.path_format), policy
+        yield method, path, policy
 
 
 def routes_without_policy(app: FastAPI) -> list[str]:

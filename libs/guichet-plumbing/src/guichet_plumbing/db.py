@@ -84,13 +84,20 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
 def dump_json(value: Any) -> str:
     """JSON columns as stored, by the session and by `insert_rows` alike (UTF-8, compact).
 
-    orjson writes NaN and infinities as null and refuses integers past 64 bits: the first
-    never reach here (`RequestCreate` refuses them), the second fall back to `json`.
+    orjson writes NaN and infinities as null and refuses integers past 64 bits (and
+    decimals): the first never reach here (the JSON reader refuses them, `jsonbody`),
+    the others fall back to `json`, written alike (dates, UUIDs and decimals as text).
     """
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)  # UUID, Decimal
 
 
 class Database:
@@ -258,16 +265,7 @@ def _rows_json(rows: Rows, encoders: Encoders) -> str:
     """The rows as a JSON array of objects, each value as its column's encoder says."""
     if encoders:
         rows = [{**row, **{c: encode(row[c]) for c, encode in encoders}} for row in rows]
-    try:
-        return orjson.dumps(rows).decode()
-    except TypeError:  # integers past 64 bits, decimals
-        return json.dumps(rows, default=_json_default, ensure_ascii=False, separators=(",", ":"))
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    return str(value)  # UUID, Decimal
+    return dump_json(rows)
 
 
 def _bytea_hex(value: bytes | None) -> str | None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import APIRoute
 
 from guichet_plumbing import tables
 from guichet_plumbing.access_log import access_log_router
-from guichet_plumbing.auth import document_policies
+from guichet_plumbing.auth import api_routes, document_policies
 from guichet_plumbing.bus import Bus, InProcessBus, KafkaBus
 from guichet_plumbing.db import Database
 from guichet_plumbing.inbox import Effect, idempotent
@@ -135,12 +135,7 @@ def create_service_app(
 
 def _lane_routes(app: FastAPI, lanes: Iterable[Lane]) -> dict[tuple[str, str], tuple[Lane, Any]]:
     """Each lane with the FastAPI route it serves, which must exist (its declaration)."""
-    declared = {
-        (method, str(c.path_format)): c.original_route
-        for c in iter_route_contexts(app.routes)
-        if isinstance(c.original_route, APIRoute)
-        for method in c.methods or ()
-    }
+    declared = {(method, path): c.original_route for method, path, c in api_routes(app)}
     found = {}
     for lane in lanes:
         route = declared.get((lane.method, lane.path))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import secrets
 import time
@@ -23,7 +22,6 @@ from weakref import WeakValueDictionary
 from zoneinfo import ZoneInfo
 
 import httpx
-import orjson
 import pydantic_core
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,6 +83,7 @@ from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import (
     PayloadTooLarge,
     SigningKey,
+    canonical_json,
     generate_key,
     jwks,
     sign,
@@ -293,11 +292,7 @@ def _source(data: RequestCreate) -> str:
 def _content_hash(data: RequestCreate) -> str:
     """R9: what makes two sends the same content, whoever sends them."""
     content = [data.procedure, data.payload, data.location and data.location.model_dump()]
-    try:
-        raw = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers past 64 bits, which orjson does not write
-        raw = json.dumps(content, sort_keys=True, ensure_ascii=False).encode()
-    return hashlib.sha256(raw).hexdigest()
+    return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
 class _CacheMiss(Exception):

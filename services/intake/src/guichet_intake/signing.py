@@ -119,7 +119,7 @@ def generate_key(tenant: str, now: datetime) -> SigningKey:
     return SigningKey(kid=kid, private_pem=pem, created_at=now)
 
 
-def _canonical(payload: dict[str, Any]) -> bytes:
+def canonical_json(payload: Any) -> bytes:
     """One byte sequence per content: whoever re-serialises the JSON gets the same bytes.
 
     Sorted keys, no spaces, UTF-8 as is: the bytes of `json.dumps(sort_keys=True,
@@ -150,7 +150,7 @@ def _may_hold_small_float(body: bytes) -> bool:
     return False
 
 
-def _json_canonical(payload: dict[str, Any]) -> bytes:
+def _json_canonical(payload: Any) -> bytes:
     text = json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
@@ -163,7 +163,7 @@ class PayloadTooLarge(ValueError):
 
 def sign(payload: dict[str, Any], key: SigningKey) -> str:
     """Compact JWS (EdDSA) of the canonical JSON of `payload`, naming the key by `kid`."""
-    body = _canonical(payload)
+    body = canonical_json(payload)
     # Base64url grows the payload by 4/3: refuse now rather than issue an unverifiable receipt.
     if (len(body) + 2) // 3 * 4 > _REGISTRY.max_payload_length:
         raise PayloadTooLarge("payload too large to be signed as a receipt")
@@ -194,7 +194,7 @@ def _verify(token: str, public_jwks: list[dict[str, Any]]) -> dict[str, Any] | N
         if jws.validate_compact(signed, OKPKey.import_key(public), registry=_REGISTRY):
             payload = json.loads(signed.payload.decode("utf-8"))
             # Only our canonical encoding is a receipt (no duplicate keys, no NaN, one form).
-            if isinstance(payload, dict) and _canonical(payload) == signed.payload:
+            if isinstance(payload, dict) and canonical_json(payload) == signed.payload:
                 return payload
             return None
     return None
