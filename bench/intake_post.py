@@ -1,10 +1,11 @@
 """Throughput and latency of intake's `POST /v1/requests` on PostgreSQL, against a baseline.
 
 `make bench` runs this. One invocation starts a throw-away PostgreSQL and a Tansu
-broker, then, one after the other, the bare baseline (`baseline_app.py`: same
-uvicorn, one INSERT) and intake as its real server process, and drives each with
-wrk at the same concurrency. It prints both figures and their ratio and writes
-them to `bench/results/`. It asserts no target: it reports.
+broker, the bare baseline (`baseline_app.py`: same uvicorn, one INSERT) and intake as
+its real server process, then drives them in turn with wrk at the same concurrency,
+baseline then intake, for a few rounds. It prints every round's figures and ratio,
+and the ratios' median and spread, and writes them to `bench/results/`. It asserts no
+target: it reports.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import itertools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,11 +165,11 @@ def tree_cpu_by_title(root: int) -> dict[str, float]:
     todo = [root]
     while todo:
         pid = todo.pop()
-        fields = stats.get(pid)
-        if fields is None:
+        found = stats.get(pid)
+        if found is None:
             continue
         title = _title(pid)
-        ticks[title] = ticks.get(title, 0) + sum(int(fields[i]) for i in (11, 12, 13, 14))
+        ticks[title] = ticks.get(title, 0) + sum(int(found[i]) for i in (11, 12, 13, 14))
         todo.extend(children.get(pid, []))
     return {title: n / os.sysconf("SC_CLK_TCK") for title, n in ticks.items()}
 
@@ -323,7 +325,11 @@ def measure(
 # -- the two systems ---------------------------------------------------------------------------
 
 
-def bench_baseline(postgres: LocalPostgres, tmp: Path, args: argparse.Namespace) -> SystemResult:
+@contextmanager
+def baseline_server(
+    postgres: LocalPostgres, tmp: Path, args: argparse.Namespace
+) -> Iterator[Callable[[], SystemResult]]:
+    """The baseline's server, up for the whole invocation; each call measures it once."""
     db_url = postgres.create_database("bench_baseline")
     port = free_port()
     url = f"http://{HOST}:{port}/v1/requests"
@@ -337,14 +343,22 @@ def bench_baseline(postgres: LocalPostgres, tmp: Path, args: argparse.Namespace)
     # No /ready here: an empty-bodied POST answered at all (400) means it is up.
     probe = answers(url, "POST", b"")
     with server("baseline", argv, env, tmp / "baseline.log", probe) as proc:
-        result = measure("baseline", proc, url, db_url, args, {"postgres": postgres_pid(postgres)})
-    attach_log(result, tmp / "baseline.log")
-    return result
+
+        def run() -> SystemResult:
+            result = measure(
+                "baseline", proc, url, db_url, args, {"postgres": postgres_pid(postgres)}
+            )
+            attach_log(result, tmp / "baseline.log")
+            return result
+
+        yield run
 
 
-def bench_intake(
+@contextmanager
+def intake_server(
     postgres: LocalPostgres, broker: LocalBroker, tmp: Path, args: argparse.Namespace
-) -> SystemResult:
+) -> Iterator[Callable[[], SystemResult]]:
+    """Intake's real server process, up for the whole invocation; each call measures it once."""
     db_url = postgres.create_database("bench_intake")
     port = free_port()
     base = f"http://{HOST}:{port}"
@@ -366,21 +380,27 @@ def bench_intake(
 
     with server("intake", argv, env, tmp / "intake.log", ready) as proc:
         others = {"postgres": postgres_pid(postgres), "broker": broker_pid(broker)}
-        result = measure("intake", proc, f"{base}/v1/requests", db_url, args, others)
-        # The relay publishes to Kafka behind the responses: show whether it kept up
-        # (counted once the request rows settled, about a second after wrk stopped).
-        pending = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-        result.notes["outbox_backlog_after_run"] = int(query(db_url, pending))
-        start = time.monotonic()
-        while query(db_url, pending) and time.monotonic() - start < 60:
-            time.sleep(0.5)
-        result.notes["outbox_drain_s"] = round(time.monotonic() - start, 1)
-        result.notes["outbox_pending_after_drain"] = int(query(db_url, pending))
-        # R9 flags repeated content or floods from one sender: that path issues no receipt.
-        flagged = "SELECT count(*) FROM requests WHERE abusive"
-        result.notes["flagged_abusive"] = int(query(db_url, flagged))
-        attach_log(result, tmp / "intake.log")
-        return result
+
+        def run() -> SystemResult:
+            result = measure("intake", proc, f"{base}/v1/requests", db_url, args, others)
+            # The relay publishes to Kafka behind the responses: show whether it kept up
+            # (counted once the request rows settled, about a second after wrk stopped).
+            # The drain ends before the next measured run starts.
+            pending = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+            result.notes["outbox_backlog_after_run"] = int(query(db_url, pending))
+            start = time.monotonic()
+            while query(db_url, pending) and time.monotonic() - start < 60:
+                time.sleep(0.5)
+            result.notes["outbox_drain_s"] = round(time.monotonic() - start, 1)
+            result.notes["outbox_pending_after_drain"] = int(query(db_url, pending))
+            # R9 flags repeated content or floods from one sender: that path issues no
+            # receipt (counted over the whole invocation).
+            flagged = "SELECT count(*) FROM requests WHERE abusive"
+            result.notes["flagged_abusive"] = int(query(db_url, flagged))
+            attach_log(result, tmp / "intake.log")
+            return result
+
+        yield run
 
 
 def postgres_pid(postgres: LocalPostgres) -> int:
@@ -416,37 +436,52 @@ def shout(message: str) -> None:
     print(f"\n{bar}\n!! {message}\n!! these figures are NOT a valid measurement\n{bar}\n")
 
 
-def table(results: list[SystemResult]) -> str:
-    head = ("system", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "rows", "wrk reqs")
+def table(rounds: list[tuple[SystemResult, SystemResult]]) -> str:
+    head = ("round", "system", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "rows", "ratio")
     lines = [head]
-    for r in results:
-        w = r.wrk
-        lines.append(
-            (
-                r.system,
-                f"{w.rps:.1f}",
-                f"{w.p50_ms:.1f}",
-                f"{w.p90_ms:.1f}",
-                f"{w.p99_ms:.1f}",
-                str(w.errors),
-                str(r.rows),
-                str(w.requests),
+    for n, pair in enumerate(rounds, start=1):
+        ratio = throughput_ratio(pair)
+        for r in pair:
+            w = r.wrk
+            lines.append(
+                (
+                    str(n),
+                    r.system,
+                    f"{w.rps:.1f}",
+                    f"{w.p50_ms:.1f}",
+                    f"{w.p90_ms:.1f}",
+                    f"{w.p99_ms:.1f}",
+                    str(w.errors),
+                    str(r.rows),
+                    f"{ratio:.2f}" if r.system == "intake" else "",
+                )
             )
-        )
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     return "\n".join(
         "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
+            cell.ljust(w) if i < 2 else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
         for row in lines
     )
 
 
+def throughput_ratio(pair: tuple[SystemResult, SystemResult]) -> float:
+    baseline, intake = pair
+    return intake.wrk.rps / baseline.wrk.rps if baseline.wrk.rps else 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=20, help="seconds measured per system")
+    parser.add_argument("--duration", type=int, default=20, help="seconds measured per run")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of uncounted warm-up")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="baseline-then-intake pairs, both servers up throughout: the machine's drift "
+        "shows as the spread between rounds instead of inside one ratio",
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument(
@@ -473,22 +508,27 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="guichet-bench-"))
     postgres = LocalPostgres(tmp / "pgdata")
     broker = LocalBroker()
+    rounds: list[tuple[SystemResult, SystemResult]] = []
     try:
         log(f"PostgreSQL and Tansu under {tmp}")
         postgres.start()
         broker.start(log_path=tmp / "tansu.log")
         pg_version = query(postgres.url("postgres"), "SHOW server_version")
         sync_commit = query(postgres.url("postgres"), "SHOW synchronous_commit")
-        results = [bench_baseline(postgres, tmp, args)]
-        results.append(bench_intake(postgres, broker, tmp, args))
+        with (
+            baseline_server(postgres, tmp, args) as baseline,
+            intake_server(postgres, broker, tmp, args) as intake,
+        ):
+            for n in range(1, args.rounds + 1):
+                log(f"round {n} of {args.rounds}")
+                rounds.append((baseline(), intake()))
     finally:
         broker.stop()
         postgres.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    baseline, intake = results
-    throughput_ratio = intake.wrk.rps / baseline.wrk.rps if baseline.wrk.rps else 0.0
-    p99_ratio = intake.wrk.p99_ms / baseline.wrk.p99_ms if baseline.wrk.p99_ms else 0.0
+    ratios = [throughput_ratio(pair) for pair in rounds]
+    p99s = [intake.wrk.p99_ms for _, intake in rounds]
     machine = {
         "nproc": os.cpu_count(),
         "loadavg_1min_before": round(load_before, 2),
@@ -497,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         "wrk_connections": args.connections,
         "wrk_threads": args.threads,
         "server_workers": args.workers,
+        "rounds": args.rounds,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "wrk_timeout_s": args.timeout,
@@ -504,24 +545,31 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     print()
-    print(table(results))
+    print(table(rounds))
     print()
-    print(f"intake/baseline  throughput {throughput_ratio:.2f}x   p99 latency {p99_ratio:.2f}x")
-    for r in results:
-        extra = {k: v for k, v in r.notes.items() if k not in ("wrk_output", "log_tail")}
-        cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_ms_per_request.items())
-        print(
-            f"{r.system}: p75 {r.wrk.p75_ms:.1f} ms, max {r.wrk.max_ms:.1f} ms, CPU ms/request "
-            f"({cpu}), machine CPU busy {r.machine_cpu_busy_pct:.0f}%, load after "
-            f"{r.loadavg_1min_after:.2f}" + "".join(f", {k} {v}" for k, v in extra.items())
-        )
+    print(
+        f"intake/baseline throughput: median {statistics.median(ratios):.2f}, "
+        f"lowest {min(ratios):.2f}, highest {max(ratios):.2f} over {len(ratios)} round(s); "
+        f"intake p99: median {statistics.median(p99s):.1f} ms, "
+        f"highest {max(p99s):.1f} ms"
+    )
+    for n, pair in enumerate(rounds, start=1):
+        for r in pair:
+            extra = {k: v for k, v in r.notes.items() if k not in ("wrk_output", "log_tail")}
+            cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_ms_per_request.items())
+            print(
+                f"{n} {r.system}: p75 {r.wrk.p75_ms:.1f} ms, max {r.wrk.max_ms:.1f} ms, "
+                f"CPU ms/request ({cpu}), machine CPU busy {r.machine_cpu_busy_pct:.0f}%, "
+                f"load after {r.loadavg_1min_after:.2f}"
+                + "".join(f", {k} {v}" for k, v in extra.items())
+            )
     print(
         f"machine: nproc {machine['nproc']} (load {load_before:.2f} before start), "
         f"{args.workers} server worker(s) each, "
         f"PostgreSQL {pg_version} "
         f"(synchronous_commit={sync_commit}), wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration}s --timeout {args.timeout}s (after {args.warmup} s warm-up)"
-        + (", same sender every request" if args.same_sender else "")
+        f"-d{args.duration}s --timeout {args.timeout}s (after {args.warmup} s warm-up), "
+        f"{args.rounds} round(s)" + (", same sender every request" if args.same_sender else "")
     )
 
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -531,15 +579,30 @@ def main(argv: list[str] | None = None) -> int:
         "at": stamp,
         "machine": machine,
         "body": BODY,
-        "results": [asdict(r) | {"errors": r.wrk.errors} for r in results],
-        "ratio": {"throughput": round(throughput_ratio, 3), "p99": round(p99_ratio, 3)},
+        "rounds": [
+            {
+                "results": [asdict(r) | {"errors": r.wrk.errors} for r in pair],
+                "ratio": {
+                    "throughput": round(throughput_ratio(pair), 3),
+                    "p99": round(pair[1].wrk.p99_ms / pair[0].wrk.p99_ms, 3)
+                    if pair[0].wrk.p99_ms
+                    else 0.0,
+                },
+            }
+            for pair in rounds
+        ],
+        "throughput_ratio": {
+            "median": round(statistics.median(ratios), 3),
+            "lowest": round(min(ratios), 3),
+            "highest": round(max(ratios), 3),
+        },
     }
     out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {out.relative_to(ROOT)}")
 
-    failed = [r.system for r in results if r.wrk.errors]
+    failed = sorted({r.system for pair in rounds for r in pair if r.wrk.errors})
     if failed:
-        shout(f"errors during the run of: {', '.join(failed)}")
+        shout(f"errors during the runs of: {', '.join(failed)}")
         return 1
     return 0
 

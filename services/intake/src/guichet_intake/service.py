@@ -22,7 +22,7 @@ from weakref import WeakValueDictionary
 from zoneinfo import ZoneInfo
 
 import httpx
-import pydantic_core
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -748,7 +748,8 @@ class IntakeService:
             SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
         )
         created["follow_url"] = self._follow_url(values["tracking_code"], received_at)
-        response = idempotency.StoredResponse(201, pydantic_core.to_json(created))
+        # Dates, UUIDs and text only (no payload): orjson writes them as pydantic does.
+        response = idempotency.StoredResponse(201, orjson.dumps(created, option=orjson.OPT_UTC_Z))
         return _Built(values, out, response)
 
     @staticmethod
