@@ -22,14 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guichet_plumbing.bus import Bus, Outgoing, PublishFailed
 from guichet_plumbing.db import Database, after_commit
-from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.envelope import Envelope, WrittenEnvelope
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.tables import outbox
 
 log = logging.getLogger(__name__)
 
 
-def rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+def rows(envelopes: Sequence[Envelope | WrittenEnvelope]) -> list[dict[str, Any]]:
     """The outbox rows of `envelopes`, for `stage` or a caller's own one-statement write."""
     now = datetime.now(UTC)
     return [
@@ -44,7 +44,7 @@ def rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
     ]
 
 
-async def stage(session: AsyncSession, *envelopes: Envelope) -> None:
+async def stage(session: AsyncSession, *envelopes: Envelope | WrittenEnvelope) -> None:
     """Write events in the caller's transaction; they leave only if it commits."""
     await session.execute(outbox.insert(), rows(envelopes))
     # Polling stays the safety net; this only shortens the wait.

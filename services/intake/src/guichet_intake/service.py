@@ -103,7 +103,7 @@ from guichet_plumbing.auth import (
     same_digest,
 )
 from guichet_plumbing.db import CONNECTION_LOST, Database, Grouped, after_commit, grouped_inserts
-from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.envelope import WrittenEnvelope, written
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import rows as outbox_rows
 from guichet_plumbing.outbox import stage, wake_relays
@@ -683,22 +683,30 @@ class IntakeService:
             RequestStatus.received.value,
             STATUS_LABELS[RequestStatus.received],
         )
+        # RequestReceived's JSON form, field for field (tests hold it to the model).
+        received = {
+            "request_id": request_id,
+            "tracking_code": values["tracking_code"],
+            "procedure_code": data.procedure,
+            "procedure_title": procedure.title if procedure else None,
+            "procedure_kind": str(procedure.kind) if procedure else None,
+            "channel": data.channel.value,
+            "received_at": received_at,
+            "reception_date": reception,
+            "applicant": _contact(data),
+            "contact_preference": data.contact_preference.value,
+            "payload": data.payload,
+            "location": values["location"],
+            "abusive": abuse is not None,
+        }
         out.events.append(
-            RequestReceived(
-                request_id=request_id,
-                tracking_code=values["tracking_code"],
-                procedure_code=data.procedure,
-                procedure_title=procedure.title if procedure else None,
-                procedure_kind=procedure.kind if procedure else None,
-                channel=data.channel.value,
-                received_at=received_at,
-                reception_date=reception,
-                applicant=_contact(data),
-                payload=data.payload,
-                contact_preference=data.contact_preference.value,
-                location=values["location"],
-                abusive=abuse is not None,
-            ).envelope(tenant=data.tenant, subject=str(request_id), occurred_at=received_at)
+            written(
+                RequestReceived,
+                received,
+                tenant=data.tenant,
+                subject=str(request_id),
+                occurred_at=received_at,
+            )
         )
         request = SimpleNamespace(**values)
         if abuse is not None:
@@ -938,17 +946,21 @@ class IntakeService:
             }
         )
         out.history(request.id, now, kind.value, f"Document émis : {RECEIPT_TITLES[kind]}")
+        # ReceiptIssued's JSON form, field for field (tests hold it to the model).
+        issued = {
+            "request_id": request.id,
+            "receipt_id": receipt_id,
+            "tracking_code": request.tracking_code,
+            "kind": kind.value,
+            "title": RECEIPT_TITLES[kind],
+            "issued_at": now,
+            "mentions": mentions,
+            "document_url": f"{self.settings.public_url}/v1/receipts/{receipt_id}.pdf",
+        }
         out.events.append(
-            ReceiptIssued(
-                request_id=request.id,
-                receipt_id=receipt_id,
-                tracking_code=request.tracking_code,
-                kind=kind.value,
-                title=RECEIPT_TITLES[kind],
-                issued_at=now,
-                mentions=mentions,
-                document_url=f"{self.settings.public_url}/v1/receipts/{receipt_id}.pdf",
-            ).envelope(tenant=tenant.code, subject=str(request.id), occurred_at=now)
+            written(
+                ReceiptIssued, issued, tenant=tenant.code, subject=str(request.id), occurred_at=now
+            )
         )
 
     async def _issue_acknowledgement(
@@ -2105,14 +2117,15 @@ def _regime_snapshot(procedure: Any) -> dict[str, Any]:
     }
 
 
-def _contact(data: RequestCreate) -> ApplicantContact:
+def _contact(data: RequestCreate) -> dict[str, Any]:
+    """`ApplicantContact`'s JSON form."""
     address = data.applicant.postal_address
-    return ApplicantContact(
-        name=data.applicant.name,
-        email=str(data.applicant.email) if data.applicant.email else None,
-        phone=data.applicant.phone,
-        postal_address=address.one_line() if address else None,
-    )
+    return {
+        "name": data.applicant.name,
+        "email": str(data.applicant.email) if data.applicant.email else None,
+        "phone": data.applicant.phone,
+        "postal_address": address.one_line() if address else None,
+    }
 
 
 def _procedure_public(r: Any) -> ProcedurePublic:
@@ -2243,7 +2256,7 @@ class _Writes:
 
     history_rows: list[SimpleNamespace] = field(default_factory=list)
     receipts: list[dict[str, Any]] = field(default_factory=list)
-    events: list[Envelope] = field(default_factory=list)
+    events: list[WrittenEnvelope] = field(default_factory=list)
 
     def history(self, request_id: uuid.UUID, at: datetime, status: str, label: str) -> None:
         self.history_rows.append(
