@@ -3,9 +3,9 @@
 `make bench` runs this. One invocation starts a throw-away PostgreSQL and a Tansu
 broker, the bare baseline (`baseline_app.py`: same uvicorn, one INSERT) and intake as
 its real server process, then drives them in turn with wrk at the same concurrency,
-baseline then intake, for a few rounds. It prints every round's figures and ratio,
-and the ratios' median and spread, and writes them to `bench/results/`. It asserts no
-target: it reports.
+for a few rounds, each system going first every other round. It prints every round's
+figures and ratio, and the ratios' median and spread, and writes them to
+`bench/results/`. It asserts no target: it reports.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 LUA_SCRIPT = BENCH_DIR / "post.lua"
 HOST = "127.0.0.1"
+DATABASES = ("bench_baseline", "bench_intake")
 
 BODY: dict[str, Any] = {
     "tenant": "admiville",
@@ -52,6 +53,7 @@ BODY_TEXT = json.dumps(BODY, ensure_ascii=False)
 # post.lua appends "+<thread>.<n>" to this local part so each request has its own sender.
 VARY = "camille.martin"
 _RUNS = itertools.count(1)
+_CHECKS = itertools.count(1)
 
 
 @dataclass
@@ -278,17 +280,23 @@ def measure(
     db_url: str,
     args: argparse.Namespace,
     others: dict[str, int],
+    quiesce: Callable[[], None],
 ) -> SystemResult:
     """`others`: the other processes whose CPU to report, by role (root PIDs)."""
-    status, answer = http("POST", url, BODY_TEXT.encode())
+    # A sender of its own: the same body from one sender before every round would be an
+    # R9 repetition by the third.
+    check = {
+        **BODY,
+        "applicant": {**BODY["applicant"], "email": f"{VARY}+check{next(_CHECKS)}@example.org"},
+    }
+    status, answer = http("POST", url, json.dumps(check).encode())
     if status != 201:
         raise RuntimeError(f"{system}: check POST answered {status}, not 201: {answer[:500]!r}")
     log(f"{system}: warm-up {args.warmup} s (not counted)")
     wrk(url, args, args.warmup)
     count_sql = "SELECT count(*) FROM requests"
     before = settled_count(db_url, count_sql)
-    # Start each run from a clean checkpoint so the previous run's dirty pages don't bill it.
-    query(db_url, "CHECKPOINT")
+    quiesce()
     log(f"{system}: {args.duration} s at {args.connections} connections")
     roots = {"server": proc.pid, **others}
     cpu0, (busy0, total0) = {k: tree_cpu_by_title(p) for k, p in roots.items()}, machine_cpu()
@@ -330,7 +338,7 @@ def baseline_server(
     postgres: LocalPostgres, tmp: Path, args: argparse.Namespace
 ) -> Iterator[Callable[[], SystemResult]]:
     """The baseline's server, up for the whole invocation; each call measures it once."""
-    db_url = postgres.create_database("bench_baseline")
+    db_url = postgres.create_database(DATABASES[0])
     port = free_port()
     url = f"http://{HOST}:{port}/v1/requests"
     env = dict(os.environ, BENCH_BASELINE_DATABASE_URL=db_url)
@@ -346,7 +354,13 @@ def baseline_server(
 
         def run() -> SystemResult:
             result = measure(
-                "baseline", proc, url, db_url, args, {"postgres": postgres_pid(postgres)}
+                "baseline",
+                proc,
+                url,
+                db_url,
+                args,
+                {"postgres": postgres_pid(postgres)},
+                lambda: quiesce(postgres),
             )
             attach_log(result, tmp / "baseline.log")
             return result
@@ -359,7 +373,7 @@ def intake_server(
     postgres: LocalPostgres, broker: LocalBroker, tmp: Path, args: argparse.Namespace
 ) -> Iterator[Callable[[], SystemResult]]:
     """Intake's real server process, up for the whole invocation; each call measures it once."""
-    db_url = postgres.create_database("bench_intake")
+    db_url = postgres.create_database(DATABASES[1])
     port = free_port()
     base = f"http://{HOST}:{port}"
     env = dict(
@@ -382,7 +396,15 @@ def intake_server(
         others = {"postgres": postgres_pid(postgres), "broker": broker_pid(broker)}
 
         def run() -> SystemResult:
-            result = measure("intake", proc, f"{base}/v1/requests", db_url, args, others)
+            result = measure(
+                "intake",
+                proc,
+                f"{base}/v1/requests",
+                db_url,
+                args,
+                others,
+                lambda: quiesce(postgres),
+            )
             # The relay publishes to Kafka behind the responses: show whether it kept up
             # (counted once the request rows settled, about a second after wrk stopped).
             # The drain ends before the next measured run starts.
@@ -401,6 +423,15 @@ def intake_server(
             return result
 
         yield run
+
+
+def quiesce(postgres: LocalPostgres) -> None:
+    """Both systems' databases vacuumed, then a checkpoint: what the previous run left
+    (intake's published outbox rows are dead tuples, dirty pages) is cleaned up before
+    the next run is measured, not by autovacuum and the checkpointer during it."""
+    for database in DATABASES:
+        query(postgres.url(database), "VACUUM")
+    query(postgres.url("postgres"), "CHECKPOINT")
 
 
 def postgres_pid(postgres: LocalPostgres) -> int:
@@ -479,8 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         default=3,
-        help="baseline-then-intake pairs, both servers up throughout: the machine's drift "
-        "shows as the spread between rounds instead of inside one ratio",
+        help="baseline and intake runs in pairs, both servers up throughout: the machine's "
+        "drift shows as the spread between rounds instead of inside one ratio",
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -499,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if not shutil.which(args.wrk):
         print("wrk is missing: `make wrk` installs the Debian package.", file=sys.stderr)
         return 2
@@ -520,8 +553,14 @@ def main(argv: list[str] | None = None) -> int:
             intake_server(postgres, broker, tmp, args) as intake,
         ):
             for n in range(1, args.rounds + 1):
+                # Turn about: neither system always runs right after the other.
                 log(f"round {n} of {args.rounds}")
-                rounds.append((baseline(), intake()))
+                if n % 2:
+                    first = baseline()
+                    rounds.append((first, intake()))
+                else:
+                    second = intake()
+                    rounds.append((baseline(), second))
     finally:
         broker.stop()
         postgres.stop()
@@ -596,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
             "lowest": round(min(ratios), 3),
             "highest": round(max(ratios), 3),
         },
+        "intake_p99_ms": {"median": statistics.median(p99s), "highest": max(p99s)},
     }
     out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {out.relative_to(ROOT)}")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from guichet_intake.events import PUBLISHED, ReceiptIssued, RequestReceived
 from guichet_intake.service import IntakeService
 from guichet_plumbing import tables
-from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.envelope import Envelope, written
 from tests.intake.helpers import body
 
 AT = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
@@ -34,15 +37,49 @@ async def test_submission_events_are_their_models_own_json(intake: IntakeService
         # The third identical send is flagged (R9): abusive, no receipt.
         *[body(payload={"même": "contenu"})] * 3,
     ]
+    answers = []
     for n, data in enumerate(submissions):
         stored = await intake.submit(data, None, now=AT + timedelta(minutes=n))
         assert stored.status_code == 201
+        answers.append(json.loads(stored.body))
 
     async with intake.db.sessions() as session:
         rows = await session.scalars(
             sa.select(tables.outbox.c.payload).order_by(tables.outbox.c.seq)
         )
         payloads = list(rows)
+    # Values too, not only their shape: the first submission's two events in full.
+    first, ar = answers[0], answers[0]["acknowledgement"]
+    assert Envelope.from_bytes(payloads[0]).data == {
+        "request_id": first["id"],
+        "tracking_code": first["tracking_code"],
+        "procedure_code": "reservation-salle",
+        "procedure_title": "Réservation d'une salle municipale",
+        "procedure_kind": "demande",
+        "channel": "web",
+        "received_at": "2026-05-15T09:00:00Z",
+        "reception_date": "2026-05-15",
+        "applicant": {
+            "name": "Camille Martin",
+            "email": "camille.martin@example.org",
+            "phone": None,
+            "postal_address": None,
+        },
+        "contact_preference": "email",
+        "payload": {"salle": "Salle des fêtes"},
+        "location": None,
+        "abusive": False,
+    }
+    assert Envelope.from_bytes(payloads[1]).data == {
+        "request_id": first["id"],
+        "receipt_id": ar["receipt_id"],
+        "tracking_code": first["tracking_code"],
+        "kind": "accuse_reception",
+        "title": "Accusé de réception",
+        "issued_at": "2026-05-15T09:00:00Z",
+        "mentions": ar["mentions"],
+        "document_url": f"{intake.settings.public_url}/v1/receipts/{ar['receipt_id']}.pdf",
+    }
     seen: Counter[str] = Counter()
     for raw in payloads:
         envelope = Envelope.from_bytes(raw)
@@ -59,3 +96,18 @@ async def test_submission_events_are_their_models_own_json(intake: IntakeService
     # 8 requests; a receipt each, but for the letter (its AR is owed, within 7 days: R4)
     # and the flagged repeat (R9).
     assert seen == {RequestReceived.event_type: 8, ReceiptIssued.event_type: 6}
+
+
+@pytest.mark.parametrize(
+    ("tenant", "subject", "occurred_at"),
+    [
+        ("admiville", "r-1", datetime(2026, 5, 15, 9, 0)),  # no time zone
+        ("a" * 65, "r-1", AT),
+        ("admiville", "", AT),
+    ],
+)
+def test_an_envelope_consumers_would_refuse_is_refused_when_written(
+    tenant: str, subject: str, occurred_at: datetime
+) -> None:
+    with pytest.raises(ValidationError):
+        written(ReceiptIssued, {}, tenant=tenant, subject=subject, occurred_at=occurred_at)
