@@ -96,14 +96,19 @@ async def drive_ten_reports(urls: Urls, smtp_server: SmtpServer) -> None:
 
         await eventually(everyone_told, timeout=30, what="ten reporters told of the repair")
 
+        statuses: dict[str, str] = {}
+
         async def all_closed() -> bool:
             for code in reporters:
                 followed = await client.get(f"{urls.intake}/v1/requests/{code}", headers=voirie)
-                if followed.json()["status"] != "closed":
-                    return False
-            return True
+                statuses[code] = followed.json()["status"]
+            return set(statuses.values()) == {"closed"}
 
-        await eventually(all_closed, timeout=30, what="intake shows the ten requests closed")
+        try:
+            await eventually(all_closed, timeout=30, what="intake shows the ten requests closed")
+        except AssertionError as late:
+            # Which requests lag, and at which status, is what a failure needs to say.
+            raise AssertionError(f"{late}; statuses: {statuses}") from None
 
     assert len(smtp_server.mailbox.to(VOIRIE)) == 1, "one alert for the incident, not ten"
     for code, address in reporters.items():
