@@ -280,7 +280,7 @@ def measure(
     db_url: str,
     args: argparse.Namespace,
     others: dict[str, int],
-    quiesce: Callable[[], None],
+    postgres: LocalPostgres,
 ) -> SystemResult:
     """`others`: the other processes whose CPU to report, by role (root PIDs)."""
     # A sender of its own: the same body from one sender before every round would be an
@@ -296,7 +296,7 @@ def measure(
     wrk(url, args, args.warmup)
     count_sql = "SELECT count(*) FROM requests"
     before = settled_count(db_url, count_sql)
-    quiesce()
+    quiesce(postgres)
     log(f"{system}: {args.duration} s at {args.connections} connections")
     roots = {"server": proc.pid, **others}
     cpu0, (busy0, total0) = {k: tree_cpu_by_title(p) for k, p in roots.items()}, machine_cpu()
@@ -360,7 +360,7 @@ def baseline_server(
                 db_url,
                 args,
                 {"postgres": postgres_pid(postgres)},
-                lambda: quiesce(postgres),
+                postgres,
             )
             attach_log(result, tmp / "baseline.log")
             return result
@@ -403,7 +403,7 @@ def intake_server(
                 db_url,
                 args,
                 others,
-                lambda: quiesce(postgres),
+                postgres,
             )
             # The relay publishes to Kafka behind the responses: show whether it kept up
             # (counted once the request rows settled, about a second after wrk stopped).

@@ -39,12 +39,17 @@ async def submit(intake: IntakeService, now: datetime, **changes: Any) -> dict[s
     return created
 
 
-async def outbox_events(db: Database, event_type: str | None = None) -> list[Envelope]:
+async def outbox_payloads(db: Database) -> list[bytes]:
+    """Every staged event as the outbox stores it, in order."""
     async with db.sessions() as session:
         rows = await session.scalars(
             sa.select(tables.outbox.c.payload).order_by(tables.outbox.c.seq)
         )
-        events = [Envelope.from_bytes(raw) for raw in rows]
+        return list(rows)
+
+
+async def outbox_events(db: Database, event_type: str | None = None) -> list[Envelope]:
+    events = [Envelope.from_bytes(raw) for raw in await outbox_payloads(db)]
     return [e for e in events if event_type is None or e.type == event_type]
 
 

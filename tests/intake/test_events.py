@@ -7,14 +7,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import sqlalchemy as sa
 from pydantic import ValidationError
 
 from guichet_intake.events import PUBLISHED, ReceiptIssued, RequestReceived
 from guichet_intake.service import IntakeService
-from guichet_plumbing import tables
 from guichet_plumbing.envelope import Envelope, written
-from tests.intake.helpers import body
+from tests.intake.helpers import body, outbox_payloads
 
 AT = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
 MODELS = {event.event_type: event for event in PUBLISHED}
@@ -43,11 +41,7 @@ async def test_submission_events_are_their_models_own_json(intake: IntakeService
         assert stored.status_code == 201
         answers.append(json.loads(stored.body))
 
-    async with intake.db.sessions() as session:
-        rows = await session.scalars(
-            sa.select(tables.outbox.c.payload).order_by(tables.outbox.c.seq)
-        )
-        payloads = list(rows)
+    payloads = await outbox_payloads(intake.db)
     # Values too, not only their shape: the first submission's two events in full.
     first, ar = answers[0], answers[0]["acknowledgement"]
     assert Envelope.from_bytes(payloads[0]).data == {

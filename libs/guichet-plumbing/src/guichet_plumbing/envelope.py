@@ -86,12 +86,6 @@ def written(
     `Envelope.to_bytes`. Values may be UUIDs, dates and datetimes (written as pydantic
     writes them).
     """
-    if occurred_at.utcoffset() is None or not (0 < len(tenant) <= 64 and 0 < len(subject) <= 128):
-        # What `Envelope` refuses, every consumer would refuse: fail here, naming why.
-        Envelope.model_validate(
-            {"id": uuid.uuid4(), "type": event.event_type, "occurred_at": occurred_at}
-            | {"tenant": tenant, "subject": subject, "data": data}
-        )
     event_id = uuid.uuid4()
     document = {
         "id": event_id,
@@ -101,6 +95,9 @@ def written(
         "subject": subject,
         "data": data,
     }
+    if occurred_at.utcoffset() is None or not (0 < len(tenant) <= 64 and 0 < len(subject) <= 128):
+        # What `Envelope` refuses, every consumer would refuse: fail here, naming why.
+        Envelope.model_validate(document)
     try:
         payload = orjson.dumps(document, option=orjson.OPT_UTC_Z)
     except TypeError:
