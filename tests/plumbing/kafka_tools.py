@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 from guichet_plumbing.envelope import Envelope
 
 
-async def read_topic(
+async def read_records(
     bootstrap: str, topic: str, quiet_for: float = 1.5, timeout: float = 20.0
-) -> list[Envelope]:
-    """Every message on `topic`, read by a fresh group until nothing new arrives for `quiet_for`."""
+) -> list[Any]:
+    """Every record on `topic` (aiokafka's `ConsumerRecord`: partition, offset, key, value),
+    read by a fresh group until nothing new arrives for `quiet_for`."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -23,14 +25,14 @@ async def read_topic(
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    found: list[Envelope] = []
+    found: list[Any] = []
     try:
         deadline = time.monotonic() + timeout
         last_new = time.monotonic()
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=250)
             for messages in batch.values():
-                found += [Envelope.from_bytes(m.value) for m in messages]
+                found += messages
                 last_new = time.monotonic()
             if consumer.assignment() and time.monotonic() - last_new > quiet_for:
                 break
@@ -38,3 +40,13 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
+
+
+async def read_topic(
+    bootstrap: str, topic: str, quiet_for: float = 1.5, timeout: float = 20.0
+) -> list[Envelope]:
+    """Every envelope on `topic`, as `read_records` finds them."""
+    return [
+        Envelope.from_bytes(record.value)
+        for record in await read_records(bootstrap, topic, quiet_for, timeout)
+    ]

@@ -1,13 +1,21 @@
-"""The Kafka adapter's partitioning: a key lands where any Kafka client would put it."""
+"""The Kafka adapter: a key lands where any Kafka client would put it, a relay pass goes
+out as record batches that keep each key's order, and a failure names what went out."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from guichet_plumbing.bus import KeyPartitioner, murmur2
+from guichet_plumbing.bus import KafkaBus, KeyPartitioner, Outgoing, PublishFailed, murmur2
+from guichet_plumbing.localinfra import LocalBroker
+from tests.plumbing.kafka_tools import read_records
 
 
 @given(st.binary(max_size=300))
@@ -50,3 +58,113 @@ def test_partitioner_spreads_keyless_events_over_available_partitions() -> None:
     ours = KeyPartitioner()
     assert {ours(None, [0, 1, 2], [2]) for _ in range(20)} == {2}
     assert {ours(None, [0, 1], []) for _ in range(50)} == {0, 1}
+
+
+TYPES = ("test.first.v1", "test.second.v1")
+# 40 KiB each: this key's events fill more than one 256 KiB batch on their partition.
+BIG_KEY = "big-request"
+
+
+def batch_of_events() -> list[Outgoing]:
+    """Several keys (one of them empty) on two topics, in an order a relay pass could see."""
+    keys = ["request-1", "request-2", "request-3", "", BIG_KEY]
+    events = []
+    for index in range(150):
+        key = keys[index % len(keys)]
+        size = 40 * 1024 if key == BIG_KEY else 300
+        payload = f"{index}:".encode() + b"x" * size
+        events.append(Outgoing(TYPES[index % 2], key, payload))
+    return events
+
+
+async def started(kafka: LocalBroker, prefix: str) -> KafkaBus:
+    bus = KafkaBus(kafka.bootstrap_servers, topic_prefix=prefix)
+    bus.declare(TYPES)
+    await bus.start()
+    return bus
+
+
+async def on_the_wire(kafka: LocalBroker, prefix: str) -> dict[int, tuple[str, int, int]]:
+    """Each published event's index: its topic, partition and offset."""
+    found = {}
+    for event_type in TYPES:
+        for record in await read_records(kafka.bootstrap_servers, prefix + event_type):
+            index = int(record.value.split(b":", 1)[0])
+            assert index not in found, f"event {index} published twice"
+            found[index] = (event_type, record.partition, record.offset)
+    return found
+
+
+async def test_a_batch_goes_out_whole_each_key_on_its_partition_in_order(
+    kafka: LocalBroker, topic_prefix: str
+) -> None:
+    events = batch_of_events()
+    bus = await started(kafka, topic_prefix)
+    try:
+        assert await bus.publish_batch(events) == len(events)
+    finally:
+        await bus.stop()
+    found = await on_the_wire(kafka, topic_prefix)
+    assert sorted(found) == list(range(len(events)))
+    default, every = DefaultPartitioner(), list(range(bus.partitions))
+    for index, event in enumerate(events):
+        assert found[index][1] == default(event.subject.encode(), every, every), index
+    # In each partition, offsets follow publication order: a key's events keep theirs.
+    for event_type in TYPES:
+        for partition in every:
+            here = sorted(
+                (offset, index)
+                for index, (t, p, offset) in found.items()
+                if (t, p) == (event_type, partition)
+            )
+            assert [index for _, index in here] == sorted(index for _, index in here)
+
+
+class Refusing:
+    """The real producer, but one partition's batches fail: refused when handed over, or
+    lost in flight (the broker never acknowledges)."""
+
+    def __init__(self, producer: Any, topic: str, partition: int, how: str) -> None:
+        self.producer = producer
+        self.victim = (topic, partition)
+        self.how = how
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.producer, name)
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+        if (topic, partition) != self.victim:
+            return await self.producer.send_batch(batch, topic, partition=partition)
+        if self.how == "refused":
+            raise KafkaTimeoutError
+        lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        lost.set_exception(KafkaConnectionError("lost"))
+        return lost
+
+
+@pytest.mark.parametrize("how", ["refused", "lost"])
+async def test_a_failed_batch_names_the_first_event_not_published(
+    kafka: LocalBroker, topic_prefix: str, how: str
+) -> None:
+    events = batch_of_events()
+    default, every = DefaultPartitioner(), [0, 1, 2]
+    victim = (TYPES[0], default(b"request-3", every, every))
+    on_victim = [
+        index
+        for index, event in enumerate(events)
+        if (event.event_type, default(event.subject.encode(), every, every)) == victim
+    ]
+    bus = await started(kafka, topic_prefix)
+    bus._producer = Refusing(bus._producer, topic_prefix + victim[0], victim[1], how)
+    try:
+        with pytest.raises(PublishFailed) as failed:
+            await bus.publish_batch(events)
+    finally:
+        bus._producer = bus._producer.producer  # type: ignore[attr-defined]
+        await bus.stop()
+    sent = failed.value.sent
+    assert sent == on_victim[0]
+    found = await on_the_wire(kafka, topic_prefix)
+    # The relay marks events[:sent] published: every one of them is on the broker.
+    assert set(range(sent)) <= set(found)
+    assert not set(on_victim) & set(found)
