@@ -167,6 +167,21 @@ async def test_r2_receipt_negotiates_html_and_text_and_verifies(
             422,
             "Indiquez le nom de famille",
         ),
+        (
+            # 201 characters as sent: the schema's maximum is 200, trimmed or not.
+            {"applicant": {"name": " " + "C" * 199 + " ", "email": "c@example.org"}},
+            "applicant.name",
+            422,
+            "trop long (au plus 200 caractères)",
+        ),
+        (
+            {"applicant": {"name": "   ", "email": "c@example.org"}},
+            "applicant.name",
+            422,
+            "trop court une fois retirés les espaces",
+        ),
+        # A code is checked as sent, as its pattern says.
+        ({"tenant": "admiville "}, "tenant", 422, "format attendu"),
     ],
 )
 async def test_bad_input_is_a_french_problem_naming_the_field(

@@ -125,6 +125,8 @@ _FRENCH_REASONS = {
     "string_type": "Ce champ doit être un texte.",
     "string_too_short": "Ce texte est trop court (au moins {min_length} caractère(s)).",
     "string_too_long": "Ce texte est trop long (au plus {max_length} caractères).",
+    "string_too_short_trimmed": "Ce texte est trop court une fois retirés les espaces du début "
+    "et de la fin (au moins {min_length} caractère(s)).",
     "string_pattern_mismatch": "Ce texte n'a pas le format attendu.",
     "literal_error": "Valeur non reconnue ; valeurs possibles : {expected}.",
     "enum": "Valeur non reconnue ; valeurs possibles : {expected}.",

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from guichet_gateway.policy import FORBIDDEN_PURPOSES, Dataset, Outcome, allowed_purposes_text
 from guichet_plumbing.identifiers import siret_error
 from guichet_plumbing.problems import InvalidParam
+from guichet_plumbing.text import Text
 
 FRANCE = "99100"
 
@@ -26,7 +27,8 @@ def _check_siret(value: str) -> str:
 
 
 Siret = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_check_siret)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# Its length as sent, as the schema says, then trimmed.
+Name = Annotated[str, Text(1, 100)]
 Slug = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 ]

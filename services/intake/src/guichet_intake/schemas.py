@@ -20,6 +20,7 @@ from pydantic import (
 from guichet_plumbing import identifiers as identification
 from guichet_plumbing.auth import Role
 from guichet_plumbing.identifiers import EmailAddress
+from guichet_plumbing.text import Text
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -100,17 +101,19 @@ class ReceiptKind(StrEnum):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """A request body: unknown fields refused; free text is `Text`, codes checked as sent."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class PostalAddress(Strict):
-    street: str = Field(min_length=1, max_length=200, description="Numéro et voie.")
-    complement: str | None = Field(
-        default=None, max_length=200, description="Complément (bâtiment, étage…)."
+    street: Annotated[str, Text(1, 200)] = Field(description="Numéro et voie.")
+    complement: Annotated[str, Text(max_length=200)] | None = Field(
+        default=None, description="Complément (bâtiment, étage…)."
     )
     postal_code: str = Field(pattern=r"^[0-9]{5}$", description="Code postal (5 chiffres).")
-    city: str = Field(min_length=1, max_length=100, description="Commune.")
-    country: str = Field(default="France", max_length=100, description="Pays.")
+    city: Annotated[str, Text(1, 100)] = Field(description="Commune.")
+    country: Annotated[str, Text(max_length=100)] = Field(default="France", description="Pays.")
 
     def one_line(self) -> str:
         parts = [self.street, self.complement, f"{self.postal_code} {self.city}"]
@@ -124,20 +127,28 @@ class Applicant(Strict):
         default=ApplicantKind.person,
         description="person : particulier ; company : entreprise ; association.",
     )
-    name: str = Field(
-        min_length=1, max_length=200, description="Nom affiché : prénom et nom, ou raison sociale."
+    name: Annotated[str, Text(1, 200)] = Field(
+        description="Nom affiché : prénom et nom, ou raison sociale."
     )
-    family_name: str | None = Field(default=None, max_length=100, description="Nom de famille.")
-    given_name: str | None = Field(default=None, max_length=100, description="Prénom(s).")
+    family_name: Annotated[str, Text(max_length=100)] | None = Field(
+        default=None, description="Nom de famille."
+    )
+    given_name: Annotated[str, Text(max_length=100)] | None = Field(
+        default=None, description="Prénom(s)."
+    )
     email: EmailAddress | None = Field(default=None, description="Adresse électronique.")
     phone: str | None = Field(
         default=None, pattern=r"^\+?[0-9 .-]{6,20}$", description="Numéro de téléphone."
     )
     postal_address: PostalAddress | None = Field(default=None, description="Adresse postale.")
-    siren: str | None = Field(default=None, max_length=20, description="SIREN (9 chiffres).")
-    siret: str | None = Field(default=None, max_length=20, description="SIRET (14 chiffres).")
-    rna: str | None = Field(
-        default=None, max_length=20, description="Numéro RNA de l'association (W…)."
+    siren: Annotated[str, Text(max_length=20)] | None = Field(
+        default=None, description="SIREN (9 chiffres)."
+    )
+    siret: Annotated[str, Text(max_length=20)] | None = Field(
+        default=None, description="SIRET (14 chiffres)."
+    )
+    rna: Annotated[str, Text(max_length=20)] | None = Field(
+        default=None, description="Numéro RNA de l'association (W…)."
     )
 
     @field_validator("siren")
@@ -170,8 +181,8 @@ class Location(Strict):
     # strict: JSON false or "45" is not a coordinate.
     latitude: float = Field(ge=-90, le=90, strict=True, description="Latitude WGS 84.")
     longitude: float = Field(ge=-180, le=180, strict=True, description="Longitude WGS 84.")
-    address: str | None = Field(
-        default=None, max_length=300, description="Adresse ou repère lisible."
+    address: Annotated[str, Text(max_length=300)] | None = Field(
+        default=None, description="Adresse ou repère lisible."
     )
 
 
@@ -195,9 +206,8 @@ class RequestCreate(Strict):
         default_factory=dict, description="Contenu libre de la demande (formulaire)."
     )
     location: Location | None = Field(default=None, description="Lieu concerné (signalements).")
-    entered_by: str | None = Field(
+    entered_by: Annotated[str, Text(max_length=200)] | None = Field(
         default=None,
-        max_length=200,
         description="Agent qui saisit la demande pour le compte de l'usager (guichet, "
         "téléphone, courrier).",
     )
@@ -227,8 +237,8 @@ class ServiceContact(BaseModel):
 
 
 class ServiceWrite(Strict):
-    designation: str = Field(min_length=3, max_length=200)
-    postal_address: str = Field(min_length=5, max_length=400)
+    designation: Annotated[str, Text(3, 200)]
+    postal_address: Annotated[str, Text(5, 400)]
     email: EmailAddress | None = None
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 .-]{6,20}$")
 
@@ -241,7 +251,7 @@ class DelayWrite(Strict):
 class ProcedureWrite(Strict):
     """A catalogue entry, as an administrator of the collectivité writes it."""
 
-    title: str = Field(min_length=3, max_length=200, description="Intitulé de la démarche.")
+    title: Annotated[str, Text(3, 200)] = Field(description="Intitulé de la démarche.")
     kind: ProcedureKind = ProcedureKind.demande
     service: str = Field(pattern=CODE_PATTERN, description="Code du service compétent.")
     regime: Regime = Field(
@@ -263,14 +273,12 @@ class ProcedureWrite(Strict):
     identification: Identification = Field(
         default=Identification.none, description="Identification exigée du demandeur (R7)."
     )
-    required_pieces: list[Annotated[str, Field(min_length=2, max_length=300)]] = Field(
+    required_pieces: list[Annotated[str, Text(2, 300)]] = Field(default_factory=list, max_length=50)
+    required_information: list[Annotated[str, Text(2, 300)]] = Field(
         default_factory=list, max_length=50
     )
-    required_information: list[Annotated[str, Field(min_length=2, max_length=300)]] = Field(
-        default_factory=list, max_length=50
-    )
-    appeal_text: str | None = Field(
-        default=None, max_length=2000, description="Délais et voies de recours."
+    appeal_text: Annotated[str, Text(max_length=2000)] | None = Field(
+        default=None, description="Délais et voies de recours."
     )
     teleservice_url: HttpUrl | None = Field(
         default=None,
@@ -415,11 +423,11 @@ class Qualification(Strict):
 
 
 class MissingPiecesCreate(Strict):
-    pieces: list[Annotated[str, Field(min_length=2, max_length=300)]] = Field(
+    pieces: list[Annotated[str, Text(2, 300)]] = Field(
         min_length=1, max_length=30, description="Pièces ou informations manquantes."
     )
     due_on: date = Field(description="Date limite pour les produire (incluse).")
-    requested_by: str | None = Field(default=None, max_length=200)
+    requested_by: Annotated[str, Text(max_length=200)] | None = Field(default=None)
 
 
 class PiecesReceived(Strict):
@@ -432,11 +440,11 @@ class TransferCreate(Strict):
     tenant: str | None = Field(
         default=None, pattern=TENANT_PATTERN, description="Collectivité servie par ce guichet."
     )
-    administration_name: str | None = Field(default=None, min_length=3, max_length=200)
+    administration_name: Annotated[str, Text(3, 200)] | None = Field(default=None)
     administration_url: HttpUrl | None = Field(
         default=None, description="Point de réception des transmissions (HTTPS, signé)."
     )
-    reason: str = Field(min_length=3, max_length=500, description="Motif, lu par l'usager.")
+    reason: Annotated[str, Text(3, 500)] = Field(description="Motif, lu par l'usager.")
 
     @model_validator(mode="after")
     def one_destination(self) -> Self:
@@ -451,11 +459,7 @@ class TransferCreate(Strict):
         return self
 
 
-class VerifyRequest(BaseModel):
-    # Not `Strict`: a token is never padded, and stripping would take 20,001 characters
-    # with a space at an end for 20,000, past the documented maximum.
-    model_config = ConfigDict(extra="forbid")
-
+class VerifyRequest(Strict):
     token: str = Field(min_length=10, max_length=20000, description="Jeton JWS d'un accusé.")
 
 
@@ -495,7 +499,7 @@ class SourceList(BaseModel):
 
 
 class SourceAction(Strict):
-    reason: str = Field(min_length=3, max_length=300, description="Motif, communiqué à la source.")
+    reason: Annotated[str, Text(3, 300)] = Field(description="Motif, communiqué à la source.")
 
 
 def format_delay(value: int, unit: DelayUnit | str) -> str:
@@ -527,7 +531,7 @@ class TokenAnswer(BaseModel):
 
 
 class AgentAccountWrite(Strict):
-    name: str = Field(min_length=1, max_length=200, description="Nom affiché de l'agent.")
+    name: Annotated[str, Text(1, 200)] = Field(description="Nom affiché de l'agent.")
     roles: list[Role] = Field(min_length=1, max_length=6, description="Rôles dans la collectivité.")
     services: list[Annotated[str, Field(pattern=CODE_PATTERN)]] = Field(
         default_factory=list,
@@ -537,7 +541,7 @@ class AgentAccountWrite(Strict):
 
 
 class ClientCreate(Strict):
-    name: str = Field(min_length=3, max_length=200, description="Administration ou système.")
+    name: Annotated[str, Text(3, 200)] = Field(description="Administration ou système.")
     scopes: list[Scope] = Field(min_length=1, max_length=3, description="Droits accordés.")
 
 
@@ -575,8 +579,8 @@ class Me(BaseModel):
 class RepresentativeIdentity(Strict):
     """The legal representative as the court decision names them (checked by FranceConnect)."""
 
-    family_name: str = Field(min_length=1, max_length=100)
-    given_name: str = Field(min_length=1, max_length=100)
+    family_name: Annotated[str, Text(1, 100)]
+    given_name: Annotated[str, Text(1, 100)]
     birthdate: date
 
 
@@ -586,8 +590,8 @@ class MandateCreate(Strict):
         description="aidant : France Services, travailleur social ; representant_legal : "
         "tuteur ou curateur d'un majeur protégé."
     )
-    agent: str | None = Field(
-        default=None, min_length=1, max_length=200, description="aidant : identifiant de l'agent."
+    agent: Annotated[str, Text(1, 200)] | None = Field(
+        default=None, description="aidant : identifiant de l'agent."
     )
     representative: RepresentativeIdentity | None = None
     expires_on: date | None = Field(default=None, description="Fin du mandat (incluse).")

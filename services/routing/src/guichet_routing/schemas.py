@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from guichet_plumbing.text import Text
+
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 
@@ -90,7 +92,9 @@ FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,4}$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """A request body: unknown fields refused; free text is `Text`, codes checked as sent."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class FieldConditionWrite(Strict):
@@ -99,11 +103,8 @@ class FieldConditionWrite(Strict):
     one_of: list[str | int | float | bool] | None = Field(
         default=None, min_length=1, max_length=50, description="Une valeur parmi celles-ci."
     )
-    contains: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        description="Texte contenu (sans tenir compte de la casse).",
+    contains: Annotated[str, Text(1, 200)] | None = Field(
+        default=None, description="Texte contenu (sans tenir compte de la casse)."
     )
 
     @model_validator(mode="after")
@@ -132,7 +133,7 @@ class RuleConditions(Strict):
 
 
 class RuleWrite(Strict):
-    name: str = Field(min_length=3, max_length=200, description="Nom lisible de la règle.")
+    name: Annotated[str, Text(3, 200)] = Field(description="Nom lisible de la règle.")
     conditions: RuleConditions = Field(default_factory=RuleConditions)
     service: str = Field(pattern=CODE_PATTERN, description="Service compétent.")
     team: str | None = Field(
@@ -141,7 +142,7 @@ class RuleWrite(Strict):
 
 
 class TeamWrite(Strict):
-    name: str = Field(min_length=2, max_length=200, description="Nom de l'équipe.")
+    name: Annotated[str, Text(2, 200)] = Field(description="Nom de l'équipe.")
 
 
 class RulesWrite(Strict):
@@ -154,7 +155,7 @@ class RulesWrite(Strict):
 
 
 class NeighbourhoodWrite(Strict):
-    name: str = Field(min_length=2, max_length=200, description="Nom du quartier.")
+    name: Annotated[str, Text(2, 200)] = Field(description="Nom du quartier.")
     geometry: dict[str, Any] = Field(description="GeoJSON Polygon ou MultiPolygon (WGS 84).")
 
     @field_validator("geometry")
@@ -218,12 +219,12 @@ class DryRunResult(BaseModel):
 Phase = Literal["qualification", "processing", "delivery"]
 Role = Literal["counter_agent", "case_handler", "service_head", "administrator", "dpo"]
 STATUS_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
-Piece = Annotated[str, Field(min_length=2, max_length=300)]
+Piece = Annotated[str, Text(2, 300)]
 
 
 class StatusWrite(Strict):
     code: str = Field(pattern=STATUS_PATTERN)
-    label: str = Field(min_length=3, max_length=200, description="Libellé lu par l'usager.")
+    label: Annotated[str, Text(3, 200)] = Field(description="Libellé lu par l'usager.")
     phase: Phase = Field(description="Phase GRC : qualification, traitement ou délivrance.")
     final: bool = False
 
@@ -259,7 +260,7 @@ class AssignAction(Strict):
     type: Literal["assign"]
     service: str | None = Field(default=None, pattern=CODE_PATTERN)
     team: str | None = Field(default=None, pattern=CODE_PATTERN)
-    agent: str | None = Field(default=None, min_length=1, max_length=200)
+    agent: Annotated[str, Text(1, 200)] | None = Field(default=None)
 
     @model_validator(mode="after")
     def something(self) -> Self:
@@ -277,9 +278,9 @@ class TransferAction(Strict):
     tenant: str | None = Field(
         default=None, pattern=TENANT_PATTERN, description="Collectivité servie par ce guichet."
     )
-    administration_name: str | None = Field(default=None, min_length=3, max_length=200)
+    administration_name: Annotated[str, Text(3, 200)] | None = Field(default=None)
     administration_url: HttpUrl | None = None
-    reason: str = Field(min_length=3, max_length=500, description="Motif, lu par l'usager.")
+    reason: Annotated[str, Text(3, 500)] = Field(description="Motif, lu par l'usager.")
 
     @model_validator(mode="after")
     def one_destination(self) -> Self:
@@ -337,7 +338,7 @@ class AutomaticWrite(Strict):
 
 class TransitionWrite(Strict):
     code: str = Field(pattern=STATUS_PATTERN)
-    label: str = Field(min_length=3, max_length=200, description="Libellé du bouton de l'agent.")
+    label: Annotated[str, Text(3, 200)] = Field(description="Libellé du bouton de l'agent.")
     from_: list[str] = Field(
         alias="from",
         min_length=1,
@@ -358,7 +359,7 @@ class TransitionWrite(Strict):
 
 
 class WorkflowWrite(Strict):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     initial: str = Field(description="Statut d'une demande qui arrive.")
     statuses: list[StatusWrite] = Field(min_length=1, max_length=50)
@@ -374,8 +375,8 @@ class WorkflowPublic(BaseModel):
 
 class TransitionCreate(Strict):
     transition: str = Field(pattern=STATUS_PATTERN)
-    comment: str | None = Field(
-        default=None, max_length=2000, description="Commentaire interne, non visible de l'usager."
+    comment: Annotated[str, Text(max_length=2000)] | None = Field(
+        default=None, description="Commentaire interne, non visible de l'usager."
     )
     pieces: list[Piece] | None = Field(
         default=None,
@@ -399,11 +400,13 @@ class AssignmentPublic(BaseModel):
 
 
 class AgentWrite(Strict):
-    agent: str | None = Field(max_length=200, description="Agent ; null : remettre au service.")
+    agent: Annotated[str, Text(max_length=200)] | None = Field(
+        description="Agent ; null : remettre au service."
+    )
 
 
 class CommentWrite(Strict):
-    text: str = Field(min_length=1, max_length=4000, description="Commentaire interne.")
+    text: Annotated[str, Text(1, 4000)] = Field(description="Commentaire interne.")
 
 
 class ServiceSettingsWrite(Strict):

@@ -1,0 +1,75 @@
+"""Free text: lengths as the published schema says (as sent), then trimmed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from guichet_plumbing.problems import french_reason
+from guichet_plumbing.text import Text
+
+
+class Form(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Text(1, 10)]
+    note: Annotated[str, Text(max_length=10)] | None = None
+    pieces: list[Annotated[str, Text(3, 10)]] = Field(default_factory=list, max_length=3)
+
+
+def refusal(**fields: object) -> dict[str, object]:
+    with pytest.raises(ValidationError) as refused:
+        Form.model_validate({"name": "Camille", **fields})
+    [error] = refused.value.errors()
+    return dict(error)
+
+
+def test_the_schema_publishes_the_limits_it_checks() -> None:
+    schema = Form.model_json_schema()["properties"]
+    assert schema["name"] == {"type": "string", "minLength": 1, "maxLength": 10, "title": "Name"}
+    assert schema["note"]["anyOf"][0] == {"type": "string", "maxLength": 10}
+    assert schema["pieces"]["items"] == {"type": "string", "minLength": 3, "maxLength": 10}
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"name": " Camille D. "}, ("name",)),  # 12 as sent, 10 once trimmed
+        ({"note": "0123456789 "}, ("note",)),
+        ({"pieces": ["Plan", "  Plan RIB  "]}, ("pieces", 1)),
+    ],
+)
+def test_a_text_longer_than_documented_is_refused_even_if_trimming_would_fit(
+    fields: dict[str, object], where: tuple[object, ...]
+) -> None:
+    error = refusal(**fields)
+    assert error["loc"] == where
+    assert error["type"] == "string_too_long"
+    assert french_reason(error) == "Ce texte est trop long (au plus 10 caractères)."
+
+
+def test_a_text_within_its_limits_is_stored_trimmed() -> None:
+    form = Form.model_validate({"name": " Camille ", "note": "\tà voir\n", "pieces": [" RIB "]})
+    assert (form.name, form.note, form.pieces) == ("Camille", "à voir", ["RIB"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "minimum"),
+    [({"name": "   "}, ("name",), 1), ({"pieces": [" a  "]}, ("pieces", 0), 3)],
+)
+def test_a_text_of_spaces_is_too_short_once_trimmed(
+    fields: dict[str, object], where: tuple[object, ...], minimum: int
+) -> None:
+    error = refusal(**fields)
+    assert error["loc"] == where
+    assert error["type"] == "string_too_short_trimmed"
+    assert french_reason(error) == (
+        "Ce texte est trop court une fois retirés les espaces du début et de la fin "
+        f"(au moins {minimum} caractère(s))."
+    )
+
+
+def test_an_optional_text_of_spaces_is_empty() -> None:
+    assert Form.model_validate({"name": "Camille", "note": "  "}).note == ""
