@@ -1,18 +1,24 @@
-"""A submission's events are written from plain data: each must be its model's own JSON."""
+"""What intake writes from plain data, its events and its receipts' documents, must be
+exactly its model's own JSON."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 
+from guichet_intake.documents import ReceiptDocument
 from guichet_intake.events import PUBLISHED, ReceiptIssued, RequestReceived
+from guichet_intake.models import receipts
+from guichet_intake.schemas import MissingPiecesCreate, ReceiptKind, TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.envelope import Envelope, written
-from tests.intake.helpers import body, outbox_payloads
+from tests.intake.helpers import add_tenant, body, outbox_payloads, submit
 
 AT = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
 MODELS = {event.event_type: event for event in PUBLISHED}
@@ -105,3 +111,40 @@ def test_an_envelope_consumers_would_refuse_is_refused_when_written(
 ) -> None:
     with pytest.raises(ValidationError):
         written(ReceiptIssued, {}, tenant=tenant, subject=subject, occurred_at=occurred_at)
+
+
+async def test_receipt_documents_are_their_models_own_json(intake: IntakeService) -> None:
+    """Every kind of receipt: the stored document is `ReceiptDocument`'s JSON, and it is
+    exactly what the token signs."""
+    await add_tenant(
+        intake.db,
+        "voisinville",
+        "Commune de Voisinville",
+        "Europe/Paris",
+        procedures={"salle": {"regime": "sva"}},
+    )
+    at = datetime(2026, 5, 15, 9, 0, 0, 120_000, tzinfo=UTC)  # a clock's microseconds
+    accepted = await submit(intake, at)
+    qualified = await submit(intake, at + timedelta(seconds=1), procedure=None)
+    await intake.qualify(qualified["tracking_code"], "reservation-salle", now=at + timedelta(1))
+    await intake.request_pieces(
+        qualified["tracking_code"],
+        MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 6, 15)),
+        now=at + timedelta(2),
+    )
+    moved = await submit(intake, at + timedelta(seconds=2))
+    await intake.transfer(
+        moved["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="Salle de Voisinville."),
+        now=datetime(2026, 5, 20, 9, 0, 0, 1, tzinfo=UTC),
+    )
+    await intake.decide_due(now=datetime(2026, 7, 16, tzinfo=UTC))
+    await intake.attestation(accepted["tracking_code"], now=datetime(2026, 7, 20, 8, 0, tzinfo=UTC))
+
+    async with intake.db.sessions() as session:
+        stored = (await session.execute(sa.select(receipts.c.document, receipts.c.token))).all()
+    assert {document["kind"] for document, _ in stored} == set(ReceiptKind)
+    for document, token in stored:
+        assert ReceiptDocument.model_validate(document).model_dump(mode="json") == document
+        signed = token.split(".")[1]
+        assert json.loads(base64.urlsafe_b64decode(signed + "=" * (-len(signed) % 4))) == document
