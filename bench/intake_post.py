@@ -84,6 +84,8 @@ class SystemResult:
     # Every process involved, by role: server, postgres (all backends), broker (intake).
     cpu_ms_per_request: dict[str, float]
     machine_cpu_busy_pct: float
+    # Time the hypervisor gave this virtual machine's cores to others: the neighbours' load.
+    machine_cpu_steal_pct: float
     loadavg_1min_after: float
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -193,11 +195,12 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(tree_cpu_by_title(root).values())
 
 
-def machine_cpu() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine, to see whether the 2 cores saturate."""
+def machine_cpu() -> tuple[int, int, int]:
+    """(busy, stolen, total) jiffies of the whole machine: whether the 2 cores saturate,
+    and how much of them the hypervisor gave to other machines."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
+    return sum(values) - idle, values[7], sum(values)
 
 
 # -- database ----------------------------------------------------------------------------------
@@ -299,9 +302,15 @@ def measure(
     quiesce(postgres)
     log(f"{system}: {args.duration} s at {args.connections} connections")
     roots = {"server": proc.pid, **others}
-    cpu0, (busy0, total0) = {k: tree_cpu_by_title(p) for k, p in roots.items()}, machine_cpu()
+    cpu0, (busy0, stolen0, total0) = (
+        {k: tree_cpu_by_title(p) for k, p in roots.items()},
+        machine_cpu(),
+    )
     run, text = wrk(url, args, args.duration)
-    cpu1, (busy1, total1) = {k: tree_cpu_by_title(p) for k, p in roots.items()}, machine_cpu()
+    cpu1, (busy1, stolen1, total1) = (
+        {k: tree_cpu_by_title(p) for k, p in roots.items()},
+        machine_cpu(),
+    )
     load_after = os.getloadavg()[0]
     rows = settled_count(db_url, count_sql) - before
 
@@ -322,6 +331,7 @@ def measure(
         server_cpu_ms_per_request=per_request["server"],
         cpu_ms_per_request=per_request,
         machine_cpu_busy_pct=round(100 * (busy1 - busy0) / max(total1 - total0, 1), 1),
+        machine_cpu_steal_pct=round(100 * (stolen1 - stolen0) / max(total1 - total0, 1), 1),
         loadavg_1min_after=round(load_after, 2),
         notes={"wrk_output": text, "postgres_cpu_ms_per_request": postgres_parts},
     )
@@ -598,7 +608,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_ms_per_request.items())
             print(
                 f"{n} {r.system}: p75 {r.wrk.p75_ms:.1f} ms, max {r.wrk.max_ms:.1f} ms, "
-                f"CPU ms/request ({cpu}), machine CPU busy {r.machine_cpu_busy_pct:.0f}%, "
+                f"CPU ms/request ({cpu}), machine CPU busy {r.machine_cpu_busy_pct:.0f}% "
+                f"(stolen {r.machine_cpu_steal_pct:.1f}%), "
                 f"load after {r.loadavg_1min_after:.2f}"
                 + "".join(f", {k} {v}" for k, v in extra.items())
             )
