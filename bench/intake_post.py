@@ -108,11 +108,7 @@ def server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready within 60 s:\n{tail(log)}")
             time.sleep(0.2)
-        try:
-            yield proc
-        except Exception as exc:
-            state = "still running" if proc.poll() is None else f"exited ({proc.returncode})"
-            raise RuntimeError(f"{exc}\n{name} was {state}; its log ends:\n{tail(log)}") from exc
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -120,6 +116,12 @@ def server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def failed(name: str, proc: subprocess.Popen[bytes], log: Path, exc: Exception) -> RuntimeError:
+    """A measurement of `name` failed: say so with its server's state and log, once."""
+    state = "still running" if proc.poll() is None else f"exited ({proc.returncode})"
+    return RuntimeError(f"{name}: {exc}\n{name}'s server was {state}; its log ends:\n{tail(log)}")
 
 
 def tail(log: Path, lines: int = 30) -> str:
@@ -361,18 +363,22 @@ def baseline_server(
     # No /ready here: an empty-bodied POST answered at all (400) means it is up.
     probe = answers(url, "POST", b"")
     with server("baseline", argv, env, tmp / "baseline.log", probe) as proc:
+        logged = LogReader(tmp / "baseline.log")
 
         def run() -> SystemResult:
-            result = measure(
-                "baseline",
-                proc,
-                url,
-                db_url,
-                args,
-                {"postgres": postgres_pid(postgres)},
-                postgres,
-            )
-            attach_log(result, tmp / "baseline.log")
+            try:
+                result = measure(
+                    "baseline",
+                    proc,
+                    url,
+                    db_url,
+                    args,
+                    {"postgres": postgres_pid(postgres)},
+                    postgres,
+                )
+            except Exception as exc:
+                raise failed("baseline", proc, tmp / "baseline.log", exc) from exc
+            logged.attach(result)
             return result
 
         yield run
@@ -404,17 +410,23 @@ def intake_server(
 
     with server("intake", argv, env, tmp / "intake.log", ready) as proc:
         others = {"postgres": postgres_pid(postgres), "broker": broker_pid(broker)}
+        logged = LogReader(tmp / "intake.log")
+        flagged_before = 0
 
         def run() -> SystemResult:
-            result = measure(
-                "intake",
-                proc,
-                f"{base}/v1/requests",
-                db_url,
-                args,
-                others,
-                postgres,
-            )
+            nonlocal flagged_before
+            try:
+                result = measure(
+                    "intake",
+                    proc,
+                    f"{base}/v1/requests",
+                    db_url,
+                    args,
+                    others,
+                    postgres,
+                )
+            except Exception as exc:
+                raise failed("intake", proc, tmp / "intake.log", exc) from exc
             # The relay publishes to Kafka behind the responses: show whether it kept up
             # (counted once the request rows settled, about a second after wrk stopped).
             # The drain ends before the next measured run starts.
@@ -426,10 +438,11 @@ def intake_server(
             result.notes["outbox_drain_s"] = round(time.monotonic() - start, 1)
             result.notes["outbox_pending_after_drain"] = int(query(db_url, pending))
             # R9 flags repeated content or floods from one sender: that path issues no
-            # receipt (counted over the whole invocation).
-            flagged = "SELECT count(*) FROM requests WHERE abusive"
-            result.notes["flagged_abusive"] = int(query(db_url, flagged))
-            attach_log(result, tmp / "intake.log")
+            # receipt (counted for this round: warm-up, check request and measured run).
+            flagged = int(query(db_url, "SELECT count(*) FROM requests WHERE abusive"))
+            result.notes["flagged_abusive"] = flagged - flagged_before
+            flagged_before = flagged
+            logged.attach(result)
             return result
 
         yield run
@@ -457,12 +470,20 @@ def broker_pid(broker: LocalBroker) -> int:
     return process.pid
 
 
-def attach_log(result: SystemResult, log: Path) -> None:
-    """Both servers log at WARNING and above only: any line there deserves a look."""
-    lines = log.read_text(errors="replace").splitlines()
-    result.notes["server_log_lines"] = len(lines)
-    if lines:
-        result.notes["log_tail"] = "\n".join(lines[-30:])
+class LogReader:
+    """Both servers log at WARNING and above only: any line there deserves a look. Each
+    round reports the lines its server wrote since the previous round."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.seen = 0
+
+    def attach(self, result: SystemResult) -> None:
+        lines = self.log.read_text(errors="replace").splitlines()
+        new, self.seen = lines[self.seen :], len(lines)
+        result.notes["server_log_lines"] = len(new)
+        if new:
+            result.notes["log_tail"] = "\n".join(new[-30:])
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -552,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     postgres = LocalPostgres(tmp / "pgdata")
     broker = LocalBroker()
     rounds: list[tuple[SystemResult, SystemResult]] = []
+    failure: Exception | None = None
     try:
         log(f"PostgreSQL and Tansu under {tmp}")
         postgres.start()
@@ -565,12 +587,19 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(1, args.rounds + 1):
                 # Turn about: neither system always runs right after the other.
                 log(f"round {n} of {args.rounds}")
-                if n % 2:
-                    first = baseline()
-                    rounds.append((first, intake()))
-                else:
-                    second = intake()
-                    rounds.append((baseline(), second))
+                try:
+                    if n % 2:
+                        first = baseline()
+                        rounds.append((first, intake()))
+                    else:
+                        second = intake()
+                        rounds.append((baseline(), second))
+                except Exception as exc:
+                    # The rounds already measured are still reported, with this failure.
+                    if not rounds:
+                        raise
+                    failure = exc
+                    break
     finally:
         broker.stop()
         postgres.stop()
@@ -647,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             "highest": round(max(ratios), 3),
         },
         "intake_p99_ms": {"median": statistics.median(p99s), "highest": max(p99s)},
+        "failure": None if failure is None else str(failure),
     }
     out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {out.relative_to(ROOT)}")
@@ -654,8 +684,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = sorted({r.system for pair in rounds for r in pair if r.wrk.errors})
     if failed:
         shout(f"errors during the runs of: {', '.join(failed)}")
-        return 1
-    return 0
+    if failure is not None:
+        shout(f"round {len(rounds) + 1} of {args.rounds} failed, not measured:\n{failure}")
+    return 1 if failed or failure is not None else 0
 
 
 if __name__ == "__main__":
