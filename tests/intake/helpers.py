@@ -90,6 +90,20 @@ async def add_tenant(
             )
 
 
+async def add_neighbour(db: Database) -> None:
+    """Voisinville, the neighbouring commune requests are transferred to (R12, R13)."""
+    await add_tenant(
+        db,
+        "voisinville",
+        "Commune de Voisinville",
+        "Europe/Paris",
+        procedures={
+            "subvention": {"regime": "svr", "appeal_text": "Recours sous deux mois."},
+            "salle": {"regime": "sva"},
+        },
+    )
+
+
 async def as_left_by_a_signing_failure(
     db: Database, tracking_code: str, receipt_due_on: date, registration_due_on: date | None
 ) -> None:

@@ -18,7 +18,7 @@ from guichet_intake.models import receipts
 from guichet_intake.schemas import MissingPiecesCreate, ReceiptKind, TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.envelope import Envelope, written
-from tests.intake.helpers import add_tenant, body, outbox_payloads, submit
+from tests.intake.helpers import add_neighbour, body, outbox_payloads, submit
 
 AT = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
 MODELS = {event.event_type: event for event in PUBLISHED}
@@ -116,13 +116,7 @@ def test_an_envelope_consumers_would_refuse_is_refused_when_written(
 async def test_receipt_documents_are_their_models_own_json(intake: IntakeService) -> None:
     """Every kind of receipt: the stored document is `ReceiptDocument`'s JSON, and it is
     exactly what the token signs."""
-    await add_tenant(
-        intake.db,
-        "voisinville",
-        "Commune de Voisinville",
-        "Europe/Paris",
-        procedures={"salle": {"regime": "sva"}},
-    )
+    await add_neighbour(intake.db)
     at = datetime(2026, 5, 15, 9, 0, 0, 120_000, tzinfo=UTC)  # a clock's microseconds
     accepted = await submit(intake, at)
     qualified = await submit(intake, at + timedelta(seconds=1), procedure=None)

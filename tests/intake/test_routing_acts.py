@@ -11,7 +11,7 @@ from guichet_intake.service import IntakeService
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_routing.events import PiecesRequested, StatusChanged, TransferRequested
-from tests.intake.helpers import add_tenant, outbox_events, submit
+from tests.intake.helpers import add_neighbour, outbox_events, submit
 
 
 async def test_r11_pieces_asked_by_the_workflow_are_requested_once(
@@ -51,13 +51,7 @@ async def test_r11_pieces_asked_by_the_workflow_are_requested_once(
 async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not_block(
     intake: IntakeService,
 ) -> None:
-    await add_tenant(
-        intake.db,
-        "voisinville",
-        "Commune de Voisinville",
-        "Europe/Paris",
-        procedures={"salle": {"regime": "sva"}},
-    )
+    await add_neighbour(intake.db)
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     request_id = uuid.UUID(created["id"])
     handle = idempotent(

@@ -15,7 +15,7 @@ from guichet_intake import repository
 from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import add_tenant, outbox_events, submit
+from tests.intake.helpers import add_neighbour, outbox_events, submit
 from tests.support import serve
 
 ASSOCIATION = {
@@ -26,22 +26,9 @@ ASSOCIATION = {
 }
 
 
-async def add_neighbour(intake: IntakeService) -> None:
-    await add_tenant(
-        intake.db,
-        "voisinville",
-        "Commune de Voisinville",
-        "Europe/Paris",
-        procedures={
-            "subvention": {"regime": "svr", "appeal_text": "Recours sous deux mois."},
-            "salle": {"regime": "sva"},
-        },
-    )
-
-
 async def transfer_to_neighbour(intake: IntakeService, procedure: str) -> tuple[str, str]:
     """Received in Admiville on 15 May, transferred on 2 June, qualified there."""
-    await add_neighbour(intake)
+    await add_neighbour(intake.db)
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     moved = await intake.transfer(
         created["tracking_code"],
@@ -98,7 +85,7 @@ async def test_r13_transfer_svr_runs_from_first_reception(intake: IntakeService)
 async def test_r13_transfer_notice_of_an_unqualified_request_states_both_rules(
     intake: IntakeService,
 ) -> None:
-    await add_neighbour(intake)
+    await add_neighbour(intake.db)
     # A free-form e-mail received on 15 May, transferred on 2 June: its regime is the
     # competent administration's to say, so the notice gives both rules with their dates.
     created = await submit(
@@ -124,7 +111,7 @@ async def test_r13_transfer_notice_of_an_unqualified_request_states_both_rules(
 async def test_r12_transfer_tells_the_applicant_and_r4_receipt_due_from_new_seizure(
     intake: IntakeService,
 ) -> None:
-    await add_neighbour(intake)
+    await add_neighbour(intake.db)
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     await intake.transfer(
         created["tracking_code"],
