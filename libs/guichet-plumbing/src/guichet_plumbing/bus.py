@@ -207,14 +207,15 @@ class KafkaBus:
         )
 
     async def publish_batch(self, events: Sequence[Outgoing]) -> int:
-        """The events as record batches, one per partition (more if one fills), all in
-        flight at once.
+        """The events as record batches, one per partition (more if one fills), each
+        handed to the producer when full or at the end, then all awaited together.
 
         aiokafka's `send` costs a metadata wait, a partitioner call and a future per
         event; built by batch, a relay pass spends about a third less CPU per event. The
         events of one key share a partition, so they keep their order. `PublishFailed`
         names the first event of the first batch that did not go out: every event
-        before it did."""
+        before it did (events after it may have gone out too: the relay sends them
+        again, and consumers are idempotent)."""
         if self._producer is None:
             raise RuntimeError("KafkaBus.publish before start")
         producer: Any = self._producer
@@ -250,6 +251,11 @@ class KafkaBus:
                 await send(tp)
         except Exception as exc:
             failure = exc
+            # The batches being filled hold only events before the one that failed: they
+            # still go, so that one failure does not hold back every other partition.
+            for tp in list(filling):
+                with contextlib.suppress(Exception):
+                    await send(tp)
             stopped = min([stopped, *(first for first, _ in filling.values())])
         results = await asyncio.gather(*(done for _, done in deliveries), return_exceptions=True)
         for (first, _), result in zip(deliveries, results, strict=True):
