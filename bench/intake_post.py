@@ -638,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{n} {r.system}: p75 {r.wrk.p75_ms:.1f} ms, max {r.wrk.max_ms:.1f} ms, "
                 f"CPU ms/request ({cpu}), machine CPU busy {r.machine_cpu_busy_pct:.0f}% "
-                f"(stolen {r.machine_cpu_steal_pct:.1f}%), "
+                f"(of which stolen {r.machine_cpu_steal_pct:.1f}%), "
                 f"load after {r.loadavg_1min_after:.2f}"
                 + "".join(f", {k} {v}" for k, v in extra.items())
             )
@@ -681,12 +681,12 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {out.relative_to(ROOT)}")
 
-    failed = sorted({r.system for pair in rounds for r in pair if r.wrk.errors})
-    if failed:
-        shout(f"errors during the runs of: {', '.join(failed)}")
+    erring = sorted({r.system for pair in rounds for r in pair if r.wrk.errors})
+    if erring:
+        shout(f"errors during the runs of: {', '.join(erring)}")
     if failure is not None:
         shout(f"round {len(rounds) + 1} of {args.rounds} failed, not measured:\n{failure}")
-    return 1 if failed or failure is not None else 0
+    return 1 if erring or failure is not None else 0
 
 
 if __name__ == "__main__":

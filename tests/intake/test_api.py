@@ -196,6 +196,17 @@ async def test_bad_input_is_a_french_problem_naming_the_field(
     assert french in said
 
 
+def test_free_text_and_phone_numbers_are_stored_trimmed() -> None:
+    data = RequestCreate.model_validate(
+        {
+            **REQUEST,
+            "contact_preference": "sms",
+            "applicant": {"name": " Camille Martin\n", "phone": " 06 12 34 56 78 "},
+        }
+    )
+    assert (data.applicant.name, data.applicant.phone) == ("Camille Martin", "06 12 34 56 78")
+
+
 async def test_missing_pieces_deadline_in_the_past_names_the_field(
     client: httpx.AsyncClient,
 ) -> None:

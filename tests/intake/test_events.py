@@ -6,17 +6,18 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from pydantic import ValidationError
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from guichet_intake.documents import ReceiptDocument
 from guichet_intake.events import PUBLISHED, ReceiptIssued, RequestReceived
 from guichet_intake.models import receipts
 from guichet_intake.schemas import MissingPiecesCreate, ReceiptKind, TransferCreate
-from guichet_intake.service import IntakeService
+from guichet_intake.service import IntakeService, _json_instant
 from guichet_plumbing.envelope import Envelope, written
 from tests.intake.helpers import add_neighbour, body, outbox_payloads, submit
 
@@ -142,3 +143,21 @@ async def test_receipt_documents_are_their_models_own_json(intake: IntakeService
         assert ReceiptDocument.model_validate(document).model_dump(mode="json") == document
         signed = token.split(".")[1]
         assert json.loads(base64.urlsafe_b64decode(signed + "=" * (-len(signed) % 4))) == document
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2026, 5, 15, 9, 0, tzinfo=UTC),
+        datetime(2026, 5, 15, 9, 0, 0, 120_000, tzinfo=UTC),
+        datetime(2026, 5, 15, 9, 0, 0, 1, tzinfo=ZoneInfo("America/Martinique")),
+        datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-4))),
+    ],
+)
+def test_a_receipts_instants_are_written_as_pydantic_writes_them(at: datetime) -> None:
+    assert json.dumps(_json_instant(at)) == TypeAdapter(AwareDatetime).dump_json(at).decode()
+
+
+def test_a_receipt_is_never_written_with_a_naive_time() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        _json_instant(datetime(2026, 5, 15, 9, 0))

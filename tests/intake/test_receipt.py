@@ -10,11 +10,12 @@ import json
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfoNotFoundError
 
 import pytest
 import sqlalchemy as sa
 
-from guichet_intake import notices, service
+from guichet_intake import notices, repository, service
 from guichet_intake.deadlines import Deadline
 from guichet_intake.models import requests
 from guichet_intake.service import IntakeService
@@ -419,3 +420,12 @@ def test_r5_receipt_lists_required_information_next_to_required_pieces() -> None
     )
     assert "Pièces exigées pour ce dossier : Attestation d'assurance." in mentions
     assert "Informations exigées pour ce dossier : Salle souhaitée ; Date et horaires." in mentions
+
+
+async def test_a_tenant_in_an_unknown_time_zone_is_refused_when_written(
+    intake: IntakeService,
+) -> None:
+    # Every legal date is local to the tenant: the zone is checked once, up front.
+    async with intake.db.transaction() as session:
+        with pytest.raises(ZoneInfoNotFoundError):
+            await repository.upsert_tenant(session, "nulleville", "Nulle", "Europe/Nulle-Part")

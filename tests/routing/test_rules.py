@@ -13,6 +13,7 @@ from guichet_plumbing.bus import InProcessBus
 from guichet_plumbing.envelope import Envelope
 from guichet_routing.app import create_app
 from guichet_routing.rules import FieldCondition, Neighbourhood, Rule, Sample, decide
+from guichet_routing.schemas import FieldConditionWrite
 from guichet_routing.settings import RoutingSettings
 from tests.identity import staff
 from tests.support import eventually, received_event, serve
@@ -32,6 +33,14 @@ GARE = {
         ]
     ],
 }
+
+
+def test_r29_condition_values_typed_with_stray_spaces_are_trimmed() -> None:
+    """A condition compares values exactly: an administrator's stray space would make
+    its rule never match. Numbers and booleans stay what they are."""
+    assert FieldConditionWrite(field="nature", equals=" voirie ").equals == "voirie"
+    written = FieldConditionWrite(field="nature", one_of=[" voirie", 3, True, "éclairage "])
+    assert written.one_of == ["voirie", 3, True, "éclairage"]
 
 
 def test_r29_conditions_on_channel_payload_and_place() -> None:

@@ -99,7 +99,8 @@ class ReceiptDocument(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        # Fail when the receipt is built, not when someone asks for its PDF.
+        # A stored document read back names a zone the renderer knows (a tenant's zone is
+        # checked when the tenant is written, `repository.upsert_tenant`).
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as error:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import sqlalchemy as sa
@@ -414,6 +415,9 @@ async def upsert_tenant(
     session: AsyncSession, code: str, name: str, timezone: str, territory: str | None = None
 ) -> bool:
     """Insert the tenant if absent; returns whether it was created."""
+    # Every date of the law is local to it: an unknown zone fails here, once, not at a
+    # submission or when a receipt is rendered.
+    ZoneInfo(timezone)
     if await get_tenant(session, code) is not None:
         return False
     await session.execute(

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -25,6 +26,9 @@ from guichet_plumbing.text import Text
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 TRACKING_CODE_PATTERN = r"^[0-9A-Za-z -]{16,24}$"
+# The pattern allows the spaces people type between digits, and at the ends: those are
+# trimmed once it has matched.
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9 .-]{6,20}$"), AfterValidator(str.strip)]
 
 
 class Channel(StrEnum):
@@ -137,9 +141,7 @@ class Applicant(Strict):
         default=None, description="Prénom(s)."
     )
     email: EmailAddress | None = Field(default=None, description="Adresse électronique.")
-    phone: str | None = Field(
-        default=None, pattern=r"^\+?[0-9 .-]{6,20}$", description="Numéro de téléphone."
-    )
+    phone: Phone | None = Field(default=None, description="Numéro de téléphone.")
     postal_address: PostalAddress | None = Field(default=None, description="Adresse postale.")
     siren: Annotated[str, Text(max_length=20)] | None = Field(
         default=None, description="SIREN (9 chiffres)."
@@ -240,7 +242,7 @@ class ServiceWrite(Strict):
     designation: Annotated[str, Text(3, 200)]
     postal_address: Annotated[str, Text(5, 400)]
     email: EmailAddress | None = None
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 .-]{6,20}$")
+    phone: Phone | None = None
 
 
 class DelayWrite(Strict):

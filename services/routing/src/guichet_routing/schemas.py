@@ -99,8 +99,11 @@ class Strict(BaseModel):
 
 class FieldConditionWrite(Strict):
     field: str = Field(pattern=FIELD_PATTERN, description="Chemin dans le formulaire (a.b).")
-    equals: str | int | float | bool | None = Field(default=None, description="Valeur exacte.")
-    one_of: list[str | int | float | bool] | None = Field(
+    # Values typed by an administrator: a stray space would make a rule never match.
+    equals: Annotated[str, Text()] | int | float | bool | None = Field(
+        default=None, description="Valeur exacte."
+    )
+    one_of: list[Annotated[str, Text()] | int | float | bool] | None = Field(
         default=None, min_length=1, max_length=50, description="Une valeur parmi celles-ci."
     )
     contains: Annotated[str, Text(1, 200)] | None = Field(
