@@ -13,12 +13,12 @@ from guichet_plumbing.envelope import Envelope
 
 
 async def read_records(
-    bootstrap: str, topic: str, quiet_for: float = 1.5, timeout: float = 20.0
+    bootstrap: str, *topics: str, quiet_for: float = 1.5, timeout: float = 20.0
 ) -> list[Any]:
-    """Every record on `topic` (aiokafka's `ConsumerRecord`: partition, offset, key, value),
-    read by a fresh group until nothing new arrives for `quiet_for`."""
+    """Every record on `topics` (aiokafka's `ConsumerRecord`: topic, partition, offset, key,
+    value), read by a fresh group until nothing new arrives for `quiet_for`."""
     consumer = AIOKafkaConsumer(
-        topic,
+        *topics,
         bootstrap_servers=bootstrap,
         group_id=f"reader-{uuid.uuid4()}",
         enable_auto_commit=False,
@@ -48,5 +48,5 @@ async def read_topic(
     """Every envelope on `topic`, as `read_records` finds them."""
     return [
         Envelope.from_bytes(record.value)
-        for record in await read_records(bootstrap, topic, quiet_for, timeout)
+        for record in await read_records(bootstrap, topic, quiet_for=quiet_for, timeout=timeout)
     ]

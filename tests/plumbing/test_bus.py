@@ -87,11 +87,11 @@ async def started(kafka: LocalBroker, prefix: str) -> KafkaBus:
 async def on_the_wire(kafka: LocalBroker, prefix: str) -> dict[int, tuple[str, int, int]]:
     """Each published event's index: its topic, partition and offset."""
     found = {}
-    for event_type in TYPES:
-        for record in await read_records(kafka.bootstrap_servers, prefix + event_type):
-            index = int(record.value.split(b":", 1)[0])
-            assert index not in found, f"event {index} published twice"
-            found[index] = (event_type, record.partition, record.offset)
+    topics = [prefix + event_type for event_type in TYPES]
+    for record in await read_records(kafka.bootstrap_servers, *topics):
+        index = int(record.value.split(b":", 1)[0])
+        assert index not in found, f"event {index} published twice"
+        found[index] = (record.topic.removeprefix(prefix), record.partition, record.offset)
     return found
 
 
