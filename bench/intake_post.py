@@ -193,10 +193,6 @@ def _title(pid: int) -> str:
     return " ".join(w for w in words[1:3] if w.isalpha())
 
 
-def tree_cpu_seconds(root: int) -> float:
-    return sum(tree_cpu_by_title(root).values())
-
-
 def machine_cpu() -> tuple[int, int, int]:
     """(busy, stolen, total) jiffies of the whole machine: whether the 2 cores saturate,
     and how much of them the hypervisor gave to other machines."""

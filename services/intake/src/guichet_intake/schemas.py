@@ -429,7 +429,7 @@ class MissingPiecesCreate(Strict):
         min_length=1, max_length=30, description="Pièces ou informations manquantes."
     )
     due_on: date = Field(description="Date limite pour les produire (incluse).")
-    requested_by: Annotated[str, Text(max_length=200)] | None = Field(default=None)
+    requested_by: Annotated[str, Text(max_length=200)] | None = None
 
 
 class PiecesReceived(Strict):
@@ -442,7 +442,7 @@ class TransferCreate(Strict):
     tenant: str | None = Field(
         default=None, pattern=TENANT_PATTERN, description="Collectivité servie par ce guichet."
     )
-    administration_name: Annotated[str, Text(3, 200)] | None = Field(default=None)
+    administration_name: Annotated[str, Text(3, 200)] | None = None
     administration_url: HttpUrl | None = Field(
         default=None, description="Point de réception des transmissions (HTTPS, signé)."
     )

@@ -263,7 +263,7 @@ class AssignAction(Strict):
     type: Literal["assign"]
     service: str | None = Field(default=None, pattern=CODE_PATTERN)
     team: str | None = Field(default=None, pattern=CODE_PATTERN)
-    agent: Annotated[str, Text(1, 200)] | None = Field(default=None)
+    agent: Annotated[str, Text(1, 200)] | None = None
 
     @model_validator(mode="after")
     def something(self) -> Self:
@@ -281,7 +281,7 @@ class TransferAction(Strict):
     tenant: str | None = Field(
         default=None, pattern=TENANT_PATTERN, description="Collectivité servie par ce guichet."
     )
-    administration_name: Annotated[str, Text(3, 200)] | None = Field(default=None)
+    administration_name: Annotated[str, Text(3, 200)] | None = None
     administration_url: HttpUrl | None = None
     reason: Annotated[str, Text(3, 500)] = Field(description="Motif, lu par l'usager.")
 
