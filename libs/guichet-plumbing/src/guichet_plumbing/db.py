@@ -82,16 +82,22 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
 
 
 def dump_json(value: Any) -> str:
-    """JSON columns as stored, by the session and by `insert_rows` alike (UTF-8, compact).
+    """JSON columns as stored, by the session and by `insert_rows` alike (UTF-8, compact)."""
+    return dump_json_bytes(value).decode()
+
+
+def dump_json_bytes(value: Any) -> bytes:
+    """`dump_json` as UTF-8 bytes, for what goes to the database as they are.
 
     orjson writes NaN and infinities as null and refuses integers past 64 bits (and
     decimals): the first never reach here (the JSON reader refuses them, `jsonbody`),
     the others fall back to `json`, written alike (dates, UUIDs and decimals as text).
     """
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except TypeError:
-        return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+        return text.encode()
 
 
 def _json_default(value: Any) -> str:
@@ -261,11 +267,13 @@ async def insert_rows(conn: asyncpg.Connection, batches: Batches) -> None:
 Encoders = tuple[tuple[str, Callable[[Any], Any]], ...]
 
 
-def _rows_json(rows: Rows, encoders: Encoders) -> str:
-    """The rows as a JSON array of objects, each value as its column's encoder says."""
+def _rows_json(rows: Rows, encoders: Encoders) -> bytes:
+    """The rows as a JSON array of objects, each value as its column's encoder says, in
+    UTF-8: sent as bytes, it is neither decoded here nor encoded again by the driver
+    (about 1.3 µs per kilobyte of French text each way)."""
     if encoders:
         rows = [{**row, **{c: encode(row[c]) for c, encode in encoders}} for row in rows]
-    return dump_json(rows)
+    return dump_json_bytes(rows)
 
 
 def _bytea_hex(value: bytes | None) -> str | None:
@@ -413,11 +421,13 @@ def _insert_rows_sql(
             f"{quote(c)}::{_column_type(table.c[c], dialect)}" if c in as_text else quote(c)
             for c in columns
         )
+        # The rows document arrives as UTF-8 bytes (`_rows_json`).
+        document = f"convert_from(${param}::bytea, 'UTF8')::json"
         # Identifiers from the table metadata only, quoted; every value is a parameter.
         # WITH ORDINALITY ... ORDER BY: rows go in in the caller's order.
         parts.append(
             f"INSERT INTO {quote(table.name)} ({names}) "  # noqa: S608
-            f"SELECT {values} FROM ROWS FROM (json_to_recordset(${param}::json) AS ({types})) "
+            f"SELECT {values} FROM ROWS FROM (json_to_recordset({document}) AS ({types})) "
             f"WITH ORDINALITY AS u({names}, ord) ORDER BY ord"
         )
     # Data-modifying CTEs: every INSERT runs, all in the one statement.
