@@ -313,7 +313,6 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = _too_large(self.max_bytes)
         declared = next(
             (value for name, value in scope.get("headers") or () if name == b"content-length"),
             None,
@@ -335,7 +334,7 @@ class BodyLimitMiddleware:
                 )
                 return
             if too_big:
-                await self._refuse(scope, receive, send, too_large)
+                await self._refuse(scope, receive, send, _too_large(self.max_bytes))
                 return
 
         received = 0
@@ -348,7 +347,7 @@ class BodyLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     # An HTTPException, so FastAPI's body parsing lets it through as is.
-                    raise _BodyTooLarge(too_large)
+                    raise _BodyTooLarge(_too_large(self.max_bytes))
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -359,9 +358,9 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except _BodyTooLarge as exc:
             if not started:
-                await self._refuse(scope, receive, send, too_large)
+                await self._refuse(scope, receive, send, exc.problem)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, problem: Problem) -> None:

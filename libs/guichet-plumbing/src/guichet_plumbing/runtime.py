@@ -115,6 +115,9 @@ def create_service_app(
         lifespan=runtime.lifespan,
         generate_unique_id_function=_operation_id,
         openapi_tags=[{"name": "exploitation", "description": "Santé, disponibilité, métriques."}],
+        # Metrics are Prometheus's (`MetricsMiddleware`): FastAPI's native OpenTelemetry is
+        # off, not asked at every request whether a provider was configured meanwhile.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
     for router in routers:
