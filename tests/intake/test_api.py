@@ -182,6 +182,13 @@ async def test_r2_receipt_negotiates_html_and_text_and_verifies(
         ),
         # A code is checked as sent, as its pattern says.
         ({"tenant": "admiville "}, "tenant", 422, "format attendu"),
+        # A phone number has digits: spaces and dots alone would be stored empty.
+        (
+            {"applicant": {"name": "Camille Martin", "phone": " . . . . "}},
+            "applicant.phone",
+            422,
+            "format attendu",
+        ),
     ],
 )
 async def test_bad_input_is_a_french_problem_naming_the_field(

@@ -270,7 +270,7 @@ Encoders = tuple[tuple[str, Callable[[Any], Any]], ...]
 def _rows_json(rows: Rows, encoders: Encoders) -> bytes:
     """The rows as a JSON array of objects, each value as its column's encoder says, in
     UTF-8: sent as bytes, it is neither decoded here nor encoded again by the driver
-    (about 1.3 µs per kilobyte of French text each way)."""
+    (about 6 µs for the 10 KB of one intake submission)."""
     if encoders:
         rows = [{**row, **{c: encode(row[c]) for c, encode in encoders}} for row in rows]
     return dump_json_bytes(rows)

@@ -26,9 +26,11 @@ from guichet_plumbing.text import Text
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 TRACKING_CODE_PATTERN = r"^[0-9A-Za-z -]{16,24}$"
-# The pattern allows the spaces people type between digits, and at the ends: those are
-# trimmed once it has matched.
-Phone = Annotated[str, Field(pattern=r"^\+?[0-9 .-]{6,20}$"), AfterValidator(str.strip)]
+# A number begins and ends with a digit, with the spaces, dots and dashes people type
+# between digits; spaces around it are allowed, and trimmed once it has matched.
+Phone = Annotated[
+    str, Field(pattern=r"^ *\+?[0-9][0-9 .-]{4,18}[0-9] *$"), AfterValidator(str.strip)
+]
 
 
 class Channel(StrEnum):
