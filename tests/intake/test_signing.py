@@ -74,6 +74,17 @@ def test_r2_receipt_signature_proves_date_and_integrity(
     assert verify(f"{head}.{_b64(backdated)}.{sig}", published) is None
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_r2_signature_is_the_one_openssl_makes(seed: int) -> None:
+    """libsodium signs receipts; Ed25519 is deterministic, so OpenSSL (cryptography), which
+    signed the first ones, makes the same bytes from the same key and signing input."""
+    key = generate_key(f"commune-{seed}", NOW)
+    head, body, sig = sign({**RECEIPT, "seed": seed}, key).split(".")
+    private = load_pem_private_key(key.private_pem, password=None)
+    assert isinstance(private, Ed25519PrivateKey)
+    assert _unb64(sig) == private.sign(f"{head}.{body}".encode())
+
+
 def test_payload_is_canonical_json(key: SigningKey) -> None:
     token = sign({"b": "é", "a": [1, 2]}, key)
     assert _unb64(token.split(".")[1]) == '{"a":[1,2],"b":"é"}'.encode()
