@@ -103,8 +103,9 @@ def _signer(kid: str, private_pem: bytes) -> tuple[bytes, bytes]:
     public, secret = crypto_sign_seed_keypair(
         private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     )
-    # The same key pair, or a signature no published key would verify.
-    assert public == private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    if public != private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw):
+        # Never sign with a key pair other than the published one: nothing would verify.
+        raise ValueError(f"signing key {kid!r}: libsodium derives another public key")
     header = {"alg": ALGORITHM, "kid": kid, "typ": JWS_TYPE}
     return secret, _b64(json.dumps(header, separators=(",", ":")).encode())
 
