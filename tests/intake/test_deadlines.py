@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from guichet_intake.deadlines import (
     receipt_due,
     registration_due,
 )
+from guichet_intake.schemas import ProcedureWrite
 
 
 @pytest.mark.parametrize(
@@ -47,8 +49,11 @@ def test_r10_delay_ends_on_hand_computed_day(
 
 
 def test_r10_no_extension_for_weekends_or_holidays_by_default() -> None:
-    # 1 March 2026 + 2 months = Friday 1 May 2026, a public holiday: kept as is.
-    assert add_delay(date(2026, 3, 1), 2, "months") == date(2026, 5, 1)
+    # 1 March 2026 + 2 months = Friday 1 May 2026, a public holiday: kept as is, by the
+    # engine and by a procedure that does not say otherwise.
+    clock = Clock("sva", Delay(2, "months"), date(2026, 3, 1))
+    assert implicit_decision(clock).last_day == date(2026, 5, 1)
+    assert ProcedureWrite.model_fields["extend_to_working_day"].default is False
 
 
 def test_unknown_unit_and_negative_delay_are_refused() -> None:
@@ -176,6 +181,32 @@ def test_r10_extension_to_working_day_only_when_procedure_asks() -> None:
     extended = Clock("sva", TWO_MONTHS, date(2026, 3, 1), extend_to_working_day=True)
     assert implicit_decision(plain).last_day == date(2026, 5, 1)
     assert implicit_decision(extended).last_day == date(2026, 5, 4)
+
+
+def test_r11_pieces_asked_while_the_end_is_extended_to_a_working_day_still_count() -> None:
+    # 1 March 2026 + 2 months = Friday 1 May (Labour Day), extended past the weekend to
+    # Monday 4 May: pieces asked on 4 May come before the decision is born.
+    asked = PiecesRequest(date(2026, 5, 4), date(2026, 5, 20))
+    sva = Clock("sva", TWO_MONTHS, date(2026, 3, 1), pieces=(asked,), extend_to_working_day=True)
+    assert implicit_decision(sva).state == "waiting_pieces"
+    # Produced Sunday 10 May: SVA counts from then, 10 May + 2 months = Friday 10 July.
+    produced = PiecesRequest(date(2026, 5, 4), date(2026, 5, 20), received_on=date(2026, 5, 10))
+    sva = replace(sva, pieces=(produced,))
+    assert implicit_decision(sva).last_day == date(2026, 7, 10)
+    # SVR: suspended from 4 to 10 May, 6 days added to the extended end (4 May): Sunday
+    # 10 May, then the next working day, Monday 11 May.
+    svr = replace(sva, regime="svr")
+    assert (implicit_decision(svr).suspended_days, implicit_decision(svr).last_day) == (
+        6,
+        date(2026, 5, 11),
+    )
+    # Never produced: suspended until the time granted ends, 4 May + 16 days = Wednesday 20 May.
+    waiting = implicit_decision(replace(svr, pieces=(asked,)))
+    assert (waiting.state, waiting.last_day) == ("suspended", date(2026, 5, 20))
+    # Asked on Tuesday 5 May, once the decision was born: nothing changes.
+    late = (PiecesRequest(date(2026, 5, 5), date(2026, 5, 20)),)
+    for clock in (sva, svr):
+        assert implicit_decision(replace(clock, pieces=late)).last_day == date(2026, 5, 4)
 
 
 def test_decision_is_born_at_midnight_local_time() -> None:

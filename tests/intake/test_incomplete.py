@@ -140,6 +140,39 @@ async def test_r11_pieces_request_reaches_the_applicant_as_a_signed_notice(
     assert (await intake.verify(notice.token)).authentic
 
 
+async def test_r11_file_complete_not_before_the_last_request_for_pieces(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    code = created["tracking_code"]
+    for asked_at in (
+        datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+        datetime(2026, 6, 1, 9, 0, tzinfo=UTC),
+    ):
+        await intake.request_pieces(
+            code, MissingPiecesCreate(pieces=["RIB"], due_on=date(2026, 6, 20)), now=asked_at
+        )
+    # Still incomplete on 1 June: the file cannot have been complete on 25 May.
+    with pytest.raises(Problem) as too_early:
+        await intake.pieces_received(
+            code,
+            PiecesReceived(received_on=date(2026, 5, 25)),
+            now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+        )
+    assert too_early.value.status == 422
+    assert "(le 1er juin 2026)" in too_early.value.detail
+    assert too_early.value.invalid_params
+    assert too_early.value.invalid_params[0].name == "received_on"
+    # Complete on 2 June: SVA deemed accepted at the end of 2 August 2026.
+    done = await intake.pieces_received(
+        code,
+        PiecesReceived(received_on=date(2026, 6, 2)),
+        now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+    )
+    assert done.implicit_decision is not None
+    assert done.implicit_decision.decision_date == date(2026, 8, 2)
+
+
 async def test_r11_deadline_beyond_a_year_and_pieces_dated_before_the_request_are_refused(
     intake: IntakeService,
 ) -> None:

@@ -107,8 +107,8 @@ def implicit_decision(clock: Clock) -> Deadline:
         return Deadline("none", notes=("Pas de décision implicite pour cette démarche.",))
     pieces = sorted(clock.pieces, key=lambda p: p.requested_on)
     deadline = _sva(clock, pieces) if clock.regime == "sva" else _svr(clock, pieces)
-    if deadline.last_day is not None and clock.extend_to_working_day:
-        moved = next_working_day_from(deadline.last_day, clock.territory)
+    if deadline.last_day is not None:
+        moved = _born_at_end_of(clock, deadline.last_day)
         if moved != deadline.last_day:
             deadline = Deadline(
                 deadline.state,
@@ -129,7 +129,9 @@ def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
             "compétente."
         )
     for request in pieces:
-        if request.requested_on > add_delay(start, clock.delay.value, clock.delay.unit):
+        if request.requested_on > _born_at_end_of(
+            clock, add_delay(start, clock.delay.value, clock.delay.unit)
+        ):
             break  # asked too late: the acceptance was already born
         if request.received_on is None:
             return Deadline(
@@ -146,6 +148,13 @@ def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
     )
 
 
+def _born_at_end_of(clock: Clock, last_day: date) -> date:
+    """The day the decision would be born at the end of, were nothing else to happen."""
+    if clock.extend_to_working_day:
+        return next_working_day_from(last_day, clock.territory)
+    return last_day
+
+
 def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
     start = clock.received_on  # R13: the first administration's reception
     end = add_delay(start, clock.delay.value, clock.delay.unit)
@@ -159,8 +168,11 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
             "initialement saisie."
         )
     for request in pieces:
-        if request.requested_on > end:
+        born = _born_at_end_of(clock, end)
+        if request.requested_on > born:
             break  # the rejection was already born
+        if request.requested_on > end:
+            end = born  # asked while the delay was extended: the suspension extends that end
         stop = min(request.received_on or request.due_on, request.due_on)
         begin = max(request.requested_on, covered_until)
         if stop > begin:

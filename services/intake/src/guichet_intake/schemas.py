@@ -436,7 +436,9 @@ class MissingPiecesCreate(Strict):
 
 class PiecesReceived(Strict):
     received_on: date | None = Field(
-        default=None, description="Date de réception des pièces ; aujourd'hui par défaut."
+        default=None,
+        description="Date à laquelle toutes les pièces demandées étaient reçues (le dossier "
+        "complet), au plus tôt celle de la dernière demande de pièces ; aujourd'hui par défaut.",
     )
 
 

@@ -1315,13 +1315,17 @@ class IntakeService:
             awaited = [
                 p for p in await repository.pieces_for(session, row.id) if p.received_on is None
             ]
-            if awaited and received_on < min(p.requested_on for p in awaited):
+            # The file is complete once every awaited piece is in: not before the last
+            # request for pieces, when it was still incomplete (R11).
+            last_asked = max((p.requested_on for p in awaited), default=None)
+            if last_asked is not None and received_on < last_asked:
                 raise Problem(
                     422,
                     "date-before-request",
                     "Date antérieure à la demande de pièces",
-                    "Les pièces ne peuvent pas avoir été reçues avant d'avoir été demandées "
-                    f"(le {french_date(min(p.requested_on for p in awaited))}).",
+                    "Le dossier ne peut pas avoir été complété avant la dernière demande de "
+                    f"pièces (le {french_date(last_asked)}) : indiquez la date à laquelle "
+                    "toutes les pièces demandées étaient reçues.",
                     [InvalidParam(name="received_on", reason="Date trop ancienne.")],
                 )
             if not await repository.mark_pieces_received(session, row.id, received_on):
