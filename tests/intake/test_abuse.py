@@ -4,12 +4,13 @@ the source is told, and blockable only then and only for a significant number of
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived
 from guichet_intake.service import IntakeService
 from guichet_notifications.models import deliveries
 from guichet_notifications.models import metadata as notifications_metadata
@@ -183,3 +184,37 @@ async def test_r9_blocked_attempts_are_counted(intake: IntakeService) -> None:
             await submit(intake, AT + timedelta(minutes=minutes), payload={"m": minutes})
     [family] = intake.blocked_attempts.collect()
     assert [s.value for s in family.samples if s.name.endswith("_total")] == [2.0]
+
+
+async def test_r9_what_agents_entered_for_a_source_is_not_its_sending(
+    intake: IntakeService,
+) -> None:
+    """R22: requests an agent entered from the applicant's calls count neither towards the
+    flood nor as repetitions of the applicant's own sends. Needs the R9 reads (session and
+    PostgreSQL paths) to count electronic channels only."""
+    intake.settings.abuse_max_per_hour = 2
+    for minutes in (0, 1):
+        await submit(
+            intake, AT + timedelta(minutes=minutes), channel="phone", entered_by="agent-042"
+        )
+    online = await submit(intake, AT + timedelta(minutes=2))
+    retry = await submit(intake, AT + timedelta(minutes=3))
+    assert online["acknowledgement"] is not None
+    assert retry["acknowledgement"] is not None, "one retry is not abuse"
+
+
+async def test_r9_a_flagged_send_gets_no_ar_when_its_pieces_arrive(intake: IntakeService) -> None:
+    """A flagged send is owed no AR, even once its file is complete (and recording its
+    pieces is no server error)."""
+    for minutes in (0, 3, 5):
+        flagged = await submit(intake, AT + timedelta(minutes=minutes))
+    assert flagged["acknowledgement"] is None
+    code = flagged["tracking_code"]
+    await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Justificatif de domicile"], due_on=date(2026, 6, 1)),
+        now=AT + timedelta(days=1),
+    )
+    done = await intake.pieces_received(code, PiecesReceived(), now=AT + timedelta(days=2))
+    assert [r.kind.value for r in done.receipts] == ["demande_pieces"]
+    assert done.history[-1].status == "pieces_received"

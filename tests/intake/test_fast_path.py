@@ -266,7 +266,8 @@ async def test_r9_read_uses_the_source_index_even_before_the_first_analyze(
         [plan] = json.loads(
             await conn.fetchval(
                 "EXPLAIN (FORMAT JSON) EXECUTE r9('submit', '{NULL}', '{admiville}', "
-                "'{email:a@example.org}', ARRAY[now()], ARRAY[now()], '{h}', '{20}', '{3}')"
+                "'{email:a@example.org}', ARRAY[now()], ARRAY[now()], '{h}', '{20}', '{3}', "
+                "'{email,sms,web}')"
             )
         )
         await conn.execute("DEALLOCATE r9")

@@ -28,6 +28,7 @@ from guichet_intake.models import (
     sources,
     tenants,
 )
+from guichet_intake.schemas import Channel
 from guichet_plumbing.db import Batches, Grouped, Rows
 from guichet_plumbing.tables import idempotency_keys, outbox
 
@@ -298,6 +299,11 @@ class SourceActivity:
     same: int  # earlier sends of this very content in the window, counted up to the threshold
 
 
+# R9 (L112-11) weighs what a source sent electronically: what agents entered on its behalf
+# at the counter, by phone or from a letter (R22) is not its sending.
+SENT_CHANNELS = sorted(c.value for c in Channel if c.electronic)
+
+
 def _source_activity_query(
     tenant: str,
     source: str,
@@ -307,7 +313,11 @@ def _source_activity_query(
     cap: int,
     repeat_cap: int,
 ) -> Any:
-    of_source = (requests.c.tenant == tenant) & (requests.c.source == source)
+    of_source = (
+        (requests.c.tenant == tenant)
+        & (requests.c.source == source)
+        & requests.c.channel.in_(SENT_CHANNELS)
+    )
     # Counting stops at `cap`: a flood costs the same to detect at 31 as at 10,000.
     capped = (
         sa.select(sa.literal(1)).where(of_source, requests.c.received_at >= since).limit(cap)
@@ -438,12 +448,13 @@ SELECT
     (SELECT count(*) FROM (
         SELECT 1 FROM requests AS r
         WHERE r.tenant = x.tenant AND r.source = x.source AND r.received_at >= x.since
-        LIMIT x.cap
+        AND r.channel = ANY($10::text[]) LIMIT x.cap
     ) AS capped),
     (SELECT count(*) FROM (
         SELECT 1 FROM requests AS r
         WHERE r.tenant = x.tenant AND r.source = x.source AND r.received_at >= x.repeat_since
-        AND r.content_hash = x.content_hash LIMIT x.repeat_cap
+        AND r.channel = ANY($10::text[]) AND r.content_hash = x.content_hash
+        LIMIT x.repeat_cap
     ) AS same)
 FROM unnest(
     $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[],
@@ -483,7 +494,7 @@ async def submission_reads(
             SourceActivity(sent, same),
         )
         for fingerprint, status_code, body, sent, same in await conn.fetch(
-            _SUBMISSION_READS, scope, *columns
+            _SUBMISSION_READS, scope, *columns, SENT_CHANNELS
         )
     ]
 

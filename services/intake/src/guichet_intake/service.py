@@ -1357,7 +1357,11 @@ class IntakeService:
                 if row.procedure_code
                 else None
             )
-            if procedure is not None and owes_acknowledgement(procedure, Channel(row.channel)):
+            if (
+                procedure is not None
+                and owes_acknowledgement(procedure, Channel(row.channel))
+                and not row.abusive  # R9: a flagged send is owed no AR, now or later
+            ):
                 # A fresh AR restates the date now that the file is complete.
                 await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
             return await self._public(session, row.id)
