@@ -14,7 +14,12 @@ import pytest
 from pypdf import PdfReader
 
 from guichet_intake.app import create_app
-from guichet_intake.schemas import RequestCreate, RequestCreated
+from guichet_intake.schemas import (
+    RECEIPT_TOKEN_MAX_LENGTH,
+    ProcedureWrite,
+    RequestCreate,
+    RequestCreated,
+)
 from guichet_intake.settings import IntakeSettings
 from tests.identity import counter, handler
 from tests.support import serve
@@ -55,6 +60,30 @@ async def test_r5_receipt_fetched_as_pdf_carries_every_mention(
     assert created["tracking_code"] in text
     for mention in ack["mentions"]:
         assert words(mention) in text, mention
+
+
+async def test_r2_the_longest_receipt_verifies_even_as_printed(data_dir: Path) -> None:
+    """The catalogue's limits at their highest, in characters of three UTF-8 bytes: the
+    AR's token stays under the verification's maximum length, and verifies as the PDF
+    prints it (cut into lines)."""
+    app = create_app(IntakeSettings(data_dir=data_dir))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        longest = ProcedureWrite(
+            title="€" * 200,
+            service="accueil",
+            required_pieces=[f"{i:02d}" + "€" * 298 for i in range(50)],
+            required_information=[f"{i:02d}" + "€" * 298 for i in range(50)],
+            appeal_text="€" * 2000,
+        )
+        await app.state.intake.put_procedure("admiville", "la-plus-longue", longest)
+        created = await client.post("/v1/requests", json={**REQUEST, "procedure": "la-plus-longue"})
+        token = created.json()["acknowledgement"]["token"]
+        assert 100_000 < len(token) < RECEIPT_TOKEN_MAX_LENGTH
+        printed = "\n".join(token[i : i + 90] for i in range(0, len(token), 90)) + "\n"
+        for presented in (token, printed):
+            answer = await client.post("/v1/receipts/verify", json={"token": presented})
+            assert answer.status_code == 200
+            assert answer.json()["authentic"] is True
 
 
 async def test_r5_svr_receipt_pdf_states_service_rejection_date_and_appeal(

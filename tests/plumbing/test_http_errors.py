@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from guichet_intake.app import create_app
+from guichet_intake.schemas import RECEIPT_TOKEN_MAX_LENGTH
 from guichet_intake.settings import IntakeSettings
 from tests.identity import staff
 from tests.support import serve
@@ -172,7 +173,8 @@ async def test_rejected_input_harms_nothing_already_stored(client: httpx.AsyncCl
 async def test_a_value_over_its_documented_length_is_refused_even_padded(
     client: httpx.AsyncClient,
 ) -> None:
-    """The OpenAPI says 20,000 characters at most: a space at one end makes no exception."""
-    answer = await client.post("/v1/receipts/verify", json={"token": " " + "a" * 20000})
+    """The OpenAPI gives a maximum length: a space at one end makes no exception."""
+    padded = " " + "a" * RECEIPT_TOKEN_MAX_LENGTH
+    answer = await client.post("/v1/receipts/verify", json={"token": padded})
     assert answer.status_code == 422
     assert [p["name"] for p in answer.json()["invalid-params"]] == ["token"]

@@ -465,8 +465,16 @@ class TransferCreate(Strict):
         return self
 
 
+# Above the longest receipt the catalogue allows (`test_r2_the_longest_receipt_verifies`).
+RECEIPT_TOKEN_MAX_LENGTH = 200_000
+
+
 class VerifyRequest(Strict):
-    token: str = Field(min_length=10, max_length=20000, description="Jeton JWS d'un accusé.")
+    token: str = Field(
+        min_length=10,
+        max_length=RECEIPT_TOKEN_MAX_LENGTH,
+        description="Jeton JWS d'un accusé, tel qu'imprimé : les retours à la ligne sont ignorés.",
+    )
 
 
 class VerifyResult(BaseModel):

@@ -219,9 +219,11 @@ def verify(token: str, public_jwks: list[dict[str, Any]]) -> dict[str, Any] | No
     """The payload if `token` is signed by the published key it names, else None.
 
     Never raises: the token comes from anyone, and every failure means "not authentic".
+    A JWS has no whitespace: what a copy from the PDF or an e-mail adds (its line breaks)
+    is dropped.
     """
     try:
-        return _verify(token, public_jwks)
+        return _verify("".join(token.split()), public_jwks)
     except Exception:
         # Trust boundary: joserfc, base64, JSON and cryptography each raise their own
         # errors on hostile input; all of them mean the same thing to the caller.
