@@ -19,10 +19,20 @@ import sqlalchemy as sa
 
 from guichet_intake.app import create_app, start_scheduler
 from guichet_intake.models import requests
+from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import IntakeService, Keyring
 from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import SigningKey
-from tests.intake.helpers import as_left_by_a_signing_failure, body, outbox_events, submit
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.observability import ServiceMetrics
+from guichet_routing.events import StatusChanged
+from tests.intake.helpers import (
+    add_neighbour,
+    as_left_by_a_signing_failure,
+    body,
+    outbox_events,
+    submit,
+)
 from tests.support import serve
 
 FRIDAY = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
@@ -47,6 +57,45 @@ async def test_r23_owed_receipt_is_issued_by_the_sweep_once(intake: IntakeServic
     assert (await intake.overdue("admiville", now=TUESDAY)).count == 0
     issued = await outbox_events(intake.db, "intake.receipt.issued.v1")
     assert [e.data["kind"] for e in issued] == ["accuse_reception", "accuse_reception"]
+
+
+async def test_r3_an_owed_ae_is_not_overdue_once_transferred_or_answered(
+    intake: IntakeService,
+) -> None:
+    """Transferred (R12) or closed by the service's answer, a request owes no AE here any
+    more: the sweep issues none and the overdue list, and its gauge, no longer count it."""
+    await add_neighbour(intake.db)
+    transferred, answered = [
+        await submit(intake, FRIDAY, procedure=None, channel="email", payload={"n": n})
+        for n in (1, 2)
+    ]
+    for created in (transferred, answered):
+        await as_left_by_a_signing_failure(
+            intake.db, created["tracking_code"], date(2026, 5, 22), date(2026, 5, 18)
+        )
+    await intake.transfer(
+        transferred["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="Compétence de Voisinville"),
+        now=FRIDAY,
+    )
+    closed = StatusChanged(
+        request_id=answered["id"],
+        tracking_code=answered["tracking_code"],
+        from_status="recue",
+        status="repondue",
+        label="Réponse envoyée",
+        phase="delivery",
+        final=True,
+        transition="repondre",
+        actions=["notify"],
+        changed_at=FRIDAY,
+    )
+    on_status = idempotent(
+        intake.db, "intake.statuses", intake.on_status_changed, ServiceMetrics("t")
+    )
+    await on_status(closed.envelope(tenant="admiville", subject=answered["id"]))
+    assert (await intake.overdue("admiville", now=TUESDAY)).count == 0
+    assert await intake.issue_owed_receipts(now=TUESDAY) == 0
 
 
 async def test_r3_owed_registration_of_a_free_form_email_is_issued_by_the_sweep(

@@ -1407,9 +1407,7 @@ class IntakeService:
             row.id,
             {
                 "status": RequestStatus.transferred.value,
-                "clock_state": "none",
-                "decision_due_at": None,
-                "receipt_due_on": None,
+                **_NOTHING_MORE_DUE,
                 "transferred_to": destination,
             },
         )
@@ -2056,12 +2054,7 @@ class IntakeService:
         # the two arrive: closing it first would make intake refuse the transfer.
         if RequestStatus(row.status) not in FINAL and "transfer" not in event.actions:
             if event.final:
-                values.update(
-                    status=RequestStatus.closed.value,
-                    clock_state="none",
-                    decision_due_at=None,
-                    receipt_due_on=None,
-                )
+                values.update(status=RequestStatus.closed.value, **_NOTHING_MORE_DUE)
             else:
                 values["status"] = RequestStatus.processing.value
         await repository.update_request(session, event.request_id, values)
@@ -2122,6 +2115,15 @@ class IntakeService:
             if refused.status >= 500:
                 raise  # the remote administration failed: retry later
             log.warning("%s for request %s refused: %s", what, request_id, refused.detail)
+
+
+# Transferred (R12) or answered: no implicit decision, and no receipt left to issue here.
+_NOTHING_MORE_DUE = {
+    "clock_state": "none",
+    "decision_due_at": None,
+    "receipt_due_on": None,
+    "registration_due_on": None,
+}
 
 
 def _regime_snapshot(procedure: Any) -> dict[str, Any]:
