@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
+from guichet_intake import repository
 from guichet_intake.app import create_app, start_scheduler
-from guichet_intake.models import requests
+from guichet_intake.models import requests, signing_keys
 from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import IntakeService, Keyring
 from guichet_intake.settings import IntakeSettings
-from guichet_intake.signing import SigningKey
+from guichet_intake.signing import SigningKey, generate_key
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_routing.events import StatusChanged
@@ -194,3 +196,26 @@ async def test_r23_signing_failure_keeps_the_request_and_the_sweep_issues_its_re
     followed = await intake.get_request(created["tracking_code"])
     assert followed.acknowledgement is not None
     assert followed.acknowledgement.kind.value == "accuse_reception"
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+async def test_r23_a_key_that_cannot_be_stored_costs_the_request_nothing(
+    intake: IntakeService, monkeypatch: pytest.MonkeyPatch, fast_path: bool
+) -> None:
+    """A tenant's first key fails to be stored (here its identifier is taken): the request
+    is kept all the same, its receipt owed, on both submission paths. Needs the key's
+    insert in a savepoint, or PostgreSQL aborts the transaction the request is in."""
+    taken = generate_key("admiville", FRIDAY)
+    async with intake.db.transaction() as session:
+        await session.execute(sa.update(signing_keys).values(retired_at=FRIDAY))
+        await repository.insert_signing_key(
+            session,
+            {**vars(taken), "tenant": "admiville", "retired_at": FRIDAY},
+        )
+    monkeypatch.setattr("guichet_intake.service.generate_key", lambda *_: taken)
+    intake.keyring = Keyring()
+    intake.fast_path = fast_path
+    created = await submit(intake, FRIDAY)
+    assert created["acknowledgement"] is None
+    late = await intake.overdue("admiville", now=TUESDAY)
+    assert [o.tracking_code for o in late.items] == [created["tracking_code"]]

@@ -346,15 +346,18 @@ class Keyring:
 
     async def _create(self, session: AsyncSession, tenant: str, now: datetime) -> SigningKey:
         key = generate_key(tenant, now)
-        await repository.insert_signing_key(
-            session,
-            {
-                "kid": key.kid,
-                "tenant": tenant,
-                "private_pem": key.private_pem,
-                "created_at": key.created_at,
-            },
-        )
+        # In a savepoint: on PostgreSQL a failed insert would abort the whole transaction,
+        # and with it the request being received (R23 keeps it, its receipt owed).
+        async with session.begin_nested():
+            await repository.insert_signing_key(
+                session,
+                {
+                    "kid": key.kid,
+                    "tenant": tenant,
+                    "private_pem": key.private_pem,
+                    "created_at": key.created_at,
+                },
+            )
         return key
 
     async def rotate(self, session: AsyncSession, tenant: str, now: datetime) -> SigningKey:
