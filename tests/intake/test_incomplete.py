@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived
+from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived, ProcedureWrite
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import outbox_events, submit
@@ -99,6 +99,44 @@ async def test_r11_svr_incomplete_file_answered_early(intake: IntakeService) -> 
     # 2 months from 15 May would be 15 July: the receipt says why it is 25 July.
     assert "Délai suspendu du 20 mai 2026 au 30 mai 2026" in receipt
     assert not re.search(r"\d{4}-\d{2}-\d{2}", receipt), "French dates only"
+
+
+@pytest.mark.parametrize("becomes", ["sva", "signalement"])
+async def test_r5_an_ar_issued_later_keeps_the_frame_of_reception(
+    intake: IntakeService, becomes: str
+) -> None:
+    """The catalogue changes between reception and the AR issued when the pieces arrive:
+    the SVR request keeps its rejection date AND its means of appeal (R5), whatever the
+    procedure became. Needs the procedure's kind and appeal text fixed with its regime."""
+    created = await submit(
+        intake,
+        datetime(2026, 5, 15, 9, 0, tzinfo=UTC),
+        procedure="subvention-quartier",
+        applicant=ASSOCIATION,
+    )
+    [appeal] = [m for m in created["acknowledgement"]["mentions"] if "recours" in m]
+    code = created["tracking_code"]
+    await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Budget prévisionnel"], due_on=date(2026, 6, 20)),
+        now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+    )
+    edited = {"sva": {"regime": "sva"}, "signalement": {"kind": "signalement", "regime": "none"}}
+    await intake.put_procedure(
+        "admiville",
+        "subvention-quartier",
+        ProcedureWrite(title="Subvention de quartier", service="citoyennete", **edited[becomes]),
+    )
+    done = await intake.pieces_received(
+        code,
+        PiecesReceived(received_on=date(2026, 5, 30)),
+        now=datetime(2026, 5, 30, 15, 0, tzinfo=UTC),
+    )
+    # Suspended 20 → 30 May: 15 July + 10 days = 25 July, as received.
+    ar = done.receipts[-1]
+    assert ar.kind.value == "accuse_reception"
+    assert any("réputée rejetée le 25 juillet 2026 à minuit" in m for m in ar.mentions)
+    assert appeal in ar.mentions
 
 
 async def test_r11_deadline_in_the_past_is_refused_naming_the_field(

@@ -95,6 +95,9 @@ requests = sa.Table(
     sa.Column("delay_value", sa.Integer(), nullable=True),
     sa.Column("delay_unit", sa.String(8), nullable=True),
     sa.Column("extend_to_working_day", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # So are its kind and its means of appeal, which every AR of the request states (R5).
+    sa.Column("procedure_kind", sa.String(16), nullable=True),
+    sa.Column("appeal_text", sa.Text(), nullable=True),
     sa.Column("registration_due_on", sa.Date(), nullable=True),
     sa.Column("receipt_due_on", sa.Date(), nullable=True),
     sa.Column("receipt_issued_at", UTCDateTime(), nullable=True),

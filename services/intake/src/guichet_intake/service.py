@@ -676,6 +676,8 @@ class IntakeService:
             "delay_value": None,
             "delay_unit": None,
             "extend_to_working_day": False,
+            "procedure_kind": None,
+            "appeal_text": None,
             "registration_due_on": None,
             "receipt_due_on": None,
             "receipt_issued_at": None,
@@ -903,11 +905,12 @@ class IntakeService:
             reception_date=request.reception_date,
             tracking_code=request.tracking_code,
             service=_service(procedure),
-            is_demande=procedure.kind == ProcedureKind.demande,
+            # The request's own frame, fixed when it was qualified: not today's catalogue.
+            is_demande=request.procedure_kind == ProcedureKind.demande,
             regime=request.regime,
             delay=format_delay(request.delay_value, request.delay_unit),
             deadline=deadline,
-            appeal_text=procedure.appeal_text,
+            appeal_text=request.appeal_text,
             required_pieces=list(procedure.required_pieces),
             required_information=list(procedure.required_information),
         )
@@ -2135,6 +2138,8 @@ def _regime_snapshot(procedure: Any) -> dict[str, Any]:
         "delay_value": procedure.delay_value,
         "delay_unit": procedure.delay_unit,
         "extend_to_working_day": procedure.extend_to_working_day,
+        "procedure_kind": str(procedure.kind),
+        "appeal_text": procedure.appeal_text,
         # A receipt is owed only if the procedure owes one (R1).
         "receipt_due_on": None,
     }
