@@ -58,6 +58,7 @@ async def test_r13_transfer_sva_runs_from_competent_reception(intake: IntakeServ
     followed = await intake.get_request(original)
     assert followed.implicit_decision is not None
     assert followed.implicit_decision.state == "none", "the first clock stops"
+    assert followed.implicit_decision.decision_date is None, "no date silence will not reach"
     assert await intake.decide_due(now=datetime(2026, 7, 20, tzinfo=UTC)) == 0
 
 

@@ -2126,6 +2126,7 @@ class IntakeService:
 # Transferred (R12) or answered: no implicit decision, and no receipt left to issue here.
 _NOTHING_MORE_DUE = {
     "clock_state": "none",
+    "decision_last_day": None,
     "decision_due_at": None,
     "receipt_due_on": None,
     "registration_due_on": None,
