@@ -269,3 +269,13 @@ def test_optional_fields_are_left_out() -> None:
     assert "mailto:" not in page and "tel:" not in page
     assert "avec les clés publiques de Ville de Lyon" in page
     assert "Démarche" not in _pdf_text(render_pdf(doc, TOKEN))
+
+
+def test_r2_the_printed_token_is_never_cut_by_a_page_break() -> None:
+    """Whatever the length of the mentions before it, the token is printed whole on one
+    page, so a copy of it never takes the page's footer along."""
+    for extra in range(0, 40):
+        mentions = [*MENTIONS, *(f"Pièce exigée n° {n} : justificatif." for n in range(extra))]
+        reader = PdfReader(io.BytesIO(render_pdf(_doc(mentions=mentions), TOKEN)))
+        pages = ["".join(page.extract_text().split()) for page in reader.pages]
+        assert any(TOKEN in page for page in pages), f"token cut with {extra} more mentions"

@@ -26,6 +26,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth  # type: ignore[import-unty
 from reportlab.pdfgen.canvas import Canvas  # type: ignore[import-untyped]
 from reportlab.platypus import (  # type: ignore[import-untyped]
     Flowable,
+    KeepTogether,
     Paragraph,
     Preformatted,
     SimpleDocTemplate,
@@ -438,11 +439,15 @@ def render_pdf(doc: ReceiptDocument, token: str | None) -> bytes:
     story += [Spacer(1, 8), Paragraph(_markup(_issued_sentence(c)), _SMALL)]
     story.append(Paragraph(_markup(c.reference), _SMALL))
     if token:
-        story.append(Paragraph("Signature électronique", _HEADING))
-        story.append(Paragraph(_markup(_signature_sentence(c)), _SMALL))
-        story.append(Spacer(1, 4))
         width = A4[0] - 2 * _MARGIN - 2 * _FRAME_PADDING
-        story.append(Preformatted(_token_lines(token, width), _MONO))
+        # On one page when it fits: copied across a page break, the footer would come too.
+        signature = [
+            Paragraph("Signature électronique", _HEADING),
+            Paragraph(_markup(_signature_sentence(c)), _SMALL),
+            Spacer(1, 4),
+            Preformatted(_token_lines(token, width), _MONO),
+        ]
+        story.append(KeepTogether(signature))
 
     footer = _winansi(f"{c.title} – {doc.tracking_code}")
 
