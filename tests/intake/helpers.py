@@ -16,6 +16,9 @@ from guichet_intake.service import IntakeService
 from guichet_plumbing import tables
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.observability import ServiceMetrics
+from guichet_routing.events import StatusChanged
 
 CAMILLE = {"name": "Camille Martin", "email": "camille.martin@example.org"}
 
@@ -120,3 +123,28 @@ async def as_left_by_a_signing_failure(
                 "registration_due_on": registration_due_on,
             },
         )
+
+
+async def close_by_workflow(
+    intake: IntakeService, created: dict[str, Any], at: datetime, **changes: Any
+) -> None:
+    """Routing's final status for the request, as intake consumes it (default: answered)."""
+    event = StatusChanged(
+        **{
+            "request_id": created["id"],
+            "tracking_code": created["tracking_code"],
+            "from_status": "recue",
+            "status": "repondue",
+            "label": "Réponse envoyée",
+            "phase": "delivery",
+            "final": True,
+            "transition": "repondre",
+            "actions": ["notify"],
+            "changed_at": at,
+            **changes,
+        }
+    )
+    consume = idempotent(
+        intake.db, "intake.statuses", intake.on_status_changed, ServiceMetrics("t")
+    )
+    await consume(event.envelope(tenant=created["tenant"], subject=str(created["id"])))

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import pytest
 
-from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived, ProcedureWrite
+from guichet_intake.schemas import (
+    MissingPiecesCreate,
+    PiecesReceived,
+    ProcedureWrite,
+    RequestPublic,
+)
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import outbox_events, submit
@@ -18,6 +23,13 @@ ASSOCIATION = {
     "rna": "W751234567",
     "email": "amis.parc@example.org",
 }
+
+
+async def complete_on(intake: IntakeService, code: str, day: date) -> RequestPublic:
+    """Every awaited piece received on `day`, recorded by an agent that afternoon."""
+    return await intake.pieces_received(
+        code, PiecesReceived(received_on=day), now=datetime.combine(day, time(15), UTC)
+    )
 
 
 async def test_r11_sva_clock_starts_when_file_complete(intake: IntakeService) -> None:
@@ -84,11 +96,7 @@ async def test_r11_svr_incomplete_file_answered_early(intake: IntakeService) -> 
     assert "réputée rejetée le 15 août 2026 à minuit (soit à compter du 16 août 2026 à 0 h)" in text
     assert "Le délai de 2 mois au terme duquel votre demande sera réputée rejetée" in text
 
-    done = await intake.pieces_received(
-        code,
-        PiecesReceived(received_on=date(2026, 5, 30)),
-        now=datetime(2026, 5, 30, 15, 0, tzinfo=UTC),
-    )
+    done = await complete_on(intake, code, date(2026, 5, 30))
     # Produced 30 May: 10 days of suspension, 15 July + 10 = 25 July.
     assert done.implicit_decision is not None
     assert done.implicit_decision.decision_date == date(2026, 7, 25)
@@ -127,11 +135,7 @@ async def test_r5_an_ar_issued_later_keeps_the_frame_of_reception(
         "subvention-quartier",
         ProcedureWrite(title="Subvention de quartier", service="citoyennete", **edited[becomes]),
     )
-    done = await intake.pieces_received(
-        code,
-        PiecesReceived(received_on=date(2026, 5, 30)),
-        now=datetime(2026, 5, 30, 15, 0, tzinfo=UTC),
-    )
+    done = await complete_on(intake, code, date(2026, 5, 30))
     # Suspended 20 → 30 May: 15 July + 10 days = 25 July, as received.
     ar = done.receipts[-1]
     assert ar.kind.value == "accuse_reception"
@@ -139,14 +143,15 @@ async def test_r5_an_ar_issued_later_keeps_the_frame_of_reception(
     assert appeal in ar.mentions
 
 
-async def test_r11_deadline_in_the_past_is_refused_naming_the_field(
-    intake: IntakeService,
+@pytest.mark.parametrize("due_on", [date(2026, 5, 19), date(9999, 12, 31)])
+async def test_r11_deadline_in_the_past_or_beyond_a_year_is_refused_naming_the_field(
+    intake: IntakeService, due_on: date
 ) -> None:
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     with pytest.raises(Problem) as refused:
         await intake.request_pieces(
             created["tracking_code"],
-            MissingPiecesCreate(pieces=["RIB"], due_on=date(2026, 5, 19)),
+            MissingPiecesCreate(pieces=["RIB"], due_on=due_on),
             now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
         )
     assert refused.value.status == 422
@@ -202,21 +207,6 @@ async def test_r11_file_complete_not_before_the_last_request_for_pieces(
     assert too_early.value.invalid_params
     assert too_early.value.invalid_params[0].name == "received_on"
     # Complete on 2 June: SVA deemed accepted at the end of 2 August 2026.
-    done = await intake.pieces_received(
-        code,
-        PiecesReceived(received_on=date(2026, 6, 2)),
-        now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
-    )
+    done = await complete_on(intake, code, date(2026, 6, 2))
     assert done.implicit_decision is not None
     assert done.implicit_decision.decision_date == date(2026, 8, 2)
-
-
-async def test_r11_deadline_beyond_a_year_is_refused(intake: IntakeService) -> None:
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    with pytest.raises(Problem) as too_far:
-        await intake.request_pieces(
-            created["tracking_code"],
-            MissingPiecesCreate(pieces=["RIB"], due_on=date(9999, 12, 31)),
-            now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
-        )
-    assert too_far.value.status == 422

@@ -25,13 +25,11 @@ from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import IntakeService, Keyring
 from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import SigningKey, generate_key
-from guichet_plumbing.inbox import idempotent
-from guichet_plumbing.observability import ServiceMetrics
-from guichet_routing.events import StatusChanged
 from tests.intake.helpers import (
     add_neighbour,
     as_left_by_a_signing_failure,
     body,
+    close_by_workflow,
     outbox_events,
     submit,
 )
@@ -80,22 +78,7 @@ async def test_r3_an_owed_ae_is_not_overdue_once_transferred_or_answered(
         TransferCreate(tenant="voisinville", reason="Compétence de Voisinville"),
         now=FRIDAY,
     )
-    closed = StatusChanged(
-        request_id=answered["id"],
-        tracking_code=answered["tracking_code"],
-        from_status="recue",
-        status="repondue",
-        label="Réponse envoyée",
-        phase="delivery",
-        final=True,
-        transition="repondre",
-        actions=["notify"],
-        changed_at=FRIDAY,
-    )
-    on_status = idempotent(
-        intake.db, "intake.statuses", intake.on_status_changed, ServiceMetrics("t")
-    )
-    await on_status(closed.envelope(tenant="admiville", subject=answered["id"]))
+    await close_by_workflow(intake, answered, FRIDAY)
     assert (await intake.overdue("admiville", now=TUESDAY)).count == 0
     assert await intake.issue_owed_receipts(now=TUESDAY) == 0
 

@@ -10,8 +10,8 @@ from guichet_intake.schemas import PiecesReceived
 from guichet_intake.service import IntakeService
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
-from guichet_routing.events import PiecesRequested, StatusChanged, TransferRequested
-from tests.intake.helpers import add_neighbour, outbox_events, submit
+from guichet_routing.events import PiecesRequested, TransferRequested
+from tests.intake.helpers import add_neighbour, close_by_workflow, outbox_events, submit
 
 
 async def test_r11_pieces_asked_by_the_workflow_are_requested_once(
@@ -75,22 +75,15 @@ async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not
 
     # The workflow's final status may overtake the transfer (another topic): it must not
     # close the request before intake could transfer it.
-    final = StatusChanged(
-        request_id=request_id,
-        tracking_code=created["tracking_code"],
-        from_status="recue",
+    await close_by_workflow(
+        intake,
+        created,
+        datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
         status="transmise",
         label="Transmise à la commune compétente",
-        phase="delivery",
-        final=True,
         transition="transmettre",
         actions=["notify", "transfer"],
-        changed_at=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
     )
-    on_status = idempotent(
-        intake.db, "intake.statuses", intake.on_status_changed, ServiceMetrics("t")
-    )
-    await on_status(final.envelope(tenant="admiville", subject=str(request_id)))
     await handle(transfer("voisinville").envelope(tenant="admiville", subject=str(request_id)))
     moved = await intake.get_request(created["tracking_code"])
     assert moved.status.value == "transferred"
