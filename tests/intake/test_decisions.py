@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from guichet_intake.schemas import MissingPiecesCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import add_tenant, outbox_events, submit
+from tests.intake.helpers import add_tenant, close_by_workflow, outbox_events, submit
 
 ASSOCIATION = {
     "kind": "association",
@@ -127,3 +128,41 @@ async def test_r11_svr_pieces_never_produced_rejection_born_after_the_time_grant
     assert await intake.decide_due(now=datetime(2026, 8, 15, 22, 0, 0, tzinfo=UTC)) == 1
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_rejected"
+
+
+async def test_r10_an_answer_given_after_silence_decided_leaves_the_decision_standing(
+    intake: IntakeService,
+) -> None:
+    """Received 15 May: accepted from 16 July 00:00 Paris (15 July, 22:00 UTC). The service's
+    answer of 20 July arrives before the scheduler's pass: the acceptance was born first and
+    stands, the answer is recorded after it. An answer of 10 July, in time, stops the clock."""
+    late = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), payload={"n": 1})
+    in_time = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), payload={"n": 2})
+    await close_by_workflow(intake, late, datetime(2026, 7, 20, 9, 0, tzinfo=UTC))
+    await close_by_workflow(intake, in_time, datetime(2026, 7, 10, 9, 0, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 21, tzinfo=UTC)) == 0
+    decided = await intake.get_request(late["tracking_code"])
+    assert decided.status.value == "implicitly_accepted"
+    assert decided.implicit_decision is not None
+    assert decided.implicit_decision.decided == "accepted"
+    assert [h.at for h in decided.history[-2:]] == [
+        datetime(2026, 7, 15, 22, 0, tzinfo=UTC),
+        datetime(2026, 7, 20, 9, 0, tzinfo=UTC),
+    ]
+    assert await intake.attestation(late["tracking_code"])
+    answered = await intake.get_request(in_time["tracking_code"])
+    assert answered.status.value == "closed"
+    assert answered.implicit_decision is not None
+    assert answered.implicit_decision.decided is None
+    [born] = await outbox_events(intake.db, "intake.request.implicit_decision.v1")
+    assert born.data["tracking_code"] == late["tracking_code"]
+
+
+async def test_r5_concurrent_asks_get_one_attestation(intake: IntakeService) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 16, tzinfo=UTC)) == 1
+    asked = await asyncio.gather(*(intake.attestation(created["tracking_code"]) for _ in range(5)))
+    assert len(set(asked)) == 1
+    issued = await outbox_events(intake.db, "intake.receipt.issued.v1")
+    kinds = [e.data["kind"] for e in issued]
+    assert kinds.count("attestation_acceptation_implicite") == 1

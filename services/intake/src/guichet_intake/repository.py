@@ -125,8 +125,13 @@ async def get_request_by_code(
     return (await session.execute(query)).first()
 
 
-async def get_request(session: AsyncSession, request_id: uuid.UUID) -> Any:  # None when absent
-    return (await session.execute(sa.select(requests).where(requests.c.id == request_id))).first()
+async def get_request(
+    session: AsyncSession, request_id: uuid.UUID, for_update: bool = False
+) -> Any:  # None when absent
+    query = sa.select(requests).where(requests.c.id == request_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
 
 
 async def history(session: AsyncSession, request_id: uuid.UUID) -> Sequence[Any]:

@@ -1079,45 +1079,47 @@ class IntakeService:
     async def decide_due(self, now: datetime | None = None, limit: int = 100) -> int:
         """Turn every expired silence into its implicit decision (R10); returns how many."""
         now = now or datetime.now(UTC)
-        decided = 0
         async with self.db.transaction() as session:
-            for row in await repository.decisions_due(session, now, limit):
-                accepted = row.regime == Regime.sva
-                status = (
-                    RequestStatus.implicitly_accepted
-                    if accepted
-                    else RequestStatus.implicitly_rejected
-                )
-                await repository.update_request(
-                    session,
-                    row.id,
-                    {
-                        "status": status.value,
-                        "clock_state": "none",
-                        "implicit_decision": "accepted" if accepted else "rejected",
-                    },
-                )
-                await repository.add_history(
-                    session,
-                    row.id,
-                    row.decision_due_at,
-                    status.value,
-                    f"{STATUS_LABELS[status]} : silence gardé jusqu'au "
-                    f"{notices.midnight_of(row.decision_last_day)}",
-                )
-                await stage(
-                    session,
-                    ImplicitDecisionBorn(
-                        request_id=row.id,
-                        tracking_code=row.tracking_code,
-                        decision="accepted" if accepted else "rejected",
-                        last_day=row.decision_last_day,
-                        born_at=row.decision_due_at,
-                    ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
-                )
-                self.implicit_decisions.labels("accepted" if accepted else "rejected").inc()
-                decided += 1
-        return decided
+            due = await repository.decisions_due(session, now, limit)
+            for row in due:
+                await self._decide(session, row, now)
+        return len(due)
+
+    async def _decide(self, session: AsyncSession, row: Any, now: datetime) -> RequestStatus:
+        """The implicit decision born at `row.decision_due_at`, its history line and event."""
+        accepted = row.regime == Regime.sva
+        status = (
+            RequestStatus.implicitly_accepted if accepted else RequestStatus.implicitly_rejected
+        )
+        await repository.update_request(
+            session,
+            row.id,
+            {
+                "status": status.value,
+                "clock_state": "none",
+                "implicit_decision": "accepted" if accepted else "rejected",
+            },
+        )
+        await repository.add_history(
+            session,
+            row.id,
+            row.decision_due_at,
+            status.value,
+            f"{STATUS_LABELS[status]} : silence gardé jusqu'au "
+            f"{notices.midnight_of(row.decision_last_day)}",
+        )
+        await stage(
+            session,
+            ImplicitDecisionBorn(
+                request_id=row.id,
+                tracking_code=row.tracking_code,
+                decision="accepted" if accepted else "rejected",
+                last_day=row.decision_last_day,
+                born_at=row.decision_due_at,
+            ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
+        )
+        self.implicit_decisions.labels("accepted" if accepted else "rejected").inc()
+        return status
 
     async def issue_owed_receipts(self, now: datetime | None = None, limit: int = 100) -> int:
         """R23: the AR (or AE) of requests stored without one because signing failed at
@@ -1157,7 +1159,8 @@ class IntakeService:
         """The signed attestation of implicit acceptance a citizen may ask for (R5)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row = await self._request(session, tracking_code)
+            # Locked: concurrent asks get the one attestation, not one each.
+            row = await self._request(session, tracking_code, for_update=True)
             await self._authorise(session, principal, row, "follow", proof)
             if row.implicit_decision != "accepted":
                 raise Problem(
@@ -2051,14 +2054,25 @@ class IntakeService:
         A final status is the explicit answer: the implicit-decision clock stops (an
         explicit decision taken in time leaves no room for silence to decide)."""
         event = StatusChanged.model_validate(envelope.data)
-        row = await repository.get_request(session, event.request_id)
+        # Locked: the scheduler deciding this request meanwhile waits, or skips it.
+        row = await repository.get_request(session, event.request_id, for_update=True)
         if row is None:
             log.warning("status change for unknown request %s ignored", event.request_id)
             return
+        status = RequestStatus(row.status)
+        if (
+            event.final
+            and status not in FINAL
+            and row.decision_due_at is not None
+            and event.changed_at >= row.decision_due_at
+        ):
+            # The answer came after silence had decided (R10): that decision stands, even
+            # if the scheduler has not recorded it yet; the answer is recorded after it.
+            status = await self._decide(session, row, event.changed_at)
         values: dict[str, Any] = {"status_detail": event.label}
         # A transfer ends the request here through its own event (R12), in whatever order
         # the two arrive: closing it first would make intake refuse the transfer.
-        if RequestStatus(row.status) not in FINAL and "transfer" not in event.actions:
+        if status not in FINAL and "transfer" not in event.actions:
             if event.final:
                 values.update(status=RequestStatus.closed.value, **_NOTHING_MORE_DUE)
             else:
