@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from guichet_intake.app import start_scheduler
 from guichet_intake.schemas import MissingPiecesCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
@@ -166,3 +167,26 @@ async def test_r5_concurrent_asks_get_one_attestation(intake: IntakeService) -> 
     issued = await outbox_events(intake.db, "intake.receipt.issued.v1")
     kinds = [e.data["kind"] for e in issued]
     assert kinds.count("attestation_acceptation_implicite") == 1
+
+
+async def test_r10_silence_decides_even_while_an_owed_receipt_keeps_failing(
+    intake: IntakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One task of the scheduler failing at every pass (here the R23 sweep) does not keep
+    the others from running."""
+
+    async def unreachable_key_store() -> int:
+        raise RuntimeError("key store unreachable")
+
+    monkeypatch.setattr(intake, "issue_owed_receipts", unreachable_key_store)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    stop = await start_scheduler(intake, interval=3600)
+    try:
+        for _ in range(200):  # its first pass runs at once; wait for it, whatever the machine
+            if (await intake.get_request(created["tracking_code"])).status.value != "received":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await stop()
+    decided = await intake.get_request(created["tracking_code"])
+    assert decided.status.value == "implicitly_accepted"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -62,18 +63,26 @@ async def start_scheduler(intake: IntakeService, interval: float) -> Callable[[]
     """Receipts owed since a failed reception (R23), implicit decisions and overdue receipts,
     checked every `interval` seconds."""
 
+    async def drain(step: Callable[[], Awaitable[int]]) -> None:
+        while await step() > 0:
+            pass
+
     async def loop() -> None:
         while True:
-            try:
-                while await intake.issue_owed_receipts() > 0:
-                    pass
-                while await intake.decide_due() > 0:
-                    pass
-                await intake.refresh_overdue_gauge()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("intake scheduler pass failed; retrying")
+            # Each task on its own: a receipt that keeps failing must not stop silence
+            # from deciding, nor the overdue gauge from being refreshed.
+            tasks: tuple[Callable[[], Awaitable[None]], ...] = (
+                partial(drain, intake.issue_owed_receipts),
+                partial(drain, intake.decide_due),
+                intake.refresh_overdue_gauge,
+            )
+            for task in tasks:
+                try:
+                    await task()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("intake scheduler task failed; retrying next pass")
             await asyncio.sleep(interval)
 
     task = asyncio.create_task(loop(), name="intake-scheduler")
