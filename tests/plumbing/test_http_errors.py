@@ -117,6 +117,21 @@ async def test_nan_in_a_form_is_refused_not_stored(client: httpx.AsyncClient) ->
     assert await count_requests(client) == 0.0
 
 
+async def test_a_form_nested_past_the_limit_is_refused_not_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    """200 levels: Python reads it, but the event it made could never be read back, and
+    the relay would have retried it forever in front of every later event."""
+    deep = b"[" * 200 + b"]" * 200
+    content = json.dumps({**VALID, "payload": {"x": 0}}).encode().replace(b"0}", deep + b"}")
+    answer = await client.post(
+        "/v1/requests", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert "imbrique trop de listes ou d'objets" in answer.json()["detail"]
+    assert await count_requests(client) == 0.0
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [

@@ -42,6 +42,8 @@ def test_a_lone_surrogate_is_malformed_json(raw: bytes) -> None:
         (b'{"a": "\xed\xa0\x80"}', "UTF-8", 7),
         (b'{"a": "\xff"}', "UTF-8", 7),
         (b"[" * 5000, "Nested too deep", 0),
+        # Readable by Python, but past what the writers and the events' reader take.
+        (b'{"a": ' + b"[" * 64 + b"]" * 64 + b"}", "Nested too deep", 0),
     ],
 )
 def test_bodies_no_reader_could_take_are_malformed_json(
@@ -66,6 +68,9 @@ def test_nan_and_the_infinities_are_malformed_json(raw: bytes) -> None:
         (rb'{"a": "\\ud800"}', {"a": "\\ud800"}),  # an escaped backslash: text
         (rb'{"a": 10000000000000000000000}', {"a": 10**22}),  # json's integers, unbounded
         (rb'{"a": "NaN", "b": 1e308, "c": -0.0}', {"a": "NaN", "b": 1e308, "c": -0.0}),
+        # 64 levels, the most a body may nest; brackets inside strings count for nothing.
+        (b"[" * 64 + b"]" * 64, json.loads(b"[" * 64 + b"]" * 64)),
+        (b'["' + b"[{" * 100 + b'"]', ["[{" * 100]),
     ],
 )
 def test_valid_json_reads_as_json_loads_reads_it(raw: bytes, value: object) -> None:

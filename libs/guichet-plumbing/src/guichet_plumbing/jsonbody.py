@@ -32,6 +32,12 @@ NOT_UNICODE = "Not valid UTF-8 (or UTF-16/32) text"
 TOO_DEEP = "Nested too deep"
 
 
+# Far beyond any form, and below what the writers downstream take: orjson gives up past
+# 255 levels and the events' reader before 200, so a body nested deeper was stored, then
+# either failed the write or left an event no consumer could read.
+MAX_DEPTH = 64
+
+
 class _NotANumber(Exception):
     pass
 
@@ -45,8 +51,8 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 def loads(raw: bytes) -> Any:
     """`json.loads`, raising `json.JSONDecodeError` for any body it cannot take as JSON:
-    bad syntax, bad encoding, nesting past Python's limit, NaN, Infinity and -Infinity,
-    and a lone surrogate in any string."""
+    bad syntax, bad encoding, nesting past `MAX_DEPTH`, NaN, Infinity and -Infinity, and
+    a lone surrogate in any string."""
     # `json.loads(raw)` with one decoder made once, and strict decoding where it passes
     # surrogates through: the three bytes of one are not UTF-8 either.
     try:
@@ -60,6 +66,9 @@ def loads(raw: bytes) -> Any:
         raise json.JSONDecodeError(NOT_A_NUMBER, text, 0) from None
     except RecursionError:
         raise json.JSONDecodeError(TOO_DEEP, text, 0) from None
+    # No deeper than its count of brackets: most bodies need no walk at all.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+        raise json.JSONDecodeError(TOO_DEEP, text, 0)
     if b"\\ud" not in raw and b"\\uD" not in raw:  # every surrogate escape starts so
         return value
     found = _LONE_SURROGATE.search(raw)
@@ -67,6 +76,23 @@ def loads(raw: bytes) -> Any:
         text = raw.decode("utf-8", "replace")
         raise json.JSONDecodeError(LONE_SURROGATE, text, found.start())
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels (the top one is level 1)."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
 
 
 def _encodable(value: Any) -> bool:
