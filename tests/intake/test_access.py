@@ -19,7 +19,7 @@ from guichet_intake.app import create_app
 from guichet_intake.models import requests
 from guichet_intake.settings import IntakeSettings
 from guichet_plumbing.auth import Kind, Principal, Role
-from tests.identity import KEYS, agent, bearer, citizen, counter, dpo, handler
+from tests.identity import KEYS, agent, bearer, citizen, client, counter, dpo, handler
 from tests.support import serve
 
 CAMILLE = {
@@ -164,6 +164,35 @@ async def test_r22_counter_agent_follows_what_they_entered_and_nothing_else(
     # The body cannot claim someone else entered it.
     claimed = await intake.http.post("/v1/requests", json={**BOOKING, "entered_by": "agent-42"})
     assert claimed.status_code == 403
+
+
+async def test_r22_only_the_administration_enters_what_came_on_paper_or_by_phone(
+    intake: Intake,
+) -> None:
+    """A sender declaring `counter`, `phone` or `mail` would escape R7's identification and
+    R9's checks: refused in French, nothing stored; an agent's entry is received."""
+    for channel in ("counter", "phone", "mail"):
+        for headers in ({}, bearer(citizen("sub-camille"))):
+            answer = await intake.http.post(
+                "/v1/requests", json={**BOOKING, "channel": channel}, headers=headers
+            )
+            assert answer.status_code in (401, 403), (channel, answer.text)
+            if answer.status_code == 403:
+                assert "saisie par un agent" in answer.json()["detail"]
+    assert await intake.owners() == {}
+    assert await intake.submit({**BOOKING, "channel": "phone"}, counter())
+
+
+async def test_r21_an_agent_or_client_enters_requests_for_its_own_collectivite_only(
+    intake: Intake,
+) -> None:
+    for headers in (counter(tenant="autreville"), client("transfers:write", tenant="autreville")):
+        answer = await intake.http.post(
+            "/v1/requests", json={**BOOKING, "channel": "web"}, headers=headers
+        )
+        assert answer.status_code == 403
+        assert "collectivité « admiville »" in answer.json()["detail"]
+    assert await intake.owners() == {}
 
 
 async def grant(intake: Intake, grantor: dict[str, str], **mandate: Any) -> str:

@@ -149,6 +149,9 @@ FINAL = {
     RequestStatus.implicitly_rejected,
 }
 
+# Who may enter a request received on paper, at the counter or by phone (R22).
+_ENTERING = (Kind.agent, Kind.client, Kind.system)
+
 # What an agent's access to a file is for, as the DPO reads it in the access log.
 ACTION_PURPOSES = {
     "follow": "consultation du dossier",
@@ -456,6 +459,18 @@ class IntakeService:
         if data.entered_by is not None and principal.kind not in (Kind.agent, Kind.system):
             raise forbidden(
                 "Seul un agent connecté saisit une demande pour le compte d'un usager (entered_by)."
+            )
+        if not data.channel.electronic and principal.kind not in _ENTERING:
+            # R22: what came to the counter, by phone or by post is entered by the
+            # administration; a sender declaring it would escape R7's and R9's checks.
+            raise forbidden(
+                "Une demande reçue au guichet, par téléphone ou par courrier est saisie par "
+                "un agent. En ligne, choisissez le canal « web »."
+            )
+        if principal.kind in (Kind.agent, Kind.client) and principal.tenant != data.tenant:
+            raise forbidden(
+                f"Vous n'agissez pas pour la collectivité « {data.tenant} » : seules les "
+                "demandes de votre collectivité vous sont ouvertes."
             )
         try:
             if self.db.is_postgres and self.fast_path and not principal.acting_for:
