@@ -119,6 +119,21 @@ def test_r7_valid_identifiers_are_accepted_and_normalised() -> None:
     assert Applicant(name="A", rna="w751234567").rna == "W751234567"
 
 
+def test_r7_a_siret_must_belong_to_the_siren_given() -> None:
+    with pytest.raises(ValidationError, match="neuf premiers chiffres") as refused:
+        Applicant.model_validate({"name": "S", "siren": "732829320", "siret": "35600000000001"})
+    assert refused.value.errors()[0]["loc"] == ("siret",)
+    both = Applicant(name="S", siren="732 829 320", siret="732 829 320 00074")
+    assert (both.siren, both.siret) == ("732829320", "73282932000074")
+
+
+@pytest.mark.parametrize("field", ["family_name", "given_name"])
+def test_r7_a_blank_name_is_no_identification(field: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Applicant.model_validate({"name": "Camille Martin", field: "   "})
+    assert refused.value.errors()[0]["loc"] == (field,)
+
+
 async def test_r7_person_identification_names_each_missing_field(intake: IntakeService) -> None:
     with pytest.raises(Problem) as refused:
         await submit(intake, AT, procedure="inscription-periscolaire")

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -136,10 +137,10 @@ class Applicant(Strict):
     name: Annotated[str, Text(1, 200)] = Field(
         description="Nom affiché : prénom et nom, ou raison sociale."
     )
-    family_name: Annotated[str, Text(max_length=100)] | None = Field(
+    family_name: Annotated[str, Text(1, 100)] | None = Field(
         default=None, description="Nom de famille."
     )
-    given_name: Annotated[str, Text(max_length=100)] | None = Field(
+    given_name: Annotated[str, Text(1, 100)] | None = Field(
         default=None, description="Prénom(s)."
     )
     email: EmailAddress | None = Field(default=None, description="Adresse électronique.")
@@ -162,8 +163,15 @@ class Applicant(Strict):
 
     @field_validator("siret")
     @classmethod
-    def _siret(cls, value: str | None) -> str | None:
-        return _checked(value, identification.siret_error)
+    def _siret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        siret = _checked(value, identification.siret_error)
+        siren = info.data.get("siren")
+        if siret and siren and not siret.startswith(siren):
+            raise ValueError(
+                f"Ce SIRET n'est pas celui d'un établissement de l'entreprise {siren} : "
+                "ses neuf premiers chiffres sont le SIREN."
+            )
+        return siret
 
     @field_validator("rna")
     @classmethod
