@@ -177,7 +177,7 @@ async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
     assert [p.name for p in wrong_kind.value.invalid_params or []] == ["applicant.kind"]
 
 
-async def test_r8_email_submission_refused_where_a_dedicated_teleservice_exists(
+async def test_r8_email_or_sms_submission_refused_where_a_dedicated_teleservice_exists(
     intake: IntakeService,
 ) -> None:
     await intake.put_procedure(
@@ -189,10 +189,11 @@ async def test_r8_email_submission_refused_where_a_dedicated_teleservice_exists(
             teleservice_url="https://demarches.admiville.example/salles",
         ),
     )
-    with pytest.raises(Problem) as refused:
-        await submit(intake, AT, channel="email")
-    assert refused.value.status == 422
-    assert "https://demarches.admiville.example/salles" in refused.value.detail
+    for channel in ("email", "sms"):
+        with pytest.raises(Problem) as refused:
+            await submit(intake, AT, channel=channel)
+        assert refused.value.status == 422
+        assert "https://demarches.admiville.example/salles" in refused.value.detail
     web = await submit(intake, AT, channel="web")
     assert web["acknowledgement"]["kind"] == "accuse_reception"
 

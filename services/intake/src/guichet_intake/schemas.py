@@ -140,9 +140,7 @@ class Applicant(Strict):
     family_name: Annotated[str, Text(1, 100)] | None = Field(
         default=None, description="Nom de famille."
     )
-    given_name: Annotated[str, Text(1, 100)] | None = Field(
-        default=None, description="Prénom(s)."
-    )
+    given_name: Annotated[str, Text(1, 100)] | None = Field(default=None, description="Prénom(s).")
     email: EmailAddress | None = Field(default=None, description="Adresse électronique.")
     phone: Phone | None = Field(default=None, description="Numéro de téléphone.")
     postal_address: PostalAddress | None = Field(default=None, description="Adresse postale.")

@@ -839,15 +839,15 @@ class IntakeService:
         return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
     def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
-        if procedure.teleservice_url and data.channel is Channel.email:
+        if procedure.teleservice_url and data.channel in (Channel.email, Channel.sms):
             # R8 (L112-9): where a dedicated téléservice exists, it is the electronic way in.
             raise Problem(
                 422,
                 "teleservice-required",
                 "Téléservice dédié",
                 "Cette démarche se fait en ligne sur son téléservice dédié : "
-                f"{procedure.teleservice_url}. Une demande envoyée par courriel ne "
-                "peut pas être instruite.",
+                f"{procedure.teleservice_url}. Une demande envoyée par courriel ou par SMS "
+                "ne peut pas être instruite.",
                 [InvalidParam(name="channel", reason="Utilisez le téléservice de la démarche.")],
             )
         problems = _identification_problems(procedure, data)
@@ -865,8 +865,9 @@ class IntakeService:
                 422,
                 "location-required",
                 "Lieu manquant",
-                "Cette démarche concerne un lieu : indiquez-le (coordonnées ou "
-                "adresse) pour que le service puisse intervenir.",
+                "Cette démarche concerne un lieu : indiquez sa position (latitude et "
+                "longitude), et si possible son adresse ou un repère, pour que le service "
+                "puisse intervenir.",
                 [InvalidParam(name="location", reason="Ce champ est obligatoire.")],
             )
 
