@@ -13,9 +13,10 @@ from starlette.routing import Route
 
 from guichet_intake import repository
 from guichet_intake.schemas import TransferCreate
-from guichet_intake.service import IntakeService
+from guichet_intake.service import FollowProof, IntakeService
+from guichet_plumbing.auth import ANONYMOUS
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import add_neighbour, outbox_events, submit
+from tests.intake.helpers import CAMILLE, add_neighbour, outbox_events, submit
 from tests.support import serve
 
 ASSOCIATION = {
@@ -60,6 +61,24 @@ async def test_r13_transfer_sva_runs_from_competent_reception(intake: IntakeServ
     assert followed.implicit_decision.state == "none", "the first clock stops"
     assert followed.implicit_decision.decision_date is None, "no date silence will not reach"
     assert await intake.decide_due(now=datetime(2026, 7, 20, tzinfo=UTC)) == 0
+
+
+async def test_r12_the_applicant_follows_the_transferred_request_as_the_first(
+    intake: IntakeService,
+) -> None:
+    """Without an account, with the e-mail given at submission (R15), at both ends."""
+    await transfer_to_neighbour(intake, "salle")
+    [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
+    async with intake.db.sessions() as session:
+        row = await repository.get_request(session, uuid.UUID(event.data["new_request_id"]))
+    proof = FollowProof(factor=CAMILLE["email"])
+    followed = await intake.get_request(row.tracking_code, ANONYMOUS, proof)
+    assert followed.status.value == "received"
+    with pytest.raises(Problem) as stranger:
+        await intake.get_request(
+            row.tracking_code, ANONYMOUS, FollowProof(factor="eve@example.org")
+        )
+    assert stranger.value.status == 404
 
 
 async def test_r13_transfer_svr_runs_from_first_reception(intake: IntakeService) -> None:

@@ -1488,6 +1488,12 @@ class IntakeService:
                 "payload": row.payload,
                 "location": row.location,
                 "entered_by": None,
+                # The applicant follows it with the e-mail or phone given at the first one.
+                "follow_proofs": [
+                    proof_digest(str(new_id), factor)
+                    for factor in (row.applicant.get("email"), row.applicant.get("phone"))
+                    if factor
+                ],
                 "source": row.source,
                 "content_hash": row.content_hash,
                 "received_at": now,
