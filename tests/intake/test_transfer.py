@@ -215,6 +215,34 @@ async def test_r12_external_transfer_only_to_allowed_https_destinations(
     assert (await intake.get_request(created["tracking_code"])).status.value == "received"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/in",
+        "https://10.0.0.5/in",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]/in",
+        "https://localhost:8443/in",
+    ],
+)
+async def test_r12_no_transfer_to_the_internal_network_in_production(
+    intake: IntakeService, url: str
+) -> None:
+    """With no list of hosts, an agent's form must not reach a private, loopback or
+    link-local address (HTTPS or not): refused before any connection, naming the field."""
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    intake.settings.env = "production"
+    with pytest.raises(Problem) as refused:
+        await intake.transfer(
+            created["tracking_code"],
+            TransferCreate(administration_name="Interne", administration_url=url, reason="Essai"),
+        )
+    assert refused.value.status == 422
+    assert refused.value.invalid_params
+    assert refused.value.invalid_params[0].name == "administration_url"
+    assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+
+
 async def test_r12_request_too_large_to_sign_is_a_french_conflict_not_a_crash(
     intake: IntakeService,
 ) -> None:

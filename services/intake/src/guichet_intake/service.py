@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import secrets
 import time
@@ -1539,12 +1540,18 @@ class IntakeService:
         )
         return new_id
 
-    def _check_destination(self, url: str) -> None:
-        """No request to an arbitrary address: HTTPS in production, and listed hosts if set."""
+    async def _check_destination(self, url: str) -> None:
+        """No request to an arbitrary address: listed hosts only if any are listed, and in
+        production HTTPS only, never to a private, loopback or link-local address unless
+        its host is listed (an agent's form must not reach the city's internal network)."""
         parts = urlsplit(url)
         allowed = self.settings.transfer_allowed_hosts
-        if (self.settings.env == "production" and parts.scheme != "https") or (
-            allowed and parts.hostname not in allowed
+        listed = parts.hostname in allowed
+        production = self.settings.env == "production"
+        if (
+            (production and parts.scheme != "https")
+            or (allowed and not listed)
+            or (production and not listed and not await _public_host(parts.hostname))
         ):
             raise Problem(
                 422,
@@ -1559,7 +1566,7 @@ class IntakeService:
         self, session: AsyncSession, row: Any, tenant: Any, body: TransferCreate, now: datetime
     ) -> None:
         """Signed hand-over to another administration; nothing changes here unless it accepts."""
-        self._check_destination(str(body.administration_url))
+        await self._check_destination(str(body.administration_url))
         key = await self.keyring.active(session, tenant.code, now)
         try:
             token = sign(
@@ -1600,7 +1607,9 @@ class IntakeService:
                 },
             )
         except httpx.HTTPError as exc:
-            raise _unreachable(body.administration_name or "", str(exc)) from exc
+            log.warning("transfer of %s to %s failed: %r", row.id, body.administration_url, exc)
+            why = "délai dépassé" if isinstance(exc, httpx.TimeoutException) else "pas de réponse"
+            raise _unreachable(body.administration_name or "", why) from exc
         finally:
             if self.http is None:
                 await http.aclose()
@@ -2210,6 +2219,19 @@ def _procedure_public(r: Any) -> ProcedurePublic:
         teleservice_url=r.teleservice_url,
         service=ServiceContact(**_service_contact(r)),
     )
+
+
+async def _public_host(host: str | None) -> bool:
+    """Whether every address `host` resolves to is a public one. The client resolves it
+    again when it connects: a DNS answer changed in between (rebinding) is not caught
+    here, the list of hosts (`transfer_allowed_hosts`) is the strict guard."""
+    if not host:
+        return False
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return True  # unresolvable: the connection fails, with its own answer (502)
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_global for info in found)
 
 
 def _unreachable(name: str, why: str) -> Problem:
