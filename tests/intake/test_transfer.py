@@ -155,7 +155,10 @@ async def test_r12_external_transfer_is_signed_and_needs_acceptance(
     received: list[tuple[bytes, str | None]] = []
     refuse = {"now": True}
 
+    tried: list[bytes] = []
+
     async def inbox(request: Request) -> JSONResponse:
+        tried.append(await request.body())
         if refuse["now"]:
             return JSONResponse({"error": "indisponible"}, status_code=503)
         received.append((await request.body(), request.headers.get("idempotency-key")))
@@ -169,13 +172,19 @@ async def test_r12_external_transfer_is_signed_and_needs_acceptance(
             reason="Compétence de l'État.",
         )
         with pytest.raises(Problem) as failed:
-            await intake.transfer(created["tracking_code"], transfer)
+            await intake.transfer(
+                created["tracking_code"], transfer, now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+            )
         assert failed.value.status == 502
         still = await intake.get_request(created["tracking_code"])
         assert still.status.value == "received", "nothing changes unless it was accepted"
         refuse["now"] = False
-        moved = await intake.transfer(created["tracking_code"], transfer)
+        moved = await intake.transfer(
+            created["tracking_code"], transfer, now=datetime(2026, 6, 2, 10, 0, tzinfo=UTC)
+        )
     assert moved.status.value == "transferred"
+    # A receiver that took the first try (its answer lost) sees the same key, same bytes.
+    assert len(tried) == 2 and tried[0] == tried[1]
     [(token, key)] = received
     assert key == f"transfer-{created['id']}"
     checked = await intake.verify(token.decode())

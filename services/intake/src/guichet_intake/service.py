@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -1581,7 +1582,6 @@ class IntakeService:
                     "payload": row.payload,
                     "location": row.location,
                     "reason": body.reason,
-                    "sent_at": now.isoformat(),
                 },
                 key,
             )
@@ -1602,8 +1602,10 @@ class IntakeService:
                 content=token,
                 headers={
                     "Content-Type": "application/jose",
-                    # A retry after a lost answer must not create a second file over there.
+                    # A retry after a lost answer must not create a second file over there:
+                    # same key, same bytes (the time of this attempt goes in `Date` only).
                     "Idempotency-Key": f"transfer-{row.id}",
+                    "Date": format_datetime(now.astimezone(UTC), usegmt=True),
                 },
             )
         except httpx.HTTPError as exc:
