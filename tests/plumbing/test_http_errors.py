@@ -100,6 +100,22 @@ async def test_validation_errors_name_each_field_in_french(client: httpx.AsyncCl
     assert "channel" in problem["detail"]
 
 
+@pytest.mark.parametrize(
+    "email", ["jean@", "jean@localhost", "jean@mairie.test", "j" * 65 + "@example.org.", "é@"]
+)
+async def test_an_invalid_email_is_explained_in_french(
+    client: httpx.AsyncClient, email: str
+) -> None:
+    """email-validator explains in English: every refusal reads in French."""
+    answer = await client.post(
+        "/v1/requests", json={**VALID, "applicant": {"name": "Jean", "email": email}}
+    )
+    assert answer.status_code == 422
+    [param] = answer.json()["invalid-params"]
+    assert param["name"] == "applicant.email"
+    assert param["reason"].startswith("Adresse électronique invalide")
+
+
 async def test_nan_in_a_form_is_refused_not_stored(client: httpx.AsyncClient) -> None:
     """Python's JSON reader takes NaN; JSON and PostgreSQL do not: a 400, never a 500."""
     for number in (b"NaN", b"Infinity", b"-Infinity"):
@@ -156,6 +172,7 @@ async def test_preference_without_matching_address_is_explained(
     answer = await client.post("/v1/requests", json={**VALID, "contact_preference": "letter"})
     assert answer.status_code == 422
     [param] = answer.json()["invalid-params"]
+    assert param["name"] == "contact_preference"
     assert "adresse postale" in param["reason"]
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import AfterValidator, WithJsonSchema
 from pydantic.networks import validate_email
+from pydantic_core import PydanticCustomError
 
 # La Poste's establishments share SIREN 356000000, whose SIRETs escape the Luhn rule
 # (INSEE); they are checked by digit sum instead.
@@ -82,7 +83,17 @@ def email_address(value: str) -> str:
             domain == name or domain.endswith("." + name) for name in _SPECIAL_USE
         ):
             return value[: value.index("@") + 1] + domain
-    return validate_email(value)[1]
+    try:
+        return validate_email(value)[1]
+    except PydanticCustomError:
+        # email-validator explains in English: the sender reads French.
+        raise PydanticCustomError("value_error", _INVALID_EMAIL) from None
+
+
+_INVALID_EMAIL = (
+    "Adresse électronique invalide : elle s'écrit nom@domaine.fr, sans espace, avec un nom "
+    "de domaine qui reçoit du courrier."
+)
 
 
 EmailAddress = Annotated[

@@ -222,20 +222,26 @@ class RequestCreate(Strict):
         "téléphone, courrier).",
     )
 
-    @model_validator(mode="after")
-    def reachable_by_preference(self) -> Self:
+    @field_validator("contact_preference")
+    @classmethod
+    def reachable_by_preference(
+        cls, preference: ContactPreference, info: ValidationInfo
+    ) -> ContactPreference:
+        # A field's check, not the model's, so that the answer names the field.
+        applicant = info.data.get("applicant")
+        if applicant is None:
+            return preference  # the applicant's own errors are answered
         needed = {
-            ContactPreference.email: (self.applicant.email, "une adresse électronique"),
-            ContactPreference.sms: (self.applicant.phone, "un numéro de téléphone"),
-            ContactPreference.letter: (self.applicant.postal_address, "une adresse postale"),
+            ContactPreference.email: (applicant.email, "une adresse électronique"),
+            ContactPreference.sms: (applicant.phone, "un numéro de téléphone"),
+            ContactPreference.letter: (applicant.postal_address, "une adresse postale"),
         }
-        value, what = needed[self.contact_preference]
+        value, what = needed[preference]
         if value is None:
             raise ValueError(
-                f"Pour être répondu par « {self.contact_preference.value} », "
-                f"indiquez {what} du demandeur."
+                f"Pour être répondu par « {preference.value} », indiquez {what} du demandeur."
             )
-        return self
+        return preference
 
 
 class ServiceContact(BaseModel):
