@@ -24,8 +24,8 @@ class IntakeSettings(ServiceSettings):
     # A source is blocked only once this many of its sends were flagged as abusive.
     abuse_block_min_flagged: int = 3
     transfer_timeout: float = 10.0
-    # Hosts that may receive transfers to other administrations; empty: any (HTTPS only in
-    # production).
+    # Hosts that may receive transfers to other administrations. Empty: in production, any
+    # host with public addresses only, over HTTPS; elsewhere, any host.
     transfer_allowed_hosts: list[str] = Field(default_factory=list)
     # R15: key of the per-service pseudonymous identifiers of citizens (HMAC). Changing it
     # detaches citizens from their past requests. Unset: a development value.
