@@ -209,6 +209,22 @@ def test_r11_pieces_asked_while_the_end_is_extended_to_a_working_day_still_count
         assert implicit_decision(replace(clock, pieces=late)).last_day == date(2026, 5, 4)
 
 
+@pytest.mark.parametrize("asked", [date(2026, 5, d) for d in (1, 2, 3, 4)])
+def test_r11_svr_pieces_asked_on_the_last_day_or_during_its_extension_give_one_date(
+    asked: date,
+) -> None:
+    # The last day is Friday 1 May (a holiday), extended to Monday 4 May. Pieces asked any
+    # day from 1 to 4 May and produced Sunday 10 May: a shorter suspension never gives a
+    # later date. From 1 May, 9 days end on Sunday 10 May; asked later, nothing of the
+    # delay was left but its extension: it ends with the suspension, on 10 May too; both
+    # then move to Monday 11 May.
+    produced = PiecesRequest(asked, date(2026, 5, 20), received_on=date(2026, 5, 10))
+    clock = Clock(
+        "svr", TWO_MONTHS, date(2026, 3, 1), pieces=(produced,), extend_to_working_day=True
+    )
+    assert implicit_decision(clock).last_day == date(2026, 5, 11)
+
+
 def test_decision_is_born_at_midnight_local_time() -> None:
     # Received 12 November: deemed accepted at the end of 12 January, relied on from 13 January.
     deadline = implicit_decision(Clock("sva", TWO_MONTHS, date(2026, 11, 12)))

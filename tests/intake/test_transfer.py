@@ -232,6 +232,7 @@ async def test_r12_external_transfer_only_to_allowed_https_destinations(
         "https://169.254.169.254/latest/meta-data/",
         "https://[::1]/in",
         "https://localhost:8443/in",
+        "https://" + "a" * 64 + ".example.fr/in",  # not a host name: no label past 63
     ],
 )
 async def test_r12_no_transfer_to_the_internal_network_in_production(

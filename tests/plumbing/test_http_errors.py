@@ -174,6 +174,14 @@ async def test_preference_without_matching_address_is_explained(
     [param] = answer.json()["invalid-params"]
     assert param["name"] == "contact_preference"
     assert "adresse postale" in param["reason"]
+    # Left out, the preference is e-mail: an applicant with a phone only is told so too.
+    phone_only = {**VALID, "applicant": {"name": "Jean", "phone": "06 11 22 33 44"}}
+    phone_only.pop("contact_preference", None)
+    answer = await client.post("/v1/requests", json=phone_only)
+    assert answer.status_code == 422
+    [param] = answer.json()["invalid-params"]
+    assert param["name"] == "contact_preference"
+    assert "adresse électronique" in param["reason"]
 
 
 async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:

@@ -16,7 +16,9 @@ Rules (LEGAL_RULES.md R3, R4, R10, R11, R13 and "Computing a delay"):
   time granted ends if they never do.
 - No extension for weekends or public holidays unless the procedure asks for
   it; then an end on a Saturday, Sunday or public holiday moves to the next
-  working day.
+  working day. Pieces asked within such an extension still count: nothing of the
+  delay is left but the extension, so it ends with the suspension (and moves on
+  to a working day again).
 - An AE is due within one working day of reception (R3); a deferred AR within
   seven days of reception by the competent administration (R4).
 """
@@ -172,7 +174,9 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
         if request.requested_on > born:
             break  # the rejection was already born
         if request.requested_on > end:
-            end = born  # asked while the delay was extended: the suspension extends that end
+            # Asked while the end was extended to a working day: none of the delay was left
+            # but that extension, so it ends with the suspension (then extended again).
+            end = request.requested_on
         stop = min(request.received_on or request.due_on, request.due_on)
         begin = max(request.requested_on, covered_until)
         if stop > begin:

@@ -137,10 +137,12 @@ class Applicant(Strict):
     name: Annotated[str, Text(1, 200)] = Field(
         description="Nom affiché : prénom et nom, ou raison sociale."
     )
-    family_name: Annotated[str, Text(1, 100)] | None = Field(
+    family_name: Annotated[str, Text(max_length=100)] | None = Field(
         default=None, description="Nom de famille."
     )
-    given_name: Annotated[str, Text(1, 100)] | None = Field(default=None, description="Prénom(s).")
+    given_name: Annotated[str, Text(max_length=100)] | None = Field(
+        default=None, description="Prénom(s)."
+    )
     email: EmailAddress | None = Field(default=None, description="Adresse électronique.")
     phone: Phone | None = Field(default=None, description="Numéro de téléphone.")
     postal_address: PostalAddress | None = Field(default=None, description="Adresse postale.")
@@ -153,6 +155,13 @@ class Applicant(Strict):
     rna: Annotated[str, Text(max_length=20)] | None = Field(
         default=None, description="Numéro RNA de l'association (W…)."
     )
+
+    @field_validator("family_name", "given_name")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        # A blank name is no name (R7 then asks for it where the procedure needs it); some
+        # people have no given name, and FranceConnect then sends an empty one.
+        return value or None
 
     @field_validator("siren")
     @classmethod
@@ -210,7 +219,9 @@ class RequestCreate(Strict):
     channel: Channel = Field(description="Canal par lequel la demande est arrivée.")
     applicant: Applicant
     contact_preference: ContactPreference = Field(
-        default=ContactPreference.email, description="Canal de réponse souhaité par l'usager."
+        default=ContactPreference.email,
+        description="Canal de réponse souhaité par l'usager.",
+        validate_default=True,  # the default must be reachable too
     )
     payload: dict[str, Any] = Field(
         default_factory=dict, description="Contenu libre de la demande (formulaire)."

@@ -2231,6 +2231,8 @@ async def _public_host(host: str | None) -> bool:
         return False
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except UnicodeError:
+        return False  # not a host name (a label past 63 characters, say)
     except OSError:
         return True  # unresolvable: the connection fails, with its own answer (502)
     return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_global for info in found)
