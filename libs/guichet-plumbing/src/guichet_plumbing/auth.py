@@ -109,6 +109,10 @@ class Principal:
     def in_tenant(self, tenant: str) -> bool:
         return self.kind in (Kind.agent, Kind.client) and self.tenant == tenant
 
+    def outside(self, tenant: str) -> bool:
+        """An agent or a client of another collectivité: each acts for its own only."""
+        return self.kind in (Kind.agent, Kind.client) and self.tenant != tenant
+
     def has_role(self, tenant: str, *roles: Role) -> bool:
         return self.kind is Kind.agent and self.tenant == tenant and bool(self.roles & set(roles))
 
@@ -364,6 +368,13 @@ def forbidden(detail: str) -> Problem:
     return Problem(403, "forbidden", "Accès refusé", detail)
 
 
+def foreign_tenant(tenant: str) -> Problem:
+    return forbidden(
+        f"Vous n'agissez pas pour la collectivité « {tenant} » : seules les données de "
+        "votre collectivité vous sont accessibles."
+    )
+
+
 # -- policies -----------------------------------------------------------------------------------
 
 _bearer = HTTPBearer(auto_error=False, description="Jeton Guichet (connexion ou client OAuth 2).")
@@ -428,17 +439,8 @@ class Policy:
                 "l'administrateur de votre collectivité si elle relève de votre mission."
             )
         tenant = request.query_params.get("tenant")
-        if (
-            not self.anonymous
-            and tenant is not None
-            and principal.kind in (Kind.agent, Kind.client)
-            and principal.tenant != tenant
-        ):
-            # Agents and systems act for their own collectivité only.
-            raise forbidden(
-                f"Vous n'agissez pas pour la collectivité « {tenant} » : seules les "
-                "données de votre collectivité vous sont accessibles."
-            )
+        if not self.anonymous and tenant is not None and principal.outside(tenant):
+            raise foreign_tenant(tenant)
         mandate = request.headers.get("x-mandate")
         if mandate and principal.kind in (Kind.citizen, Kind.agent):
             # R25: acting for someone else; the service holding the mandate checks it.

@@ -67,15 +67,16 @@ async def start_scheduler(intake: IntakeService, interval: float) -> Callable[[]
         while await step() > 0:
             pass
 
+    # Each task on its own: a receipt that keeps failing must not stop silence from
+    # deciding, nor the overdue gauge from being refreshed.
+    tasks: tuple[Callable[[], Awaitable[None]], ...] = (
+        partial(drain, intake.issue_owed_receipts),
+        partial(drain, intake.decide_due),
+        intake.refresh_overdue_gauge,
+    )
+
     async def loop() -> None:
         while True:
-            # Each task on its own: a receipt that keeps failing must not stop silence
-            # from deciding, nor the overdue gauge from being refreshed.
-            tasks: tuple[Callable[[], Awaitable[None]], ...] = (
-                partial(drain, intake.issue_owed_receipts),
-                partial(drain, intake.decide_due),
-                intake.refresh_overdue_gauge,
-            )
             for task in tasks:
                 try:
                     await task()

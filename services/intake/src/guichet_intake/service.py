@@ -100,6 +100,7 @@ from guichet_plumbing.auth import (
     Role,
     TokenKeys,
     forbidden,
+    foreign_tenant,
     proof_digest,
     pseudonym,
     same_digest,
@@ -469,11 +470,8 @@ class IntakeService:
                 "Une demande reçue au guichet, par téléphone ou par courrier est saisie par "
                 "un agent. En ligne, choisissez le canal « web »."
             )
-        if principal.kind in (Kind.agent, Kind.client) and principal.tenant != data.tenant:
-            raise forbidden(
-                f"Vous n'agissez pas pour la collectivité « {data.tenant} » : seules les "
-                "demandes de votre collectivité vous sont ouvertes."
-            )
+        if principal.outside(data.tenant):  # the policy sees no tenant in a body
+            raise foreign_tenant(data.tenant)
         try:
             if self.db.is_postgres and self.fast_path and not principal.acting_for:
                 # A mandate is read from the database: those few take the session path.
