@@ -46,6 +46,7 @@ def _doc(**changes: Any) -> ReceiptDocument:
     values: dict[str, Any] = {
         "kind": "accuse_reception",
         "receipt_id": "5f0e6c1e-2a51-4a53-9a43-0d5d1f1c2b7a",
+        "tenant": "lyon",
         "tenant_name": "Ville de Lyon",
         "tracking_code": "LYON-2026-000042",
         "issued_at": datetime(2026, 5, 15, 9, 30, tzinfo=UTC),

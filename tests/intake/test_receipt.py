@@ -19,6 +19,7 @@ from guichet_intake import notices, repository, service
 from guichet_intake.deadlines import Deadline
 from guichet_intake.models import requests
 from guichet_intake.service import IntakeService
+from guichet_intake.signing import SigningKey, sign
 from guichet_notifications.models import deliveries
 from guichet_notifications.models import metadata as notifications_metadata
 from guichet_notifications.service import Deliveries
@@ -27,7 +28,7 @@ from guichet_plumbing import tables
 from guichet_plumbing.db import Database
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import CAMILLE, body, outbox_events, submit
+from tests.intake.helpers import CAMILLE, add_tenant, body, outbox_events, submit
 
 JEAN_DUPONT = {
     "name": "Jean Dupont",
@@ -118,6 +119,22 @@ async def test_r2_rotated_key_signs_new_receipts_and_old_ones_still_verify(
     header = second["acknowledgement"]["token"].split(".")[0]
     assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"] == kid
     assert len((await intake.jwks())["keys"]) == 2
+
+
+async def test_r2_a_key_vouches_only_for_its_own_collectivite(intake: IntakeService) -> None:
+    # On a platform hosting many collectivités, one's key (leaked, say) must not make a
+    # receipt in another's name authentic.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    genuine = (await intake.verify(created["acknowledgement"]["token"])).receipt
+    assert genuine is not None and genuine["tenant"] == "admiville"
+    await add_tenant(intake.db, "autreville", "Ville d'Autreville", "Europe/Paris", procedures={})
+    await intake.rotate_key("autreville")
+    async with intake.db.sessions() as session:
+        (row,) = await repository.signing_keys_for(session, "autreville")
+    other = SigningKey(kid=row.kid, private_pem=row.private_pem, created_at=row.created_at)
+    assert not (await intake.verify(sign(genuine, other))).authentic
+    # The same key signs its own collectivité's receipts as authentic.
+    assert (await intake.verify(sign({**genuine, "tenant": "autreville"}, other))).authentic
 
 
 async def test_r1_document_delivery_procedure_owes_no_receipt(intake: IntakeService) -> None:

@@ -65,7 +65,7 @@ def test_r2_receipt_signature_proves_date_and_integrity(
     key: SigningKey, published: list[dict[str, Any]]
 ) -> None:
     token = sign(RECEIPT, key)
-    assert verify(token, published) == RECEIPT
+    assert verify(token, published) == (key.kid, RECEIPT)
     header = json.loads(_unb64(token.split(".")[0]))
     assert header == {"alg": "EdDSA", "kid": key.kid, "typ": JWS_TYPE}
     # The date is inside the signed bytes: moving it by a second breaks the signature.
@@ -150,11 +150,11 @@ def test_rotated_out_key_verifies_while_published_only(key: SigningKey) -> None:
     new_key = generate_key("demo", datetime(2026, 6, 1, tzinfo=UTC))
     new_token = sign(RECEIPT, new_key)
     both = jwks([key, new_key])["keys"]
-    assert verify(old_token, both) == RECEIPT
-    assert verify(new_token, both) == RECEIPT
+    assert verify(old_token, both) == (key.kid, RECEIPT)
+    assert verify(new_token, both) == (new_key.kid, RECEIPT)
     only_new = jwks([new_key])["keys"]
     assert verify(old_token, only_new) is None
-    assert verify(new_token, only_new) == RECEIPT
+    assert verify(new_token, only_new) == (new_key.kid, RECEIPT)
 
 
 def test_tampered_payload_fails(key: SigningKey, published: list[dict[str, Any]]) -> None:
@@ -221,7 +221,10 @@ def test_hand_built_token_accepted_only_in_our_exact_form(
 ) -> None:
     header = {"alg": "EdDSA", "kid": key.kid, "typ": JWS_TYPE}
     canonical = json.dumps(RECEIPT, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert verify(_raw_token(header, canonical.encode(), key), published) == RECEIPT
+    assert verify(_raw_token(header, canonical.encode(), key), published) == (
+        key.kid,
+        RECEIPT,
+    )
     # Each is validly signed, yet none is a receipt we issue.
     refused = [
         _raw_token({"alg": "EdDSA", "kid": key.kid}, canonical.encode(), key),

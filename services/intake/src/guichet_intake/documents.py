@@ -83,6 +83,8 @@ class ReceiptDocument(BaseModel):
 
     kind: ReceiptKind
     receipt_id: str
+    # The collectivité's code: a receipt is authentic only if signed by one of its keys.
+    tenant: str
     tenant_name: str
     tracking_code: str
     issued_at: AwareDatetime

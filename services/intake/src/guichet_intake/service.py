@@ -375,7 +375,10 @@ class Keyring:
 
     @staticmethod
     async def published(session: AsyncSession) -> dict[str, Any]:
-        rows = await repository.signing_keys_for(session)
+        return Keyring.public_keys(await repository.signing_keys_for(session))
+
+    @staticmethod
+    def public_keys(rows: Any) -> dict[str, Any]:
         return jwks(
             SigningKey(kid=r.kid, private_pem=r.private_pem, created_at=r.created_at) for r in rows
         )
@@ -952,6 +955,7 @@ class IntakeService:
         signed = {
             "kind": kind.value,
             "receipt_id": str(receipt_id),
+            "tenant": tenant.code,
             "tenant_name": tenant.name,
             "tracking_code": request.tracking_code,
             "issued_at": _json_instant(now),
@@ -1044,10 +1048,19 @@ class IntakeService:
         return ReceiptDocument.model_validate(row.document), row.token
 
     async def verify(self, token: str) -> VerifyResult:
+        """R2: authentic if signed by a key of the collectivité the receipt names. On a
+        platform hosting many, one collectivité's key never vouches for another's receipt,
+        retired keys included (old receipts must still verify)."""
         async with self.db.sessions() as session:
-            published = await Keyring.published(session)
-        payload = verify(token, published["keys"])
-        return VerifyResult(authentic=payload is not None, receipt=payload)
+            rows = await repository.signing_keys_for(session)
+        verified = verify(token, Keyring.public_keys(rows)["keys"])
+        if verified is None:
+            return VerifyResult(authentic=False, receipt=None)
+        kid, payload = verified
+        owner = next(r.tenant for r in rows if r.kid == kid)
+        if payload.get("tenant") != owner:
+            return VerifyResult(authentic=False, receipt=None)
+        return VerifyResult(authentic=True, receipt=payload)
 
     async def jwks(self) -> dict[str, Any]:
         async with self.db.sessions() as session:

@@ -189,7 +189,7 @@ def sign(payload: dict[str, Any], key: SigningKey) -> str:
     return (signing_input + b"." + _b64(signature)).decode("ascii")
 
 
-def _verify(token: str, public_jwks: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _verify(token: str, public_jwks: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
     signed = jws.extract_compact(token.encode("ascii"), registry=_REGISTRY)
     header = signed.headers()
     if (
@@ -210,13 +210,14 @@ def _verify(token: str, public_jwks: list[dict[str, Any]]) -> dict[str, Any] | N
             payload = json.loads(signed.payload.decode("utf-8"))
             # Only our canonical encoding is a receipt (no duplicate keys, no NaN, one form).
             if isinstance(payload, dict) and canonical_json(payload) == signed.payload:
-                return payload
+                return header["kid"], payload
             return None
     return None
 
 
-def verify(token: str, public_jwks: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The payload if `token` is signed by the published key it names, else None.
+def verify(token: str, public_jwks: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The key's `kid` and the payload if `token` is signed by the published key it names,
+    else None.
 
     Never raises: the token comes from anyone, and every failure means "not authentic".
     A JWS has no whitespace: what a copy from the PDF or an e-mail adds (its line breaks)
