@@ -25,6 +25,7 @@ from guichet_notifications.models import metadata as notifications_metadata
 from guichet_notifications.service import Deliveries
 from guichet_notifications.transports import MailboxFolder
 from guichet_plumbing import tables
+from guichet_plumbing.auth import Kind, Principal
 from guichet_plumbing.db import Database
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
@@ -385,6 +386,25 @@ async def test_same_idempotency_key_replays_and_other_body_conflicts(
     assert conflict.value.status == 409
     async with intake.db.sessions() as session:
         assert await session.scalar(sa.select(sa.func.count()).select_from(requests)) == 1
+
+
+async def test_an_idempotency_key_belongs_to_its_caller(intake: IntakeService) -> None:
+    await add_tenant(intake.db, "autreville", "Ville d'Autreville", "Europe/Paris", procedures={})
+    here = Principal(Kind.client, "portail-admiville", tenant="admiville")
+    there = Principal(Kind.client, "portail-autreville", tenant="autreville")
+    first = await intake.submit(body(), "1", principal=here)
+    # Another collectivité's front end counting its keys from 1 too: a new request.
+    other = await intake.submit(
+        body(tenant="autreville", procedure=None, channel="email"), "1", principal=there
+    )
+    assert other.status_code == 201
+    assert json.loads(other.body)["tracking_code"] != json.loads(first.body)["tracking_code"]
+    # The same body under the same key from another caller is not that caller's answer.
+    anonymous = await intake.submit(body(), "1", principal=Principal(Kind.anonymous))
+    assert json.loads(anonymous.body)["tracking_code"] != json.loads(first.body)["tracking_code"]
+    assert await intake.submit(body(), "1", principal=here) == first
+    async with intake.db.sessions() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(requests)) == 3
 
 
 async def test_unknown_tenant_and_procedure_name_the_field(intake: IntakeService) -> None:

@@ -41,6 +41,13 @@ def check_key(key: str) -> str:
     return key
 
 
+def own_key(key: str, *caller: str) -> str:
+    """The key as stored: one caller's keys never meet another's. Front ends of many
+    collectivités on one platform may all count their keys from 1; a key seen from
+    another caller is a new one, never a conflict, and never replays that caller's answer."""
+    return hashlib.sha256("\x1f".join((*caller, key)).encode()).hexdigest()
+
+
 async def replay(
     session: AsyncSession, scope: str, key: str, body_fingerprint: str
 ) -> StoredResponse | None:

@@ -133,7 +133,12 @@ async def create_request(
     body: RequestCreate,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", max_length=255, description="Clé choisie par le client."),
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Clé choisie par le client, propre à chaque appelant : la même clé "
+            "renvoyée avec le même corps rejoue la réponse enregistrée.",
+        ),
     ] = None,
 ) -> Response:
     return await _submit(request, principal, body, idempotency_key)

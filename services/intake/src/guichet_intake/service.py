@@ -457,11 +457,12 @@ class IntakeService:
     ) -> idempotency.StoredResponse:
         """`now` is the server's clock; tests pass a fixed instant."""
         # What a replay is compared by: only a keyed submission is ever replayed.
-        body_print = (
-            idempotency.fingerprint(data.model_dump_json().encode())
-            if idempotency_key is not None
-            else ""
-        )
+        body_print = ""
+        if idempotency_key is not None:
+            body_print = idempotency.fingerprint(data.model_dump_json().encode())
+            idempotency_key = idempotency.own_key(
+                idempotency_key, data.tenant, str(principal.kind), principal.subject
+            )
         if data.entered_by is not None and principal.kind not in (Kind.agent, Kind.system):
             raise forbidden(
                 "Seul un agent connecté saisit une demande pour le compte d'un usager (entered_by)."
@@ -1584,6 +1585,7 @@ class IntakeService:
             token = sign(
                 {
                     "type": "guichet.transfer.v1",
+                    "tenant": tenant.code,  # whose key signs it (see `verify`)
                     "from": tenant.name,
                     "tracking_code": row.tracking_code,
                     "first_received_on": row.first_received_on.isoformat(),
