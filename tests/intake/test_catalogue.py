@@ -203,6 +203,38 @@ async def test_r8_email_or_sms_submission_refused_where_a_dedicated_teleservice_
     assert web["acknowledgement"]["kind"] == "accuse_reception"
 
 
+async def test_r8_an_email_is_not_qualified_into_a_procedure_with_a_dedicated_teleservice(
+    intake: IntakeService,
+) -> None:
+    # Such an e-mail does not regularly seize the administration (L112-9): no AR, and no
+    # silence may run on it; the agent points the sender to the téléservice instead.
+    await intake.put_procedure(
+        "admiville",
+        "reservation-salle",
+        ProcedureWrite(
+            title="Réservation d'une salle municipale",
+            service="accueil",
+            teleservice_url="https://demarches.admiville.example/salles",
+        ),
+    )
+    mail = await submit(intake, AT, procedure=None, channel="email")
+    with pytest.raises(Problem) as refused:
+        await intake.qualify(mail["tracking_code"], "reservation-salle", now=AT)
+    assert refused.value.status == 422
+    assert [p.name for p in refused.value.invalid_params or []] == ["procedure"]
+    assert "https://demarches.admiville.example/salles" in refused.value.detail
+    still = await intake.get_request(mail["tracking_code"])
+    assert still.procedure is None and still.implicit_decision is None
+    assert [r.kind.value for r in still.receipts] == ["accuse_enregistrement"]
+    # Through this platform's own web form, as at submission, it may be qualified.
+    form = await submit(intake, AT, procedure=None, channel="web")
+    qualified = await intake.qualify(form["tracking_code"], "reservation-salle", now=AT)
+    assert sorted(r.kind.value for r in qualified.receipts) == [
+        "accuse_enregistrement",
+        "accuse_reception",
+    ]
+
+
 async def test_unknown_codes_asked_by_the_thousand_do_not_grow_the_cache(
     intake: IntakeService,
 ) -> None:

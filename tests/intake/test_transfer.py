@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, date, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -15,7 +18,10 @@ from guichet_intake import repository
 from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import FollowProof, IntakeService
 from guichet_plumbing.auth import ANONYMOUS
+from guichet_plumbing.inbox import idempotent
+from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
+from guichet_routing.events import TransferRequested
 from tests.intake.helpers import CAMILLE, add_neighbour, outbox_events, submit
 from tests.support import serve
 
@@ -273,3 +279,136 @@ async def test_r12_request_too_large_to_sign_is_a_french_conflict_not_a_crash(
     assert "trop volumineuse" in refused.value.detail
     assert "par courrier" in refused.value.detail
     assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+
+
+class Receiver:
+    """Another administration's inbox: refuses while `down`, and notes every attempt."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.tried: list[tuple[bytes, str | None]] = []
+        self.during: Callable[[], Awaitable[None]] | None = None
+
+    async def handle(self, request: Request) -> JSONResponse:
+        self.tried.append((await request.body(), request.headers.get("idempotency-key")))
+        if self.during is not None:
+            await self.during()
+        if self.down:
+            return JSONResponse({"error": "indisponible"}, status_code=503)
+        return JSONResponse({"status": "reçu"}, status_code=202)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/transmissions", self.handle, methods=["POST"])])
+
+
+def to_prefecture(base: str) -> TransferCreate:
+    return TransferCreate(
+        administration_name="Préfecture de la Zone",
+        administration_url=f"{base}/transmissions",
+        reason="Compétence de l'État.",
+    )
+
+
+async def notices_of_transfer(intake: IntakeService, tracking_code: str) -> int:
+    followed = await intake.get_request(tracking_code)
+    return sum(r.kind.value == "avis_transmission" for r in followed.receipts)
+
+
+async def test_r12_external_transfer_holds_no_transaction_while_the_remote_answers(
+    intake: IntakeService,
+) -> None:
+    # A slow administration must not hold the request (nor, on SQLite, the whole database)
+    # while it answers: a write to the same request goes through meanwhile.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    receiver = Receiver()
+    written: list[str] = []
+
+    async def write_meanwhile() -> None:
+        async def write() -> None:
+            async with intake.db.transaction() as session:
+                row = await repository.get_request(session, uuid.UUID(created["id"]), True)
+                await repository.add_history(
+                    session, row.id, datetime(2026, 6, 2, 9, 0, tzinfo=UTC), "note", "Appel reçu"
+                )
+            written.append("done")
+
+        await asyncio.wait_for(write(), 2)
+
+    receiver.during = write_meanwhile
+    async with serve(receiver.app()) as base:
+        moved = await intake.transfer(
+            created["tracking_code"],
+            to_prefecture(base),
+            now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+        )
+    assert written == ["done"]
+    assert moved.status.value == "transferred"
+
+
+async def test_r12_a_transfer_asked_by_a_workflow_is_sent_by_the_sweep_until_accepted(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    request_id = uuid.UUID(created["id"])
+    handle = idempotent(
+        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
+    )
+    receiver = Receiver()
+    receiver.down = True
+    asked = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    async with serve(receiver.app()) as base:
+        await handle(
+            TransferRequested(
+                request_id=request_id,
+                tracking_code=created["tracking_code"],
+                tenant=None,
+                administration_name="Préfecture de la Zone",
+                administration_url=f"{base}/transmissions",
+                reason="Compétence de l'État.",
+                requested_at=asked,
+            ).envelope(tenant="admiville", subject=str(request_id))
+        )
+        assert receiver.tried == [], "sent once the event's transaction committed, not in it"
+        assert await intake.send_transfers(asked) == 1
+        assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+        # Retried after 2 minutes, not before.
+        assert await intake.send_transfers(asked + timedelta(minutes=1)) == 0
+        receiver.down = False
+        assert await intake.send_transfers(asked + timedelta(minutes=2)) == 1
+        assert await intake.send_transfers(asked + timedelta(days=1)) == 0
+    moved = await intake.get_request(created["tracking_code"])
+    assert moved.status.value == "transferred"
+    assert await notices_of_transfer(intake, created["tracking_code"]) == 1
+    assert len(receiver.tried) == 2 and receiver.tried[0] == receiver.tried[1]
+    assert len(await outbox_events(intake.db, "intake.request.transferred.v1")) == 1
+
+
+async def test_r12_a_transfer_accepted_just_before_a_crash_is_recorded_once(
+    intake: IntakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    now = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    receiver = Receiver()
+    record = intake._record_transfer
+
+    async def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("process killed")
+
+    monkeypatch.setattr(intake, "_record_transfer", crash)
+    async with serve(receiver.app()) as base:
+        with pytest.raises(RuntimeError):
+            await intake.transfer(created["tracking_code"], to_prefecture(base), now=now)
+        monkeypatch.setattr(intake, "_record_transfer", record)
+        assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+        # Another agent cannot start a second one meanwhile.
+        with pytest.raises(Problem) as pending:
+            await intake.transfer(created["tracking_code"], to_prefecture(base), now=now)
+        assert pending.value.status == 409
+        # Left alone while the agent's call might still be sending it, then taken over.
+        assert await intake.send_transfers(now + timedelta(seconds=30)) == 0
+        assert await intake.send_transfers(now + timedelta(minutes=5)) == 1
+    moved = await intake.get_request(created["tracking_code"])
+    assert moved.status.value == "transferred"
+    assert await notices_of_transfer(intake, created["tracking_code"]) == 1
+    # The receiver saw the same bytes under the same key: it files the request once.
+    assert len(receiver.tried) == 2 and receiver.tried[0] == receiver.tried[1]

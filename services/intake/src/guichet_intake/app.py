@@ -60,8 +60,8 @@ def create_app(settings: IntakeSettings | None = None, *, bus: Bus | None = None
 
 
 async def start_scheduler(intake: IntakeService, interval: float) -> Callable[[], Awaitable[None]]:
-    """Receipts owed since a failed reception (R23), implicit decisions and overdue receipts,
-    checked every `interval` seconds."""
+    """Receipts owed since a failed reception (R23), implicit decisions, transfers to other
+    administrations still to be sent (R12) and overdue receipts, every `interval` seconds."""
 
     async def drain(step: Callable[[], Awaitable[int]]) -> None:
         while await step() > 0:
@@ -72,6 +72,7 @@ async def start_scheduler(intake: IntakeService, interval: float) -> Callable[[]
     tasks: tuple[Callable[[], Awaitable[None]], ...] = (
         partial(drain, intake.issue_owed_receipts),
         partial(drain, intake.decide_due),
+        partial(drain, intake.send_transfers),
         intake.refresh_overdue_gauge,
     )
 

@@ -166,6 +166,24 @@ receipts = sa.Table(
     sa.Column("token", sa.Text(), nullable=False),
 )
 
+# R12: a transfer to another administration, signed and stored before it is sent, so that
+# the remote call holds no transaction and a crash between sending and recording loses
+# nothing: the sweep sends the same bytes again under the same key, and records it once.
+outgoing_transfers = sa.Table(
+    "outgoing_transfers",
+    metadata,
+    sa.Column("request_id", sa.Uuid(), sa.ForeignKey("requests.id"), primary_key=True),
+    sa.Column("administration_name", sa.String(200), nullable=False),
+    sa.Column("administration_url", sa.String(2000), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("token", sa.Text(), nullable=False),
+    sa.Column("requested_at", UTCDateTime(), nullable=False),
+    # No one else sends it before then: an attempt in progress, or the next retry.
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(200), nullable=True),
+)
+
 signing_keys = sa.Table(
     "signing_keys",
     metadata,

@@ -18,6 +18,7 @@ from guichet_intake.models import (
     agent_accounts,
     api_clients,
     mandates,
+    outgoing_transfers,
     pieces_requests,
     procedures,
     receipts,
@@ -200,6 +201,56 @@ async def retire_signing_keys(session: AsyncSession, tenant: str, at: datetime) 
         signing_keys.update()
         .where(signing_keys.c.tenant == tenant, signing_keys.c.retired_at.is_(None))
         .values(retired_at=at)
+    )
+
+
+async def insert_outgoing_transfer(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(outgoing_transfers.insert().values(**values))
+
+
+async def outgoing_transfer(
+    session: AsyncSession, request_id: uuid.UUID, for_update: bool = False
+) -> Any:  # None when absent
+    query = sa.select(outgoing_transfers).where(outgoing_transfers.c.request_id == request_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def claim_outgoing_transfers(
+    session: AsyncSession, now: datetime, until: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Transfers due for an attempt, each held until `until` for this caller alone."""
+    query = (
+        sa.select(outgoing_transfers.c.request_id)
+        .where(outgoing_transfers.c.next_attempt_at <= now)
+        .order_by(outgoing_transfers.c.next_attempt_at, outgoing_transfers.c.request_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    due = list((await session.scalars(query)).all())
+    if due:
+        await session.execute(
+            outgoing_transfers.update()
+            .where(outgoing_transfers.c.request_id.in_(due))
+            .values(next_attempt_at=until)
+        )
+    return due
+
+
+async def update_outgoing_transfer(
+    session: AsyncSession, request_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    await session.execute(
+        outgoing_transfers.update()
+        .where(outgoing_transfers.c.request_id == request_id)
+        .values(**values)
+    )
+
+
+async def delete_outgoing_transfer(session: AsyncSession, request_id: uuid.UUID) -> None:
+    await session.execute(
+        outgoing_transfers.delete().where(outgoing_transfers.c.request_id == request_id)
     )
 
 

@@ -843,17 +843,7 @@ class IntakeService:
         return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
     def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
-        if procedure.teleservice_url and data.channel in (Channel.email, Channel.sms):
-            # R8 (L112-9): where a dedicated téléservice exists, it is the electronic way in.
-            raise Problem(
-                422,
-                "teleservice-required",
-                "Téléservice dédié",
-                "Cette démarche se fait en ligne sur son téléservice dédié : "
-                f"{procedure.teleservice_url}. Une demande envoyée par courriel ou par SMS "
-                "ne peut pas être instruite.",
-                [InvalidParam(name="channel", reason="Utilisez le téléservice de la démarche.")],
-            )
+        _check_teleservice(procedure, data.channel, "channel")
         problems = _identification_problems(procedure, data)
         if problems:
             raise Problem(
@@ -1244,6 +1234,7 @@ class IntakeService:
                     f"Cette demande relève déjà de la démarche « {row.procedure_code} ».",
                 )
             procedure = await self._procedure(session, row.tenant, procedure_code)
+            _check_teleservice(procedure, Channel(row.channel), "procedure")
             await repository.update_request(
                 session, row.id, {"procedure_code": procedure_code, **_regime_snapshot(procedure)}
             )
@@ -1412,35 +1403,118 @@ class IntakeService:
         now: datetime | None = None,
         principal: Principal = SYSTEM,
     ) -> RequestPublic:
-        """R12: send the request on to the competent administration and tell the applicant."""
+        """R12: send the request on to the competent administration and tell the applicant.
+
+        To another administration, in three steps so that no transaction waits for the
+        remote: checked, signed and kept; sent; recorded once accepted. If it is not
+        accepted, nothing changes and the agent may try again."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             row, tenant = await self._editable(session, tracking_code, principal, "instruct")
-            await self._transfer(session, row, tenant, body, now)
+            await self._transfer(session, row, tenant, body, now, held=True)
+            if body.tenant is not None:
+                return await self._public(session, row.id)
+        try:
+            await self._deliver(row.id, now)
+        except Problem:
+            async with self.db.transaction() as session:
+                await repository.delete_outgoing_transfer(session, row.id)
+            raise
+        async with self.db.sessions() as session:
             return await self._public(session, row.id)
 
+    async def send_transfers(self, now: datetime | None = None, limit: int = 20) -> int:
+        """Transfers to other administrations still to be sent: asked by a workflow, or
+        interrupted by a crash. The same bytes go under the same key at every attempt, so
+        the receiver files each once; returns how many were tried."""
+        now = now or datetime.now(UTC)
+        async with self.db.transaction() as session:
+            due = await repository.claim_outgoing_transfers(
+                session, now, now + self._transfer_lease(), limit
+            )
+        for request_id in due:
+            try:
+                await self._deliver(request_id, now)
+            except Problem as failed:
+                async with self.db.transaction() as session:
+                    pending = await repository.outgoing_transfer(session, request_id, True)
+                    if pending is not None:
+                        attempts = pending.attempts + 1
+                        await repository.update_outgoing_transfer(
+                            session,
+                            request_id,
+                            {
+                                "attempts": attempts,
+                                "last_error": failed.detail[:200],
+                                # 2, 4, 8 ... minutes, then every 6 hours.
+                                "next_attempt_at": now + timedelta(minutes=min(2**attempts, 360)),
+                            },
+                        )
+        return len(due)
+
+    def _transfer_lease(self) -> timedelta:
+        # Longer than one attempt can last: no one else sends it while it may be in flight.
+        return timedelta(seconds=2 * self.settings.transfer_timeout + 30)
+
     async def _transfer(
-        self, session: AsyncSession, row: Any, tenant: Any, body: TransferCreate, now: datetime
+        self,
+        session: AsyncSession,
+        row: Any,
+        tenant: Any,
+        body: TransferCreate,
+        now: datetime,
+        *,
+        held: bool = False,
     ) -> None:
-        new_id: uuid.UUID | None = None
-        if body.tenant is not None:
-            if body.tenant == row.tenant:
-                raise Problem(
-                    422,
-                    "transfer-to-self",
-                    "Transmission impossible",
-                    "La demande ne peut pas être transmise à sa propre collectivité.",
-                    [InvalidParam(name="tenant", reason="Même collectivité.")],
-                )
-            target = await self._tenant(session, body.tenant)
-            destination = target.name
-            competent_reception = local_date(now, target.timezone)
-            new_id = await self._transfer_in(session, row, target, now)
-        else:
-            destination = body.administration_name or ""
-            # Accepted (2xx) by the competent administration: received there today.
-            competent_reception = local_date(now, tenant.timezone)
-            await self._send_outside(session, row, tenant, body, now)
+        """Transfer to another tenant at once; to another administration, keep it to send
+        once this transaction has committed: by the caller if `held`, else by the sweep."""
+        if await repository.outgoing_transfer(session, row.id) is not None:
+            raise Problem(
+                409,
+                "transfer-pending",
+                "Transmission en cours",
+                "Une transmission de cette demande est déjà en cours : attendez qu'elle "
+                "aboutisse avant d'en demander une autre.",
+            )
+        if body.tenant is None:
+            await self._keep_outgoing(session, row, tenant, body, now, held)
+            return
+        if body.tenant == row.tenant:
+            raise Problem(
+                422,
+                "transfer-to-self",
+                "Transmission impossible",
+                "La demande ne peut pas être transmise à sa propre collectivité.",
+                [InvalidParam(name="tenant", reason="Même collectivité.")],
+            )
+        target = await self._tenant(session, body.tenant)
+        new_id = await self._transfer_in(session, row, target, now)
+        await self._record_transfer(
+            session,
+            row,
+            tenant,
+            target.name,
+            body.reason,
+            local_date(now, target.timezone),
+            now,
+            destination_tenant=body.tenant,
+            new_id=new_id,
+        )
+
+    async def _record_transfer(
+        self,
+        session: AsyncSession,
+        row: Any,
+        tenant: Any,
+        destination: str,
+        reason: str,
+        competent_reception: date,
+        now: datetime,
+        *,
+        destination_tenant: str | None = None,
+        new_id: uuid.UUID | None = None,
+    ) -> None:
+        """The request leaves here: no clock left to run, the applicant told (R12, R13)."""
         await repository.update_request(
             session,
             row.id,
@@ -1455,7 +1529,7 @@ class IntakeService:
             row.id,
             now,
             RequestStatus.transferred.value,
-            f"Transmise à {destination} : {body.reason}",
+            f"Transmise à {destination} : {reason}",
         )
         await self._issue(
             session,
@@ -1465,7 +1539,7 @@ class IntakeService:
             notices.transfer(
                 tracking_code=row.tracking_code,
                 destination=destination,
-                reason=body.reason,
+                reason=reason,
                 first_reception=row.first_received_on,
                 competent_reception=competent_reception,
             ),
@@ -1477,9 +1551,9 @@ class IntakeService:
                 request_id=row.id,
                 tracking_code=row.tracking_code,
                 destination=destination,
-                destination_tenant=body.tenant,
+                destination_tenant=destination_tenant,
                 new_request_id=new_id,
-                reason=body.reason,
+                reason=reason,
             ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
         )
 
@@ -1575,10 +1649,18 @@ class IntakeService:
                 [InvalidParam(name="administration_url", reason="Adresse non autorisée.")],
             )
 
-    async def _send_outside(
-        self, session: AsyncSession, row: Any, tenant: Any, body: TransferCreate, now: datetime
+    async def _keep_outgoing(
+        self,
+        session: AsyncSession,
+        row: Any,
+        tenant: Any,
+        body: TransferCreate,
+        now: datetime,
+        held: bool,
     ) -> None:
-        """Signed hand-over to another administration; nothing changes here unless it accepts."""
+        """Check and sign the hand-over to another administration, and keep it to send.
+        If `held`, the caller sends it once committed and the sweep leaves it alone
+        meanwhile; it takes it over only if that call never ended (a crash)."""
         await self._check_destination(str(body.administration_url))
         key = await self.keyring.active(session, tenant.code, now)
         try:
@@ -1608,28 +1690,66 @@ class IntakeService:
                 "par courrier à l'administration compétente.",
                 [InvalidParam(name="administration_url", reason="Envoi électronique impossible.")],
             ) from exc
+        await repository.insert_outgoing_transfer(
+            session,
+            {
+                "request_id": row.id,
+                "administration_name": body.administration_name or "",
+                "administration_url": str(body.administration_url),
+                "reason": body.reason,
+                "token": token,
+                "requested_at": now,
+                "next_attempt_at": now + self._transfer_lease() if held else now,
+            },
+        )
+
+    async def _deliver(self, request_id: uuid.UUID, now: datetime) -> None:
+        """Send a kept transfer, outside any transaction, and record it once accepted (2xx):
+        the competent administration received it today (R13). Raises a 502 problem if it
+        was not accepted; then nothing here has changed."""
+        async with self.db.sessions() as session:
+            pending = await repository.outgoing_transfer(session, request_id)
+        if pending is None:
+            return  # another attempt recorded it meanwhile
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
         try:
             answer = await http.post(
-                str(body.administration_url),
-                content=token,
+                pending.administration_url,
+                content=pending.token,
                 headers={
                     "Content-Type": "application/jose",
                     # A retry after a lost answer must not create a second file over there:
                     # same key, same bytes (the time of this attempt goes in `Date` only).
-                    "Idempotency-Key": f"transfer-{row.id}",
+                    "Idempotency-Key": f"transfer-{request_id}",
                     "Date": format_datetime(now.astimezone(UTC), usegmt=True),
                 },
             )
         except httpx.HTTPError as exc:
-            log.warning("transfer of %s to %s failed: %r", row.id, body.administration_url, exc)
+            log.warning(
+                "transfer of %s to %s failed: %r", request_id, pending.administration_url, exc
+            )
             why = "délai dépassé" if isinstance(exc, httpx.TimeoutException) else "pas de réponse"
-            raise _unreachable(body.administration_name or "", why) from exc
+            raise _unreachable(pending.administration_name, why) from exc
         finally:
             if self.http is None:
                 await http.aclose()
         if not answer.is_success:
-            raise _unreachable(body.administration_name or "", f"HTTP {answer.status_code}")
+            raise _unreachable(pending.administration_name, f"HTTP {answer.status_code}")
+        async with self.db.transaction() as session:
+            row = await repository.get_request(session, request_id, for_update=True)
+            if await repository.outgoing_transfer(session, request_id, True) is None:
+                return
+            tenant = await self._tenant(session, row.tenant)
+            await self._record_transfer(
+                session,
+                row,
+                tenant,
+                pending.administration_name,
+                pending.reason,
+                local_date(now, tenant.timezone),
+                now,
+            )
+            await repository.delete_outgoing_transfer(session, request_id)
 
     # -- catalogue --------------------------------------------------------------------------
 
@@ -2191,6 +2311,22 @@ _NOTHING_MORE_DUE = {
     "receipt_due_on": None,
     "registration_due_on": None,
 }
+
+
+def _check_teleservice(procedure: Any, channel: Channel, field: str) -> None:
+    """R8 (L112-9): where a dedicated téléservice exists, it is the electronic way in; an
+    e-mail or an SMS does not regularly seize the administration of it, and no silence
+    can run on it."""
+    if procedure.teleservice_url and channel in (Channel.email, Channel.sms):
+        raise Problem(
+            422,
+            "teleservice-required",
+            "Téléservice dédié",
+            "Cette démarche se fait en ligne sur son téléservice dédié : "
+            f"{procedure.teleservice_url}. Une demande envoyée par courriel ou par SMS "
+            "ne peut pas être instruite : indiquez ce téléservice au demandeur.",
+            [InvalidParam(name=field, reason="Utilisez le téléservice de la démarche.")],
+        )
 
 
 def _regime_snapshot(procedure: Any) -> dict[str, Any]:
