@@ -182,9 +182,8 @@ async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
     assert [p.name for p in wrong_kind.value.invalid_params or []] == ["applicant.kind"]
 
 
-async def test_r8_email_or_sms_submission_refused_where_a_dedicated_teleservice_exists(
-    intake: IntakeService,
-) -> None:
+async def with_teleservice(intake: IntakeService) -> None:
+    """Room booking gets its dedicated téléservice."""
     await intake.put_procedure(
         "admiville",
         "reservation-salle",
@@ -194,6 +193,12 @@ async def test_r8_email_or_sms_submission_refused_where_a_dedicated_teleservice_
             teleservice_url="https://demarches.admiville.example/salles",
         ),
     )
+
+
+async def test_r8_email_or_sms_submission_refused_where_a_dedicated_teleservice_exists(
+    intake: IntakeService,
+) -> None:
+    await with_teleservice(intake)
     for channel in ("email", "sms"):
         with pytest.raises(Problem) as refused:
             await submit(intake, AT, channel=channel)
@@ -208,15 +213,7 @@ async def test_r8_an_email_is_not_qualified_into_a_procedure_with_a_dedicated_te
 ) -> None:
     # Such an e-mail does not regularly seize the administration (L112-9): no AR, and no
     # silence may run on it; the agent points the sender to the téléservice instead.
-    await intake.put_procedure(
-        "admiville",
-        "reservation-salle",
-        ProcedureWrite(
-            title="Réservation d'une salle municipale",
-            service="accueil",
-            teleservice_url="https://demarches.admiville.example/salles",
-        ),
-    )
+    await with_teleservice(intake)
     mail = await submit(intake, AT, procedure=None, channel="email")
     with pytest.raises(Problem) as refused:
         await intake.qualify(mail["tracking_code"], "reservation-salle", now=AT)

@@ -309,6 +309,11 @@ def to_prefecture(base: str) -> TransferCreate:
     )
 
 
+def unaccepted(intake: IntakeService) -> float:
+    [family] = intake.transfers_unaccepted.collect()
+    return family.samples[0].value
+
+
 async def notices_of_transfer(intake: IntakeService, tracking_code: str) -> int:
     followed = await intake.get_request(tracking_code)
     return sum(r.kind.value == "avis_transmission" for r in followed.receipts)
@@ -371,6 +376,7 @@ async def test_r12_a_transfer_asked_by_a_workflow_is_sent_by_the_sweep_until_acc
         assert receiver.tried == [], "sent once the event's transaction committed, not in it"
         assert await intake.send_transfers(asked) == 1
         assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+        assert unaccepted(intake) == 1, "operators see it (GuichetTransferNotAccepted)"
         # Retried after 2 minutes, not before.
         assert await intake.send_transfers(asked + timedelta(minutes=1)) == 0
         receiver.down = False
@@ -381,6 +387,7 @@ async def test_r12_a_transfer_asked_by_a_workflow_is_sent_by_the_sweep_until_acc
     assert await notices_of_transfer(intake, created["tracking_code"]) == 1
     assert len(receiver.tried) == 2 and receiver.tried[0] == receiver.tried[1]
     assert len(await outbox_events(intake.db, "intake.request.transferred.v1")) == 1
+    assert unaccepted(intake) == 0
 
 
 async def test_r12_a_transfer_accepted_just_before_a_crash_is_recorded_once(

@@ -238,6 +238,11 @@ async def claim_outgoing_transfers(
     return due
 
 
+async def unaccepted_transfers(session: AsyncSession) -> int:
+    query = sa.select(sa.func.count()).where(outgoing_transfers.c.attempts > 0)
+    return int(await session.scalar(query) or 0)
+
+
 async def update_outgoing_transfer(
     session: AsyncSession, request_id: uuid.UUID, values: dict[str, Any]
 ) -> None:

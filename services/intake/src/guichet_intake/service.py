@@ -434,6 +434,10 @@ class IntakeService:
             "Requests whose receipt (AR) is past its legal due date, by tenant.",
             ("tenant",),
         )
+        self.transfers_unaccepted = metrics.gauge(
+            "guichet_intake_transfers_unaccepted",
+            "Transfers to another administration tried and not accepted yet (R12).",
+        )
         self.implicit_decisions = metrics.counter(
             "guichet_intake_implicit_decisions",
             "Implicit decisions born, by outcome.",
@@ -1450,6 +1454,8 @@ class IntakeService:
                                 "next_attempt_at": now + timedelta(minutes=min(2**attempts, 360)),
                             },
                         )
+        async with self.db.sessions() as session:
+            self.transfers_unaccepted.set(await repository.unaccepted_transfers(session))
         return len(due)
 
     def _transfer_lease(self) -> timedelta:
