@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from guichet_intake import notices, repository, service
 from guichet_intake.deadlines import Deadline
-from guichet_intake.models import requests
+from guichet_intake.models import receipts, requests
 from guichet_intake.service import IntakeService
 from guichet_intake.signing import SigningKey, sign
 from guichet_notifications.models import deliveries
@@ -136,6 +136,44 @@ async def test_r2_a_key_vouches_only_for_its_own_collectivite(intake: IntakeServ
     assert not (await intake.verify(sign(genuine, other))).authentic
     # The same key signs its own collectivité's receipts as authentic.
     assert (await intake.verify(sign({**genuine, "tenant": "autreville"}, other))).authentic
+
+
+async def test_r2_a_receipt_signed_before_it_named_its_collectivite_still_verifies(
+    intake: IntakeService,
+) -> None:
+    # Issued before 1 December 2026: the same document without `tenant`, by its own key.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    genuine = (await intake.verify(created["acknowledgement"]["token"])).receipt
+    assert genuine is not None
+    legacy = {k: v for k, v in genuine.items() if k != "tenant"}
+    async with intake.db.sessions() as session:
+        (row,) = await repository.signing_keys_for(session, "admiville")
+    key = SigningKey(kid=row.kid, private_pem=row.private_pem, created_at=row.created_at)
+    token = sign(legacy, key)
+    async with intake.db.transaction() as session:
+        await session.execute(
+            receipts.update()
+            .where(receipts.c.id == uuid.UUID(legacy["receipt_id"]))
+            .values(document=legacy, token=token)
+        )
+    assert (await intake.verify(token)).authentic, "old receipts must still verify"
+
+
+async def test_r2_a_receipt_stored_before_it_named_its_collectivite_can_still_be_read(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    async with intake.db.transaction() as session:
+        stored = (await session.execute(sa.select(receipts))).one()
+        document = {k: v for k, v in stored.document.items() if k != "tenant"}
+        await session.execute(
+            receipts.update().where(receipts.c.id == stored.id).values(document=document)
+        )
+    doc, _ = await intake.receipt(stored.id)
+    assert doc.tracking_code == created["tracking_code"]
+
+
+# -- R12: a pending transfer ignores what happens to the request meanwhile ------------------
 
 
 async def test_r1_document_delivery_procedure_owes_no_receipt(intake: IntakeService) -> None:

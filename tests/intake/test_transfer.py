@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from guichet_intake import repository
+from guichet_intake.models import outgoing_transfers
 from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import FollowProof, IntakeService
 from guichet_plumbing.auth import ANONYMOUS
@@ -22,7 +25,7 @@ from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from guichet_routing.events import TransferRequested
-from tests.intake.helpers import CAMILLE, add_neighbour, outbox_events, submit
+from tests.intake.helpers import CAMILLE, add_neighbour, close_by_workflow, outbox_events, submit
 from tests.support import serve
 
 ASSOCIATION = {
@@ -354,25 +357,11 @@ async def test_r12_a_transfer_asked_by_a_workflow_is_sent_by_the_sweep_until_acc
     intake: IntakeService,
 ) -> None:
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    request_id = uuid.UUID(created["id"])
-    handle = idempotent(
-        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
-    )
     receiver = Receiver()
     receiver.down = True
-    asked = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    asked = ASKED
     async with serve(receiver.app()) as base:
-        await handle(
-            TransferRequested(
-                request_id=request_id,
-                tracking_code=created["tracking_code"],
-                tenant=None,
-                administration_name="Préfecture de la Zone",
-                administration_url=f"{base}/transmissions",
-                reason="Compétence de l'État.",
-                requested_at=asked,
-            ).envelope(tenant="admiville", subject=str(request_id))
-        )
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
         assert receiver.tried == [], "sent once the event's transaction committed, not in it"
         assert await intake.send_transfers(asked) == 1
         assert (await intake.get_request(created["tracking_code"])).status.value == "received"
@@ -419,3 +408,209 @@ async def test_r12_a_transfer_accepted_just_before_a_crash_is_recorded_once(
     assert await notices_of_transfer(intake, created["tracking_code"]) == 1
     # The receiver saw the same bytes under the same key: it files the request once.
     assert len(receiver.tried) == 2 and receiver.tried[0] == receiver.tried[1]
+
+
+AT = datetime(2026, 5, 15, 9, 30, tzinfo=UTC)
+ASKED = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+
+
+async def ask_transfer_by_workflow(
+    intake: IntakeService, created: dict[str, Any], url: str, asked: datetime = ASKED
+) -> None:
+    """Routing's TransferRequested, consumed as in production (the row is only kept)."""
+    handle = idempotent(
+        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
+    )
+    request_id = uuid.UUID(created["id"])
+    await handle(
+        TransferRequested(
+            request_id=request_id,
+            tracking_code=created["tracking_code"],
+            tenant=None,
+            administration_name="Préfecture de la Zone",
+            administration_url=url,
+            reason="Compétence de l'État.",
+            requested_at=asked,
+        ).envelope(tenant="admiville", subject=str(request_id))
+    )
+
+
+async def test_r12_the_sweep_does_not_transfer_a_request_closed_meanwhile(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, AT)
+    receiver = Receiver()
+    receiver.down = True
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        assert await intake.send_transfers(ASKED) == 1  # refused: 503
+        # The service answers the applicant and closes the request.
+        await close_by_workflow(intake, created, ASKED + timedelta(hours=1))
+        assert (await intake.get_request(created["tracking_code"])).status.value == "closed"
+        receiver.down = False
+        await intake.send_transfers(ASKED + timedelta(hours=2))
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "closed"
+    assert await notices_of_transfer(intake, created["tracking_code"]) == 0
+    assert len(receiver.tried) == 1, "a closed request is not sent elsewhere"
+
+
+async def test_r12_the_sweep_does_not_transfer_a_request_silence_decided_meanwhile(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, AT)  # SVA, 2 months: deemed accepted on 15 July
+    receiver = Receiver()
+    receiver.down = True
+    asked = datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
+        assert await intake.send_transfers(asked) == 1
+        assert await intake.decide_due(datetime(2026, 7, 16, 12, 0, tzinfo=UTC)) == 1
+        decided = await intake.get_request(created["tracking_code"])
+        assert decided.status.value == "implicitly_accepted"
+        receiver.down = False
+        await intake.send_transfers(datetime(2026, 7, 17, tzinfo=UTC))
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_accepted"
+    assert await notices_of_transfer(intake, created["tracking_code"]) == 0
+
+
+async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_request(
+    intake: IntakeService,
+) -> None:
+    # A workflow's wrong address (404 there) is not retried for ever: the request stays
+    # here, and an agent can send it to the right one.
+    created = await submit(intake, AT)
+    good = Receiver()
+
+    async def not_found(request: Request) -> JSONResponse:
+        return JSONResponse({"error": "inconnu"}, status_code=404)
+
+    wrong = Receiver()
+    wrong.handle = not_found  # type: ignore[method-assign]
+    async with serve(wrong.app()) as wrong_base, serve(good.app()) as good_base:
+        await ask_transfer_by_workflow(intake, created, f"{wrong_base}/transmissions")
+        for day in range(3):
+            await intake.send_transfers(ASKED + timedelta(days=day))
+        moved = await intake.transfer(
+            created["tracking_code"], to_prefecture(good_base), now=ASKED + timedelta(days=3)
+        )
+    assert moved.status.value == "transferred"
+
+
+async def test_r12_one_transfer_failing_otherwise_than_by_a_problem_starves_no_other(
+    intake: IntakeService,
+) -> None:
+    # A host pydantic accepts and httpx cannot encode (IDNA 2008: 💩.la): UnicodeError.
+    first = await submit(intake, AT)
+    second = await submit(intake, AT + timedelta(minutes=1))
+    # The sweep orders rows due at the same instant by request_id: make the bad one first.
+    bad, good = sorted((first, second), key=lambda c: uuid.UUID(c["id"]))
+    receiver = Receiver()
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, bad, "https://xn--ls8h.la/transmissions")
+        await ask_transfer_by_workflow(intake, good, f"{base}/transmissions")
+        errors = []
+        for minute in range(0, 60, 5):  # the scheduler passes of an hour
+            try:
+                await intake.send_transfers(ASKED + timedelta(minutes=minute))
+            except Exception as exc:  # what app.py's loop logs and swallows
+                errors.append(type(exc).__name__)
+    async with intake.db.sessions() as session:
+        kept = (
+            await session.execute(
+                sa.select(outgoing_transfers).where(
+                    outgoing_transfers.c.request_id == uuid.UUID(bad["id"])
+                )
+            )
+        ).one()
+    assert (await intake.get_request(good["tracking_code"])).status.value == "transferred", (
+        f"starved behind the bad one ({errors})"
+    )
+    assert kept.attempts > 0 and kept.last_error, "no backoff nor reason recorded"
+
+
+async def test_r12_two_replicas_never_send_one_transfer_at_the_same_time(
+    intake: IntakeService,
+) -> None:
+    # Replica A claims its batch at t0 with ONE lease (2 x timeout + 30 s = 50 s) for all
+    # of it, then sends one after the other. Two slow remotes at 30 s each (connect, write
+    # and read each within the 10 s timeout) and A starts the third at t0 + 60 s: replica
+    # B, sweeping then, finds it due and sends it at the same time.
+    other = IntakeService(intake.db, intake.settings, ServiceMetrics("replica-b"))
+    created = [await submit(intake, AT + timedelta(minutes=i)) for i in range(3)]
+    receiver = Receiver()
+    replica_b: list[int] = []
+
+    async def b_sweeps_at_t0_plus_60s() -> None:
+        if len(receiver.tried) == 3:  # A's third attempt, in flight
+            replica_b.append(await other.send_transfers(ASKED + timedelta(seconds=60)))
+
+    async with serve(receiver.app()) as base:
+        for c in created:
+            await ask_transfer_by_workflow(intake, c, f"{base}/transmissions")
+        receiver.during = b_sweeps_at_t0_plus_60s
+        assert await intake.send_transfers(ASKED) == 3
+    assert replica_b == [0], "B took over a transfer A had claimed and was sending"
+    assert len(receiver.tried) == 3, f"{len(receiver.tried)} POSTs for 3 transfers"
+
+
+async def test_r12_an_agents_failed_call_does_not_lose_what_the_sweep_sent(
+    intake: IntakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent's call outlives its lease (a slow remote); the sweep takes the transfer over
+    # and the remote accepts it; the agent's own attempt then fails and deletes the row, so
+    # the sweep, on its 2xx, finds nothing to record: accepted there, "received" here.
+    created = await submit(intake, AT)
+    sweep = IntakeService(intake.db, intake.settings, ServiceMetrics("replica-b"))
+    receiver = Receiver()
+    deleted = asyncio.Event()
+    second_call = asyncio.Event()
+    calls = 0
+    swept: list[asyncio.Task[int]] = []
+
+    async def handle(request: Request) -> JSONResponse:
+        nonlocal calls
+        calls += 1
+        receiver.tried.append((await request.body(), request.headers.get("idempotency-key")))
+        if calls == 1:  # the agent's call: slow, the sweep starts meanwhile, then fails
+            swept.append(asyncio.create_task(sweep.send_transfers(ASKED + timedelta(minutes=2))))
+            await second_call.wait()
+            return JSONResponse({"error": "indisponible"}, status_code=503)
+        second_call.set()
+        with contextlib.suppress(TimeoutError):  # the sweep's call, accepted
+            await asyncio.wait_for(deleted.wait(), 3)
+        return JSONResponse({"status": "reçu"}, status_code=202)
+
+    receiver.handle = handle  # type: ignore[method-assign]
+    original_delete = repository.delete_outgoing_transfer
+
+    async def delete_and_tell(session: Any, request_id: uuid.UUID) -> None:
+        await original_delete(session, request_id)
+        deleted.set()
+
+    monkeypatch.setattr(repository, "delete_outgoing_transfer", delete_and_tell)
+    async with serve(receiver.app()) as base:
+        with contextlib.suppress(Problem):
+            await intake.transfer(created["tracking_code"], to_prefecture(base), now=ASKED)
+        await swept[0]
+    assert calls == 2, "the remote accepted the second attempt"
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "transferred", "accepted there, not recorded here"
+
+
+async def test_r12_the_longest_destination_url_accepted_is_stored(
+    intake: IntakeService,
+) -> None:
+    # TransferCreate accepts an HttpUrl of up to 2083 characters: stored whole, no 500.
+    created = await submit(intake, AT)
+    receiver = Receiver()
+    async with serve(receiver.app()) as base:
+        url = f"{base}/transmissions?dossier=" + "a" * 2030
+        body = TransferCreate(
+            administration_name="Préfecture de la Zone",
+            administration_url=url,
+            reason="Compétence de l'État.",
+        )
+        moved = await intake.transfer(created["tracking_code"], body, now=ASKED)
+    assert moved.status.value == "transferred"

@@ -84,7 +84,8 @@ class ReceiptDocument(BaseModel):
     kind: ReceiptKind
     receipt_id: str
     # The collectivité's code: a receipt is authentic only if signed by one of its keys.
-    tenant: str
+    # Absent from receipts issued before it was signed.
+    tenant: str | None = None
     tenant_name: str
     tracking_code: str
     issued_at: AwareDatetime

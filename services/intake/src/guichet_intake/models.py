@@ -174,7 +174,7 @@ outgoing_transfers = sa.Table(
     metadata,
     sa.Column("request_id", sa.Uuid(), sa.ForeignKey("requests.id"), primary_key=True),
     sa.Column("administration_name", sa.String(200), nullable=False),
-    sa.Column("administration_url", sa.String(2000), nullable=False),
+    sa.Column("administration_url", sa.Text(), nullable=False),
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("token", sa.Text(), nullable=False),
     sa.Column("requested_at", UTCDateTime(), nullable=False),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -218,9 +218,10 @@ async def outgoing_transfer(
 
 
 async def claim_outgoing_transfers(
-    session: AsyncSession, now: datetime, until: datetime, limit: int
+    session: AsyncSession, now: datetime, lease: timedelta, limit: int
 ) -> list[uuid.UUID]:
-    """Transfers due for an attempt, each held until `until` for this caller alone."""
+    """Transfers due for an attempt, held for this caller alone: the n-th (sent after
+    n - 1 others) for n leases."""
     query = (
         sa.select(outgoing_transfers.c.request_id)
         .where(outgoing_transfers.c.next_attempt_at <= now)
@@ -229,11 +230,11 @@ async def claim_outgoing_transfers(
         .with_for_update(skip_locked=True)
     )
     due = list((await session.scalars(query)).all())
-    if due:
+    for position, request_id in enumerate(due, 1):
         await session.execute(
             outgoing_transfers.update()
-            .where(outgoing_transfers.c.request_id.in_(due))
-            .values(next_attempt_at=until)
+            .where(outgoing_transfers.c.request_id == request_id)
+            .values(next_attempt_at=now + position * lease)
         )
     return due
 
@@ -241,6 +242,19 @@ async def claim_outgoing_transfers(
 async def unaccepted_transfers(session: AsyncSession) -> int:
     query = sa.select(sa.func.count()).where(outgoing_transfers.c.attempts > 0)
     return int(await session.scalar(query) or 0)
+
+
+async def release_outgoing_transfer(
+    session: AsyncSession, request_id: uuid.UUID, held_until: datetime
+) -> None:
+    """Drop a transfer its first sender gave up on, unless the sweep took it over."""
+    await session.execute(
+        outgoing_transfers.delete().where(
+            outgoing_transfers.c.request_id == request_id,
+            outgoing_transfers.c.attempts == 0,
+            outgoing_transfers.c.next_attempt_at == held_until,
+        )
+    )
 
 
 async def update_outgoing_transfer(

@@ -7,6 +7,7 @@ their events are written in one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -465,7 +466,7 @@ class IntakeService:
         if idempotency_key is not None:
             body_print = idempotency.fingerprint(data.model_dump_json().encode())
             idempotency_key = idempotency.own_key(
-                idempotency_key, data.tenant, str(principal.kind), principal.subject
+                idempotency_key, str(principal.kind), principal.subject
             )
         if data.entered_by is not None and principal.kind not in (Kind.agent, Kind.system):
             raise forbidden(
@@ -1053,7 +1054,18 @@ class IntakeService:
             return VerifyResult(authentic=False, receipt=None)
         kid, payload = verified
         owner = next(r.tenant for r in rows if r.kid == kid)
-        if payload.get("tenant") != owner:
+        if "tenant" not in payload:
+            # Signed before its collectivité's code was: authentic only as kept on record
+            # by the collectivité whose key signed it, word for word.
+            stored = None
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                async with self.db.sessions() as session:
+                    stored = await repository.get_receipt(
+                        session, uuid.UUID(str(payload["receipt_id"]))
+                    )
+            if stored is None or stored.tenant != owner or stored.document != payload:
+                return VerifyResult(authentic=False, receipt=None)
+        elif payload["tenant"] != owner:
             return VerifyResult(authentic=False, receipt=None)
         return VerifyResult(authentic=True, receipt=payload)
 
@@ -1422,7 +1434,10 @@ class IntakeService:
             await self._deliver(row.id, now)
         except Problem:
             async with self.db.transaction() as session:
-                await repository.delete_outgoing_transfer(session, row.id)
+                # Unless the sweep took it over meanwhile (its attempt may be accepted).
+                await repository.release_outgoing_transfer(
+                    session, row.id, now + self._transfer_lease()
+                )
             raise
         async with self.db.sessions() as session:
             return await self._public(session, row.id)
@@ -1433,27 +1448,42 @@ class IntakeService:
         the receiver files each once; returns how many were tried."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
+            # Sent one after the other: the n-th is held for n attempts' time.
             due = await repository.claim_outgoing_transfers(
-                session, now, now + self._transfer_lease(), limit
+                session, now, self._transfer_lease(), limit
             )
         for request_id in due:
             try:
                 await self._deliver(request_id, now)
-            except Problem as failed:
+            except Exception as exc:
+                if isinstance(exc, Problem):
+                    why = exc.detail
+                else:
+                    log.exception("transfer of %s failed", request_id)
+                    why = f"Erreur interne ({type(exc).__name__}) : l'envoi sera retenté."
                 async with self.db.transaction() as session:
                     pending = await repository.outgoing_transfer(session, request_id, True)
-                    if pending is not None:
-                        attempts = pending.attempts + 1
-                        await repository.update_outgoing_transfer(
-                            session,
-                            request_id,
-                            {
-                                "attempts": attempts,
-                                "last_error": failed.detail[:200],
-                                # 2, 4, 8 ... minutes, then every 6 hours.
-                                "next_attempt_at": now + timedelta(minutes=min(2**attempts, 360)),
-                            },
+                    if pending is None:
+                        continue
+                    if isinstance(exc, _Refused):
+                        # Refused for good (wrong address...): the request stays here, and
+                        # may be sent elsewhere.
+                        await repository.delete_outgoing_transfer(session, request_id)
+                        await repository.add_history(
+                            session, request_id, now, "transfer_refused", why[:500]
                         )
+                        continue
+                    attempts = pending.attempts + 1
+                    await repository.update_outgoing_transfer(
+                        session,
+                        request_id,
+                        {
+                            "attempts": attempts,
+                            "last_error": why[:200],
+                            # 2, 4, 8 ... minutes, then every 6 hours.
+                            "next_attempt_at": now + timedelta(minutes=min(2**attempts, 360)),
+                        },
+                    )
         async with self.db.sessions() as session:
             self.transfers_unaccepted.set(await repository.unaccepted_transfers(session))
         return len(due)
@@ -1713,37 +1743,71 @@ class IntakeService:
         """Send a kept transfer, outside any transaction, and record it once accepted (2xx):
         the competent administration received it today (R13). Raises a 502 problem if it
         was not accepted; then nothing here has changed."""
-        async with self.db.sessions() as session:
+        async with self.db.transaction() as session:
             pending = await repository.outgoing_transfer(session, request_id)
-        if pending is None:
-            return  # another attempt recorded it meanwhile
+            if pending is None:
+                return  # another attempt recorded it meanwhile
+            row = await repository.get_request(session, request_id)
+            if RequestStatus(row.status) in FINAL:
+                # Closed or decided since it was asked: nothing to send any more.
+                await repository.delete_outgoing_transfer(session, request_id)
+                await repository.add_history(
+                    session,
+                    request_id,
+                    now,
+                    "transfer_cancelled",
+                    f"Transmission à {pending.administration_name} annulée : la demande est "
+                    f"close ({STATUS_LABELS[RequestStatus(row.status)]}).",
+                )
+                return
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
         try:
-            answer = await http.post(
-                pending.administration_url,
-                content=pending.token,
-                headers={
-                    "Content-Type": "application/jose",
-                    # A retry after a lost answer must not create a second file over there:
-                    # same key, same bytes (the time of this attempt goes in `Date` only).
-                    "Idempotency-Key": f"transfer-{request_id}",
-                    "Date": format_datetime(now.astimezone(UTC), usegmt=True),
-                },
-            )
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(2 * self.settings.transfer_timeout):
+                answer = await http.post(
+                    pending.administration_url,
+                    content=pending.token,
+                    headers={
+                        "Content-Type": "application/jose",
+                        # A retry after a lost answer must not create a second file there:
+                        # same key, same bytes (the time of this attempt goes in `Date` only).
+                        "Idempotency-Key": f"transfer-{request_id}",
+                        "Date": format_datetime(now.astimezone(UTC), usegmt=True),
+                    },
+                )
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, TimeoutError) as exc:
             log.warning(
                 "transfer of %s to %s failed: %r", request_id, pending.administration_url, exc
             )
-            why = "délai dépassé" if isinstance(exc, httpx.TimeoutException) else "pas de réponse"
+            why = (
+                "délai dépassé"
+                if isinstance(exc, httpx.TimeoutException | TimeoutError)
+                else "adresse invalide"
+                if isinstance(exc, httpx.InvalidURL | UnicodeError)
+                else "pas de réponse"
+            )
             raise _unreachable(pending.administration_name, why) from exc
         finally:
             if self.http is None:
                 await http.aclose()
+        if answer.status_code in _REFUSED_FOR_GOOD:
+            raise _Refused(pending.administration_name, answer.status_code)
         if not answer.is_success:
             raise _unreachable(pending.administration_name, f"HTTP {answer.status_code}")
         async with self.db.transaction() as session:
             row = await repository.get_request(session, request_id, for_update=True)
             if await repository.outgoing_transfer(session, request_id, True) is None:
+                return
+            if RequestStatus(row.status) in FINAL:
+                # Closed while it was in flight: the remote has it, the decision here stands.
+                log.error("request %s closed while its transfer was accepted", request_id)
+                await repository.delete_outgoing_transfer(session, request_id)
+                await repository.add_history(
+                    session,
+                    request_id,
+                    now,
+                    "transfer_after_close",
+                    f"Reçue par {pending.administration_name} après sa clôture ici.",
+                )
                 return
             tenant = await self._tenant(session, row.tenant)
             await self._record_transfer(
@@ -2391,6 +2455,21 @@ async def _public_host(host: str | None) -> bool:
     except OSError:
         return True  # unresolvable: the connection fails, with its own answer (502)
     return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_global for info in found)
+
+
+# Answers that no retry will change: the address or the hand-over itself is wrong.
+_REFUSED_FOR_GOOD = frozenset({400, 401, 403, 404, 405, 410, 413, 415, 422})
+
+
+class _Refused(Problem):
+    def __init__(self, name: str, status: int) -> None:
+        super().__init__(
+            502,
+            "transfer-refused",
+            "Transmission refusée",
+            f"{name} a refusé la transmission (HTTP {status}) : la demande reste ici. "
+            "Vérifiez l'adresse de réception ou transmettez-la par courrier.",
+        )
 
 
 def _unreachable(name: str, why: str) -> Problem:
