@@ -42,9 +42,10 @@ def check_key(key: str) -> str:
 
 
 def own_key(key: str, *caller: str) -> str:
-    """The key as stored: one caller's keys never meet another's. Front ends of many
-    collectivités on one platform may all count their keys from 1; a key seen from
-    another caller is a new one, never a conflict, and never replays that caller's answer."""
+    """The key as stored, under `caller` (its collectivité and identity): one caller's keys
+    never meet another's. Front ends of many collectivités on one platform, anonymous
+    forms included, may all count their keys from 1; a key seen from another caller is a
+    new one, never a conflict, and never replays that caller's answer."""
     return hashlib.sha256("\x1f".join((*caller, key)).encode()).hexdigest()
 
 
