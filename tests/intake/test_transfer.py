@@ -479,11 +479,13 @@ async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_req
     intake: IntakeService,
 ) -> None:
     # A workflow's wrong address (404 there) is not retried for ever: the request stays
-    # here, and an agent can send it to the right one.
+    # here, its clock running, operators are told, and an agent can send it to the right one.
     created = await submit(intake, AT)
     good = Receiver()
+    refusals: list[str] = []
 
     async def not_found(request: Request) -> JSONResponse:
+        refusals.append(request.url.path)
         return JSONResponse({"error": "inconnu"}, status_code=404)
 
     wrong = Receiver()
@@ -492,10 +494,18 @@ async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_req
         await ask_transfer_by_workflow(intake, created, f"{wrong_base}/transmissions")
         for day in range(3):
             await intake.send_transfers(ASKED + timedelta(days=day))
+        assert len(refusals) == 1, "a final refusal is not tried again"
+        assert unaccepted(intake) == 1, "operators see it until someone acts"
+        held = await intake.get_request(created["tracking_code"])
+        assert held.status.value == "received"
+        assert held.implicit_decision is not None, "its clock still runs"
+        assert "a refusé la transmission (HTTP 404)" in held.history[-1].label
         moved = await intake.transfer(
             created["tracking_code"], to_prefecture(good_base), now=ASKED + timedelta(days=3)
         )
+        await intake.send_transfers(ASKED + timedelta(days=3))
     assert moved.status.value == "transferred"
+    assert unaccepted(intake) == 0
 
 
 async def test_r12_one_transfer_failing_otherwise_than_by_a_problem_starves_no_other(

@@ -182,6 +182,9 @@ outgoing_transfers = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("last_error", sa.String(200), nullable=True),
+    # Refused for good by the receiver: not tried again, kept (and counted for operators)
+    # while the request stays open here, until an agent sends it elsewhere.
+    sa.Column("refused_at", UTCDateTime(), nullable=True),
 )
 
 signing_keys = sa.Table(

@@ -224,7 +224,9 @@ async def claim_outgoing_transfers(
     n - 1 others) for n leases."""
     query = (
         sa.select(outgoing_transfers.c.request_id)
-        .where(outgoing_transfers.c.next_attempt_at <= now)
+        .where(
+            outgoing_transfers.c.next_attempt_at <= now, outgoing_transfers.c.refused_at.is_(None)
+        )
         .order_by(outgoing_transfers.c.next_attempt_at, outgoing_transfers.c.request_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -239,8 +241,13 @@ async def claim_outgoing_transfers(
     return due
 
 
-async def unaccepted_transfers(session: AsyncSession) -> int:
-    query = sa.select(sa.func.count()).where(outgoing_transfers.c.attempts > 0)
+async def unaccepted_transfers(session: AsyncSession, closed: Sequence[str]) -> int:
+    """Transfers tried and not accepted, of requests still open here."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(outgoing_transfers.join(requests))
+        .where(outgoing_transfers.c.attempts > 0, requests.c.status.not_in(closed))
+    )
     return int(await session.scalar(query) or 0)
 
 

@@ -1465,27 +1465,24 @@ class IntakeService:
                     pending = await repository.outgoing_transfer(session, request_id, True)
                     if pending is None:
                         continue
+                    attempts = pending.attempts + 1
+                    values: dict[str, Any] = {"attempts": attempts, "last_error": why[:200]}
                     if isinstance(exc, _Refused):
-                        # Refused for good (wrong address...): the request stays here, and
-                        # may be sent elsewhere.
-                        await repository.delete_outgoing_transfer(session, request_id)
+                        # Refused for good (wrong address...): not tried again. The request
+                        # stays here, its clock running, until an agent sends it elsewhere;
+                        # operators see it meanwhile (GuichetTransferNotAccepted).
+                        values["refused_at"] = now
                         await repository.add_history(
                             session, request_id, now, "transfer_refused", why[:500]
                         )
-                        continue
-                    attempts = pending.attempts + 1
-                    await repository.update_outgoing_transfer(
-                        session,
-                        request_id,
-                        {
-                            "attempts": attempts,
-                            "last_error": why[:200],
-                            # 2, 4, 8 ... minutes, then every 6 hours.
-                            "next_attempt_at": now + timedelta(minutes=min(2**attempts, 360)),
-                        },
-                    )
+                    else:
+                        # 2, 4, 8 ... minutes, then every 6 hours.
+                        values["next_attempt_at"] = now + timedelta(minutes=min(2**attempts, 360))
+                    await repository.update_outgoing_transfer(session, request_id, values)
         async with self.db.sessions() as session:
-            self.transfers_unaccepted.set(await repository.unaccepted_transfers(session))
+            self.transfers_unaccepted.set(
+                await repository.unaccepted_transfers(session, [s.value for s in FINAL])
+            )
         return len(due)
 
     def _transfer_lease(self) -> timedelta:
@@ -1504,7 +1501,10 @@ class IntakeService:
     ) -> None:
         """Transfer to another tenant at once; to another administration, keep it to send
         once this transaction has committed: by the caller if `held`, else by the sweep."""
-        if await repository.outgoing_transfer(session, row.id) is not None:
+        kept = await repository.outgoing_transfer(session, row.id)
+        if kept is not None and kept.refused_at is not None:
+            await repository.delete_outgoing_transfer(session, row.id)  # sent elsewhere now
+        elif kept is not None:
             raise Problem(
                 409,
                 "transfer-pending",
