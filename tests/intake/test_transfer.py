@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -26,7 +28,7 @@ from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from guichet_routing.events import TransferRequested
 from tests.intake.helpers import CAMILLE, add_neighbour, close_by_workflow, outbox_events, submit
-from tests.support import serve
+from tests.support import free_port, serve
 
 ASSOCIATION = {
     "kind": "association",
@@ -195,7 +197,7 @@ async def test_r12_external_transfer_is_signed_and_needs_acceptance(
     # A receiver that took the first try (its answer lost) sees the same key, same bytes.
     assert len(tried) == 2 and tried[0] == tried[1]
     [(token, key)] = received
-    assert key == f"transfer-{created['id']}"
+    assert key.startswith(f"transfer-{created['id']}-")
     checked = await intake.verify(token.decode())
     assert checked.authentic
     assert checked.receipt is not None
@@ -499,7 +501,7 @@ async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_req
         held = await intake.get_request(created["tracking_code"])
         assert held.status.value == "received"
         assert held.implicit_decision is not None, "its clock still runs"
-        assert "a refusé la transmission (HTTP 404)" in held.history[-1].label
+        assert "n'a pas abouti" in held.history[-1].label
         moved = await intake.transfer(
             created["tracking_code"], to_prefecture(good_base), now=ASKED + timedelta(days=3)
         )
@@ -624,3 +626,250 @@ async def test_r12_the_longest_destination_url_accepted_is_stored(
         )
         moved = await intake.transfer(created["tracking_code"], body, now=ASKED)
     assert moved.status.value == "transferred"
+
+
+def answering(status: int) -> Receiver:
+    receiver = Receiver()
+
+    async def handle(request: Request) -> JSONResponse:
+        receiver.tried.append((await request.body(), request.headers.get("idempotency-key")))
+        return JSONResponse({"error": "non"}, status_code=status)
+
+    receiver.handle = handle  # type: ignore[method-assign]
+    return receiver
+
+
+async def test_r12_a_citizen_reads_no_http_code_nor_agent_instruction_in_history(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, AT)
+    async with serve(answering(404).app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        await intake.send_transfers(ASKED)
+    followed = await intake.get_request(
+        created["tracking_code"], ANONYMOUS, FollowProof(factor=CAMILLE["email"])
+    )
+    shown = [(e.status, e.label) for e in followed.history]
+    print(shown[-1])
+    assert not any("HTTP" in label or "Vérifiez l'adresse" in label for _, label in shown), shown
+
+
+async def test_r12_an_unreachable_address_does_not_block_an_agents_transfer_elsewhere(
+    intake: IntakeService,
+) -> None:
+    # A workflow's address whose host does not listen (retired server, wrong port, NXDOMAIN)
+    # is given up after a day of attempts; then an agent may send the request elsewhere.
+    created = await submit(intake, AT)
+    dead = f"http://127.0.0.1:{free_port()}/transmissions"
+    good = Receiver()
+    async with serve(good.app()) as base:
+        await ask_transfer_by_workflow(intake, created, dead)
+        for hours in (0, 1, 3, 12, 48):
+            await intake.send_transfers(ASKED + timedelta(hours=hours))
+        assert unaccepted(intake) == 1
+        try:
+            moved = await intake.transfer(
+                created["tracking_code"], to_prefecture(base), now=ASKED + timedelta(days=3)
+            )
+        except Problem as refused:
+            pytest.fail(f"{refused.status} {refused.slug}: {refused.detail}")
+    assert moved.status.value == "transferred"
+
+
+async def test_r12_an_invalid_address_is_refused_for_good_not_retried_for_ever(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, AT)
+    await ask_transfer_by_workflow(intake, created, "https://xn--ls8h.la/transmissions")
+    for days in range(0, 10):
+        await intake.send_transfers(ASKED + timedelta(days=days))
+    async with intake.db.sessions() as session:
+        kept = (
+            await session.execute(
+                sa.select(outgoing_transfers).where(
+                    outgoing_transfers.c.request_id == uuid.UUID(created["id"])
+                )
+            )
+        ).one()
+    assert kept.refused_at is not None, f"{kept.attempts} attempts: {kept.last_error}"
+
+
+async def test_r12_an_agents_failed_attempt_does_not_erase_a_refusal_operators_must_see(
+    intake: IntakeService,
+) -> None:
+    # README: operators are alerted "until an agent sends it elsewhere or it is closed".
+    created = await submit(intake, AT)
+    down = Receiver()
+    down.down = True
+    async with serve(answering(404).app()) as wrong, serve(down.app()) as unavailable:
+        await ask_transfer_by_workflow(intake, created, f"{wrong}/transmissions")
+        await intake.send_transfers(ASKED)
+        assert unaccepted(intake) == 1
+        with pytest.raises(Problem) as failed:
+            await intake.transfer(
+                created["tracking_code"], to_prefecture(unavailable), now=ASKED + timedelta(days=1)
+            )
+        assert failed.value.status == 502
+        await intake.send_transfers(ASKED + timedelta(days=1, minutes=5))
+    assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+    assert unaccepted(intake) == 1, "not sent elsewhere, not closed: the alert went silent"
+
+
+@pytest.mark.parametrize("status", [404, 503])
+async def test_r12_the_log_lines_the_alert_points_to_are_written(
+    intake: IntakeService, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    # GuichetTransferNotAccepted: « Voir les journaux d'intake (« transfer of ... failed »)
+    # pour l'adresse et l'erreur. »
+    created = await submit(intake, AT)
+    caplog.set_level(logging.INFO)
+    async with serve(answering(status).app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        await intake.send_transfers(ASKED)
+    assert unaccepted(intake) == 1
+    lines = [r.getMessage() for r in caplog.records if "transfer of" in r.getMessage()]
+    assert lines, "no log line for the operator to find"
+
+
+async def test_r12_a_new_hand_over_is_not_sent_under_the_key_of_a_refused_one(
+    intake: IntakeService,
+) -> None:
+    # The receiver refused the workflow's transfer (422, its reason too vague); the agent
+    # sends it again there with the reason it asks for: other bytes, so another key (a
+    # receiver following draft-ietf-httpapi-idempotency-key-header refuses a key reused
+    # with another payload).
+    created = await submit(intake, AT)
+    receiver = answering(422)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        await intake.send_transfers(ASKED)
+        body = to_prefecture(base).model_copy(update={"reason": "Permis de chasse : État."})
+        with pytest.raises(Problem):
+            await intake.transfer(created["tracking_code"], body, now=ASKED + timedelta(days=1))
+    (first, first_key), (second, second_key) = receiver.tried
+    assert first != second
+    assert first_key != second_key, f"{first_key} for two different hand-overs"
+
+
+async def test_r12_a_request_sent_by_post_as_the_refusal_advises_can_leave_the_queue(
+    intake: IntakeService,
+) -> None:
+    # An e-mail, no procedure (no clock, no implicit decision). Routing's "transmettre"
+    # transition (final, action transfer) to a wrong address: refused for good (404).
+    created = await submit(intake, AT, procedure=None, channel="email")
+    async with serve(answering(404).app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        await close_by_workflow(
+            intake,
+            created,
+            ASKED,
+            status="transmise",
+            label="Transmise à la préfecture",
+            transition="transmettre",
+            actions=["transfer"],
+        )
+        await intake.send_transfers(ASKED)
+    # The refusal (last_error, the API's 502) tells the agent: "transmettez-la par courrier".
+    await intake.decide_due(ASKED + timedelta(days=400))
+    await intake.send_transfers(ASKED + timedelta(days=400))
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "received" and unaccepted(intake) == 1
+    # The agent sends it by post, as told: recorded here, the applicant told (R12).
+    by_post = TransferCreate(
+        administration_name="Préfecture de la Zone", by_post=True, reason="Compétence de l'État."
+    )
+    moved = await intake.transfer(
+        created["tracking_code"], by_post, now=ASKED + timedelta(days=401)
+    )
+    assert moved.status.value == "transferred"
+    await intake.send_transfers(ASKED + timedelta(days=401))
+    assert unaccepted(intake) == 0
+
+
+async def test_r12_a_receivers_passing_401_does_not_end_a_transfer_for_good(
+    intake: IntakeService,
+) -> None:
+    # The receiver has not fetched the key Guichet rotated to yet (or its gateway's token
+    # expired): 401 once, then it accepts. Not a final refusal: tried again.
+    created = await submit(intake, AT)
+    receiver = Receiver()
+    first = {"done": False}
+
+    async def handle(request: Request) -> JSONResponse:
+        receiver.tried.append((await request.body(), request.headers.get("idempotency-key")))
+        if not first["done"]:
+            first["done"] = True
+            return JSONResponse({"error": "clé inconnue"}, status_code=401)
+        return JSONResponse({"status": "reçu"}, status_code=202)
+
+    receiver.handle = handle  # type: ignore[method-assign]
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        for hours in (0, 1, 7, 24):
+            await intake.send_transfers(ASKED + timedelta(hours=hours))
+    assert len(receiver.tried) > 1, "one passing 401 and never tried again"
+
+
+@pytest.mark.parametrize("case", ["unlisted host", "too large to sign"])
+async def test_r12_a_workflow_transfer_refused_here_is_not_silently_dropped(
+    intake: IntakeService, case: str
+) -> None:
+    # Refused before any send (host not in transfer_allowed_hosts; payload too large to
+    # sign). Routing's "transmise" is final, intake keeps the request open: it is kept as
+    # refused, so operators are alerted and the request's history says so.
+    if case == "unlisted host":
+        created = await submit(intake, AT)
+        intake.settings.env = "production"
+        intake.settings.transfer_allowed_hosts = ["transmissions.prefecture.example"]
+        url = "https://ailleurs.example/transmissions"
+    else:
+        created = await submit(intake, AT, payload={"plan": "x" * 800_000})
+        url = "https://transmissions.prefecture.example/transmissions"
+    await ask_transfer_by_workflow(intake, created, url)
+    await intake.send_transfers(ASKED + timedelta(hours=2))
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "received"
+    seen = unaccepted(intake) > 0 or any("transfer" in e.status for e in followed.history)
+    assert seen, "the workflow's transfer vanished: no alert, no trace on the request"
+
+
+async def test_r12_each_attempt_is_dated_when_it_is_sent(intake: IntakeService) -> None:
+    # Each attempt of a batch is dated when it is sent (`Date`, and the R13 date recorded
+    # on acceptance), not when the sweep started.
+    import asyncio
+    from datetime import UTC, datetime
+    from email.utils import parsedate_to_datetime
+
+    asked = datetime.now(UTC) - timedelta(minutes=1)
+    created = [await submit(intake, AT + timedelta(minutes=i)) for i in range(2)]
+    dated: list[tuple[datetime, datetime]] = []
+    receiver = Receiver()
+
+    async def handle(request: Request) -> JSONResponse:
+        arrived = datetime.now(UTC)
+        dated.append((parsedate_to_datetime(request.headers["date"]), arrived))
+        await asyncio.sleep(2.5)  # a slow receiver, well within the 10 s timeout
+        return JSONResponse({"status": "reçu"}, status_code=202)
+
+    receiver.handle = handle  # type: ignore[method-assign]
+    async with serve(receiver.app()) as base:
+        for c in created:
+            await ask_transfer_by_workflow(intake, c, f"{base}/transmissions", asked)
+        assert await intake.send_transfers() == 2
+    lags = [(arrived - date).total_seconds() for date, arrived in dated]
+    assert max(lags) < 2, f"Date header behind the attempt by {lags} s"
+
+
+def test_r12_a_transfer_by_post_names_its_administration_and_no_address() -> None:
+    def problem(**fields: Any) -> str:
+        with pytest.raises(ValidationError) as refused:
+            TransferCreate.model_validate({"reason": "Compétence de l'État.", **fields})
+        return str(refused.value)
+
+    name = {"administration_name": "Préfecture de la Zone"}
+    assert "pas les deux" in problem(**name, by_post=True, administration_url="https://p.fr/in")
+    assert "pas les deux" in problem(**name)  # neither an address nor the post
+    assert "a un nom" in problem(by_post=True, administration_url="https://p.fr/in")
+    assert "pas par courrier" in problem(tenant="voisinville", by_post=True)
+    posted = TransferCreate(**name, by_post=True, reason="Compétence de l'État.")
+    assert posted.administration_url is None

@@ -253,15 +253,18 @@ async def unaccepted_transfers(session: AsyncSession, closed: Sequence[str]) -> 
 
 async def release_outgoing_transfer(
     session: AsyncSession, request_id: uuid.UUID, held_until: datetime
-) -> None:
+) -> bool:
     """Drop a transfer its first sender gave up on, unless the sweep took it over."""
-    await session.execute(
-        outgoing_transfers.delete().where(
+    result = await session.execute(
+        outgoing_transfers.delete()
+        .where(
             outgoing_transfers.c.request_id == request_id,
             outgoing_transfers.c.attempts == 0,
             outgoing_transfers.c.next_attempt_at == held_until,
         )
+        .returning(outgoing_transfers.c.request_id)
     )
+    return result.first() is not None
 
 
 async def update_outgoing_transfer(

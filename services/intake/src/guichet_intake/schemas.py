@@ -473,6 +473,11 @@ class TransferCreate(Strict):
     administration_url: HttpUrl | None = Field(
         default=None, description="Point de réception des transmissions (HTTPS, signé)."
     )
+    by_post: bool = Field(
+        default=False,
+        description="Envoyée par courrier par l'agent (administration sans point de "
+        "réception, ou qui l'a refusée) : la transmission est enregistrée et l'usager avisé.",
+    )
     reason: Annotated[str, Text(3, 500)] = Field(description="Motif, lu par l'usager.")
 
     @model_validator(mode="after")
@@ -483,8 +488,15 @@ class TransferCreate(Strict):
                 "Indiquez soit une collectivité (tenant), soit une administration extérieure "
                 "(administration_name et administration_url)."
             )
-        if external and (self.administration_name is None or self.administration_url is None):
-            raise ValueError("Une administration extérieure a un nom et une adresse de réception.")
+        if external and self.administration_name is None:
+            raise ValueError("Une administration extérieure a un nom.")
+        if external and self.by_post == (self.administration_url is not None):
+            raise ValueError(
+                "Une administration extérieure reçoit la demande soit à son adresse de "
+                "réception (administration_url), soit par courrier (by_post), pas les deux."
+            )
+        if self.by_post and self.tenant is not None:
+            raise ValueError("Une collectivité de ce guichet la reçoit ici, pas par courrier.")
         return self
 
 

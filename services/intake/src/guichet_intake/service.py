@@ -1427,17 +1427,20 @@ class IntakeService:
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             row, tenant = await self._editable(session, tracking_code, principal, "instruct")
-            await self._transfer(session, row, tenant, body, now, held=True)
-            if body.tenant is not None:
+            replaced = await self._transfer(session, row, tenant, body, now, held=True)
+            if body.tenant is not None or body.by_post:
                 return await self._public(session, row.id)
         try:
             await self._deliver(row.id, now)
         except Problem:
             async with self.db.transaction() as session:
                 # Unless the sweep took it over meanwhile (its attempt may be accepted).
-                await repository.release_outgoing_transfer(
+                released = await repository.release_outgoing_transfer(
                     session, row.id, now + self._transfer_lease()
                 )
+                if released and replaced is not None:
+                    # Not sent elsewhere after all: the refusal stays for operators to see.
+                    await repository.insert_outgoing_transfer(session, replaced)
             raise
         async with self.db.sessions() as session:
             return await self._public(session, row.id)
@@ -1446,6 +1449,7 @@ class IntakeService:
         """Transfers to other administrations still to be sent: asked by a workflow, or
         interrupted by a crash. The same bytes go under the same key at every attempt, so
         the receiver files each once; returns how many were tried."""
+        clock = now is None
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             # Sent one after the other: the n-th is held for n attempts' time.
@@ -1453,6 +1457,8 @@ class IntakeService:
                 session, now, self._transfer_lease(), limit
             )
         for request_id in due:
+            if clock:
+                now = datetime.now(UTC)  # this attempt's time: `Date`, R13 reception date
             try:
                 await self._deliver(request_id, now)
             except Exception as exc:
@@ -1467,13 +1473,18 @@ class IntakeService:
                         continue
                     attempts = pending.attempts + 1
                     values: dict[str, Any] = {"attempts": attempts, "last_error": why[:200]}
-                    if isinstance(exc, _Refused):
-                        # Refused for good (wrong address...): not tried again. The request
-                        # stays here, its clock running, until an agent sends it elsewhere;
-                        # operators see it meanwhile (GuichetTransferNotAccepted).
+                    if isinstance(exc, _Refused) or now - pending.requested_at >= _GIVE_UP:
+                        # Refused for good (wrong address...), or no answer for a day: not
+                        # tried again. The request stays here, its clock running, until an
+                        # agent sends it elsewhere; operators see it meanwhile.
                         values["refused_at"] = now
                         await repository.add_history(
-                            session, request_id, now, "transfer_refused", why[:500]
+                            session,
+                            request_id,
+                            now,
+                            "transfer_refused",
+                            f"La transmission de votre demande à {pending.administration_name}"
+                            " n'a pas abouti : elle reste traitée par notre administration.",
                         )
                     else:
                         # 2, 4, 8 ... minutes, then every 6 hours.
@@ -1498,11 +1509,14 @@ class IntakeService:
         now: datetime,
         *,
         held: bool = False,
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """Transfer to another tenant at once; to another administration, keep it to send
-        once this transaction has committed: by the caller if `held`, else by the sweep."""
+        once this transaction has committed: by the caller if `held`, else by the sweep.
+        Returns the refused transfer it replaced, if any."""
         kept = await repository.outgoing_transfer(session, row.id)
+        replaced = None
         if kept is not None and kept.refused_at is not None:
+            replaced = dict(kept._mapping)
             await repository.delete_outgoing_transfer(session, row.id)  # sent elsewhere now
         elif kept is not None:
             raise Problem(
@@ -1512,9 +1526,21 @@ class IntakeService:
                 "Une transmission de cette demande est déjà en cours : attendez qu'elle "
                 "aboutisse avant d'en demander une autre.",
             )
+        if body.by_post:
+            # Sent by post by the agent: the applicant is told, the request leaves here.
+            await self._record_transfer(
+                session,
+                row,
+                tenant,
+                body.administration_name or "",
+                body.reason,
+                local_date(now, tenant.timezone),
+                now,
+            )
+            return None
         if body.tenant is None:
             await self._keep_outgoing(session, row, tenant, body, now, held)
-            return
+            return replaced
         if body.tenant == row.tenant:
             raise Problem(
                 422,
@@ -1536,6 +1562,7 @@ class IntakeService:
             destination_tenant=body.tenant,
             new_id=new_id,
         )
+        return None
 
     async def _record_transfer(
         self,
@@ -1770,7 +1797,8 @@ class IntakeService:
                         "Content-Type": "application/jose",
                         # A retry after a lost answer must not create a second file there:
                         # same key, same bytes (the time of this attempt goes in `Date` only).
-                        "Idempotency-Key": f"transfer-{request_id}",
+                        "Idempotency-Key": f"transfer-{request_id}-"
+                        + hashlib.sha256(pending.token.encode()).hexdigest()[:16],
                         "Date": format_datetime(now.astimezone(UTC), usegmt=True),
                     },
                 )
@@ -1785,12 +1813,21 @@ class IntakeService:
                 if isinstance(exc, httpx.InvalidURL | UnicodeError)
                 else "pas de réponse"
             )
+            if isinstance(exc, httpx.InvalidURL | UnicodeError):
+                raise _Refused(pending.administration_name, why) from exc
             raise _unreachable(pending.administration_name, why) from exc
         finally:
             if self.http is None:
                 await http.aclose()
+        if not answer.is_success:
+            log.warning(
+                "transfer of %s to %s failed: HTTP %s",
+                request_id,
+                pending.administration_url,
+                answer.status_code,
+            )
         if answer.status_code in _REFUSED_FOR_GOOD:
-            raise _Refused(pending.administration_name, answer.status_code)
+            raise _Refused(pending.administration_name, f"HTTP {answer.status_code}")
         if not answer.is_success:
             raise _unreachable(pending.administration_name, f"HTTP {answer.status_code}")
         async with self.db.transaction() as session:
@@ -2344,7 +2381,40 @@ class IntakeService:
                     exclude_none=True,
                 )
             )
-            await self._transfer(session, row, tenant, body, event.requested_at)
+            try:
+                async with session.begin_nested():
+                    await self._transfer(session, row, tenant, body, event.requested_at)
+            except Problem as refused:
+                if refused.status >= 500 or body.tenant is not None:
+                    raise
+                if refused.slug == "transfer-pending":
+                    raise
+                # Refused here before any send (host not allowed, too large to sign): kept
+                # as refused, so operators see it and an agent can send it another way.
+                await repository.delete_outgoing_transfer(session, row.id)
+                await repository.insert_outgoing_transfer(
+                    session,
+                    {
+                        "request_id": row.id,
+                        "administration_name": body.administration_name or "",
+                        "administration_url": str(body.administration_url),
+                        "reason": body.reason,
+                        "token": "",
+                        "requested_at": event.requested_at,
+                        "next_attempt_at": event.requested_at,
+                        "attempts": 1,
+                        "last_error": refused.detail[:200],
+                        "refused_at": event.requested_at,
+                    },
+                )
+                await repository.add_history(
+                    session,
+                    row.id,
+                    event.requested_at,
+                    "transfer_refused",
+                    f"La transmission de votre demande à {body.administration_name} n'a pas "
+                    "abouti : elle reste traitée par notre administration.",
+                )
 
         await self._on_routing_act(session, event.request_id, "transfer", act)
 
@@ -2458,16 +2528,19 @@ async def _public_host(host: str | None) -> bool:
 
 
 # Answers that no retry will change: the address or the hand-over itself is wrong.
-_REFUSED_FOR_GOOD = frozenset({400, 401, 403, 404, 405, 410, 413, 415, 422})
+# 401/403 are not: a receiver that has not fetched a rotated key yet, an expired token.
+_REFUSED_FOR_GOOD = frozenset({400, 404, 405, 410, 413, 415, 422})
+# A transfer no attempt could deliver for this long is given up like a refusal.
+_GIVE_UP = timedelta(days=1)
 
 
 class _Refused(Problem):
-    def __init__(self, name: str, status: int) -> None:
+    def __init__(self, name: str, why: str) -> None:
         super().__init__(
             502,
             "transfer-refused",
             "Transmission refusée",
-            f"{name} a refusé la transmission (HTTP {status}) : la demande reste ici. "
+            f"{name} a refusé la transmission ({why}) : la demande reste ici. "
             "Vérifiez l'adresse de réception ou transmettez-la par courrier.",
         )
 
