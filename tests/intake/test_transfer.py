@@ -782,6 +782,9 @@ async def test_r12_a_request_sent_by_post_as_the_refusal_advises_can_leave_the_q
         created["tracking_code"], by_post, now=ASKED + timedelta(days=401)
     )
     assert moved.status.value == "transferred"
+    notice = " ".join(moved.receipts[-1].mentions)
+    # When the letter reaches the prefecture is not known here: no date is given for it.
+    assert "compter de sa réception par Préfecture de la Zone." in notice
     await intake.send_transfers(ASKED + timedelta(days=401))
     assert unaccepted(intake) == 0
 

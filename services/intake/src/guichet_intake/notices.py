@@ -151,20 +151,26 @@ def transfer(
     destination: str,
     reason: str,
     first_reception: date,
-    competent_reception: date,
+    competent_reception: date | None,
 ) -> list[str]:
     """R12: the user is told; R13: which reception date each clock counts from.
 
     The regime is the competent administration's to state (its AR will): both rules are
-    given, each with its date."""
+    given, each with its date; sent by post, the competent reception's date is not known
+    here (None)."""
+    received_there = (
+        f"sa réception par {destination}, le {french_date(competent_reception)}"
+        if competent_reception is not None
+        else f"sa réception par {destination}"
+    )
     return [
         f"Votre demande n° {tracking_code} a été transmise à {destination}, "
         f"compétente pour la traiter. Motif : {reason}",
         "S'il s'agit d'un régime de rejet implicite, le délai au terme duquel le silence "
         "vaut rejet court depuis sa réception par notre administration, le "
         f"{french_date(first_reception)} ; s'il s'agit d'un régime d'acceptation "
-        "implicite, le délai au terme duquel le silence vaut acceptation ne court qu'à "
-        f"compter de sa réception par {destination}, le {french_date(competent_reception)}.",
+        f"implicite, le délai au terme duquel le silence vaut acceptation ne court qu'à "
+        f"compter de {received_there}.",
         f"{destination} vous adressera un accusé de réception indiquant le régime applicable "
         "et la date correspondante.",
     ]

@@ -1527,15 +1527,10 @@ class IntakeService:
                 "aboutisse avant d'en demander une autre.",
             )
         if body.by_post:
-            # Sent by post by the agent: the applicant is told, the request leaves here.
+            # Sent by post by the agent: the applicant is told, the request leaves here;
+            # when the letter arrives there is not known here (R13).
             await self._record_transfer(
-                session,
-                row,
-                tenant,
-                body.administration_name or "",
-                body.reason,
-                local_date(now, tenant.timezone),
-                now,
+                session, row, tenant, body.administration_name or "", body.reason, None, now
             )
             return None
         if body.tenant is None:
@@ -1571,7 +1566,7 @@ class IntakeService:
         tenant: Any,
         destination: str,
         reason: str,
-        competent_reception: date,
+        competent_reception: date | None,
         now: datetime,
         *,
         destination_tenant: str | None = None,
