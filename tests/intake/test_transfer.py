@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,7 +18,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from guichet_intake import repository
-from guichet_intake.models import outgoing_transfers
 from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import FollowProof, IntakeService
 from guichet_plumbing.auth import ANONYMOUS
@@ -529,13 +527,7 @@ async def test_r12_one_transfer_failing_otherwise_than_by_a_problem_starves_no_o
             except Exception as exc:  # what app.py's loop logs and swallows
                 errors.append(type(exc).__name__)
     async with intake.db.sessions() as session:
-        kept = (
-            await session.execute(
-                sa.select(outgoing_transfers).where(
-                    outgoing_transfers.c.request_id == uuid.UUID(bad["id"])
-                )
-            )
-        ).one()
+        kept = await repository.outgoing_transfer(session, uuid.UUID(bad["id"]))
     assert (await intake.get_request(good["tracking_code"])).status.value == "transferred", (
         f"starved behind the bad one ({errors})"
     )
@@ -684,13 +676,7 @@ async def test_r12_an_invalid_address_is_refused_for_good_not_retried_for_ever(
     for days in range(0, 10):
         await intake.send_transfers(ASKED + timedelta(days=days))
     async with intake.db.sessions() as session:
-        kept = (
-            await session.execute(
-                sa.select(outgoing_transfers).where(
-                    outgoing_transfers.c.request_id == uuid.UUID(created["id"])
-                )
-            )
-        ).one()
+        kept = await repository.outgoing_transfer(session, uuid.UUID(created["id"]))
     assert kept.refused_at is not None, f"{kept.attempts} attempts: {kept.last_error}"
 
 

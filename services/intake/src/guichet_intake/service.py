@@ -1478,13 +1478,8 @@ class IntakeService:
                         # tried again. The request stays here, its clock running, until an
                         # agent sends it elsewhere; operators see it meanwhile.
                         values["refused_at"] = now
-                        await repository.add_history(
-                            session,
-                            request_id,
-                            now,
-                            "transfer_refused",
-                            f"La transmission de votre demande à {pending.administration_name}"
-                            " n'a pas abouti : elle reste traitée par notre administration.",
+                        await _not_transferred(
+                            session, request_id, now, pending.administration_name
                         )
                     else:
                         # 2, 4, 8 ... minutes, then every 6 hours.
@@ -1750,15 +1745,13 @@ class IntakeService:
             ) from exc
         await repository.insert_outgoing_transfer(
             session,
-            {
-                "request_id": row.id,
-                "administration_name": body.administration_name or "",
-                "administration_url": str(body.administration_url),
-                "reason": body.reason,
-                "token": token,
-                "requested_at": now,
-                "next_attempt_at": now + self._transfer_lease() if held else now,
-            },
+            _outgoing(
+                row.id,
+                body,
+                now,
+                token=token,
+                next_attempt_at=now + self._transfer_lease() if held else now,
+            ),
         )
 
     async def _deliver(self, request_id: uuid.UUID, now: datetime) -> None:
@@ -2386,30 +2379,22 @@ class IntakeService:
                     raise
                 # Refused here before any send (host not allowed, too large to sign): kept
                 # as refused, so operators see it and an agent can send it another way.
+                at = event.requested_at
                 await repository.delete_outgoing_transfer(session, row.id)
                 await repository.insert_outgoing_transfer(
                     session,
-                    {
-                        "request_id": row.id,
-                        "administration_name": body.administration_name or "",
-                        "administration_url": str(body.administration_url),
-                        "reason": body.reason,
-                        "token": "",
-                        "requested_at": event.requested_at,
-                        "next_attempt_at": event.requested_at,
-                        "attempts": 1,
-                        "last_error": refused.detail[:200],
-                        "refused_at": event.requested_at,
-                    },
+                    _outgoing(
+                        row.id,
+                        body,
+                        at,
+                        token="",
+                        next_attempt_at=at,
+                        attempts=1,
+                        last_error=refused.detail[:200],
+                        refused_at=at,
+                    ),
                 )
-                await repository.add_history(
-                    session,
-                    row.id,
-                    event.requested_at,
-                    "transfer_refused",
-                    f"La transmission de votre demande à {body.administration_name} n'a pas "
-                    "abouti : elle reste traitée par notre administration.",
-                )
+                await _not_transferred(session, row.id, at, body.administration_name or "")
 
         await self._on_routing_act(session, event.request_id, "transfer", act)
 
@@ -2520,6 +2505,34 @@ async def _public_host(host: str | None) -> bool:
     except OSError:
         return True  # unresolvable: the connection fails, with its own answer (502)
     return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_global for info in found)
+
+
+def _outgoing(
+    request_id: uuid.UUID, body: TransferCreate, requested_at: datetime, **more: Any
+) -> dict[str, Any]:
+    """An `outgoing_transfers` row for `body`'s administration."""
+    return {
+        "request_id": request_id,
+        "administration_name": body.administration_name or "",
+        "administration_url": str(body.administration_url),
+        "reason": body.reason,
+        "requested_at": requested_at,
+        **more,
+    }
+
+
+async def _not_transferred(
+    session: AsyncSession, request_id: uuid.UUID, at: datetime, destination: str
+) -> None:
+    """What the applicant reads when a transfer is given up (details are for agents)."""
+    await repository.add_history(
+        session,
+        request_id,
+        at,
+        "transfer_refused",
+        f"La transmission de votre demande à {destination} n'a pas abouti : elle reste "
+        "traitée par notre administration.",
+    )
 
 
 # Answers that no retry will change: the address or the hand-over itself is wrong.
