@@ -678,6 +678,7 @@ async def test_r12_an_invalid_address_is_refused_for_good_not_retried_for_ever(
     async with intake.db.sessions() as session:
         kept = await repository.outgoing_transfer(session, uuid.UUID(created["id"]))
     assert kept.refused_at is not None, f"{kept.attempts} attempts: {kept.last_error}"
+    assert kept.token == "", "a transfer given up keeps no copy of the applicant's file"
 
 
 async def test_r12_an_agents_failed_attempt_does_not_erase_a_refusal_operators_must_see(

@@ -1478,6 +1478,7 @@ class IntakeService:
                         # tried again. The request stays here, its clock running, until an
                         # agent sends it elsewhere; operators see it meanwhile.
                         values["refused_at"] = now
+                        values["token"] = ""  # never sent again: keep no copy of the file
                         await _not_transferred(
                             session, request_id, now, pending.administration_name
                         )
