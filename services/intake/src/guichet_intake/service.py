@@ -1809,16 +1809,16 @@ class IntakeService:
             if self.http is None:
                 await http.aclose()
         if not answer.is_success:
+            status = answer.status_code
             log.warning(
                 "transfer of %s to %s failed: HTTP %s",
                 request_id,
                 pending.administration_url,
-                answer.status_code,
+                status,
             )
-        if answer.status_code in _REFUSED_FOR_GOOD:
-            raise _Refused(pending.administration_name, f"HTTP {answer.status_code}")
-        if not answer.is_success:
-            raise _unreachable(pending.administration_name, f"HTTP {answer.status_code}")
+            if status in _REFUSED_FOR_GOOD:
+                raise _Refused(pending.administration_name, f"HTTP {status}")
+            raise _unreachable(pending.administration_name, f"HTTP {status}")
         async with self.db.transaction() as session:
             row = await repository.get_request(session, request_id, for_update=True)
             if await repository.outgoing_transfer(session, request_id, True) is None:
@@ -2374,9 +2374,11 @@ class IntakeService:
                 async with session.begin_nested():
                     await self._transfer(session, row, tenant, body, event.requested_at)
             except Problem as refused:
-                if refused.status >= 500 or body.tenant is not None:
-                    raise
-                if refused.slug == "transfer-pending":
+                if (
+                    refused.status >= 500
+                    or body.tenant is not None
+                    or refused.slug == "transfer-pending"
+                ):
                     raise
                 # Refused here before any send (host not allowed, too large to sign): kept
                 # as refused, so operators see it and an agent can send it another way.
