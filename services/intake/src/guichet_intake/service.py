@@ -1049,25 +1049,25 @@ class IntakeService:
         retired keys included (old receipts must still verify)."""
         async with self.db.sessions() as session:
             rows = await repository.signing_keys_for(session)
-        verified = verify(token, Keyring.public_keys(rows)["keys"])
-        if verified is None:
-            return VerifyResult(authentic=False, receipt=None)
-        kid, payload = verified
-        owner = next(r.tenant for r in rows if r.kid == kid)
-        if "tenant" not in payload:
-            # Signed before its collectivité's code was: authentic only as kept on record
-            # by the collectivité whose key signed it, word for word.
-            stored = None
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                async with self.db.sessions() as session:
+            verified = verify(token, Keyring.public_keys(rows)["keys"])
+            if verified is None:
+                return VerifyResult(authentic=False, receipt=None)
+            kid, payload = verified
+            owner = next(r.tenant for r in rows if r.kid == kid)
+            if "tenant" in payload:
+                authentic = payload["tenant"] == owner
+            else:
+                # Signed before its collectivité's code was: authentic only as kept on
+                # record by the collectivité whose key signed it, word for word.
+                stored = None
+                with contextlib.suppress(KeyError, TypeError, ValueError):
                     stored = await repository.get_receipt(
                         session, uuid.UUID(str(payload["receipt_id"]))
                     )
-            if stored is None or stored.tenant != owner or stored.document != payload:
-                return VerifyResult(authentic=False, receipt=None)
-        elif payload["tenant"] != owner:
-            return VerifyResult(authentic=False, receipt=None)
-        return VerifyResult(authentic=True, receipt=payload)
+                authentic = (
+                    stored is not None and stored.tenant == owner and stored.document == payload
+                )
+        return VerifyResult(authentic=authentic, receipt=payload if authentic else None)
 
     async def jwks(self) -> dict[str, Any]:
         async with self.db.sessions() as session:
