@@ -62,6 +62,10 @@ SAMPLES: list[EventData] = [
         service_name="Accueil", rule="règle n° 1", assigned_at=NOW),
     intake_events.PiecesArrived(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS", received_on=date(2026, 5, 28)),
+    intake_events.TransferNotMade(
+        request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
+        destination="Préfecture de la Zone", detail="Adresse de réception inconnue (HTTP 404).",
+        refused_at=NOW),
     routing_events.PiecesRequested(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
         pieces=["Attestation d'assurance"], due_in_days=15, requested_by="agent-3",
@@ -90,6 +94,7 @@ CONSUMER_VIEWS: list[type[ConsumedEvent]] = [
     notifications_events.StatusChanged,
     notifications_events.ServiceAlerted,
     routing_events.PiecesReceived,
+    routing_events.TransferRefused,
     intake_events.PiecesRequested,
     intake_events.TransferRequested,
     notifications_events.ServiceDigest,

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from guichet_launcher.embedded import create_embedded_app
 from tests.conftest import SmtpServer
-from tests.e2e.flow import FOLLOW_PROOF, Urls, drive_flow
+from tests.e2e.flow import CITIZEN_EMAIL, FOLLOW_PROOF, REQUEST, Urls, drive_flow
 from tests.identity import admin, handler, staff
-from tests.support import serve
+from tests.support import eventually, serve
+
+# The accueil service handles room bookings; its case handler instructs them.
+ACCUEIL = handler("accueil")
 
 
 async def test_embedded_flow_from_submission_to_citizen_mailbox(
@@ -56,8 +60,6 @@ async def test_embedded_serves_each_service_openapi_under_its_prefix(data_dir: P
 
 
 async def test_embedded_writes_mail_to_mailbox_folder_without_smtp(data_dir: Path) -> None:
-    from tests.e2e.flow import REQUEST
-    from tests.support import eventually
 
     async with (
         serve(create_embedded_app(data_dir, sender_poll_interval=0.2)) as base,
@@ -79,8 +81,6 @@ async def test_status_changes_flow_back_to_the_citizen(
 ) -> None:
     """Routing's workflow moves the request; intake shows it, notifications tells the citizen,
     and the final answer stops the implicit-decision clock."""
-    from tests.e2e.flow import REQUEST
-    from tests.support import eventually
 
     app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
@@ -121,7 +121,6 @@ async def test_status_changes_flow_back_to_the_citizen(
 async def test_r28_service_asking_for_alerts_hears_of_each_request_at_once(
     data_dir: Path, smtp_server: SmtpServer
 ) -> None:
-    from tests.support import eventually
 
     app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
@@ -165,8 +164,6 @@ async def test_r29_workflow_asks_for_pieces_through_intake_and_moves_on_when_the
     """A circuit edited through the API, no restart: its request_pieces action becomes
     intake's legal request for pieces (and its e-mail), and the pieces' arrival fires the
     automatic transition waiting for them."""
-    from tests.e2e.flow import CITIZEN_EMAIL, REQUEST
-    from tests.support import eventually
 
     circuit = {
         "initial": "recue",
@@ -206,43 +203,26 @@ async def test_r29_workflow_asks_for_pieces_through_intake_and_moves_on_when_the
     }
     app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
-        saved = await client.put(
-            "/routing/v1/workflows/reservation-salle",
-            params={"tenant": "admiville"},
-            json=circuit,
-            headers=admin(),
-        )
-        assert saved.status_code == 201, saved.text
-        created = (await client.post("/intake/v1/requests", json=REQUEST)).json()
-        code, request_id = created["tracking_code"], created["id"]
-        # The accueil service handles room bookings; its case handler instructs this one.
-        accueil = handler("accueil")
-
-        async def routed() -> bool:
-            return (
-                await client.get(f"/routing/v1/requests/{request_id}", headers=accueil)
-            ).status_code == 200
-
-        await eventually(routed, what="request routed")
+        code, request_id = await room_booking_routed(client, circuit)
         asked = await client.post(
             f"/routing/v1/requests/{request_id}/transitions",
             json={"transition": "demander_attestation"},
-            headers=accueil,
+            headers=ACCUEIL,
         )
         assert asked.status_code == 200, asked.text
 
         async def incomplete() -> bool:
-            followed = (await client.get(f"/intake/v1/requests/{code}", headers=accueil)).json()
+            followed = (await client.get(f"/intake/v1/requests/{code}", headers=ACCUEIL)).json()
             return bool(followed["status"] == "incomplete")
 
         await eventually(incomplete, what="intake asked the citizen for the pieces")
         arrived = await client.post(
-            f"/intake/v1/requests/{code}/pieces-received", json={}, headers=accueil
+            f"/intake/v1/requests/{code}/pieces-received", json={}, headers=ACCUEIL
         )
         assert arrived.status_code == 200, arrived.text
 
         async def instructing() -> bool:
-            view = (await client.get(f"/routing/v1/requests/{request_id}", headers=accueil)).json()
+            view = (await client.get(f"/routing/v1/requests/{request_id}", headers=ACCUEIL)).json()
             return bool(view["status"] == "instruction")
 
         await eventually(instructing, what="the automatic transition on pieces received")
@@ -253,3 +233,75 @@ async def test_r29_workflow_asks_for_pieces_through_intake_and_moves_on_when_the
             )
 
         await eventually(pieces_mail, timeout=20, what="the request for pieces e-mailed")
+
+
+async def test_r12_a_workflow_transfer_intake_refuses_comes_back_to_the_service(
+    data_dir: Path, smtp_server: SmtpServer
+) -> None:
+    """A circuit that transfers to a collectivité this guichet does not serve: intake
+    refuses and keeps the request, its clock running; routing gives it back to its service,
+    in the status it left, instead of leaving it closed as "transmise" and out of sight."""
+
+    circuit = {
+        "initial": "recue",
+        "statuses": [
+            {"code": "recue", "label": "Reçue", "phase": "qualification"},
+            {"code": "transmise", "label": "Transmise", "phase": "delivery", "final": True},
+        ],
+        "transitions": [
+            {
+                "code": "transmettre",
+                "label": "Transmettre à la commune voisine",
+                "from": ["recue"],
+                "to": "transmise",
+                "actions": [{"type": "transfer", "tenant": "nulle-part", "reason": "Compétence"}],
+            },
+        ],
+    }
+    app = create_embedded_app(data_dir, smtp_url=smtp_server.url, sender_poll_interval=0.2)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        code, request_id = await room_booking_routed(client, circuit)
+        url = f"/routing/v1/requests/{request_id}"
+        sent = await client.post(
+            f"{url}/transitions", json={"transition": "transmettre"}, headers=ACCUEIL
+        )
+        assert sent.json()["status"] == "transmise", sent.text
+
+        async def back() -> dict[str, Any] | None:
+            view = (await client.get(url, headers=ACCUEIL)).json()
+            return view if view["status"] == "recue" else None
+
+        view = await eventually(back, what="routing gave the request back to its service")
+        assert "transmettre" in [t["code"] for t in view["available_transitions"]]
+        assert "nulle-part" in view["history"][-1]["comment"], "the agents read why"
+        inbox = (
+            await client.get("/routing/v1/inbox", params={"tenant": "admiville"}, headers=ACCUEIL)
+        ).json()
+        assert request_id in [i["request_id"] for i in inbox["items"]]
+        followed = (await client.get(f"/intake/v1/requests/{code}", headers=ACCUEIL)).json()
+        assert followed["status"] not in ("transferred", "closed")
+        assert followed["implicit_decision"] is not None, "its clock still runs"
+        assert any("n'a pas abouti" in h["label"] for h in followed["history"])
+
+
+async def room_booking_routed(
+    client: httpx.AsyncClient, circuit: dict[str, Any]
+) -> tuple[str, str]:
+    """Publish `circuit` for room bookings, submit one, and wait until routing has it."""
+
+    saved = await client.put(
+        "/routing/v1/workflows/reservation-salle",
+        params={"tenant": "admiville"},
+        json=circuit,
+        headers=admin(),
+    )
+    assert saved.status_code == 201, saved.text
+    created = (await client.post("/intake/v1/requests", json=REQUEST)).json()
+    request_id = created["id"]
+
+    async def routed() -> bool:
+        found = await client.get(f"/routing/v1/requests/{request_id}", headers=ACCUEIL)
+        return found.status_code == 200
+
+    await eventually(routed, what="request routed")
+    return created["tracking_code"], request_id

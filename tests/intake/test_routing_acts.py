@@ -69,9 +69,15 @@ async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not
             requested_at=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
         )
 
-    # Its own tenant: intake refuses; the event is consumed, logged, and nothing changes.
+    # Its own tenant: intake refuses; the event is consumed, and the request stays here,
+    # its service told that it has it back.
     await handle(transfer("admiville").envelope(tenant="admiville", subject=str(request_id)))
-    assert (await intake.get_request(created["tracking_code"])).status.value == "received"
+    kept = await intake.get_request(created["tracking_code"])
+    assert kept.status.value == "received"
+    assert "n'a pas abouti" in kept.history[-1].label
+    [told] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
+    assert told.data["destination"] == "Commune d'Admiville", "its name, not its code"
+    assert "propre collectivité" in told.data["detail"]
 
     # The workflow's final status may overtake the transfer (another topic): it must not
     # close the request before intake could transfer it.

@@ -500,6 +500,13 @@ async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_req
         assert held.status.value == "received"
         assert held.implicit_decision is not None, "its clock still runs"
         assert "n'a pas abouti" in held.history[-1].label
+        [told] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
+        assert told.subject == created["id"], "routing gives the request back to its service"
+        assert (told.data["destination"], told.data["refused_at"]) == (
+            "Préfecture de la Zone",
+            ASKED.isoformat().replace("+00:00", "Z"),
+        )
+        assert "HTTP 404" in told.data["detail"], "the agents read why"
         moved = await intake.transfer(
             created["tracking_code"], to_prefecture(good_base), now=ASKED + timedelta(days=3)
         )
@@ -821,6 +828,8 @@ async def test_r12_a_workflow_transfer_refused_here_is_not_silently_dropped(
     assert followed.status.value == "received"
     seen = unaccepted(intake) > 0 or any("transfer" in e.status for e in followed.history)
     assert seen, "the workflow's transfer vanished: no alert, no trace on the request"
+    [told] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
+    assert told.data["request_id"] == created["id"], "routing must take the request back"
 
 
 async def test_r12_each_attempt_is_dated_when_it_is_sent(intake: IntakeService) -> None:

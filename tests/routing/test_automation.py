@@ -14,7 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from guichet_intake.events import PiecesArrived
+from guichet_intake.events import PiecesArrived, TransferNotMade
 from guichet_plumbing import tables
 from guichet_plumbing.auth import SYSTEM, Role
 from guichet_plumbing.bus import InProcessBus
@@ -26,6 +26,7 @@ from guichet_plumbing.problems import Problem
 from guichet_routing import service, workflows
 from guichet_routing.app import create_app
 from guichet_routing.models import assignments
+from guichet_routing.repository import InboxFilter
 from guichet_routing.schemas import TransitionCreate, WorkflowWrite
 from guichet_routing.settings import RoutingSettings
 from guichet_routing.workflows import Actor
@@ -272,6 +273,78 @@ async def test_r29_request_pieces_and_transfer_are_asked_of_intake_by_events(
     assert sent.status == "transmise"
     [transfer] = await events(routing_db, "routing.request.transfer_requested.v1")
     assert (transfer["tenant"], transfer["reason"]) == ("metropole", "Compétence")
+
+
+def refused_transfer(request_id: uuid.UUID, at: datetime) -> Envelope:
+    """Intake's word that it could not make a transfer (its own event class)."""
+    return TransferNotMade(
+        request_id=request_id,
+        tracking_code="ABCD-TEST-TEST-TEST",
+        destination="Métropole",
+        detail="La collectivité « metropole » n'est pas servie par ce guichet.",
+        refused_at=at,
+    ).envelope(tenant="admiville", subject=str(request_id))
+
+
+async def test_r12_a_transfer_intake_could_not_make_gives_the_request_back_to_its_service(
+    routing_db: Database,
+) -> None:
+    # The circuit may transfer from two statuses; this request left "instruction" (it was
+    # urgent), so it goes back there, not to the first status that could transfer.
+    circuit = copy.deepcopy(CIRCUIT)
+    transmettre = circuit["transitions"][-1]
+    transmettre["from"] = ["recue", "instruction"]
+    transmettre["actions"] = ["notify", *transmettre["actions"]]
+    await publish(routing_db, circuit)
+    request_id = await arrive(routing_db, {"urgent": True})
+    await service.fire(routing_db, request_id, TransitionCreate(transition="transmettre"), SYSTEM)
+    assert (await row(routing_db, request_id)).closed
+
+    at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    handle = idempotent(
+        routing_db, "routing.transfers", service.on_transfer_refused, ServiceMetrics("t")
+    )
+    refused = refused_transfer(request_id, at)
+    await handle(refused)
+    await handle(refused)
+    back = await row(routing_db, request_id)
+    assert (back.status, back.closed, back.status_since) == ("instruction", False, at)
+    inbox = await service.inbox(routing_db, InboxFilter("admiville"), cursor=None, limit=50)
+    assert request_id in [i.request_id for i in inbox.items]
+    assert inbox.counts.get("instruction") == 1, "counted among the open requests again"
+
+    changes = await events(routing_db, "routing.request.status_changed.v1")
+    assert [c["transition"] for c in changes][-2:] == ["transmettre", "transmission_non_aboutie"]
+    reopened = changes[-1]
+    assert (reopened["status"], reopened["final"]) == ("instruction", False)
+    assert reopened["actions"] == ["notify"], "told of the transfer, told it did not happen"
+
+    view = await service.assignment(routing_db, request_id)
+    assert {t["code"] for t in view.available_transitions} >= {"transmettre", "delivrer"}
+    [note] = [h for h in view.history if h.comment and "metropole" in h.comment]
+    assert note.status == "instruction"
+    assert note.comment.startswith("Transmission à Métropole non aboutie : ")
+
+
+async def test_r12_a_refused_transfer_does_not_reopen_a_request_decided_since(
+    routing_db: Database,
+) -> None:
+    # An agent's own transfer (made in intake, not by the circuit) that fails later, on a
+    # request the service has answered meanwhile: the answer stands, the failure is noted.
+    await publish(routing_db)
+    request_id = await arrive(routing_db, {"urgent": True})
+    await service.fire(routing_db, request_id, TransitionCreate(transition="delivrer"), HEAD_AGENT)
+    handle = idempotent(
+        routing_db, "routing.transfers", service.on_transfer_refused, ServiceMetrics("t")
+    )
+    await handle(refused_transfer(request_id, datetime(2026, 6, 2, 9, 0, tzinfo=UTC)))
+    kept = await row(routing_db, request_id)
+    assert (kept.status, kept.closed) == ("delivree", True)
+    changes = await events(routing_db, "routing.request.status_changed.v1")
+    assert changes[-1]["transition"] == "delivrer", "no status change announced"
+    view = await service.assignment(routing_db, request_id)
+    assert view.history[-1].label == "Transmission non aboutie"
+    assert "metropole" in (view.history[-1].comment or "")
 
 
 async def test_r29_assign_action_moves_the_request_to_another_service(

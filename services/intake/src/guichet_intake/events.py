@@ -80,6 +80,19 @@ class RequestTransferred(EventData):
     reason: str
 
 
+class TransferNotMade(EventData):
+    """A transfer a workflow asked for, or one the scheduler was sending, was refused or
+    given up (R12): the request stays here, its clock running; its service takes it back."""
+
+    event_type: ClassVar[str] = "intake.request.transfer_refused.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    destination: str
+    detail: str = Field(description="Pourquoi, pour les agents.")
+    refused_at: AwareDatetime
+
+
 class PiecesArrived(EventData):
     """The missing pieces arrived: the file is complete (R11); a workflow may move on."""
 
@@ -153,6 +166,7 @@ PUBLISHED: tuple[type[EventData], ...] = (
     ReceiptIssued,
     ImplicitDecisionBorn,
     RequestTransferred,
+    TransferNotMade,
     PiecesArrived,
     SourceNoticed,
 )

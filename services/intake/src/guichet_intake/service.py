@@ -51,6 +51,7 @@ from guichet_intake.events import (
     RequestTransferred,
     SourceNoticed,
     StatusChanged,
+    TransferNotMade,
     TransferRequested,
 )
 from guichet_intake.identity import GENERAL_FAMILY, mandate_for
@@ -1480,7 +1481,7 @@ class IntakeService:
                         values["refused_at"] = now
                         values["token"] = ""  # never sent again: keep no copy of the file
                         await _not_transferred(
-                            session, request_id, now, pending.administration_name
+                            session, request_id, now, pending.administration_name, why
                         )
                     else:
                         # 2, 4, 8 ... minutes, then every 6 hours.
@@ -2374,30 +2375,32 @@ class IntakeService:
                 async with session.begin_nested():
                     await self._transfer(session, row, tenant, body, event.requested_at)
             except Problem as refused:
-                if (
-                    refused.status >= 500
-                    or body.tenant is not None
-                    or refused.slug == "transfer-pending"
-                ):
-                    raise
-                # Refused here before any send (host not allowed, too large to sign): kept
-                # as refused, so operators see it and an agent can send it another way.
+                if refused.status >= 500 or refused.slug == "transfer-pending":
+                    raise  # the pending transfer's own outcome will be told
+                # Refused here before any send (unknown or own tenant, host not allowed,
+                # too large to sign): the workflow's service takes the request back.
                 at = event.requested_at
-                await repository.delete_outgoing_transfer(session, row.id)
-                await repository.insert_outgoing_transfer(
-                    session,
-                    _outgoing(
-                        row.id,
-                        body,
-                        at,
-                        token="",
-                        next_attempt_at=at,
-                        attempts=1,
-                        last_error=refused.detail[:200],
-                        refused_at=at,
-                    ),
-                )
-                await _not_transferred(session, row.id, at, body.administration_name or "")
+                if body.tenant is None:
+                    # Kept as refused, so operators see it too.
+                    await repository.delete_outgoing_transfer(session, row.id)
+                    await repository.insert_outgoing_transfer(
+                        session,
+                        _outgoing(
+                            row.id,
+                            body,
+                            at,
+                            token="",
+                            next_attempt_at=at,
+                            attempts=1,
+                            last_error=refused.detail[:200],
+                            refused_at=at,
+                        ),
+                    )
+                destination = body.administration_name or ""
+                if body.tenant is not None:
+                    named = await repository.get_tenant(session, body.tenant)
+                    destination = named.name if named else body.tenant
+                await _not_transferred(session, row.id, at, destination, refused.detail)
 
         await self._on_routing_act(session, event.request_id, "transfer", act)
 
@@ -2525,9 +2528,21 @@ def _outgoing(
 
 
 async def _not_transferred(
-    session: AsyncSession, request_id: uuid.UUID, at: datetime, destination: str
+    session: AsyncSession, request_id: uuid.UUID, at: datetime, destination: str, detail: str
 ) -> None:
-    """What the applicant reads when a transfer is given up (details are for agents)."""
+    """A transfer given up: the applicant reads that it stays here (`detail`, why, is for
+    the agents), and routing gives the request back to its service."""
+    row = await repository.get_request(session, request_id)
+    await stage(
+        session,
+        TransferNotMade(
+            request_id=request_id,
+            tracking_code=row.tracking_code,
+            destination=destination,
+            detail=detail,
+            refused_at=at,
+        ).envelope(tenant=row.tenant, subject=str(request_id), occurred_at=at),
+    )
     await repository.add_history(
         session,
         request_id,

@@ -13,7 +13,7 @@ from guichet_plumbing.bus import Bus
 from guichet_plumbing.db import Database
 from guichet_plumbing.runtime import ServiceRuntime, create_service_app
 from guichet_routing import api, open311, service
-from guichet_routing.events import PUBLISHED, PiecesReceived, RequestReceived
+from guichet_routing.events import PUBLISHED, PiecesReceived, RequestReceived, TransferRefused
 from guichet_routing.models import metadata
 from guichet_routing.seed import seed_demo
 from guichet_routing.settings import RoutingSettings
@@ -27,6 +27,7 @@ def create_app(settings: RoutingSettings | None = None, *, bus: Bus | None = Non
     runtime.publishes(e.event_type for e in PUBLISHED)
     runtime.consume("dispatch", [RequestReceived.event_type], service.on_request_received)
     runtime.consume("pieces", [PiecesReceived.event_type], service.on_pieces_received)
+    runtime.consume("transfers", [TransferRefused.event_type], service.on_transfer_refused)
     if settings.seed_demo:
 
         async def seed() -> None:

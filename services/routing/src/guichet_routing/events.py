@@ -150,6 +150,15 @@ class PiecesReceived(ConsumedEvent):
     received_on: date
 
 
+class TransferRefused(ConsumedEvent):
+    event_type: ClassVar[str] = "intake.request.transfer_refused.v1"
+
+    request_id: uuid.UUID
+    destination: str
+    detail: str
+    refused_at: AwareDatetime
+
+
 PUBLISHED: tuple[type[EventData], ...] = (
     RequestAssigned,
     StatusChanged,

@@ -71,6 +71,34 @@ async def add_history(
     )
 
 
+async def history(session: AsyncSession, request_id: uuid.UUID) -> Sequence[Any]:
+    query = (
+        sa.select(
+            status_history.c.at,
+            status_history.c.status,
+            status_history.c.label,
+            status_history.c.agent,
+            status_history.c.comment,
+        )
+        .where(status_history.c.request_id == request_id)
+        .order_by(status_history.c.id)
+    )
+    return (await session.execute(query)).all()
+
+
+async def last_status_among(
+    session: AsyncSession, request_id: uuid.UUID, codes: Sequence[str]
+) -> str | None:
+    """The request's latest status among `codes`, from its history."""
+    query = (
+        sa.select(status_history.c.status)
+        .where(status_history.c.request_id == request_id, status_history.c.status.in_(codes))
+        .order_by(status_history.c.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar()
+
+
 @dataclass(frozen=True)
 class InboxFilter:
     tenant: str

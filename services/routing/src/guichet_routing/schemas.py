@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import time
+from datetime import datetime, time
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -389,6 +389,14 @@ class TransitionCreate(Strict):
     )
 
 
+class HistoryEntry(BaseModel):
+    at: datetime
+    status: str
+    label: str
+    agent: str | None = Field(default=None, description="Qui l'a fait ; null : automatique.")
+    comment: str | None = Field(default=None, description="Commentaire interne aux agents.")
+
+
 class AssignmentPublic(BaseModel):
     request_id: uuid.UUID
     tracking_code: str
@@ -400,6 +408,10 @@ class AssignmentPublic(BaseModel):
     phase: str
     workflow_version: int
     available_transitions: list[dict[str, str]]
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        description="Le parcours de la demande dans le circuit, commentaires internes compris.",
+    )
 
 
 class AgentWrite(Strict):

@@ -29,6 +29,7 @@ from guichet_routing.events import (
     ServiceAlerted,
     ServiceDigest,
     StatusChanged,
+    TransferRefused,
     TransferRequested,
 )
 from guichet_routing.repository import InboxFilter
@@ -37,6 +38,7 @@ from guichet_routing.schemas import (
     AssignmentPublic,
     DryRunResult,
     DryRunSample,
+    HistoryEntry,
     Inbox,
     InboxItem,
     NeighbourhoodPublic,
@@ -576,6 +578,7 @@ async def _view(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
             raise _unknown_request()
         definition = await _definition(session, row)
         names = {s.code: s.name for s in await repository.list_services(session, row.tenant)}
+        history = await repository.history(session, request_id)
     return AssignmentPublic(
         request_id=row.request_id,
         tracking_code=row.tracking_code,
@@ -590,6 +593,7 @@ async def _view(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
             {"code": t["code"], "label": t["label"]}
             for t in workflows.manual(definition, row.status)
         ],
+        history=[HistoryEntry.model_validate(h._mapping) for h in history],
     )
 
 
@@ -680,8 +684,10 @@ async def _apply(
     if incident is not None:
         # R30: closing the incident's leading report closes and tells every reporter.
         await incidents.close(session, incident, record)
+    # The actions see the request in its new status (their history lines are filed under it).
+    moved = await repository.get_assignment(session, row.request_id)
     for act in move["actions"]:
-        await _act(session, row, act, now, agent=agent, pieces=pieces)
+        await _act(session, moved, act, now, agent=agent, pieces=pieces)
     if depth < workflows.MAX_CHAIN:
         await _settle(session, row.request_id, definition, now, depth + 1)
 
@@ -862,6 +868,58 @@ async def on_pieces_received(session: AsyncSession, envelope: Envelope) -> None:
     move = workflows.triggered(definition, row.status, "pieces_received")
     if move is not None:
         await _apply(session, row, definition, move, datetime.now(UTC), agent=None, comment=None)
+
+
+# The pseudo-transition that gives back a request whose transfer intake could not make.
+TRANSFER_NOT_MADE = "transmission_non_aboutie"
+
+
+async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None:
+    """Intake could not make the transfer a workflow asked for (R12): the request is still
+    this administration's, its clock running. Its service takes it back, in the status
+    the transfer left, with why in its history; the citizen hears of it if they heard of
+    the transfer."""
+    event = TransferRefused.model_validate(envelope.data)
+    row = await repository.lock_assignment(session, event.request_id)
+    if row is None:
+        log.warning("refused transfer of unknown request %s ignored", event.request_id)
+        return
+    note = f"Transmission à {event.destination} non aboutie : {event.detail}"
+    definition = await _definition(session, row)
+    moves = workflows.transfers_into(definition, row.status) if row.closed else []
+    if not moves:
+        # Not closed by a workflow's transfer (an agent's own, or decided since): noted.
+        await repository.add_history(
+            session,
+            row.request_id,
+            event.refused_at,
+            row.status,
+            "Transmission non aboutie",
+            comment=note,
+        )
+        return
+    origins = [origin for move in moves for origin in move["from"]]
+    back = await repository.last_status_among(session, row.request_id, origins) or origins[0]
+    told = any("notify" in workflows.action_types(m) for m in moves if back in m["from"])
+    await _record_status(
+        session,
+        row,
+        workflows.status(definition, back),
+        TRANSFER_NOT_MADE,
+        ["notify"] if told else [],
+        event.refused_at,
+        None,
+        note,
+        None,
+    )
+    await repository.update_assignment(
+        session,
+        row.request_id,
+        {
+            "status_since": event.refused_at,
+            "auto_at": workflows.timer_at(definition, back, event.refused_at),
+        },
+    )
 
 
 async def put_team(

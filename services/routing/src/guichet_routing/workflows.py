@@ -248,6 +248,16 @@ def action(move: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     return next((a for a in move["actions"] if a["type"] == kind), None)
 
 
+def transfers_into(definition: dict[str, Any], status_code: str) -> list[dict[str, Any]]:
+    """The transitions that send the request to another administration and end in this
+    status (empty: entering it was no transfer)."""
+    return [
+        t
+        for t in definition["transitions"]
+        if t["to"] == status_code and action(t, "transfer") is not None
+    ]
+
+
 def _delay(after: Mapping[str, int]) -> timedelta:
     return timedelta(days=after.get("days") or 0, hours=after.get("hours") or 0)
 
