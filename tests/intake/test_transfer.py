@@ -455,6 +455,29 @@ async def test_r12_the_sweep_does_not_transfer_a_request_closed_meanwhile(
     assert len(receiver.tried) == 1, "a closed request is not sent elsewhere"
 
 
+async def test_r12_a_refusal_arriving_after_the_request_was_closed_leaves_it_closed(
+    intake: IntakeService,
+) -> None:
+    # The service answers while the attempt is in flight, then the remote refuses: the
+    # request is not said to "stay here", nor given back to its service.
+    created = await submit(intake, AT)
+
+    async def answered_meanwhile(request: Request) -> JSONResponse:
+        await close_by_workflow(intake, created, ASKED)
+        return JSONResponse({"error": "inconnu"}, status_code=404)
+
+    receiver = Receiver()
+    receiver.handle = answered_meanwhile  # type: ignore[method-assign]
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        await intake.send_transfers(ASKED)
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "closed"
+    assert "annulée" in followed.history[-1].label
+    assert await outbox_events(intake.db, "intake.request.transfer_refused.v1") == []
+    assert unaccepted(intake) == 0
+
+
 async def test_r12_the_sweep_does_not_transfer_a_request_silence_decided_meanwhile(
     intake: IntakeService,
 ) -> None:

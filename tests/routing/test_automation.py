@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -275,7 +275,9 @@ async def test_r29_request_pieces_and_transfer_are_asked_of_intake_by_events(
     assert (transfer["tenant"], transfer["reason"]) == ("metropole", "Compétence")
 
 
-def refused_transfer(request_id: uuid.UUID, at: datetime) -> Envelope:
+def refused_transfer(
+    request_id: uuid.UUID, at: datetime, *, awaiting_pieces: bool = False
+) -> Envelope:
     """Intake's word that it could not make a transfer (its own event class)."""
     return TransferNotMade(
         request_id=request_id,
@@ -283,6 +285,7 @@ def refused_transfer(request_id: uuid.UUID, at: datetime) -> Envelope:
         destination="Métropole",
         detail="La collectivité « metropole » n'est pas servie par ce guichet.",
         refused_at=at,
+        awaiting_pieces=awaiting_pieces,
     ).envelope(tenant="admiville", subject=str(request_id))
 
 
@@ -345,6 +348,146 @@ async def test_r12_a_refused_transfer_does_not_reopen_a_request_decided_since(
     view = await service.assignment(routing_db, request_id)
     assert view.history[-1].label == "Transmission non aboutie"
     assert "metropole" in (view.history[-1].comment or "")
+
+
+def refusals(db: Database) -> Any:
+    return idempotent(db, "routing.transfers", service.on_transfer_refused, ServiceMetrics("t"))
+
+
+async def test_r12_a_request_answered_in_a_status_a_transfer_also_enters_stays_answered(
+    routing_db: Database,
+) -> None:
+    # One final status entered by a decision and by a transfer: what closed the request
+    # decides, not the status it is in. Here an answer; the refusal (of an agent's own
+    # transfer, sent from intake) is only noted.
+    circuit = copy.deepcopy(CIRCUIT)
+    for t in circuit["transitions"]:
+        if t["code"] in ("delivrer", "transmettre"):
+            t["to"] = "transmise"
+    circuit["statuses"] = [s for s in circuit["statuses"] if s["code"] != "delivree"]
+    await publish(routing_db, circuit)
+    request_id = await arrive(routing_db, {"urgent": True})
+    await service.fire(routing_db, request_id, TransitionCreate(transition="delivrer"), HEAD_AGENT)
+    await refusals(routing_db)(refused_transfer(request_id, datetime(2026, 6, 2, tzinfo=UTC)))
+    kept = await row(routing_db, request_id)
+    assert (kept.status, kept.closed) == ("transmise", True)
+
+
+@pytest.mark.parametrize("fired", ["transmettre", "transmettre_et_dire"])
+async def test_r12_the_citizen_hears_of_a_failed_transfer_only_if_told_of_the_transfer(
+    routing_db: Database, fired: str
+) -> None:
+    # Two transfers from "recue" into "transmise", one telling the citizen, one not: the
+    # one that fired decides whether its failure is told.
+    circuit = copy.deepcopy(CIRCUIT)
+    loud = copy.deepcopy(circuit["transitions"][-1])
+    loud.update(code="transmettre_et_dire", actions=["notify", *loud["actions"]])
+    circuit["transitions"].append(loud)
+    await publish(routing_db, circuit)
+    request_id = await arrive(routing_db)
+    await service.fire(routing_db, request_id, TransitionCreate(transition=fired), SYSTEM)
+    await refusals(routing_db)(refused_transfer(request_id, datetime(2026, 6, 2, tzinfo=UTC)))
+    changes = await events(routing_db, "routing.request.status_changed.v1")
+    assert changes[-1]["actions"] == (["notify"] if fired == "transmettre_et_dire" else [])
+    assert changes[-1]["label"] == "Reçue (transmission à Métropole non aboutie)"
+
+
+async def test_r12_pieces_that_arrived_while_the_transfer_was_pending_move_the_request_on(
+    routing_db: Database,
+) -> None:
+    # Transferred while waiting for pieces; the pieces reach intake while the transfer is
+    # tried (routing is in "transmise": nothing fires then). When it fails, the request
+    # comes back and what waited for the pieces fires: it is not closed for want of them.
+    circuit = copy.deepcopy(CIRCUIT)
+    circuit["transitions"][-1]["from"] = ["recue", "attente_pieces"]
+    await publish(routing_db, circuit)
+    request_id = await arrive(routing_db)
+    await service.fire(
+        routing_db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM
+    )
+    await service.fire(routing_db, request_id, TransitionCreate(transition="transmettre"), SYSTEM)
+    pieces = idempotent(
+        routing_db, "routing.pieces", service.on_pieces_received, ServiceMetrics("t")
+    )
+    await pieces(
+        PiecesArrived(
+            request_id=request_id, tracking_code="ABCD-TEST-TEST-TEST", received_on=date(2026, 6, 1)
+        ).envelope(tenant="admiville", subject=str(request_id))
+    )
+    at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    await refusals(routing_db)(refused_transfer(request_id, at, awaiting_pieces=False))
+    assert (await row(routing_db, request_id)).status == "instruction"
+    await service.fire_due(routing_db, at + timedelta(days=31))
+    assert (await row(routing_db, request_id)).status == "instruction"
+
+
+async def test_r12_still_awaited_pieces_keep_the_request_waiting_for_them(
+    routing_db: Database,
+) -> None:
+    circuit = copy.deepcopy(CIRCUIT)
+    circuit["transitions"][-1]["from"] = ["recue", "attente_pieces"]
+    await publish(routing_db, circuit)
+    request_id = await arrive(routing_db)
+    await service.fire(
+        routing_db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM
+    )
+    await service.fire(routing_db, request_id, TransitionCreate(transition="transmettre"), SYSTEM)
+    at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    await refusals(routing_db)(refused_transfer(request_id, at, awaiting_pieces=True))
+    back = await row(routing_db, request_id)
+    assert (back.status, back.auto_at) == ("attente_pieces", at + timedelta(days=30))
+
+
+async def test_r12_a_timed_transfer_that_failed_is_not_fired_again_by_itself(
+    routing_db: Database,
+) -> None:
+    # A transfer the circuit fires after two days in "recue": once refused, it would be
+    # refused again and again (the citizen told each time); an agent decides instead.
+    circuit = copy.deepcopy(CIRCUIT)
+    transmettre = circuit["transitions"][-1]
+    transmettre.update(
+        actions=["notify", *transmettre["actions"]], automatic={"after": {"days": 2}}
+    )
+    await publish(routing_db, circuit)
+    request_id = await arrive(routing_db)
+    now = (await row(routing_db, request_id)).status_since + timedelta(days=3)
+    assert await service.fire_due(routing_db, now) == 1
+    await refusals(routing_db)(refused_transfer(request_id, now))
+    back = await row(routing_db, request_id)
+    assert (back.status, back.auto_at) == ("recue", None)
+    assert await service.fire_due(routing_db, now + timedelta(days=30)) == 0
+    # Once an agent moves it on, the circuit's automation applies again.
+    await service.fire(
+        routing_db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM
+    )
+    assert not (await row(routing_db, request_id)).transfer_refused
+
+
+async def test_r12_an_agent_who_sent_the_file_to_another_service_no_longer_reads_its_history(
+    routing_db: Database,
+) -> None:
+    circuit = copy.deepcopy(CIRCUIT)
+    circuit["transitions"].append(
+        {
+            "code": "confier_voirie",
+            "label": "Confier à la voirie",
+            "from": ["recue"],
+            "to": "instruction",
+            "actions": [{"type": "assign", "service": "voirie"}],
+        }
+    )
+    await publish(routing_db, circuit)
+    request_id = await arrive(routing_db)
+    await service.comment(routing_db, request_id, "Usager joint par téléphone", HEAD_AGENT)
+    mine = await service.assignment(routing_db, request_id, HEAD_AGENT)
+    assert mine.history[-1].comment == "Usager joint par téléphone"
+    moved = await service.fire(
+        routing_db, request_id, TransitionCreate(transition="confier_voirie"), HEAD_AGENT
+    )
+    assert moved.history == []
+    voirie = agent(Role.case_handler, services=("voirie",), subject="agent.voirie")
+    theirs = await service.assignment(routing_db, request_id, voirie)
+    assert "Usager joint par téléphone" in [h.comment for h in theirs.history]
 
 
 async def test_r29_assign_action_moves_the_request_to_another_service(

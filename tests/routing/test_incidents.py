@@ -233,3 +233,57 @@ async def test_r30_reports_routed_at_the_same_time_open_one_incident(db: Databas
     assert len(await alerted(db)) == 1
     inbox = await service.inbox(db, InboxFilter("admiville"), cursor=None, limit=50)
     assert [i.reporters for i in inbox.items] == [6]
+
+
+async def test_r30_r12_a_failed_transfer_of_an_incident_brings_back_every_report_it_closed(
+    routing_db: Database,
+) -> None:
+    # Transferring the incident's first report closed the incident and every report
+    # linked to it; intake could not make the transfer: all come back, the incident open.
+    from guichet_routing.schemas import WorkflowWrite
+    from tests.routing.test_automation import refusals, refused_transfer
+
+    circuit = {
+        "initial": "recue",
+        "statuses": [
+            {"code": "recue", "label": "Reçue", "phase": "qualification"},
+            {"code": "traitee", "label": "Traitée", "phase": "delivery", "final": True},
+            {"code": "transmise", "label": "Transmise", "phase": "delivery", "final": True},
+        ],
+        "transitions": [
+            {
+                "code": "transmettre",
+                "label": "Transmettre",
+                "from": ["recue"],
+                "to": "transmise",
+                "actions": [
+                    {"type": "transfer", "tenant": "metropole", "reason": "Voirie métropolitaine"}
+                ],
+            },
+            {
+                "code": "cloturer",
+                "label": "Clore",
+                "from": ["recue"],
+                "to": "traitee",
+                "actions": ["notify"],
+            },
+        ],
+    }
+    await service.put_workflow(
+        routing_db, "admiville", "signalement-voirie", WorkflowWrite.model_validate(circuit)
+    )
+    sent = [report(i, i, at=MONDAY + timedelta(minutes=i)) for i in range(3)]
+    await dispatch(routing_db, *sent)
+    lead = uuid.UUID(sent[0].subject)
+    voirie = agent(Role.case_handler, services=("voirie",), subject="agent.voirie")
+    await service.fire(routing_db, lead, TransitionCreate(transition="transmettre"), voirie)
+    await refusals(routing_db)(refused_transfer(lead, MONDAY + timedelta(days=1)))
+    async with routing_db.sessions() as session:
+        rows = (await session.execute(sa.select(assignments))).all()
+        assert await incidents.led_by(session, lead) is not None, "the incident is open again"
+    assert {(r.status, r.closed) for r in rows} == {("recue", False)}
+    # Closing it now closes the others again, each reporter told.
+    await service.fire(routing_db, lead, TransitionCreate(transition="cloturer"), voirie)
+    async with routing_db.sessions() as session:
+        rows = (await session.execute(sa.select(assignments))).all()
+    assert {r.status for r in rows} == {"traitee"}

@@ -1469,9 +1469,13 @@ class IntakeService:
                     log.exception("transfer of %s failed", request_id)
                     why = f"Erreur interne ({type(exc).__name__}) : l'envoi sera retenté."
                 async with self.db.transaction() as session:
+                    # Locked in `_deliver`'s order: the request, then its transfer.
+                    row = await repository.get_request(session, request_id, for_update=True)
                     pending = await repository.outgoing_transfer(session, request_id, True)
                     if pending is None:
                         continue
+                    if await _cancelled(session, row, pending.administration_name, now):
+                        continue  # closed during the attempt: it stays closed
                     attempts = pending.attempts + 1
                     values: dict[str, Any] = {"attempts": attempts, "last_error": why[:200]}
                     if isinstance(exc, _Refused) or now - pending.requested_at >= _GIVE_UP:
@@ -1765,17 +1769,7 @@ class IntakeService:
             if pending is None:
                 return  # another attempt recorded it meanwhile
             row = await repository.get_request(session, request_id)
-            if RequestStatus(row.status) in FINAL:
-                # Closed or decided since it was asked: nothing to send any more.
-                await repository.delete_outgoing_transfer(session, request_id)
-                await repository.add_history(
-                    session,
-                    request_id,
-                    now,
-                    "transfer_cancelled",
-                    f"Transmission à {pending.administration_name} annulée : la demande est "
-                    f"close ({STATUS_LABELS[RequestStatus(row.status)]}).",
-                )
+            if await _cancelled(session, row, pending.administration_name, now):
                 return
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
         try:
@@ -2527,6 +2521,23 @@ def _outgoing(
     }
 
 
+async def _cancelled(session: AsyncSession, row: Any, destination: str, now: datetime) -> bool:
+    """A transfer not to send or retry: the request was closed or decided since it was
+    asked. Drops it, with a line in the history, and says so."""
+    status = RequestStatus(row.status)
+    if status not in FINAL:
+        return False
+    await repository.delete_outgoing_transfer(session, row.id)
+    await repository.add_history(
+        session,
+        row.id,
+        now,
+        "transfer_cancelled",
+        f"Transmission à {destination} annulée : la demande est close ({STATUS_LABELS[status]}).",
+    )
+    return True
+
+
 async def _not_transferred(
     session: AsyncSession, request_id: uuid.UUID, at: datetime, destination: str, detail: str
 ) -> None:
@@ -2541,6 +2552,7 @@ async def _not_transferred(
             destination=destination,
             detail=detail,
             refused_at=at,
+            awaiting_pieces=row.status == RequestStatus.incomplete,
         ).envelope(tenant=row.tenant, subject=str(request_id), occurred_at=at),
     )
     await repository.add_history(

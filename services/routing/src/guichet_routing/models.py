@@ -121,6 +121,12 @@ assignments = sa.Table(
     # R30: a report joined to another's incident (kept here, not only in `reports`, so the
     # inbox hides duplicates from its indexes instead of probing `reports` row by row).
     sa.Column("duplicate", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # R12: closed by a workflow's transfer that intake has not made yet: the status it left
+    # and whether the citizen was told; if intake cannot make it, the request comes back.
+    sa.Column("transfer_from", sa.String(64), nullable=True),
+    sa.Column("transfer_told", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Back after a transfer intake could not make: no automatic transition sends it again.
+    sa.Column("transfer_refused", sa.Boolean(), nullable=False, server_default=sa.false()),
     # The inbox lists newest first by a unique cursor (received_at, request_id). Each
     # common view has a B-tree index starting with its equality filters and that order, so
     # a page stops after ~limit entries; the trailing columns let the other filters be

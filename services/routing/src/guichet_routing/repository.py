@@ -86,19 +86,6 @@ async def history(session: AsyncSession, request_id: uuid.UUID) -> Sequence[Any]
     return (await session.execute(query)).all()
 
 
-async def last_status_among(
-    session: AsyncSession, request_id: uuid.UUID, codes: Sequence[str]
-) -> str | None:
-    """The request's latest status among `codes`, from its history."""
-    query = (
-        sa.select(status_history.c.status)
-        .where(status_history.c.request_id == request_id, status_history.c.status.in_(codes))
-        .order_by(status_history.c.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(query)).scalar()
-
-
 @dataclass(frozen=True)
 class InboxFilter:
     tenant: str
@@ -272,12 +259,18 @@ async def lock_assignment(session: AsyncSession, request_id: uuid.UUID) -> Any:
 
 
 async def set_status(
-    session: AsyncSession, request_id: uuid.UUID, status: str, label: str, phase: str, closed: bool
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    status: str,
+    label: str,
+    phase: str,
+    closed: bool,
+    **values: Any,
 ) -> None:
     await session.execute(
         assignments.update()
         .where(assignments.c.request_id == request_id)
-        .values(status=status, status_label=label, phase=phase, closed=closed)
+        .values(status=status, status_label=label, phase=phase, closed=closed, **values)
     )
 
 
@@ -482,10 +475,41 @@ async def open_incident_led_by(session: AsyncSession, request_id: uuid.UUID) -> 
     return (await session.execute(query)).first()
 
 
-async def close_incident(session: AsyncSession, incident_id: uuid.UUID) -> None:
+async def close_incident(
+    session: AsyncSession, incident_id: uuid.UUID, closed: bool = True
+) -> None:
     await session.execute(
-        incidents.update().where(incidents.c.id == incident_id).values(closed=True)
+        incidents.update().where(incidents.c.id == incident_id).values(closed=closed)
     )
+
+
+async def incident_closed_by_transfer(
+    session: AsyncSession, request_id: uuid.UUID
+) -> tuple[uuid.UUID | None, Sequence[Any]]:
+    """The closed incident this report leads (None: none), and the other reports a
+    workflow's transfer closed with it, locked: they come back with it."""
+    incident = (
+        await session.execute(
+            sa.select(incidents.c.id).where(
+                incidents.c.request_id == request_id, incidents.c.closed.is_(True)
+            )
+        )
+    ).scalar()
+    if incident is None:
+        return None, []
+    query = (
+        sa.select(assignments)
+        .join(reports, reports.c.request_id == assignments.c.request_id)
+        .where(
+            reports.c.incident_id == incident,
+            reports.c.duplicate.is_(True),
+            assignments.c.closed.is_(True),
+            assignments.c.transfer_from.is_not(None),
+        )
+        .order_by(assignments.c.received_at, assignments.c.request_id)
+        .with_for_update(of=assignments)
+    )
+    return incident, (await session.execute(query)).all()
 
 
 async def open_duplicates(session: AsyncSession, incident_id: uuid.UUID) -> Sequence[Any]:

@@ -416,7 +416,7 @@ async def assign_agent(
         await repository.add_history(
             session, request_id, datetime.now(UTC), row.status, label, agent=by, comment=None
         )
-    return await _view(db, request_id)
+    return await _view(db, request_id, principal)
 
 
 def _by(principal: Principal) -> str | None:
@@ -568,17 +568,20 @@ async def assignment(
     if principal.kind is not Kind.system:
         async with db.transaction() as session:
             await _file(session, request_id, principal, "consultation du dossier")
-    return await _view(db, request_id)
+    return await _view(db, request_id, principal)
 
 
-async def _view(db: Database, request_id: uuid.UUID) -> AssignmentPublic:
+async def _view(db: Database, request_id: uuid.UUID, principal: Principal) -> AssignmentPublic:
     async with db.sessions() as session:
         row = await repository.get_assignment(session, request_id)
         if row is None:
             raise _unknown_request()
         definition = await _definition(session, row)
         names = {s.code: s.name for s in await repository.list_services(session, row.tenant)}
-        history = await repository.history(session, request_id)
+        # The file's history, comments included, travels with it: its service reads it
+        # all; an agent whose act just sent it to another service no longer does (R21).
+        handles = principal.kind is Kind.system or principal.handles(row.tenant, row.service_code)
+        history = await repository.history(session, request_id) if handles else []
     return AssignmentPublic(
         request_id=row.request_id,
         tracking_code=row.tracking_code,
@@ -649,7 +652,7 @@ async def fire(
             comment=body.comment,
             pieces=body.pieces,
         )
-    return await _view(db, request_id)
+    return await _view(db, request_id, principal)
 
 
 async def _apply(
@@ -705,8 +708,17 @@ async def _record_status(
 ) -> None:
     """One request's new status, its history line and the event carrying the label the
     citizen reads (and, when it closes an incident, the incident's reporters)."""
+    transfer = "transfer" in actions  # a workflow's: intake makes it, or says it cannot
     await repository.set_status(
-        session, row.request_id, target["code"], target["label"], target["phase"], target["final"]
+        session,
+        row.request_id,
+        target["code"],
+        target["label"],
+        target["phase"],
+        target["final"],
+        transfer_from=row.status if transfer else None,
+        transfer_told=transfer and ("notify" in actions or incident is not None),
+        transfer_refused=transition == TRANSFER_NOT_MADE,
     )
     await repository.add_history(
         session, row.request_id, at, target["code"], target["label"], agent=agent, comment=comment
@@ -844,13 +856,11 @@ async def fire_due(db: Database, now: datetime | None = None, limit: int = 100) 
         for row in await repository.timers_due(session, now, limit):
             # The request's own version: a circuit edited since changes nothing here.
             definition = await _definition(session, row)
-            move = workflows.timed(definition, row.status, row.status_since, now)
+            again = not row.transfer_refused
+            move = workflows.timed(definition, row.status, row.status_since, now, transfers=again)
             if move is None:
-                await repository.update_assignment(
-                    session,
-                    row.request_id,
-                    {"auto_at": workflows.timer_at(definition, row.status, row.status_since)},
-                )
+                at = workflows.timer_at(definition, row.status, row.status_since, transfers=again)
+                await repository.update_assignment(session, row.request_id, {"auto_at": at})
                 continue
             await _apply(session, row, definition, move, now, agent=None, comment=None)
             fired += 1
@@ -865,7 +875,9 @@ async def on_pieces_received(session: AsyncSession, envelope: Envelope) -> None:
         log.warning("pieces received for unknown request %s ignored", event.request_id)
         return
     definition = await _definition(session, row)
-    move = workflows.triggered(definition, row.status, "pieces_received")
+    move = workflows.triggered(
+        definition, row.status, "pieces_received", transfers=not row.transfer_refused
+    )
     if move is not None:
         await _apply(session, row, definition, move, datetime.now(UTC), agent=None, comment=None)
 
@@ -877,18 +889,16 @@ TRANSFER_NOT_MADE = "transmission_non_aboutie"
 async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None:
     """Intake could not make the transfer a workflow asked for (R12): the request is still
     this administration's, its clock running. Its service takes it back, in the status
-    the transfer left, with why in its history; the citizen hears of it if they heard of
-    the transfer."""
+    the transfer left (with the incident's other reports it closed, R30), why in its
+    history; the citizen hears of it if they heard of the transfer."""
     event = TransferRefused.model_validate(envelope.data)
     row = await repository.lock_assignment(session, event.request_id)
     if row is None:
         log.warning("refused transfer of unknown request %s ignored", event.request_id)
         return
     note = f"Transmission à {event.destination} non aboutie : {event.detail}"
-    definition = await _definition(session, row)
-    moves = workflows.transfers_into(definition, row.status) if row.closed else []
-    if not moves:
-        # Not closed by a workflow's transfer (an agent's own, or decided since): noted.
+    if not row.closed or row.transfer_from is None:
+        # No workflow's transfer closed it (an agent's own, or answered since): noted.
         await repository.add_history(
             session,
             row.request_id,
@@ -898,15 +908,41 @@ async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None
             comment=note,
         )
         return
-    origins = [origin for move in moves for origin in move["from"]]
-    back = await repository.last_status_among(session, row.request_id, origins) or origins[0]
-    told = any("notify" in workflows.action_types(m) for m in moves if back in m["from"])
+    definition = await _definition(session, row)
+    await _take_back(session, row, definition, event, note)
+    incident, reports = await repository.incident_closed_by_transfer(session, row.request_id)
+    if incident is not None:
+        await repository.close_incident(session, incident, closed=False)
+        for report in reports:
+            await _take_back(session, report, await _definition(session, report), event, note)
+    move = workflows.triggered(definition, row.transfer_from, "pieces_received", transfers=False)
+    if move is not None and not event.awaiting_pieces:
+        # The pieces arrived while the transfer was pending: what waits for them fires.
+        back = await repository.get_assignment(session, row.request_id)
+        await _apply(session, back, definition, move, event.refused_at, agent=None, comment=None)
+
+
+async def _take_back(
+    session: AsyncSession,
+    row: Any,
+    definition: dict[str, Any],
+    event: TransferRefused,
+    note: str,
+) -> None:
+    """One request back in the status its transfer left; the label says why."""
+    status = workflows.status(definition, row.transfer_from)
+    base = status["label"]
+    label = next(
+        text
+        for text in (f"{base} (transmission à {event.destination} non aboutie)", base)
+        if len(text) <= 200  # the column's size; a status label fits
+    )
     await _record_status(
         session,
         row,
-        workflows.status(definition, back),
+        {**status, "label": label},
         TRANSFER_NOT_MADE,
-        ["notify"] if told else [],
+        ["notify"] if row.transfer_told else [],
         event.refused_at,
         None,
         note,
@@ -917,7 +953,9 @@ async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None
         row.request_id,
         {
             "status_since": event.refused_at,
-            "auto_at": workflows.timer_at(definition, back, event.refused_at),
+            "auto_at": workflows.timer_at(
+                definition, status["code"], event.refused_at, transfers=False
+            ),
         },
     )
 

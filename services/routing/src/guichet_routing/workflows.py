@@ -248,50 +248,61 @@ def action(move: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     return next((a for a in move["actions"] if a["type"] == kind), None)
 
 
-def transfers_into(definition: dict[str, Any], status_code: str) -> list[dict[str, Any]]:
-    """The transitions that send the request to another administration and end in this
-    status (empty: entering it was no transfer)."""
-    return [
-        t
-        for t in definition["transitions"]
-        if t["to"] == status_code and action(t, "transfer") is not None
-    ]
-
-
 def _delay(after: Mapping[str, int]) -> timedelta:
     return timedelta(days=after.get("days") or 0, hours=after.get("hours") or 0)
 
 
-def timer_at(definition: dict[str, Any], status_code: str, since: datetime) -> datetime | None:
+def _automatic(
+    definition: dict[str, Any], status_code: str, kind: str, transfers: bool
+) -> list[tuple[int, dict[str, Any]]]:
+    """The automatic transitions of this kind (`after`, `on`) out of this status; without
+    those that transfer the request if not `transfers` (one was just refused)."""
+    return [
+        (index, t)
+        for index, t in enumerate(definition["transitions"])
+        if status_code in t["from"]
+        and (t.get("automatic") or {}).get(kind)
+        and (transfers or action(t, "transfer") is None)
+    ]
+
+
+def timer_at(
+    definition: dict[str, Any], status_code: str, since: datetime, *, transfers: bool = True
+) -> datetime | None:
     """When the first timed transition out of this status fires (None: none is timed)."""
     times = [
         since + _delay(t["automatic"]["after"])
-        for t in definition["transitions"]
-        if status_code in t["from"] and (t.get("automatic") or {}).get("after")
+        for _, t in _automatic(definition, status_code, "after", transfers)
     ]
     return min(times, default=None)
 
 
 def timed(
-    definition: dict[str, Any], status_code: str, since: datetime, now: datetime
+    definition: dict[str, Any],
+    status_code: str,
+    since: datetime,
+    now: datetime,
+    *,
+    transfers: bool = True,
 ) -> dict[str, Any] | None:
     """The timed transition due by `now` (the earliest; declaration order breaks ties)."""
     due = [
         (since + _delay(t["automatic"]["after"]), index, t)
-        for index, t in enumerate(definition["transitions"])
-        if status_code in t["from"] and (t.get("automatic") or {}).get("after")
+        for index, t in _automatic(definition, status_code, "after", transfers)
     ]
     due = [d for d in due if d[0] <= now]
     return min(due, key=lambda d: (d[0], d[1]))[2] if due else None
 
 
-def triggered(definition: dict[str, Any], status_code: str, trigger: str) -> dict[str, Any] | None:
+def triggered(
+    definition: dict[str, Any], status_code: str, trigger: str, *, transfers: bool = True
+) -> dict[str, Any] | None:
     """The automatic transition this event fires from this status, if any."""
     return next(
         (
             t
-            for t in definition["transitions"]
-            if status_code in t["from"] and (t.get("automatic") or {}).get("on") == trigger
+            for _, t in _automatic(definition, status_code, "on", transfers)
+            if t["automatic"]["on"] == trigger
         ),
         None,
     )
