@@ -219,14 +219,7 @@ async def test_r29_pieces_arriving_fire_the_transition_waiting_for_them(
     await service.fire(
         routing_db, request_id, TransitionCreate(transition="demander_pieces"), HEAD_AGENT
     )
-    arrived = PiecesArrived(
-        request_id=request_id, tracking_code="ABCD-TEST-TEST-TEST", received_on=date(2026, 3, 9)
-    ).envelope(tenant="admiville", subject=str(request_id))
-    handle = idempotent(
-        routing_db, "routing.pieces", service.on_pieces_received, ServiceMetrics("t")
-    )
-    await handle(arrived)
-    await handle(arrived)
+    await pieces_arrive(routing_db, request_id)
     moved = await row(routing_db, request_id)
     assert (moved.status, moved.auto_at) == ("instruction", None), "the timer is dropped"
     changes = await events(routing_db, "routing.request.status_changed.v1")
@@ -350,6 +343,42 @@ async def test_r12_a_refused_transfer_does_not_reopen_a_request_decided_since(
     assert "metropole" in (view.history[-1].comment or "")
 
 
+async def pieces_arrive(db: Database, request_id: uuid.UUID) -> None:
+    """Intake's word that the pieces arrived (its own event class), handled twice."""
+    arrived = PiecesArrived(
+        request_id=request_id, tracking_code="ABCD-TEST-TEST-TEST", received_on=date(2026, 6, 1)
+    ).envelope(tenant="admiville", subject=str(request_id))
+    handle = idempotent(db, "routing.pieces", service.on_pieces_received, ServiceMetrics("t"))
+    await handle(arrived)
+    await handle(arrived)
+
+
+async def transferred_waiting_for_pieces(db: Database) -> uuid.UUID:
+    """A request the circuit transferred while it waited for pieces."""
+    circuit = copy.deepcopy(CIRCUIT)
+    circuit["transitions"][-1]["from"] = ["recue", "attente_pieces"]
+    await publish(db, circuit)
+    request_id = await arrive(db)
+    await service.fire(db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM)
+    await service.fire(db, request_id, TransitionCreate(transition="transmettre"), SYSTEM)
+    return request_id
+
+
+def handing_to_voirie_from(status: str) -> dict[str, Any]:
+    """The circuit, with a transition handing the request to the road service."""
+    circuit = copy.deepcopy(CIRCUIT)
+    circuit["transitions"].append(
+        {
+            "code": "confier_voirie",
+            "label": "Confier à la voirie",
+            "from": [status],
+            "to": "instruction",
+            "actions": [{"type": "assign", "service": "voirie"}],
+        }
+    )
+    return circuit
+
+
 def refusals(db: Database) -> Any:
     return idempotent(db, "routing.transfers", service.on_transfer_refused, ServiceMetrics("t"))
 
@@ -398,22 +427,8 @@ async def test_r12_pieces_that_arrived_while_the_transfer_was_pending_move_the_r
     # Transferred while waiting for pieces; the pieces reach intake while the transfer is
     # tried (routing is in "transmise": nothing fires then). When it fails, the request
     # comes back and what waited for the pieces fires: it is not closed for want of them.
-    circuit = copy.deepcopy(CIRCUIT)
-    circuit["transitions"][-1]["from"] = ["recue", "attente_pieces"]
-    await publish(routing_db, circuit)
-    request_id = await arrive(routing_db)
-    await service.fire(
-        routing_db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM
-    )
-    await service.fire(routing_db, request_id, TransitionCreate(transition="transmettre"), SYSTEM)
-    pieces = idempotent(
-        routing_db, "routing.pieces", service.on_pieces_received, ServiceMetrics("t")
-    )
-    await pieces(
-        PiecesArrived(
-            request_id=request_id, tracking_code="ABCD-TEST-TEST-TEST", received_on=date(2026, 6, 1)
-        ).envelope(tenant="admiville", subject=str(request_id))
-    )
+    request_id = await transferred_waiting_for_pieces(routing_db)
+    await pieces_arrive(routing_db, request_id)
     at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
     await refusals(routing_db)(refused_transfer(request_id, at, awaiting_pieces=False))
     assert (await row(routing_db, request_id)).status == "instruction"
@@ -421,17 +436,36 @@ async def test_r12_pieces_that_arrived_while_the_transfer_was_pending_move_the_r
     assert (await row(routing_db, request_id)).status == "instruction"
 
 
-async def test_r12_still_awaited_pieces_keep_the_request_waiting_for_them(
+async def test_r12_a_failed_transfer_the_pieces_fired_does_not_close_for_want_of_them(
     routing_db: Database,
 ) -> None:
+    # The circuit forwards the file once complete: the pieces fire the transfer, which
+    # fails. Back waiting for pieces that came, its timers no longer run: an agent decides.
     circuit = copy.deepcopy(CIRCUIT)
-    circuit["transitions"][-1]["from"] = ["recue", "attente_pieces"]
+    forward = next(t for t in circuit["transitions"] if t["code"] == "pieces_recues")
+    forward.update(
+        to="transmise",
+        actions=[{"type": "transfer", "tenant": "metropole", "reason": "Compétence"}],
+    )
     await publish(routing_db, circuit)
     request_id = await arrive(routing_db)
     await service.fire(
         routing_db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM
     )
-    await service.fire(routing_db, request_id, TransitionCreate(transition="transmettre"), SYSTEM)
+    await pieces_arrive(routing_db, request_id)
+    assert (await row(routing_db, request_id)).status == "transmise"
+    at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    await refusals(routing_db)(refused_transfer(request_id, at, awaiting_pieces=False))
+    back = await row(routing_db, request_id)
+    assert (back.status, back.closed, back.auto_at) == ("attente_pieces", False, None)
+    await service.fire_due(routing_db, at + timedelta(days=31))
+    assert (await row(routing_db, request_id)).status == "attente_pieces"
+
+
+async def test_r12_still_awaited_pieces_keep_the_request_waiting_for_them(
+    routing_db: Database,
+) -> None:
+    request_id = await transferred_waiting_for_pieces(routing_db)
     at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
     await refusals(routing_db)(refused_transfer(request_id, at, awaiting_pieces=True))
     back = await row(routing_db, request_id)
@@ -466,17 +500,7 @@ async def test_r12_a_timed_transfer_that_failed_is_not_fired_again_by_itself(
 async def test_r12_an_agent_who_sent_the_file_to_another_service_no_longer_reads_its_history(
     routing_db: Database,
 ) -> None:
-    circuit = copy.deepcopy(CIRCUIT)
-    circuit["transitions"].append(
-        {
-            "code": "confier_voirie",
-            "label": "Confier à la voirie",
-            "from": ["recue"],
-            "to": "instruction",
-            "actions": [{"type": "assign", "service": "voirie"}],
-        }
-    )
-    await publish(routing_db, circuit)
+    await publish(routing_db, handing_to_voirie_from("recue"))
     request_id = await arrive(routing_db)
     await service.comment(routing_db, request_id, "Usager joint par téléphone", HEAD_AGENT)
     mine = await service.assignment(routing_db, request_id, HEAD_AGENT)
@@ -493,17 +517,7 @@ async def test_r12_an_agent_who_sent_the_file_to_another_service_no_longer_reads
 async def test_r29_assign_action_moves_the_request_to_another_service(
     routing_db: Database,
 ) -> None:
-    circuit = copy.deepcopy(CIRCUIT)
-    circuit["transitions"].append(
-        {
-            "code": "confier_voirie",
-            "label": "Confier à la voirie",
-            "from": ["instruction"],
-            "to": "instruction",
-            "actions": [{"type": "assign", "service": "voirie"}],
-        }
-    )
-    await publish(routing_db, circuit)
+    await publish(routing_db, handing_to_voirie_from("instruction"))
     request_id = await arrive(routing_db, {"urgent": True})
     moved = await service.fire(
         routing_db, request_id, TransitionCreate(transition="confier_voirie"), SYSTEM

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from guichet_routing import incidents, repository, service
 from guichet_routing.models import assignments, reports
+from guichet_routing.models import incidents as incidents_table
 from guichet_routing.repository import InboxFilter, ReportFilter
 from guichet_routing.schemas import IncidentPolicyWrite, ServiceSettingsWrite, TransitionCreate
 from tests.identity import agent
@@ -236,54 +238,131 @@ async def test_r30_reports_routed_at_the_same_time_open_one_incident(db: Databas
 
 
 async def test_r30_r12_a_failed_transfer_of_an_incident_brings_back_every_report_it_closed(
-    routing_db: Database,
+    db: Database,
 ) -> None:
     # Transferring the incident's first report closed the incident and every report
     # linked to it; intake could not make the transfer: all come back, the incident open.
-    from guichet_routing.schemas import WorkflowWrite
     from tests.routing.test_automation import refusals, refused_transfer
 
-    circuit = {
-        "initial": "recue",
-        "statuses": [
-            {"code": "recue", "label": "Reçue", "phase": "qualification"},
-            {"code": "traitee", "label": "Traitée", "phase": "delivery", "final": True},
-            {"code": "transmise", "label": "Transmise", "phase": "delivery", "final": True},
-        ],
-        "transitions": [
-            {
-                "code": "transmettre",
-                "label": "Transmettre",
-                "from": ["recue"],
-                "to": "transmise",
-                "actions": [
-                    {"type": "transfer", "tenant": "metropole", "reason": "Voirie métropolitaine"}
-                ],
-            },
-            {
-                "code": "cloturer",
-                "label": "Clore",
-                "from": ["recue"],
-                "to": "traitee",
-                "actions": ["notify"],
-            },
-        ],
-    }
-    await service.put_workflow(
-        routing_db, "admiville", "signalement-voirie", WorkflowWrite.model_validate(circuit)
-    )
+    await transferring(db)
     sent = [report(i, i, at=MONDAY + timedelta(minutes=i)) for i in range(3)]
-    await dispatch(routing_db, *sent)
+    await dispatch(db, *sent)
     lead = uuid.UUID(sent[0].subject)
-    voirie = agent(Role.case_handler, services=("voirie",), subject="agent.voirie")
-    await service.fire(routing_db, lead, TransitionCreate(transition="transmettre"), voirie)
-    await refusals(routing_db)(refused_transfer(lead, MONDAY + timedelta(days=1)))
-    async with routing_db.sessions() as session:
+    await service.fire(db, lead, TransitionCreate(transition="transmettre"), VOIRIE)
+    await refusals(db)(refused_transfer(lead, MONDAY + timedelta(days=1)))
+    async with db.sessions() as session:
         rows = (await session.execute(sa.select(assignments))).all()
-        assert await incidents.led_by(session, lead) is not None, "the incident is open again"
     assert {(r.status, r.closed) for r in rows} == {("recue", False)}
-    # Closing it now closes the others again, each reporter told.
-    await service.fire(routing_db, lead, TransitionCreate(transition="cloturer"), voirie)
-    async with routing_db.sessions() as session:
+    [incident] = await open_incidents(db)
+    assert (incident.request_id, incident.reporters) == (lead, 3)
+    # Closing it now closes the others again.
+    await service.fire(db, lead, TransitionCreate(transition="cloturer"), VOIRIE)
+    async with db.sessions() as session:
         rows = (await session.execute(sa.select(assignments))).all()
     assert {r.status for r in rows} == {"traitee"}
+
+
+TRANSFERRING: dict[str, Any] = {
+    "initial": "recue",
+    "statuses": [
+        {"code": "recue", "label": "Reçue", "phase": "qualification"},
+        {"code": "traitee", "label": "Traitée", "phase": "delivery", "final": True},
+        {"code": "transmise", "label": "Transmise", "phase": "delivery", "final": True},
+    ],
+    "transitions": [
+        {
+            "code": "transmettre",
+            "label": "Transmettre",
+            "from": ["recue"],
+            "to": "transmise",
+            "actions": [{"type": "transfer", "tenant": "metropole", "reason": "Voirie"}],
+        },
+        {"code": "cloturer", "label": "Clore", "from": ["recue"], "to": "traitee"},
+    ],
+}
+VOIRIE = agent(Role.case_handler, services=("voirie",), subject="agent.voirie")
+
+
+async def transferring(db: Database, circuit: dict[str, Any] = TRANSFERRING) -> None:
+    from guichet_routing.schemas import WorkflowWrite
+
+    await service.put_workflow(
+        db, "admiville", "signalement-voirie", WorkflowWrite.model_validate(circuit)
+    )
+
+
+async def assignment_of(db: Database, request_id: uuid.UUID) -> Any:
+    async with db.sessions() as session:
+        query = sa.select(assignments).where(assignments.c.request_id == request_id)
+        return (await session.execute(query)).one()
+
+
+async def open_incidents(db: Database) -> list[Any]:
+    async with db.sessions() as session:
+        query = sa.select(incidents_table).where(incidents_table.c.closed.is_(False))
+        return list((await session.execute(query)).all())
+
+
+async def test_r30_r12_a_report_sent_on_by_its_own_transfer_stays_sent_on(db: Database) -> None:
+    # The second report was transferred on its own (intake made it); the first report's
+    # transfer then closed the incident, and failed: only what that transfer closed returns.
+    from tests.routing.test_automation import refusals, refused_transfer
+
+    await transferring(db)
+    sent = [report(i, i, at=MONDAY + timedelta(minutes=i)) for i in range(2)]
+    await dispatch(db, *sent)
+    lead, other = (uuid.UUID(e.subject) for e in sent)
+    await service.fire(db, other, TransitionCreate(transition="transmettre"), VOIRIE)
+    await service.fire(db, lead, TransitionCreate(transition="transmettre"), VOIRIE)
+    await refusals(db)(refused_transfer(lead, MONDAY + timedelta(days=1)))
+    kept = await assignment_of(db, other)
+    assert (kept.status, kept.closed) == ("transmise", True)
+    assert (await assignment_of(db, lead)).status == "recue"
+
+
+async def test_r30_r12_an_incident_opened_while_the_transfer_was_pending_joins_the_reopened(
+    db: Database,
+) -> None:
+    # While the first report's transfer was pending (its incident closed), the same
+    # pothole was reported again and opened an incident of its own. When the transfer
+    # fails, one problem at one place is one incident again: the newer joins the older.
+    from tests.routing.test_automation import refusals, refused_transfer
+
+    await transferring(db)
+    first = report(0, 0, at=MONDAY)
+    await dispatch(db, first)
+    lead = uuid.UUID(first.subject)
+    await service.fire(db, lead, TransitionCreate(transition="transmettre"), VOIRIE)
+    again = report(1, 1, at=MONDAY + timedelta(hours=1))
+    await dispatch(db, again)
+    assert len(await alerted(db)) == 2, "a new incident, its service alerted"
+    await refusals(db)(refused_transfer(lead, MONDAY + timedelta(days=1)))
+    [incident] = await open_incidents(db)
+    assert (incident.request_id, incident.reporters) == (lead, 2)
+    joined = await assignment_of(db, uuid.UUID(again.subject))
+    assert (joined.duplicate, joined.closed) == (True, False)
+    # Closing the incident closes both reports, as for any incident.
+    await service.fire(db, lead, TransitionCreate(transition="cloturer"), VOIRIE)
+    assert (await assignment_of(db, uuid.UUID(again.subject))).status == "traitee"
+
+
+async def test_r30_r12_a_transfer_from_an_answered_report_does_not_reopen_its_incident(
+    db: Database,
+) -> None:
+    # A circuit may transfer from a final status: the report was answered (its incident
+    # closed), then sent on, and that failed. The answer stands, the incident stays closed.
+    import copy
+
+    from tests.routing.test_automation import refusals, refused_transfer
+
+    circuit = copy.deepcopy(TRANSFERRING)
+    circuit["transitions"][0]["from"] = ["recue", "traitee"]
+    await transferring(db, circuit)
+    first = report(0, 0, at=MONDAY)
+    await dispatch(db, first)
+    lead = uuid.UUID(first.subject)
+    await service.fire(db, lead, TransitionCreate(transition="cloturer"), VOIRIE)
+    await service.fire(db, lead, TransitionCreate(transition="transmettre"), VOIRIE)
+    await refusals(db)(refused_transfer(lead, MONDAY + timedelta(days=1)))
+    assert await open_incidents(db) == []
+    assert (await assignment_of(db, lead)).status == "traitee"

@@ -157,6 +157,33 @@ async def close(
     return len(linked)
 
 
+async def reopen(session: AsyncSession, incident_id: uuid.UUID) -> list[Any]:
+    """Open again an incident a transfer closed, that intake could not make (R12). Reports
+    of the same problem that came meanwhile opened incidents of their own: those join this
+    one, one problem at one place being one incident. Returns their first reports."""
+    incident = await repository.get_incident(session, incident_id)
+    await repository.lock_tenant(session, incident.tenant)
+    await repository.close_incident(session, incident_id, closed=False)
+    rule = await policy(session, incident.tenant, incident.procedure_code)
+    lat, lon = incident.latitude, incident.longitude
+    nearby = await repository.open_incidents_in_box(
+        session,
+        incident.tenant,
+        incident.procedure_code,
+        incident.opened_at,
+        bounding_box(lat, lon, rule.radius_m),
+    )
+    merged = [
+        other
+        for other in nearby
+        if other.id != incident_id
+        and distance_m(lat, lon, other.latitude, other.longitude) <= rule.radius_m
+    ]
+    for other in merged:
+        await repository.merge_incident(session, other, incident_id)
+    return merged
+
+
 def inbox_fields(linked: tuple[uuid.UUID, int] | None) -> dict[str, Any]:
     if linked is None:
         return {}

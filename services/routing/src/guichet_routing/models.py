@@ -125,6 +125,8 @@ assignments = sa.Table(
     # and whether the citizen was told; if intake cannot make it, the request comes back.
     sa.Column("transfer_from", sa.String(64), nullable=True),
     sa.Column("transfer_told", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # R30: the incident that transfer closed (the first report's transfer closes the others).
+    sa.Column("transfer_incident", sa.Uuid(), nullable=True),
     # Back after a transfer intake could not make: no automatic transition sends it again.
     sa.Column("transfer_refused", sa.Boolean(), nullable=False, server_default=sa.false()),
     # The inbox lists newest first by a unique cursor (received_at, request_id). Each

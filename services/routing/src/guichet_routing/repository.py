@@ -483,33 +483,41 @@ async def close_incident(
     )
 
 
-async def incident_closed_by_transfer(
-    session: AsyncSession, request_id: uuid.UUID
-) -> tuple[uuid.UUID | None, Sequence[Any]]:
-    """The closed incident this report leads (None: none), and the other reports a
-    workflow's transfer closed with it, locked: they come back with it."""
-    incident = (
-        await session.execute(
-            sa.select(incidents.c.id).where(
-                incidents.c.request_id == request_id, incidents.c.closed.is_(True)
-            )
-        )
-    ).scalar()
-    if incident is None:
-        return None, []
+async def get_incident(session: AsyncSession, incident_id: uuid.UUID) -> Any:
+    return (await session.execute(sa.select(incidents).where(incidents.c.id == incident_id))).one()
+
+
+async def reports_closed_by_transfer(
+    session: AsyncSession, incident_id: uuid.UUID, lead: uuid.UUID
+) -> Sequence[Any]:
+    """The incident's other reports its first report's transfer closed, locked."""
     query = (
         sa.select(assignments)
-        .join(reports, reports.c.request_id == assignments.c.request_id)
         .where(
-            reports.c.incident_id == incident,
-            reports.c.duplicate.is_(True),
+            assignments.c.transfer_incident == incident_id,
+            assignments.c.request_id != lead,
             assignments.c.closed.is_(True),
-            assignments.c.transfer_from.is_not(None),
         )
         .order_by(assignments.c.received_at, assignments.c.request_id)
-        .with_for_update(of=assignments)
+        .with_for_update()
     )
-    return incident, (await session.execute(query)).all()
+    return (await session.execute(query)).all()
+
+
+async def merge_incident(session: AsyncSession, merged: Any, into: uuid.UUID) -> None:
+    """`merged`'s reports join `into` as its duplicates; `merged` is closed, empty."""
+    await session.execute(
+        reports.update()
+        .where(reports.c.incident_id == merged.id)
+        .values(incident_id=into, duplicate=True)
+    )
+    await update_assignment(session, merged.request_id, {"duplicate": True})
+    await session.execute(
+        incidents.update()
+        .where(incidents.c.id == into)
+        .values(reporters=incidents.c.reporters + merged.reporters)
+    )
+    await close_incident(session, merged.id)
 
 
 async def open_duplicates(session: AsyncSession, incident_id: uuid.UUID) -> Sequence[Any]:

@@ -410,7 +410,8 @@ class AssignmentPublic(BaseModel):
     available_transitions: list[dict[str, str]]
     history: list[HistoryEntry] = Field(
         default_factory=list,
-        description="Le parcours de la demande dans le circuit, commentaires internes compris.",
+        description="Le parcours de la demande dans le circuit, commentaires internes "
+        "compris ; vide pour qui ne traite pas le service auquel elle est confiée.",
     )
 
 

@@ -718,6 +718,7 @@ async def _record_status(
         target["final"],
         transfer_from=row.status if transfer else None,
         transfer_told=transfer and ("notify" in actions or incident is not None),
+        transfer_incident=incident.id if transfer and incident is not None else None,
         transfer_refused=transition == TRANSFER_NOT_MADE,
     )
     await repository.add_history(
@@ -909,17 +910,29 @@ async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None
         )
         return
     definition = await _definition(session, row)
-    await _take_back(session, row, definition, event, note)
-    incident, reports = await repository.incident_closed_by_transfer(session, row.request_id)
-    if incident is not None:
-        await repository.close_incident(session, incident, closed=False)
-        for report in reports:
+    waiting = workflows.triggered(definition, row.transfer_from, "pieces_received")
+    # The pieces it waited for came meanwhile: its timers (to close it for want of
+    # them...) no longer apply, and what waits for them fires, unless that was the transfer.
+    arrived = waiting is not None and not event.awaiting_pieces
+    await _take_back(session, row, definition, event, note, timers=not arrived)
+    if row.transfer_incident is not None:
+        for other in await incidents.reopen(session, row.transfer_incident):
+            joined = await repository.lock_assignment(session, other.request_id)
+            await repository.add_history(
+                session,
+                other.request_id,
+                event.refused_at,
+                joined.status,
+                f"Rattaché au signalement {row.tracking_code}, dont la transmission n'a pas "
+                "abouti : même problème au même endroit.",
+            )
+        for report in await repository.reports_closed_by_transfer(
+            session, row.transfer_incident, row.request_id
+        ):
             await _take_back(session, report, await _definition(session, report), event, note)
-    move = workflows.triggered(definition, row.transfer_from, "pieces_received", transfers=False)
-    if move is not None and not event.awaiting_pieces:
-        # The pieces arrived while the transfer was pending: what waits for them fires.
+    if waiting is not None and arrived and workflows.action(waiting, "transfer") is None:
         back = await repository.get_assignment(session, row.request_id)
-        await _apply(session, back, definition, move, event.refused_at, agent=None, comment=None)
+        await _apply(session, back, definition, waiting, event.refused_at, agent=None, comment=None)
 
 
 async def _take_back(
@@ -928,6 +941,8 @@ async def _take_back(
     definition: dict[str, Any],
     event: TransferRefused,
     note: str,
+    *,
+    timers: bool = True,
 ) -> None:
     """One request back in the status its transfer left; the label says why."""
     status = workflows.status(definition, row.transfer_from)
@@ -955,7 +970,9 @@ async def _take_back(
             "status_since": event.refused_at,
             "auto_at": workflows.timer_at(
                 definition, status["code"], event.refused_at, transfers=False
-            ),
+            )
+            if timers
+            else None,
         },
     )
 
