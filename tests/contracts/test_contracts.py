@@ -65,7 +65,7 @@ SAMPLES: list[EventData] = [
     intake_events.TransferNotMade(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
         destination="Préfecture de la Zone", detail="Adresse de réception inconnue (HTTP 404).",
-        refused_at=NOW, awaiting_pieces=False),
+        refused_at=NOW),
     routing_events.PiecesRequested(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
         pieces=["Attestation d'assurance"], due_in_days=15, requested_by="agent-3",

@@ -4,9 +4,9 @@ issues the act as if an agent had asked it here, once however often the event ar
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
-from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived
+from guichet_intake.schemas import PiecesReceived
 from guichet_intake.service import IntakeService
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
@@ -78,7 +78,6 @@ async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not
     [told] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
     assert told.data["destination"] == "Commune d'Admiville", "its name, not its code"
     assert "propre collectivité" in told.data["detail"]
-    assert told.data["awaiting_pieces"] is False
 
     # The workflow's final status may overtake the transfer (another topic): it must not
     # close the request before intake could transfer it.
@@ -97,44 +96,3 @@ async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not
     assert moved.receipts[-1].kind.value == "avis_transmission"
     [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
     assert event.data["destination_tenant"] == "voisinville"
-
-
-async def test_r11_r12_a_refused_transfer_says_whether_pieces_are_still_awaited(
-    intake: IntakeService,
-) -> None:
-    # Routing, taking the request back, fires what waited for the pieces only if they came.
-    # Asked, not received; routing's status change (another topic) may come after it and
-    # set the request "processing": the pieces are awaited all the same.
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    await intake.request_pieces(
-        created["tracking_code"],
-        MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 6, 15)),
-        now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
-    )
-    await close_by_workflow(
-        intake,
-        created,
-        datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
-        status="attente_pieces",
-        label="En attente de vos pièces",
-        final=False,
-        transition="demander_pieces",
-        actions=["notify", "request_pieces"],
-    )
-    request_id = uuid.UUID(created["id"])
-    handle = idempotent(
-        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
-    )
-    await handle(
-        TransferRequested(
-            request_id=request_id,
-            tracking_code=created["tracking_code"],
-            tenant="nulle-part",
-            administration_name=None,
-            administration_url=None,
-            reason="Compétence d'une autre commune.",
-            requested_at=datetime(2026, 5, 21, 9, 0, tzinfo=UTC),
-        ).envelope(tenant="admiville", subject=str(request_id))
-    )
-    [told] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
-    assert (told.data["destination"], told.data["awaiting_pieces"]) == ("nulle-part", True)

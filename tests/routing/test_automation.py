@@ -268,9 +268,7 @@ async def test_r29_request_pieces_and_transfer_are_asked_of_intake_by_events(
     assert (transfer["tenant"], transfer["reason"]) == ("metropole", "Compétence")
 
 
-def refused_transfer(
-    request_id: uuid.UUID, at: datetime, *, awaiting_pieces: bool = False
-) -> Envelope:
+def refused_transfer(request_id: uuid.UUID, at: datetime) -> Envelope:
     """Intake's word that it could not make a transfer (its own event class)."""
     return TransferNotMade(
         request_id=request_id,
@@ -278,7 +276,6 @@ def refused_transfer(
         destination="Métropole",
         detail="La collectivité « metropole » n'est pas servie par ce guichet.",
         refused_at=at,
-        awaiting_pieces=awaiting_pieces,
     ).envelope(tenant="admiville", subject=str(request_id))
 
 
@@ -430,7 +427,7 @@ async def test_r12_pieces_that_arrived_while_the_transfer_was_pending_move_the_r
     request_id = await transferred_waiting_for_pieces(routing_db)
     await pieces_arrive(routing_db, request_id)
     at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
-    await refusals(routing_db)(refused_transfer(request_id, at, awaiting_pieces=False))
+    await refusals(routing_db)(refused_transfer(request_id, at))
     assert (await row(routing_db, request_id)).status == "instruction"
     await service.fire_due(routing_db, at + timedelta(days=31))
     assert (await row(routing_db, request_id)).status == "instruction"
@@ -455,7 +452,7 @@ async def test_r12_a_failed_transfer_the_pieces_fired_does_not_close_for_want_of
     await pieces_arrive(routing_db, request_id)
     assert (await row(routing_db, request_id)).status == "transmise"
     at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
-    await refusals(routing_db)(refused_transfer(request_id, at, awaiting_pieces=False))
+    await refusals(routing_db)(refused_transfer(request_id, at))
     back = await row(routing_db, request_id)
     assert (back.status, back.closed, back.auto_at) == ("attente_pieces", False, None)
     await service.fire_due(routing_db, at + timedelta(days=31))
@@ -467,7 +464,7 @@ async def test_r12_still_awaited_pieces_keep_the_request_waiting_for_them(
 ) -> None:
     request_id = await transferred_waiting_for_pieces(routing_db)
     at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
-    await refusals(routing_db)(refused_transfer(request_id, at, awaiting_pieces=True))
+    await refusals(routing_db)(refused_transfer(request_id, at))
     back = await row(routing_db, request_id)
     assert (back.status, back.auto_at) == ("attente_pieces", at + timedelta(days=30))
 

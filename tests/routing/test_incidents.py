@@ -366,3 +366,135 @@ async def test_r30_r12_a_transfer_from_an_answered_report_does_not_reopen_its_in
     await refusals(db)(refused_transfer(lead, MONDAY + timedelta(days=1)))
     assert await open_incidents(db) == []
     assert (await assignment_of(db, lead)).status == "traitee"
+
+
+SEND = TransitionCreate(transition="transmettre")
+
+
+@pytest.mark.parametrize("first_back", ["older", "newer"])
+async def test_r30_r12_two_incidents_of_one_pothole_back_from_failed_transfers_are_one(
+    db: Database, first_back: str
+) -> None:
+    # a opened A and was transferred (A closed); b, the same pothole an hour later, opened
+    # B and was transferred too. Both transfers fail, in either order: one incident, the
+    # oldest, the other's reports its duplicates.
+    from tests.routing.test_automation import refusals, refused_transfer
+
+    await transferring(db)
+    first, second = report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(hours=1))
+    await dispatch(db, first)
+    a = uuid.UUID(first.subject)
+    await service.fire(db, a, SEND, VOIRIE)
+    await dispatch(db, second)
+    b = uuid.UUID(second.subject)
+    await service.fire(db, b, SEND, VOIRIE)
+    order = [a, b] if first_back == "older" else [b, a]
+    for day, lead in enumerate(order, start=1):
+        await refusals(db)(refused_transfer(lead, MONDAY + timedelta(days=day)))
+    [incident] = await open_incidents(db)
+    assert (incident.request_id, incident.reporters) == (a, 2)
+    assert (await assignment_of(db, b)).duplicate
+
+
+async def test_r30_r12_a_failed_transfer_merges_no_incident_outside_the_time_window(
+    db: Database,
+) -> None:
+    # Window 30 days: a report 40 days after the first would not have joined its incident
+    # even open; the first one's failed transfer does not merge them either.
+    from tests.routing.test_automation import refusals, refused_transfer
+
+    await transferring(db)
+    first = report(0, 0, at=MONDAY)
+    await dispatch(db, first)
+    a = uuid.UUID(first.subject)
+    await service.fire(db, a, SEND, VOIRIE)
+    later = report(1, 1, at=MONDAY + timedelta(days=40))
+    await dispatch(db, later)
+    await refusals(db)(refused_transfer(a, MONDAY + timedelta(days=41)))
+    assert not (await assignment_of(db, uuid.UUID(later.subject))).duplicate
+    assert len(await open_incidents(db)) == 2
+
+
+async def test_r30_r12_a_report_closed_with_its_incident_is_closed_in_intake_too(
+    db: Database,
+) -> None:
+    # Only the first report is transferred: intake must close the others rather than
+    # wait for a transfer of their own that never comes.
+    await transferring(db)
+    sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
+    await dispatch(db, *sent)
+    lead, other = (uuid.UUID(e.subject) for e in sent)
+    await service.fire(db, lead, SEND, VOIRIE)
+    changes = {
+        e.subject: e.data["actions"]
+        for e in await staged(db)
+        if e.type == "routing.request.status_changed.v1"
+    }
+    assert "transfer" in changes[str(lead)]
+    assert "transfer" not in changes[str(other)]
+
+
+async def test_r30_r12_a_report_whose_photo_came_during_the_transfer_is_not_closed_for_want_of_it(
+    db: Database,
+) -> None:
+    # Both reporters were asked for a photo; the first report's transfer closed both; the
+    # second reporter's photo came meanwhile. Back after the failure, that report moves
+    # on as its pieces came, instead of waiting to be closed for want of them.
+    from tests.routing.test_automation import pieces_arrive, refusals, refused_transfer
+
+    circuit: dict[str, Any] = {
+        "initial": "recue",
+        "statuses": [
+            {"code": "recue", "label": "Reçue", "phase": "qualification"},
+            {"code": "attente", "label": "En attente de vos pièces", "phase": "processing"},
+            {"code": "instruction", "label": "En cours", "phase": "processing"},
+            {"code": "classee", "label": "Classée", "phase": "delivery", "final": True},
+            {"code": "transmise", "label": "Transmise", "phase": "delivery", "final": True},
+        ],
+        "transitions": [
+            {
+                "code": "demander_pieces",
+                "label": "Demander une photo",
+                "from": ["recue"],
+                "to": "attente",
+                "actions": [{"type": "request_pieces", "pieces": ["Photo"], "due_in_days": 15}],
+            },
+            {
+                "code": "pieces_recues",
+                "label": "Pièces reçues",
+                "from": ["attente"],
+                "to": "instruction",
+                "automatic": {"on": "pieces_received"},
+            },
+            {
+                "code": "classer",
+                "label": "Classer faute de pièces",
+                "from": ["attente"],
+                "to": "classee",
+                "automatic": {"after": {"days": 30}},
+            },
+            {"code": "cloturer", "label": "Clore", "from": ["instruction"], "to": "classee"},
+            {
+                "code": "transmettre",
+                "label": "Transmettre",
+                "from": ["recue", "attente"],
+                "to": "transmise",
+                "actions": [{"type": "transfer", "tenant": "metropole", "reason": "Voirie"}],
+            },
+        ],
+    }
+    await transferring(db, circuit)
+    sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
+    await dispatch(db, *sent)
+    lead, other = (uuid.UUID(e.subject) for e in sent)
+    for request_id in (lead, other):
+        await service.fire(db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM)
+    await service.fire(db, lead, SEND, VOIRIE)
+    assert (await assignment_of(db, other)).status == "transmise"
+    await pieces_arrive(db, other)
+    at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    await refusals(db)(refused_transfer(lead, at))
+    moved = await assignment_of(db, other)
+    assert (moved.status, moved.auto_at) == ("instruction", None), "no timer to close it"
+    back = await assignment_of(db, lead)
+    assert (back.status, back.auto_at) == ("attente", at + timedelta(days=30)), "still awaited"

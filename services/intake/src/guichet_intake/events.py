@@ -91,7 +91,6 @@ class TransferNotMade(EventData):
     destination: str
     detail: str = Field(description="Pourquoi, pour les agents.")
     refused_at: AwareDatetime
-    awaiting_pieces: bool = Field(description="La demande attend encore des pièces (R11).")
 
 
 class PiecesArrived(EventData):

@@ -2552,9 +2552,6 @@ async def _not_transferred(
             destination=destination,
             detail=detail,
             refused_at=at,
-            awaiting_pieces=any(
-                p.received_on is None for p in await repository.pieces_for(session, request_id)
-            ),
         ).envelope(tenant=row.tenant, subject=str(request_id), occurred_at=at),
     )
     await repository.add_history(

@@ -157,7 +157,6 @@ class TransferRefused(ConsumedEvent):
     destination: str
     detail: str
     refused_at: AwareDatetime
-    awaiting_pieces: bool = True  # not said: nothing waiting for pieces fires
 
 
 PUBLISHED: tuple[type[EventData], ...] = (

@@ -157,31 +157,38 @@ async def close(
     return len(linked)
 
 
-async def reopen(session: AsyncSession, incident_id: uuid.UUID) -> list[Any]:
-    """Open again an incident a transfer closed, that intake could not make (R12). Reports
-    of the same problem that came meanwhile opened incidents of their own: those join this
-    one, one problem at one place being one incident. Returns their first reports."""
+async def reopen(session: AsyncSession, incident_id: uuid.UUID) -> list[uuid.UUID]:
+    """Open again an incident a transfer closed, that intake could not make (R12).
+
+    Meanwhile, a report of the same problem may have opened an incident of its own (or
+    another failed transfer reopened one): one problem at one place being one incident,
+    those within the radius and the time window of each other join the oldest, as a
+    report joins an open incident. Returns the first reports of those that joined."""
     incident = await repository.get_incident(session, incident_id)
     await repository.lock_tenant(session, incident.tenant)
     await repository.close_incident(session, incident_id, closed=False)
     rule = await policy(session, incident.tenant, incident.procedure_code)
+    window = timedelta(days=rule.window_days)
     lat, lon = incident.latitude, incident.longitude
     nearby = await repository.open_incidents_in_box(
         session,
         incident.tenant,
         incident.procedure_code,
-        incident.opened_at,
+        incident.opened_at - window,
         bounding_box(lat, lon, rule.radius_m),
     )
-    merged = [
+    same = [
         other
         for other in nearby
-        if other.id != incident_id
+        if other.opened_at <= incident.opened_at + window
         and distance_m(lat, lon, other.latitude, other.longitude) <= rule.radius_m
     ]
-    for other in merged:
-        await repository.merge_incident(session, other, incident_id)
-    return merged
+    oldest = min(same, key=lambda other: (other.opened_at, str(other.id)))
+    return [
+        other.request_id
+        for other in same
+        if other.id != oldest.id and await repository.merge_incident(session, other, oldest.id)
+    ]
 
 
 def inbox_fields(linked: tuple[uuid.UUID, int] | None) -> dict[str, Any]:

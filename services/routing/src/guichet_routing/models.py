@@ -127,6 +127,9 @@ assignments = sa.Table(
     sa.Column("transfer_told", sa.Boolean(), nullable=False, server_default=sa.false()),
     # R30: the incident that transfer closed (the first report's transfer closes the others).
     sa.Column("transfer_incident", sa.Uuid(), nullable=True),
+    # When intake last said the citizen's pieces arrived: pieces that came while a
+    # transfer was pending fire, once it comes back, what waits for them.
+    sa.Column("pieces_arrived_at", UTCDateTime(), nullable=True),
     # Back after a transfer intake could not make: no automatic transition sends it again.
     sa.Column("transfer_refused", sa.Boolean(), nullable=False, server_default=sa.false()),
     # The inbox lists newest first by a unique cursor (received_at, request_id). Each

@@ -504,8 +504,16 @@ async def reports_closed_by_transfer(
     return (await session.execute(query)).all()
 
 
-async def merge_incident(session: AsyncSession, merged: Any, into: uuid.UUID) -> None:
-    """`merged`'s reports join `into` as its duplicates; `merged` is closed, empty."""
+async def merge_incident(session: AsyncSession, merged: Any, into: uuid.UUID) -> bool:
+    """`merged`'s reports join `into` as its duplicates, `merged` closed; False if it was
+    closed meanwhile (its first report answered): then nothing moves."""
+    result = await session.execute(
+        incidents.update()
+        .where(incidents.c.id == merged.id, incidents.c.closed.is_(False))
+        .values(closed=True)
+    )
+    if not getattr(result, "rowcount", 0):
+        return False
     await session.execute(
         reports.update()
         .where(reports.c.incident_id == merged.id)
@@ -517,7 +525,7 @@ async def merge_incident(session: AsyncSession, merged: Any, into: uuid.UUID) ->
         .where(incidents.c.id == into)
         .values(reporters=incidents.c.reporters + merged.reporters)
     )
-    await close_incident(session, merged.id)
+    return True
 
 
 async def open_duplicates(session: AsyncSession, incident_id: uuid.UUID) -> Sequence[Any]:

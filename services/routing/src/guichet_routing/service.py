@@ -720,10 +720,16 @@ async def _record_status(
         transfer_told=transfer and ("notify" in actions or incident is not None),
         transfer_incident=incident.id if transfer and incident is not None else None,
         transfer_refused=transition == TRANSFER_NOT_MADE,
+        status_since=at,
+        **({"auto_at": None} if target["final"] else {}),  # no transition leaves it by itself
     )
     await repository.add_history(
         session, row.request_id, at, target["code"], target["label"], agent=agent, comment=comment
     )
+    if incident is not None and incident.request_id != row.request_id:
+        # An incident's other report closes with it; only its first report is transferred,
+        # so intake closes this one rather than wait for a transfer of its own.
+        actions = [a for a in actions if a != "transfer"]
     await stage(
         session,
         StatusChanged(
@@ -875,12 +881,14 @@ async def on_pieces_received(session: AsyncSession, envelope: Envelope) -> None:
     if row is None:
         log.warning("pieces received for unknown request %s ignored", event.request_id)
         return
+    now = datetime.now(UTC)
+    await repository.update_assignment(session, row.request_id, {"pieces_arrived_at": now})
     definition = await _definition(session, row)
     move = workflows.triggered(
         definition, row.status, "pieces_received", transfers=not row.transfer_refused
     )
     if move is not None:
-        await _apply(session, row, definition, move, datetime.now(UTC), agent=None, comment=None)
+        await _apply(session, row, definition, move, now, agent=None, comment=None)
 
 
 # The pseudo-transition that gives back a request whose transfer intake could not make.
@@ -909,30 +917,22 @@ async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None
             comment=note,
         )
         return
-    definition = await _definition(session, row)
-    waiting = workflows.triggered(definition, row.transfer_from, "pieces_received")
-    # The pieces it waited for came meanwhile: its timers (to close it for want of
-    # them...) no longer apply, and what waits for them fires, unless that was the transfer.
-    arrived = waiting is not None and not event.awaiting_pieces
-    await _take_back(session, row, definition, event, note, timers=not arrived)
+    await _take_back(session, row, await _definition(session, row), event, note)
     if row.transfer_incident is not None:
-        for other in await incidents.reopen(session, row.transfer_incident):
-            joined = await repository.lock_assignment(session, other.request_id)
+        for joined in await incidents.reopen(session, row.transfer_incident):
+            other = await repository.lock_assignment(session, joined)
             await repository.add_history(
                 session,
-                other.request_id,
+                joined,
                 event.refused_at,
-                joined.status,
-                f"Rattaché au signalement {row.tracking_code}, dont la transmission n'a pas "
-                "abouti : même problème au même endroit.",
+                other.status,
+                "Rattaché au premier signalement du même problème au même endroit, après "
+                f"la transmission non aboutie de {row.tracking_code}.",
             )
         for report in await repository.reports_closed_by_transfer(
             session, row.transfer_incident, row.request_id
         ):
             await _take_back(session, report, await _definition(session, report), event, note)
-    if waiting is not None and arrived and workflows.action(waiting, "transfer") is None:
-        back = await repository.get_assignment(session, row.request_id)
-        await _apply(session, back, definition, waiting, event.refused_at, agent=None, comment=None)
 
 
 async def _take_back(
@@ -941,16 +941,22 @@ async def _take_back(
     definition: dict[str, Any],
     event: TransferRefused,
     note: str,
-    *,
-    timers: bool = True,
 ) -> None:
-    """One request back in the status its transfer left; the label says why."""
+    """One request back in the status its transfer left, the label saying why. If the
+    pieces it waited for came meanwhile, its timers (to close it for want of them...)
+    no longer run, and what waits for them fires, unless that was the transfer."""
     status = workflows.status(definition, row.transfer_from)
     base = status["label"]
     label = next(
         text
         for text in (f"{base} (transmission à {event.destination} non aboutie)", base)
         if len(text) <= 200  # the column's size; a status label fits
+    )
+    waiting = workflows.triggered(definition, status["code"], "pieces_received")
+    arrived = (
+        waiting is not None
+        and row.pieces_arrived_at is not None
+        and row.pieces_arrived_at >= row.status_since  # since the transfer closed it
     )
     await _record_status(
         session,
@@ -963,18 +969,15 @@ async def _take_back(
         note,
         None,
     )
+    timers = workflows.timer_at(definition, status["code"], event.refused_at, transfers=False)
     await repository.update_assignment(
         session,
         row.request_id,
-        {
-            "status_since": event.refused_at,
-            "auto_at": workflows.timer_at(
-                definition, status["code"], event.refused_at, transfers=False
-            )
-            if timers
-            else None,
-        },
+        {"status_since": event.refused_at, "auto_at": None if arrived else timers},
     )
+    if waiting is not None and arrived and workflows.action(waiting, "transfer") is None:
+        back = await repository.get_assignment(session, row.request_id)
+        await _apply(session, back, definition, waiting, event.refused_at, agent=None, comment=None)
 
 
 async def put_team(
