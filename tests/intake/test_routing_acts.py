@@ -4,9 +4,9 @@ issues the act as if an agent had asked it here, once however often the event ar
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from guichet_intake.schemas import PiecesReceived
+from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived
 from guichet_intake.service import IntakeService
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
@@ -96,3 +96,40 @@ async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not
     assert moved.receipts[-1].kind.value == "avis_transmission"
     [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
     assert event.data["destination_tenant"] == "voisinville"
+
+
+async def test_r12_r30_a_request_its_service_takes_back_is_open_here_again(
+    intake: IntakeService,
+) -> None:
+    # A report closed with its incident, brought back when the first report's transfer
+    # failed: open here again (pieces can be received...), with no clock restarted.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    await close_by_workflow(
+        intake,
+        created,
+        datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+        status="transmise",
+        label="Transmise",
+        transition="transmettre",
+        actions=[],
+    )
+    assert (await intake.get_request(created["tracking_code"])).status.value == "closed"
+    await close_by_workflow(
+        intake,
+        created,
+        datetime(2026, 5, 21, 9, 0, tzinfo=UTC),
+        status="recue",
+        label="Reçue (transmission à Métropole non aboutie)",
+        final=False,
+        transition="transmission_non_aboutie",
+        actions=[],
+    )
+    back = await intake.get_request(created["tracking_code"])
+    assert back.status.value == "processing"
+    assert back.implicit_decision is None or back.implicit_decision.decision_date is None
+    asked = await intake.request_pieces(
+        created["tracking_code"],
+        MissingPiecesCreate(pieces=["Photo du lieu"], due_on=date(2026, 6, 15)),
+        now=datetime(2026, 5, 22, 9, 0, tzinfo=UTC),
+    )
+    assert asked.status.value == "incomplete", "a closed request would refuse it (409)"

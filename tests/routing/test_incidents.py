@@ -371,6 +371,53 @@ async def test_r30_r12_a_transfer_from_an_answered_report_does_not_reopen_its_in
 SEND = TransitionCreate(transition="transmettre")
 
 
+def asking_for_a_photo(then: str) -> dict[str, Any]:
+    """Reports asked for a photo, which moves them on to `then`; without one for 30 days,
+    closed; transferable while waiting for it."""
+    return {
+        "initial": "recue",
+        "statuses": [
+            {"code": "recue", "label": "Reçue", "phase": "qualification"},
+            {"code": "attente", "label": "En attente de vos pièces", "phase": "processing"},
+            {"code": "instruction", "label": "En cours", "phase": "processing"},
+            {"code": "classee", "label": "Classée", "phase": "delivery", "final": True},
+            {"code": "transmise", "label": "Transmise", "phase": "delivery", "final": True},
+        ],
+        "transitions": [
+            {
+                "code": "demander_pieces",
+                "label": "Demander une photo",
+                "from": ["recue"],
+                "to": "attente",
+                "actions": [{"type": "request_pieces", "pieces": ["Photo"], "due_in_days": 15}],
+            },
+            {
+                "code": "pieces_recues",
+                "label": "Pièces reçues",
+                "from": ["attente"],
+                "to": then,
+                "automatic": {"on": "pieces_received"},
+            },
+            {
+                "code": "classer",
+                "label": "Classer faute de pièces",
+                "from": ["attente"],
+                "to": "classee",
+                "automatic": {"after": {"days": 30}},
+            },
+            {"code": "instruire", "label": "Instruire", "from": ["recue"], "to": "instruction"},
+            {"code": "cloturer", "label": "Clore", "from": ["instruction"], "to": "classee"},
+            {
+                "code": "transmettre",
+                "label": "Transmettre",
+                "from": ["recue", "attente"],
+                "to": "transmise",
+                "actions": [{"type": "transfer", "tenant": "metropole", "reason": "Voirie"}],
+            },
+        ],
+    }
+
+
 @pytest.mark.parametrize("first_back", ["older", "newer"])
 async def test_r30_r12_two_incidents_of_one_pothole_back_from_failed_transfers_are_one(
     db: Database, first_back: str
@@ -442,48 +489,7 @@ async def test_r30_r12_a_report_whose_photo_came_during_the_transfer_is_not_clos
     # on as its pieces came, instead of waiting to be closed for want of them.
     from tests.routing.test_automation import pieces_arrive, refusals, refused_transfer
 
-    circuit: dict[str, Any] = {
-        "initial": "recue",
-        "statuses": [
-            {"code": "recue", "label": "Reçue", "phase": "qualification"},
-            {"code": "attente", "label": "En attente de vos pièces", "phase": "processing"},
-            {"code": "instruction", "label": "En cours", "phase": "processing"},
-            {"code": "classee", "label": "Classée", "phase": "delivery", "final": True},
-            {"code": "transmise", "label": "Transmise", "phase": "delivery", "final": True},
-        ],
-        "transitions": [
-            {
-                "code": "demander_pieces",
-                "label": "Demander une photo",
-                "from": ["recue"],
-                "to": "attente",
-                "actions": [{"type": "request_pieces", "pieces": ["Photo"], "due_in_days": 15}],
-            },
-            {
-                "code": "pieces_recues",
-                "label": "Pièces reçues",
-                "from": ["attente"],
-                "to": "instruction",
-                "automatic": {"on": "pieces_received"},
-            },
-            {
-                "code": "classer",
-                "label": "Classer faute de pièces",
-                "from": ["attente"],
-                "to": "classee",
-                "automatic": {"after": {"days": 30}},
-            },
-            {"code": "cloturer", "label": "Clore", "from": ["instruction"], "to": "classee"},
-            {
-                "code": "transmettre",
-                "label": "Transmettre",
-                "from": ["recue", "attente"],
-                "to": "transmise",
-                "actions": [{"type": "transfer", "tenant": "metropole", "reason": "Voirie"}],
-            },
-        ],
-    }
-    await transferring(db, circuit)
+    await transferring(db, asking_for_a_photo(then="instruction"))
     sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
     await dispatch(db, *sent)
     lead, other = (uuid.UUID(e.subject) for e in sent)
@@ -498,3 +504,50 @@ async def test_r30_r12_a_report_whose_photo_came_during_the_transfer_is_not_clos
     assert (moved.status, moved.auto_at) == ("instruction", None), "no timer to close it"
     back = await assignment_of(db, lead)
     assert (back.status, back.auto_at) == ("attente", at + timedelta(days=30)), "still awaited"
+
+
+async def test_r30_r12_a_first_report_its_photo_closes_on_return_closes_its_incident_too(
+    db: Database,
+) -> None:
+    # The first report's photo came while its transfer was pending, and the photo closes
+    # it: once back, it closes as any first report does, with the incident and the others.
+    from tests.routing.test_automation import pieces_arrive, refusals, refused_transfer
+
+    await transferring(db, asking_for_a_photo(then="classee"))
+    sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
+    await dispatch(db, *sent)
+    lead, other = (uuid.UUID(e.subject) for e in sent)
+    await service.fire(db, lead, TransitionCreate(transition="demander_pieces"), SYSTEM)
+    await service.fire(db, lead, SEND, VOIRIE)
+    await pieces_arrive(db, lead)
+    await refusals(db)(refused_transfer(lead, datetime(2026, 6, 2, 9, 0, tzinfo=UTC)))
+    assert (await assignment_of(db, lead)).status == "classee"
+    assert await open_incidents(db) == []
+    assert (await assignment_of(db, other)).status == "classee"
+
+
+@pytest.mark.parametrize("apart", ["in space", "in time"])
+async def test_r30_r12_reopening_merges_only_incidents_within_reach_of_the_oldest(
+    db: Database, apart: str
+) -> None:
+    # x, r, y: r within reach of x and of y, x and y not of each other (80 m apart, or
+    # 40 days with a 30-day window). x's and r's transfers fail: r joins x, y stays apart.
+    from tests.routing.test_automation import refusals, refused_transfer
+
+    east_m, later = {"in space": (40, timedelta(hours=1)), "in time": (0, timedelta(days=20))}[
+        apart
+    ]
+    await transferring(db)
+    leads = []
+    for i in range(3):
+        event = report(0, east_m * i, at=MONDAY + later * i)
+        await dispatch(db, event)
+        leads.append(uuid.UUID(event.subject))
+        if i < 2:
+            await service.fire(db, leads[-1], SEND, VOIRIE)
+    x, r, y = leads
+    await refusals(db)(refused_transfer(x, MONDAY + timedelta(days=41)))
+    await refusals(db)(refused_transfer(r, MONDAY + timedelta(days=42)))
+    assert (await assignment_of(db, r)).duplicate
+    assert not (await assignment_of(db, y)).duplicate
+    assert {i.request_id for i in await open_incidents(db)} == {x, y}

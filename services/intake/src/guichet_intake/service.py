@@ -2334,6 +2334,10 @@ class IntakeService:
                 values.update(status=RequestStatus.closed.value, **_NOTHING_MORE_DUE)
             else:
                 values["status"] = RequestStatus.processing.value
+        elif status is RequestStatus.closed and not event.final:
+            # The service took back what its workflow had closed (a transfer that failed,
+            # a reopening): open here again. The answer given stopped the clock for good.
+            values["status"] = RequestStatus.processing.value
         await repository.update_request(session, event.request_id, values)
         await repository.add_history(
             session, event.request_id, event.changed_at, event.status, event.label

@@ -162,8 +162,8 @@ async def reopen(session: AsyncSession, incident_id: uuid.UUID) -> list[uuid.UUI
 
     Meanwhile, a report of the same problem may have opened an incident of its own (or
     another failed transfer reopened one): one problem at one place being one incident,
-    those within the radius and the time window of each other join the oldest, as a
-    report joins an open incident. Returns the first reports of those that joined."""
+    those within the radius and the time window of the oldest join it, as a report
+    joins an open incident. Returns the first reports of those that joined."""
     incident = await repository.get_incident(session, incident_id)
     await repository.lock_tenant(session, incident.tenant)
     await repository.close_incident(session, incident_id, closed=False)
@@ -177,17 +177,21 @@ async def reopen(session: AsyncSession, incident_id: uuid.UUID) -> list[uuid.UUI
         incident.opened_at - window,
         bounding_box(lat, lon, rule.radius_m),
     )
-    same = [
-        other
-        for other in nearby
-        if other.opened_at <= incident.opened_at + window
-        and distance_m(lat, lon, other.latitude, other.longitude) <= rule.radius_m
-    ]
+
+    def within_reach(a: Any, b: Any) -> bool:
+        return (
+            abs(a.opened_at - b.opened_at) <= window
+            and distance_m(a.latitude, a.longitude, b.latitude, b.longitude) <= rule.radius_m
+        )
+
+    same = [other for other in nearby if within_reach(incident, other)]
     oldest = min(same, key=lambda other: (other.opened_at, str(other.id)))
     return [
         other.request_id
         for other in same
-        if other.id != oldest.id and await repository.merge_incident(session, other, oldest.id)
+        if other.id != oldest.id
+        and within_reach(oldest, other)  # not only of the reopened one
+        and await repository.merge_incident(session, other, oldest.id)
     ]
 
 

@@ -917,7 +917,7 @@ async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None
             comment=note,
         )
         return
-    await _take_back(session, row, await _definition(session, row), event, note)
+    back = [await _take_back(session, row, event, note)]
     if row.transfer_incident is not None:
         for joined in await incidents.reopen(session, row.transfer_incident):
             other = await repository.lock_assignment(session, joined)
@@ -932,19 +932,21 @@ async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None
         for report in await repository.reports_closed_by_transfer(
             session, row.transfer_incident, row.request_id
         ):
-            await _take_back(session, report, await _definition(session, report), event, note)
+            back.append(await _take_back(session, report, event, note))
+    # Once all are back (the incident open again, were one to close with it): the
+    # transitions that waited for pieces which came while the transfer was pending.
+    for request_id, definition, move in filter(None, back):
+        moved = await repository.get_assignment(session, request_id)
+        await _apply(session, moved, definition, move, event.refused_at, agent=None, comment=None)
 
 
 async def _take_back(
-    session: AsyncSession,
-    row: Any,
-    definition: dict[str, Any],
-    event: TransferRefused,
-    note: str,
-) -> None:
+    session: AsyncSession, row: Any, event: TransferRefused, note: str
+) -> tuple[uuid.UUID, dict[str, Any], dict[str, Any]] | None:
     """One request back in the status its transfer left, the label saying why. If the
     pieces it waited for came meanwhile, its timers (to close it for want of them...)
-    no longer run, and what waits for them fires, unless that was the transfer."""
+    no longer run; returns what waits for them, to fire, unless that was the transfer."""
+    definition = await _definition(session, row)
     status = workflows.status(definition, row.transfer_from)
     base = status["label"]
     label = next(
@@ -975,9 +977,9 @@ async def _take_back(
         row.request_id,
         {"status_since": event.refused_at, "auto_at": None if arrived else timers},
     )
-    if waiting is not None and arrived and workflows.action(waiting, "transfer") is None:
-        back = await repository.get_assignment(session, row.request_id)
-        await _apply(session, back, definition, waiting, event.refused_at, agent=None, comment=None)
+    if waiting is None or not arrived or workflows.action(waiting, "transfer") is not None:
+        return None
+    return row.request_id, definition, waiting
 
 
 async def put_team(
