@@ -551,3 +551,31 @@ async def test_r30_r12_reopening_merges_only_incidents_within_reach_of_the_oldes
     assert (await assignment_of(db, r)).duplicate
     assert not (await assignment_of(db, y)).duplicate
     assert {i.request_id for i in await open_incidents(db)} == {x, y}
+
+
+async def test_r30_r12_a_report_closed_with_its_incident_on_return_is_not_moved_again(
+    db: Database,
+) -> None:
+    # Both photos came during the transfer; the first report's closes it, its incident
+    # and the other report: the other's own "photo received" does not fire from there.
+    from tests.routing.test_automation import pieces_arrive, refusals, refused_transfer
+
+    await transferring(db, asking_for_a_photo(then="classee"))
+    sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
+    await dispatch(db, *sent)
+    lead, other = (uuid.UUID(e.subject) for e in sent)
+    for request_id in (lead, other):
+        await service.fire(db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM)
+    await service.fire(db, lead, SEND, VOIRIE)
+    for request_id in (lead, other):
+        await pieces_arrive(db, request_id)
+    await refusals(db)(refused_transfer(lead, datetime(2026, 6, 2, 9, 0, tzinfo=UTC)))
+    closings = [
+        e.data["transition"]
+        for e in await staged(db)
+        if e.type == "routing.request.status_changed.v1"
+        and e.subject == str(other)
+        and e.data["final"]
+    ]
+    assert closings == ["transmettre", "pieces_recues"], "closed once, with its incident"
+    assert (await assignment_of(db, other)).status == "classee"

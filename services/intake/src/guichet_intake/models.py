@@ -105,6 +105,9 @@ requests = sa.Table(
     sa.Column("decision_last_day", sa.Date(), nullable=True),
     sa.Column("decision_due_at", UTCDateTime(), nullable=True),
     sa.Column("implicit_decision", sa.String(16), nullable=True),
+    # When the service's workflow answered it (a final status): no silence can decide it
+    # any more, even if the service takes it back afterwards (R10).
+    sa.Column("answered_at", UTCDateTime(), nullable=True),
     sa.Column("assigned_service_code", sa.String(64), nullable=True),
     sa.Column("assigned_service_name", sa.String(200), nullable=True),
     sa.Column("transferred_to", sa.String(300), nullable=True),

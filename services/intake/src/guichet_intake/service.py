@@ -1083,8 +1083,8 @@ class IntakeService:
     # -- the clock ----------------------------------------------------------------------------
 
     async def _deadline(self, session: AsyncSession, row: Any, tenant: Any) -> Deadline:
-        if row.regime is None:
-            return Deadline("none")
+        if row.regime is None or row.answered_at is not None:
+            return Deadline("none")  # no silence to decide, or an answer given (R10)
         pieces = await repository.pieces_for(session, row.id)
         return self._clock(row, tenant, pieces)
 
@@ -1330,7 +1330,7 @@ class IntakeService:
             notices.missing_pieces(
                 pieces=body.pieces,
                 due_on=body.due_on,
-                regime=row.regime or "none",
+                regime="none" if deadline.state == "none" else row.regime or "none",
                 delay=format_delay(row.delay_value, row.delay_unit) if row.delay_value else "",
                 deadline=deadline,
                 tracking_code=row.tracking_code,
@@ -2331,14 +2331,24 @@ class IntakeService:
         # the two arrive: closing it first would make intake refuse the transfer.
         if status not in FINAL and "transfer" not in event.actions:
             if event.final:
-                values.update(status=RequestStatus.closed.value, **_NOTHING_MORE_DUE)
+                values.update(
+                    status=RequestStatus.closed.value,
+                    answered_at=event.changed_at,
+                    **_NOTHING_MORE_DUE,
+                )
             else:
                 values["status"] = RequestStatus.processing.value
         elif status is RequestStatus.closed and not event.final:
-            # The service took back what its workflow had closed (a transfer that failed,
-            # a reopening): open here again. The answer given stopped the clock for good.
-            values["status"] = RequestStatus.processing.value
-        await repository.update_request(session, event.request_id, values)
+            if row.answered_at is not None and event.changed_at <= row.answered_at:
+                # An earlier status delivered late (each replica relays its own outbox):
+                # the answer stands, and so does what the citizen reads.
+                del values["status_detail"]
+            else:
+                # The service took back what its workflow had closed (a transfer that
+                # failed, a reopening): open here again; the answer stopped the clock.
+                values["status"] = RequestStatus.processing.value
+        if values:
+            await repository.update_request(session, event.request_id, values)
         await repository.add_history(
             session, event.request_id, event.changed_at, event.status, event.label
         )

@@ -936,7 +936,9 @@ async def on_transfer_refused(session: AsyncSession, envelope: Envelope) -> None
     # Once all are back (the incident open again, were one to close with it): the
     # transitions that waited for pieces which came while the transfer was pending.
     for request_id, definition, move in filter(None, back):
-        moved = await repository.get_assignment(session, request_id)
+        moved = await repository.lock_assignment(session, request_id)
+        if moved.closed or moved.status not in move["from"]:
+            continue  # closed meanwhile with its incident, by its first report's move
         await _apply(session, moved, definition, move, event.refused_at, agent=None, comment=None)
 
 
