@@ -4,7 +4,9 @@ issues the act as if an agent had asked it here, once however often the event ar
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
 
 from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived
 from guichet_intake.service import IntakeService
@@ -98,16 +100,18 @@ async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not
     assert event.data["destination_tenant"] == "voisinville"
 
 
+@pytest.mark.parametrize("later", [timedelta(days=1), timedelta(0)])
 async def test_r12_r30_a_request_its_service_takes_back_is_open_here_again(
-    intake: IntakeService,
+    intake: IntakeService, later: timedelta
 ) -> None:
     # A report closed with its incident, brought back when the first report's transfer
-    # failed: open here again (pieces can be received...), with no clock restarted.
+    # failed: open here again (pieces can be received...), with no clock restarted. An
+    # immediate refusal is dated when the transfer was asked: the closing's own time.
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     await close_by_workflow(
         intake,
         created,
-        datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+        datetime(2026, 5, 21, 9, 0, tzinfo=UTC) - later,
         status="transmise",
         label="Transmise",
         transition="transmettre",

@@ -2339,9 +2339,10 @@ class IntakeService:
             else:
                 values["status"] = RequestStatus.processing.value
         elif status is RequestStatus.closed and not event.final:
-            if row.answered_at is not None and event.changed_at <= row.answered_at:
+            if row.answered_at is not None and event.changed_at < row.answered_at:
                 # An earlier status delivered late (each replica relays its own outbox):
-                # the answer stands, and so does what the citizen reads.
+                # the answer stands, and so does what the citizen reads. (A take-back can
+                # bear the answer's own time: an immediate refusal is dated when asked.)
                 del values["status_detail"]
             else:
                 # The service took back what its workflow had closed (a transfer that
