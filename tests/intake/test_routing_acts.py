@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -194,3 +195,73 @@ async def test_r10_an_earlier_status_delivered_late_does_not_reopen_an_answered_
     )
     kept = await intake.get_request(created["tracking_code"])
     assert (kept.status.value, kept.status_label) == ("closed", "Réponse envoyée")
+
+
+REOPENED: dict[str, Any] = {
+    "from_status": "repondue",
+    "status": "instruction",
+    "label": "Réouverte",
+    "final": False,
+    "transition": "rouvrir",
+    "actions": [],
+}
+
+
+@pytest.mark.parametrize(
+    "delivered",
+    [
+        # (status days after the 19th, in the order delivered), what the request ends as
+        ((2, 1), ("processing", "Réouverte")),  # reopened, then the older answer
+        ((1, 3, 2), ("closed", "Réponse définitive")),  # answered twice, the reopening late
+        ((3, 1), ("closed", "Réponse définitive")),  # two answers, the older one late
+    ],
+)
+async def test_r10_statuses_delivered_out_of_order_leave_the_latest_in_force(
+    intake: IntakeService, delivered: tuple[tuple[int, ...], tuple[str, str]]
+) -> None:
+    # Each routing replica relays its own outbox: a status may arrive after a later one.
+    # The latest, by the workflow's own time, decides what the request is and reads.
+    order, expected = delivered
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    statuses = {
+        1: {"label": "Réponse envoyée"},
+        2: REOPENED,
+        3: {"from_status": "instruction", "label": "Réponse définitive"},
+    }
+    for day in order:
+        at = datetime(2026, 5, 19 + day, 9, 0, tzinfo=UTC)
+        await close_by_workflow(intake, created, at, **statuses[day])
+    kept = await intake.get_request(created["tracking_code"])
+    assert (kept.status.value, kept.status_label) == expected
+    assert len([h for h in kept.history if h.at.day in (20, 21, 22)]) == len(order)
+
+
+async def test_r5_r10_an_answered_request_gets_no_ar_announcing_a_silence(
+    intake: IntakeService,
+) -> None:
+    # Answered, reopened, then qualified or completed: no AR promising an implicit
+    # decision that can no longer be born.
+    unqualified = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), procedure=None)
+    complete = await submit(intake, datetime(2026, 5, 15, 9, 1, tzinfo=UTC))
+    for created in (unqualified, complete):
+        await close_by_workflow(intake, created, datetime(2026, 5, 20, 9, 0, tzinfo=UTC))
+        await close_by_workflow(
+            intake, created, datetime(2026, 5, 21, 9, 0, tzinfo=UTC), **REOPENED
+        )
+    qualified = await intake.qualify(
+        unqualified["tracking_code"],
+        "reservation-salle",
+        now=datetime(2026, 5, 22, 9, 0, tzinfo=UTC),
+    )
+    await intake.request_pieces(
+        complete["tracking_code"],
+        MissingPiecesCreate(pieces=["Attestation"], due_on=date(2026, 6, 15)),
+        now=datetime(2026, 5, 22, 9, 0, tzinfo=UTC),
+    )
+    completed = await intake.pieces_received(
+        complete["tracking_code"], PiecesReceived(), now=datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    )
+    for followed in (qualified, completed):
+        ars = [r for r in followed.receipts if r.issued_at.month == 5 and r.issued_at.day >= 22]
+        ars += [r for r in followed.receipts if r.issued_at.month == 6]
+        assert not [r for r in ars if r.kind.value == "accuse_reception"], followed.receipts

@@ -1260,7 +1260,7 @@ class IntakeService:
             )
             row = await repository.get_request(session, row.id)
             await self._recompute_clock(session, row, tenant)
-            if owes_acknowledgement(procedure, Channel(row.channel)) and not row.abusive:
+            if _owes_ar(procedure, row):
                 await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
             else:
                 await repository.update_request(session, row.id, {"receipt_due_on": None})
@@ -1404,11 +1404,7 @@ class IntakeService:
                 if row.procedure_code
                 else None
             )
-            if (
-                procedure is not None
-                and owes_acknowledgement(procedure, Channel(row.channel))
-                and not row.abusive  # R9: a flagged send is owed no AR, now or later
-            ):
+            if procedure is not None and _owes_ar(procedure, row):
                 # A fresh AR restates the date now that the file is complete.
                 await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
             return await self._public(session, row.id)
@@ -2317,6 +2313,13 @@ class IntakeService:
             log.warning("status change for unknown request %s ignored", event.request_id)
             return
         status = RequestStatus(row.status)
+        if row.status_changed_at is not None and event.changed_at < row.status_changed_at:
+            # An earlier status delivered late (each routing replica relays its own
+            # outbox): what the request is and what the citizen reads stay as they are.
+            await repository.add_history(
+                session, event.request_id, event.changed_at, event.status, event.label
+            )
+            return
         if (
             event.final
             and status not in FINAL
@@ -2326,7 +2329,12 @@ class IntakeService:
             # The answer came after silence had decided (R10): that decision stands, even
             # if the scheduler has not recorded it yet; the answer is recorded after it.
             status = await self._decide(session, row, event.changed_at)
-        values: dict[str, Any] = {"status_detail": event.label}
+        # (A take-back may bear the answer's own time: an immediate refusal of a transfer
+        # is dated when it was asked. Hence "earlier" above, not "not later".)
+        values: dict[str, Any] = {
+            "status_detail": event.label,
+            "status_changed_at": event.changed_at,
+        }
         # A transfer ends the request here through its own event (R12), in whatever order
         # the two arrive: closing it first would make intake refuse the transfer.
         if status not in FINAL and "transfer" not in event.actions:
@@ -2339,17 +2347,10 @@ class IntakeService:
             else:
                 values["status"] = RequestStatus.processing.value
         elif status is RequestStatus.closed and not event.final:
-            if row.answered_at is not None and event.changed_at < row.answered_at:
-                # An earlier status delivered late (each replica relays its own outbox):
-                # the answer stands, and so does what the citizen reads. (A take-back can
-                # bear the answer's own time: an immediate refusal is dated when asked.)
-                del values["status_detail"]
-            else:
-                # The service took back what its workflow had closed (a transfer that
-                # failed, a reopening): open here again; the answer stopped the clock.
-                values["status"] = RequestStatus.processing.value
-        if values:
-            await repository.update_request(session, event.request_id, values)
+            # The service took back what its workflow had closed (a transfer that failed,
+            # a reopening): open here again; the answer stopped the clock for good.
+            values["status"] = RequestStatus.processing.value
+        await repository.update_request(session, event.request_id, values)
         await repository.add_history(
             session, event.request_id, event.changed_at, event.status, event.label
         )
@@ -2446,6 +2447,17 @@ _NOTHING_MORE_DUE = {
     "receipt_due_on": None,
     "registration_due_on": None,
 }
+
+
+def _owes_ar(procedure: Any, row: Any) -> bool:
+    """An AR to issue, or issue again, for a request already stored: not if the procedure
+    owes none (R1), for a flagged send (R9, now or later), nor once the service answered
+    (no silence left to announce, R10)."""
+    return (
+        owes_acknowledgement(procedure, Channel(row.channel))
+        and not row.abusive
+        and row.answered_at is None
+    )
 
 
 def _check_teleservice(procedure: Any, channel: Channel, field: str) -> None:
