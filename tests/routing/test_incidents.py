@@ -418,6 +418,21 @@ def asking_for_a_photo(then: str) -> dict[str, Any]:
     }
 
 
+async def two_reports_asked_for_a_photo_then_sent_on(
+    db: Database, then: str
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """Two reports of one pothole, both asked for a photo; the first is transferred,
+    which closes the incident and the second. Returns (first, second)."""
+    await transferring(db, asking_for_a_photo(then=then))
+    sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
+    await dispatch(db, *sent)
+    lead, other = (uuid.UUID(e.subject) for e in sent)
+    for request_id in (lead, other):
+        await service.fire(db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM)
+    await service.fire(db, lead, SEND, VOIRIE)
+    return lead, other
+
+
 @pytest.mark.parametrize("first_back", ["older", "newer"])
 async def test_r30_r12_two_incidents_of_one_pothole_back_from_failed_transfers_are_one(
     db: Database, first_back: str
@@ -489,13 +504,7 @@ async def test_r30_r12_a_report_whose_photo_came_during_the_transfer_is_not_clos
     # on as its pieces came, instead of waiting to be closed for want of them.
     from tests.routing.test_automation import pieces_arrive, refusals, refused_transfer
 
-    await transferring(db, asking_for_a_photo(then="instruction"))
-    sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
-    await dispatch(db, *sent)
-    lead, other = (uuid.UUID(e.subject) for e in sent)
-    for request_id in (lead, other):
-        await service.fire(db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM)
-    await service.fire(db, lead, SEND, VOIRIE)
+    lead, other = await two_reports_asked_for_a_photo_then_sent_on(db, then="instruction")
     assert (await assignment_of(db, other)).status == "transmise"
     await pieces_arrive(db, other)
     at = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
@@ -513,12 +522,7 @@ async def test_r30_r12_a_first_report_its_photo_closes_on_return_closes_its_inci
     # it: once back, it closes as any first report does, with the incident and the others.
     from tests.routing.test_automation import pieces_arrive, refusals, refused_transfer
 
-    await transferring(db, asking_for_a_photo(then="classee"))
-    sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
-    await dispatch(db, *sent)
-    lead, other = (uuid.UUID(e.subject) for e in sent)
-    await service.fire(db, lead, TransitionCreate(transition="demander_pieces"), SYSTEM)
-    await service.fire(db, lead, SEND, VOIRIE)
+    lead, other = await two_reports_asked_for_a_photo_then_sent_on(db, then="classee")
     await pieces_arrive(db, lead)
     await refusals(db)(refused_transfer(lead, datetime(2026, 6, 2, 9, 0, tzinfo=UTC)))
     assert (await assignment_of(db, lead)).status == "classee"
@@ -560,13 +564,7 @@ async def test_r30_r12_a_report_closed_with_its_incident_on_return_is_not_moved_
     # and the other report: the other's own "photo received" does not fire from there.
     from tests.routing.test_automation import pieces_arrive, refusals, refused_transfer
 
-    await transferring(db, asking_for_a_photo(then="classee"))
-    sent = [report(0, 0, at=MONDAY), report(1, 1, at=MONDAY + timedelta(minutes=1))]
-    await dispatch(db, *sent)
-    lead, other = (uuid.UUID(e.subject) for e in sent)
-    for request_id in (lead, other):
-        await service.fire(db, request_id, TransitionCreate(transition="demander_pieces"), SYSTEM)
-    await service.fire(db, lead, SEND, VOIRIE)
+    lead, other = await two_reports_asked_for_a_photo_then_sent_on(db, then="classee")
     for request_id in (lead, other):
         await pieces_arrive(db, request_id)
     await refusals(db)(refused_transfer(lead, datetime(2026, 6, 2, 9, 0, tzinfo=UTC)))
