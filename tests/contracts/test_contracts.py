@@ -51,7 +51,7 @@ SAMPLES: list[EventData] = [
     routing_events.StatusChanged(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS", from_status="recue",
         status="en_cours", label="En cours de traitement", phase="processing", final=False,
-        transition="prendre_en_charge", actions=["notify"], changed_at=NOW),
+        transition="prendre_en_charge", actions=["notify"], changed_at=NOW, sequence=2),
     routing_events.ServiceAlerted(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS", service_code="voirie",
         service_name="Voirie", service_email="voirie@admiville.example",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import date, datetime
 from typing import Any
@@ -125,12 +126,17 @@ async def as_left_by_a_signing_failure(
         )
 
 
+# Routing numbers each request's status changes; here, in the order the tests make them.
+_SEQUENCE = itertools.count(1)
+
+
 async def close_by_workflow(
     intake: IntakeService, created: dict[str, Any], at: datetime, **changes: Any
 ) -> None:
     """Routing's final status for the request, as intake consumes it (default: answered)."""
     event = StatusChanged(
         **{
+            "sequence": next(_SEQUENCE),
             "request_id": created["id"],
             "tracking_code": created["tracking_code"],
             "from_status": "recue",

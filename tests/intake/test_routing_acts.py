@@ -177,17 +177,18 @@ async def test_r10_an_answered_request_taken_back_is_never_decided_by_silence(
 @pytest.mark.parametrize(
     "delivered",
     [
-        # (status days after the 19th, in the order delivered), what the request ends as
-        ((2, 1), ("processing", "Réouverte")),  # reopened, then the older answer
+        # (ranks in the order delivered), what the request ends as
+        ((2, 1), ("processing", "Réouverte")),  # reopened, then the answer before it
         ((1, 3, 2), ("closed", "Réponse définitive")),  # answered twice, the reopening late
-        ((3, 1), ("closed", "Réponse définitive")),  # two answers, the older one late
+        ((3, 1), ("closed", "Réponse définitive")),  # two answers, the first one late
     ],
 )
+@pytest.mark.parametrize("clocks", ["in step", "the later replica 5 s behind"])
 async def test_r10_statuses_delivered_out_of_order_leave_the_latest_in_force(
-    intake: IntakeService, delivered: tuple[tuple[int, ...], tuple[str, str]]
+    intake: IntakeService, delivered: tuple[tuple[int, ...], tuple[str, str]], clocks: str
 ) -> None:
-    # Each routing replica relays its own outbox: a status may arrive after a later one.
-    # The latest, by the workflow's own time, decides what the request is and reads.
+    # Each routing replica relays its own outbox, and keeps its own clock: a status may
+    # arrive after a later one, and bear an earlier time. Routing's rank decides.
     order, expected = delivered
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     statuses = {
@@ -195,12 +196,55 @@ async def test_r10_statuses_delivered_out_of_order_leave_the_latest_in_force(
         2: REOPENED,
         3: {"from_status": "instruction", "label": "Réponse définitive"},
     }
-    for day in order:
-        at = datetime(2026, 5, 19 + day, 9, 0, tzinfo=UTC)
-        await close_by_workflow(intake, created, at, **statuses[day])
+    skew = timedelta(seconds=5) if clocks != "in step" else timedelta(seconds=-5)
+    for rank in order:
+        at = datetime(2026, 5, 20, 9, 0, tzinfo=UTC) - skew * rank
+        await close_by_workflow(intake, created, at, sequence=rank, **statuses[rank])
     kept = await intake.get_request(created["tracking_code"])
     assert (kept.status.value, kept.status_label) == expected
-    assert len([h for h in kept.history if h.at.day in (20, 21, 22)]) == len(order)
+    assert len([h for h in kept.history if h.at.day == 20]) == len(order)
+
+
+async def test_r10_an_answer_overtaken_by_its_reopening_still_stops_the_clock(
+    intake: IntakeService,
+) -> None:
+    # Answered on 20 May, reopened on the 21st; the reopening arrives first. The answer,
+    # given long before the deadline (SVA, 15 July), still means silence never decides.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    await close_by_workflow(
+        intake, created, datetime(2026, 5, 21, 9, 0, tzinfo=UTC), sequence=2, **REOPENED
+    )
+    await close_by_workflow(intake, created, datetime(2026, 5, 20, 9, 0, tzinfo=UTC), sequence=1)
+    kept = await intake.get_request(created["tracking_code"])
+    assert (kept.status.value, kept.status_label) == ("processing", "Réouverte")
+    assert await intake.decide_due(now=datetime(2026, 7, 16, 12, 0, tzinfo=UTC)) == 0
+
+
+@pytest.mark.parametrize("transferred", [False, True])
+async def test_r12_a_take_back_delivered_before_the_closing_it_undoes_wins(
+    intake: IntakeService, transferred: bool
+) -> None:
+    # An immediate refusal bears the transfer's own time: the take-back and the closing
+    # it undoes are dated alike; arriving first, the take-back still wins by its rank.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    at = datetime(2026, 5, 20, 9, 0, tzinfo=UTC)
+    back = {**REOPENED, "status": "recue", "label": "Reçue (transmission non aboutie)"}
+    await close_by_workflow(intake, created, at, sequence=2, **back)
+    await close_by_workflow(
+        intake,
+        created,
+        at,
+        sequence=1,
+        status="transmise",
+        label="Transmise",
+        transition="transmettre",
+        actions=["transfer"] if transferred else [],
+    )
+    kept = await intake.get_request(created["tracking_code"])
+    assert (kept.status.value, kept.status_label) == (
+        "processing",
+        "Reçue (transmission non aboutie)",
+    )
 
 
 async def test_r5_r10_an_answered_request_gets_no_ar_announcing_a_silence(

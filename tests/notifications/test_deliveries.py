@@ -295,6 +295,7 @@ def closed_by_incident(request_id: uuid.UUID, incident_id: uuid.UUID | None) -> 
         transition="terminer",
         actions=[],
         changed_at=now,
+        sequence=3,
         incident_id=incident_id,
         reporters=3 if incident_id else None,
     ).envelope(tenant="admiville", subject=str(request_id), occurred_at=now)

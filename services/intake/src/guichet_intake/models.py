@@ -113,9 +113,9 @@ requests = sa.Table(
     sa.Column("transferred_to", sa.String(300), nullable=True),
     # What the competent service's workflow says, in the citizen's words.
     sa.Column("status_detail", sa.String(200), nullable=True),
-    # When the workflow's status it reflects changed: one delivered late, older, is only
-    # written to the history (each routing replica relays its own outbox).
-    sa.Column("status_changed_at", UTCDateTime(), nullable=True),
+    # The rank of the workflow's last status applied here (routing counts them): one
+    # delivered late, of a lower rank, is only written to the history.
+    sa.Column("status_seq", sa.Integer(), nullable=True),
     # R9's read at every submission must find no other index it could use: on a table
     # not yet analysed, PostgreSQL's cached plan for that prepared read took a tenant-led
     # index and filtered the tenant's whole hour by source (2.4 ms of database per

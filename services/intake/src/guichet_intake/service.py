@@ -2313,9 +2313,21 @@ class IntakeService:
             log.warning("status change for unknown request %s ignored", event.request_id)
             return
         status = RequestStatus(row.status)
-        if row.status_changed_at is not None and event.changed_at < row.status_changed_at:
+        if row.status_seq is not None and event.sequence <= row.status_seq:
             # An earlier status delivered late (each routing replica relays its own
             # outbox): what the request is and what the citizen reads stay as they are.
+            # An answer it carried, given before silence could decide, still stops the
+            # clock for good (R10); one given after, the scheduler's decision precedes.
+            if (
+                event.final
+                and "transfer" not in event.actions
+                and status not in FINAL
+                and row.answered_at is None
+                and (row.decision_due_at is None or event.changed_at < row.decision_due_at)
+            ):
+                await repository.update_request(
+                    session, row.id, {"answered_at": event.changed_at, **_NOTHING_MORE_DUE}
+                )
             await repository.add_history(
                 session, event.request_id, event.changed_at, event.status, event.label
             )
@@ -2329,12 +2341,9 @@ class IntakeService:
             # The answer came after silence had decided (R10): that decision stands, even
             # if the scheduler has not recorded it yet; the answer is recorded after it.
             status = await self._decide(session, row, event.changed_at)
-        # (A take-back may bear the answer's own time: an immediate refusal of a transfer
-        # is dated when it was asked. Hence "earlier" above, not "not later".)
-        values: dict[str, Any] = {
-            "status_detail": event.label,
-            "status_changed_at": event.changed_at,
-        }
+        values: dict[str, Any] = {"status_detail": event.label}
+        if event.sequence:
+            values["status_seq"] = event.sequence
         # A transfer ends the request here through its own event (R12), in whatever order
         # the two arrive: closing it first would make intake refuse the transfer.
         if status not in FINAL and "transfer" not in event.actions:

@@ -68,6 +68,10 @@ class StatusChanged(EventData):
     transition: str
     actions: list[str]
     changed_at: AwareDatetime
+    sequence: int = Field(
+        description="Rang de ce changement parmi ceux de la demande (1, 2, ...) : les "
+        "appliquer dans cet ordre, quel que soit celui où ils arrivent."
+    )
     # R30: set when this closes an incident; every reporter is then told, whatever `actions`.
     incident_id: uuid.UUID | None = None
     reporters: int | None = Field(default=None, description="Personnes l'ayant signalé.")

@@ -103,6 +103,9 @@ assignments = sa.Table(
     sa.Column("service_code", sa.String(64), nullable=False),
     sa.Column("status", sa.String(64), nullable=False),
     sa.Column("status_label", sa.String(200), nullable=False),
+    # Counts its status changes: intake applies them in this order, whatever order the
+    # replicas' relays deliver them in (their clocks may differ).
+    sa.Column("status_seq", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("phase", sa.String(16), nullable=False),
     sa.Column("workflow_version", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("closed", sa.Boolean(), nullable=False, server_default=sa.false()),

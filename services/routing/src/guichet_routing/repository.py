@@ -266,12 +266,22 @@ async def set_status(
     phase: str,
     closed: bool,
     **values: Any,
-) -> None:
-    await session.execute(
+) -> int:
+    """Returns the request's status change count, this one included."""
+    result = await session.execute(
         assignments.update()
         .where(assignments.c.request_id == request_id)
-        .values(status=status, status_label=label, phase=phase, closed=closed, **values)
+        .values(
+            status=status,
+            status_label=label,
+            phase=phase,
+            closed=closed,
+            status_seq=assignments.c.status_seq + 1,
+            **values,
+        )
+        .returning(assignments.c.status_seq)
     )
+    return int(result.scalar_one())
 
 
 async def update_assignment(

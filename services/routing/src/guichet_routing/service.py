@@ -709,7 +709,7 @@ async def _record_status(
     """One request's new status, its history line and the event carrying the label the
     citizen reads (and, when it closes an incident, the incident's reporters)."""
     transfer = "transfer" in actions  # a workflow's: intake makes it, or says it cannot
-    await repository.set_status(
+    sequence = await repository.set_status(
         session,
         row.request_id,
         target["code"],
@@ -743,6 +743,7 @@ async def _record_status(
             transition=transition,
             actions=actions,
             changed_at=at,
+            sequence=sequence,
             **incidents.event_fields(incident),
         ).envelope(tenant=row.tenant, subject=str(row.request_id), occurred_at=at),
     )
