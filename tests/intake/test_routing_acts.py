@@ -276,3 +276,17 @@ async def test_r5_r10_an_answered_request_gets_no_ar_announcing_a_silence(
         ars = [r for r in followed.receipts if r.issued_at.month == 5 and r.issued_at.day >= 22]
         ars += [r for r in followed.receipts if r.issued_at.month == 6]
         assert not [r for r in ars if r.kind.value == "accuse_reception"], followed.receipts
+
+
+async def test_r10_a_status_without_rank_from_an_older_routing_is_applied_as_it_comes(
+    intake: IntakeService,
+) -> None:
+    # During a rolling upgrade an older routing replica sends no rank: its status is
+    # applied, not taken for a late one.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    await close_by_workflow(
+        intake, created, datetime(2026, 5, 20, 9, 0, tzinfo=UTC), sequence=4, **REOPENED
+    )
+    await close_by_workflow(intake, created, datetime(2026, 5, 21, 9, 0, tzinfo=UTC), sequence=0)
+    kept = await intake.get_request(created["tracking_code"])
+    assert (kept.status.value, kept.status_label) == ("closed", "Réponse envoyée")

@@ -121,7 +121,7 @@ class StatusChanged(ConsumedEvent):
     final: bool
     changed_at: AwareDatetime
     actions: list[str] = Field(default_factory=list)
-    sequence: int = 0  # 0: not given (applied as it comes)
+    sequence: int = 0  # 0: not given (a routing of before it): applied as it comes
 
 
 class PiecesRequested(ConsumedEvent):

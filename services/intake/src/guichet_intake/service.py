@@ -2313,7 +2313,7 @@ class IntakeService:
             log.warning("status change for unknown request %s ignored", event.request_id)
             return
         status = RequestStatus(row.status)
-        if row.status_seq is not None and event.sequence <= row.status_seq:
+        if event.sequence and row.status_seq is not None and event.sequence <= row.status_seq:
             # An earlier status delivered late (each routing replica relays its own
             # outbox): what the request is and what the citizen reads stay as they are.
             # An answer it carried, given before silence could decide, still stops the
