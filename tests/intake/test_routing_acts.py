@@ -290,3 +290,32 @@ async def test_r10_a_status_without_rank_from_an_older_routing_is_applied_as_it_
     await close_by_workflow(intake, created, datetime(2026, 5, 21, 9, 0, tzinfo=UTC), sequence=0)
     kept = await intake.get_request(created["tracking_code"])
     assert (kept.status.value, kept.status_label) == ("closed", "Réponse envoyée")
+
+
+async def test_r11_a_workflow_step_does_not_make_an_incomplete_file_complete(
+    intake: IntakeService,
+) -> None:
+    # Pieces asked here; a workflow status (even one dated before) does not turn the
+    # file into one "being processed": it is incomplete until the pieces arrive.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    await intake.request_pieces(
+        created["tracking_code"],
+        MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 6, 15)),
+        now=datetime(2026, 5, 22, 9, 0, tzinfo=UTC),
+    )
+    await close_by_workflow(
+        intake,
+        created,
+        datetime(2026, 5, 21, 9, 0, tzinfo=UTC),
+        status="instruction",
+        label="En cours d'instruction",
+        final=False,
+        transition="instruire",
+        actions=[],
+    )
+    kept = await intake.get_request(created["tracking_code"])
+    assert kept.status.value == "incomplete"
+    done = await intake.pieces_received(
+        created["tracking_code"], PiecesReceived(), now=datetime(2026, 5, 28, 9, 0, tzinfo=UTC)
+    )
+    assert done.status.value != "incomplete"

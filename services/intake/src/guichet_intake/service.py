@@ -2353,7 +2353,9 @@ class IntakeService:
                     answered_at=event.changed_at,
                     **_NOTHING_MORE_DUE,
                 )
-            else:
+            elif status is not RequestStatus.incomplete:
+                # (An incomplete file stays so until its pieces arrive, whatever the
+                # workflow's step: R11's clock rule depends on it.)
                 values["status"] = RequestStatus.processing.value
         elif status is RequestStatus.closed and not event.final:
             # The service took back what its workflow had closed (a transfer that failed,
