@@ -1480,9 +1480,7 @@ class IntakeService:
                         # agent sends it elsewhere; operators see it meanwhile.
                         values["refused_at"] = now
                         values["token"] = ""  # never sent again: keep no copy of the file
-                        await _not_transferred(
-                            session, request_id, now, pending.administration_name, why
-                        )
+                        await _not_transferred(session, row, now, pending.administration_name, why)
                     else:
                         # 2, 4, 8 ... minutes, then every 6 hours.
                         values["next_attempt_at"] = now + timedelta(minutes=min(2**attempts, 360))
@@ -2421,7 +2419,7 @@ class IntakeService:
                 if body.tenant is not None:
                     named = await repository.get_tenant(session, body.tenant)
                     destination = named.name if named else body.tenant
-                await _not_transferred(session, row.id, at, destination, refused.detail)
+                await _not_transferred(session, row, at, destination, refused.detail)
 
         await self._on_routing_act(session, event.request_id, "transfer", act)
 
@@ -2577,24 +2575,23 @@ async def _cancelled(session: AsyncSession, row: Any, destination: str, now: dat
 
 
 async def _not_transferred(
-    session: AsyncSession, request_id: uuid.UUID, at: datetime, destination: str, detail: str
+    session: AsyncSession, row: Any, at: datetime, destination: str, detail: str
 ) -> None:
     """A transfer given up: the applicant reads that it stays here (`detail`, why, is for
     the agents), and routing gives the request back to its service."""
-    row = await repository.get_request(session, request_id)
     await stage(
         session,
         TransferNotMade(
-            request_id=request_id,
+            request_id=row.id,
             tracking_code=row.tracking_code,
             destination=destination,
             detail=detail,
             refused_at=at,
-        ).envelope(tenant=row.tenant, subject=str(request_id), occurred_at=at),
+        ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=at),
     )
     await repository.add_history(
         session,
-        request_id,
+        row.id,
         at,
         "transfer_refused",
         f"La transmission de votre demande à {destination} n'a pas abouti : elle reste "

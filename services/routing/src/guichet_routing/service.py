@@ -679,10 +679,9 @@ async def _apply(
         )
 
     await record(row, comment)
+    # (`_record_status` set `status_since`.)
     await repository.update_assignment(
-        session,
-        row.request_id,
-        {"status_since": now, "auto_at": workflows.timer_at(definition, target["code"], now)},
+        session, row.request_id, {"auto_at": workflows.timer_at(definition, target["code"], now)}
     )
     if incident is not None:
         # R30: closing the incident's leading report closes and tells every reporter.
@@ -976,9 +975,7 @@ async def _take_back(
     )
     timers = workflows.timer_at(definition, status["code"], event.refused_at, transfers=False)
     await repository.update_assignment(
-        session,
-        row.request_id,
-        {"status_since": event.refused_at, "auto_at": None if arrived else timers},
+        session, row.request_id, {"auto_at": None if arrived else timers}
     )
     if waiting is None or not arrived or workflows.action(waiting, "transfer") is not None:
         return None
