@@ -44,6 +44,53 @@ def new_metadata() -> sa.MetaData:
     return sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class SchemaError(RuntimeError):
+    """A stored table that an additive upgrade cannot bring to the code's shape."""
+
+
+def upgrade_schema(conn: sa.Connection, metadata: sa.MetaData) -> None:
+    """Create what is missing; give a table kept from an earlier version its new columns
+    and indexes, so an update keeps the data a collectivité has already stored.
+
+    Only additions are made, in the caller's transaction: a new column must be nullable
+    or have a server default (rows already stored need a value). What an addition cannot
+    do (a new key or unique column, a stored column the code no longer writes but that
+    refuses NULL) stops the start with the table and column named, before anything is
+    served, rather than failing requests one by one later.
+    """
+    metadata.create_all(conn)  # new tables, with their indexes
+    inspector = sa.inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in metadata.sorted_tables:
+        stored = {c["name"]: c for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in stored:
+                continue
+            addable = column.nullable or column.server_default is not None
+            constrained = any(
+                column.name in constraint.columns
+                for constraint in table.constraints
+                if isinstance(constraint, sa.schema.ColumnCollectionConstraint)
+            )
+            if not addable or constrained or column.unique:
+                raise SchemaError(
+                    f"table {table.name}: column {column.name} cannot be added to stored "
+                    "rows (it is constrained, or NOT NULL without a server default): this "
+                    "update needs a written migration"
+                )
+            spec = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {spec}"))
+        for name, info in stored.items():
+            if name not in table.columns and not info["nullable"] and info["default"] is None:
+                raise SchemaError(
+                    f"table {table.name}: stored column {name} is NOT NULL without a default "
+                    "and this version no longer writes it: this update needs a written "
+                    "migration"
+                )
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Stores UTC, always hands back an aware datetime (SQLite keeps no offset)."""
 
@@ -196,9 +243,10 @@ class Database:
             await conn.close()
 
     async def create_all(self, *metadatas: sa.MetaData) -> None:
+        """The tables, created, or brought up to date by `upgrade_schema`."""
         async with self.engine.begin() as conn:
             for metadata in metadatas:
-                await conn.run_sync(metadata.create_all)
+                await conn.run_sync(upgrade_schema, metadata)
 
     async def ping(self) -> bool:
         try:

@@ -76,7 +76,7 @@ class ServiceRuntime:
         # Replicas or workers starting together take turns: schema creation and seeding
         # check, then write, and must not interleave.
         async with self.db.exclusive(f"startup:{self.name}"):
-            # Schema creation is idempotent; migrations replace it once schemas evolve.
+            # Creating or upgrading the schema is idempotent (`upgrade_schema`).
             await self.db.create_all(self.metadata, tables.metadata)
             for hook in self._startup_hooks:
                 stop = await hook()
