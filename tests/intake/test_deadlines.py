@@ -176,48 +176,67 @@ def test_r13_transfer_svr_counts_from_first_reception() -> None:
 
 
 def test_r10_extension_to_working_day_only_when_procedure_asks() -> None:
-    # 1 March + 2 months = Friday 1 May 2026 (Labour Day) → Monday 4 May if extended.
+    # 1 March + 2 months = Friday 1 May 2026 (Labour Day) → Saturday 2 May if extended.
     plain = Clock("sva", TWO_MONTHS, date(2026, 3, 1))
     extended = Clock("sva", TWO_MONTHS, date(2026, 3, 1), extend_to_working_day=True)
     assert implicit_decision(plain).last_day == date(2026, 5, 1)
-    assert implicit_decision(extended).last_day == date(2026, 5, 4)
+    assert implicit_decision(extended).last_day == date(2026, 5, 2)
+    assert implicit_decision(extended).notes == ("Échéance reportée au premier jour ouvrable.",)
 
 
-def test_r11_pieces_asked_while_the_end_is_extended_to_a_working_day_still_count() -> None:
-    # 1 March 2026 + 2 months = Friday 1 May (Labour Day), extended past the weekend to
-    # Monday 4 May: pieces asked on 4 May come before the decision is born.
-    asked = PiecesRequest(date(2026, 5, 4), date(2026, 5, 20))
+def test_r10_extension_moves_a_sunday_end_but_not_a_saturday_end() -> None:
+    # Only a Sunday or a public holiday moves the end ("Computing a delay").
+    # 18 May + 2 months = Saturday 18 July 2026: it stays.
+    saturday = Clock("sva", TWO_MONTHS, date(2026, 5, 18), extend_to_working_day=True)
+    assert implicit_decision(saturday).last_day == date(2026, 7, 18)
+    # 19 May + 2 months = Sunday 19 July 2026: Monday 20 July.
+    sunday = replace(saturday, received_on=date(2026, 5, 19))
+    assert implicit_decision(sunday).last_day == date(2026, 7, 20)
+    # 14 May + 2 months = Tuesday 14 July (Fête nationale): Wednesday 15 July.
+    holiday = replace(saturday, received_on=date(2026, 5, 14))
+    assert implicit_decision(holiday).last_day == date(2026, 7, 15)
+    # Alsace-Moselle: 26 December is a holiday there only. 26 October + 2 months =
+    # Saturday 26 December 2026, then Sunday 27: Monday 28 December in Moselle.
+    moselle = replace(saturday, received_on=date(2026, 10, 26), territory="57")
+    assert implicit_decision(moselle).last_day == date(2026, 12, 28)
+    assert implicit_decision(replace(moselle, territory=None)).last_day == date(2026, 12, 26)
+
+
+def test_r11_pieces_asked_while_the_end_is_extended_past_a_holiday_still_count() -> None:
+    # 1 March 2026 + 2 months = Friday 1 May (Labour Day), extended to Saturday 2 May:
+    # pieces asked on 2 May come before the decision is born.
+    asked = PiecesRequest(date(2026, 5, 2), date(2026, 5, 20))
     sva = Clock("sva", TWO_MONTHS, date(2026, 3, 1), pieces=(asked,), extend_to_working_day=True)
     assert implicit_decision(sva).state == "waiting_pieces"
     # Produced Sunday 10 May: SVA counts from then, 10 May + 2 months = Friday 10 July.
-    produced = PiecesRequest(date(2026, 5, 4), date(2026, 5, 20), received_on=date(2026, 5, 10))
+    produced = PiecesRequest(date(2026, 5, 2), date(2026, 5, 20), received_on=date(2026, 5, 10))
     sva = replace(sva, pieces=(produced,))
     assert implicit_decision(sva).last_day == date(2026, 7, 10)
-    # SVR: suspended from 4 to 10 May, 6 days added to the extended end (4 May): Sunday
-    # 10 May, then the next working day, Monday 11 May.
+    # SVR: nothing was left of the delay but its extension (2 May); suspended from 2 to
+    # 10 May, 8 days: Sunday 10 May, then Monday 11 May.
     svr = replace(sva, regime="svr")
     assert (implicit_decision(svr).suspended_days, implicit_decision(svr).last_day) == (
-        6,
+        8,
         date(2026, 5, 11),
     )
-    # Never produced: suspended until the time granted ends, 4 May + 16 days = Wednesday 20 May.
+    # Never produced: suspended until the time granted ends, 2 May + 18 days = Wednesday 20 May.
     waiting = implicit_decision(replace(svr, pieces=(asked,)))
     assert (waiting.state, waiting.last_day) == ("suspended", date(2026, 5, 20))
-    # Asked on Tuesday 5 May, once the decision was born: nothing changes.
-    late = (PiecesRequest(date(2026, 5, 5), date(2026, 5, 20)),)
+    # Asked on Sunday 3 May, once the decision was born: nothing changes.
+    late = (PiecesRequest(date(2026, 5, 3), date(2026, 5, 20)),)
     for clock in (sva, svr):
-        assert implicit_decision(replace(clock, pieces=late)).last_day == date(2026, 5, 4)
+        assert implicit_decision(replace(clock, pieces=late)).last_day == date(2026, 5, 2)
 
 
-@pytest.mark.parametrize("asked", [date(2026, 5, d) for d in (1, 2, 3, 4)])
+@pytest.mark.parametrize("asked", [date(2026, 5, 1), date(2026, 5, 2)])
 def test_r11_svr_pieces_asked_on_the_last_day_or_during_its_extension_give_one_date(
     asked: date,
 ) -> None:
-    # The last day is Friday 1 May (a holiday), extended to Monday 4 May. Pieces asked any
-    # day from 1 to 4 May and produced Sunday 10 May: a shorter suspension never gives a
-    # later date. From 1 May, 9 days end on Sunday 10 May; asked later, nothing of the
-    # delay was left but its extension: it ends with the suspension, on 10 May too; both
-    # then move to Monday 11 May.
+    # The last day is Friday 1 May (a holiday), extended to Saturday 2 May. Pieces asked
+    # on either day and produced Sunday 10 May: a shorter suspension never gives a later
+    # date. From 1 May, 9 days end on Sunday 10 May; asked on 2 May, nothing of the delay
+    # was left but its extension: it ends with the suspension, on 10 May too; both then
+    # move to Monday 11 May.
     produced = PiecesRequest(asked, date(2026, 5, 20), received_on=date(2026, 5, 10))
     clock = Clock(
         "svr", TWO_MONTHS, date(2026, 3, 1), pieces=(produced,), extend_to_working_day=True

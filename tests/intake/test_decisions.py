@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from guichet_intake import repository
 from guichet_intake.app import start_scheduler
-from guichet_intake.schemas import MissingPiecesCreate
+from guichet_intake.schemas import MissingPiecesCreate, TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import add_tenant, close_by_workflow, outbox_events, submit
+from tests.intake.helpers import (
+    add_neighbour,
+    add_tenant,
+    close_by_workflow,
+    outbox_events,
+    submit,
+)
 
 ASSOCIATION = {
     "kind": "association",
@@ -157,6 +165,82 @@ async def test_r10_an_answer_given_after_silence_decided_leaves_the_decision_sta
     assert answered.implicit_decision.decided is None
     [born] = await outbox_events(intake.db, "intake.request.implicit_decision.v1")
     assert born.data["tracking_code"] == late["tracking_code"]
+
+
+async def test_r10_an_answer_given_in_time_but_consumed_after_the_scheduler_voids_its_decision(
+    intake: IntakeService,
+) -> None:
+    """Received 15 May: accepted from 16 July 00:00 Paris (15 July, 22:00 UTC). The service
+    answered at 21:59:59 UTC; the scheduler passed at 22:00:05, before the answer's event
+    reached intake: no decision was born, and none is left standing."""
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
+    await close_by_workflow(intake, created, datetime(2026, 7, 15, 21, 59, 59, tzinfo=UTC))
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "closed"
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.decided is None
+    void = [h for h in followed.history if h.status == "implicit_decision_void"]
+    assert [(h.at, h.label) for h in void] == [
+        (
+            datetime(2026, 7, 15, 22, 0, tzinfo=UTC),
+            "Pas de décision implicite : le service avait répondu le 15 juillet 2026, "
+            "avant l'échéance",
+        )
+    ]
+    with pytest.raises(Problem) as refused:
+        await intake.attestation(created["tracking_code"])
+    assert refused.value.status == 409
+    assert await intake.decide_due(now=datetime(2026, 7, 20, tzinfo=UTC)) == 0
+
+
+@pytest.mark.parametrize("act", ["request_pieces", "transfer"])
+async def test_r10_no_act_changes_a_request_whose_silence_has_decided(
+    intake: IntakeService, act: str
+) -> None:
+    """Received 15 May: accepted from 16 July 00:00 Paris. On 16 July at 10:00, before the
+    scheduler's pass, asking for pieces (a notice saying the delay has not started) or
+    transferring (which would clear the clock) is refused; the acceptance is then recorded.
+    The same acts on 15 July at 23:59 Paris are still in time."""
+    await add_neighbour(intake.db)
+    late = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), payload={"n": 1})
+    in_time = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), payload={"n": 2})
+
+    async def run(created: dict[str, Any], at: datetime) -> None:
+        if act == "request_pieces":
+            body = MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 7, 30))
+            await intake.request_pieces(created["tracking_code"], body, now=at)
+        else:
+            body_ = TransferCreate(tenant="voisinville", reason="Salle intercommunale.")
+            await intake.transfer(created["tracking_code"], body_, now=at)
+
+    with pytest.raises(Problem) as refused:
+        await run(late, datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+    assert (refused.value.status, refused.value.slug) == (409, "implicit-decision-born")
+    assert "15 juillet 2026 à minuit" in refused.value.detail
+    await run(in_time, datetime(2026, 7, 15, 21, 59, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 16, 9, 0, tzinfo=UTC)) == 1
+    decided = await intake.get_request(late["tracking_code"])
+    assert decided.status.value == "implicitly_accepted"
+    assert decided.receipts[-1].kind.value == "accuse_reception"  # no notice was sent
+    kept = await intake.get_request(in_time["tracking_code"])
+    assert kept.status.value == ("incomplete" if act == "request_pieces" else "transferred")
+
+
+async def test_r9_an_abusive_send_qualified_later_gets_no_clock(intake: IntakeService) -> None:
+    """A flagged send owes no AR (R9) and no silence runs on it, whether it named its
+    procedure or was qualified afterwards: the scheduler never decides it."""
+    at = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
+    for minutes in (0, 3, 5):  # the third identical send within the window is flagged
+        flagged = await submit(intake, at + timedelta(minutes=minutes), procedure=None)
+    await intake.qualify(flagged["tracking_code"], "reservation-salle", now=at + timedelta(days=1))
+    async with intake.db.sessions() as session:
+        row = await repository.get_request_by_code(session, flagged["tracking_code"])
+    assert (row.abusive, row.regime, row.clock_state) == (True, "sva", "none")
+    followed = await intake.get_request(flagged["tracking_code"])
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.decision_date is None
+    assert await intake.decide_due(now=datetime(2026, 7, 17, tzinfo=UTC)) == 0
 
 
 async def test_r5_concurrent_asks_get_one_attestation(intake: IntakeService) -> None:

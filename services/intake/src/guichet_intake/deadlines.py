@@ -14,11 +14,11 @@ Rules (LEGAL_RULES.md R3, R4, R10, R11, R13 and "Computing a delay"):
 - SVR: the delay runs from reception by the administration first seized; it is
   suspended from the day pieces are requested until they arrive, or until the
   time granted ends if they never do.
-- No extension for weekends or public holidays unless the procedure asks for
-  it; then an end on a Saturday, Sunday or public holiday moves to the next
-  working day. Pieces asked within such an extension still count: nothing of the
-  delay is left but the extension, so it ends with the suspension (and moves on
-  to a working day again).
+- No extension for Sundays or public holidays unless the procedure asks for
+  it; then an end on a Sunday or a public holiday of the territory moves to the
+  next day that is neither (jour ouvrable: a Saturday end stays). Pieces asked
+  within such an extension still count: nothing of the delay is left but the
+  extension, so it ends with the suspension (and moves on again).
 - An AE is due within one working day of reception (R3); a deferred AR within
   seven days of reception by the competent administration (R4).
 """
@@ -117,7 +117,7 @@ def implicit_decision(clock: Clock) -> Deadline:
                 deadline.counts_from,
                 moved,
                 deadline.suspended_days,
-                (*deadline.notes, "Échéance reportée au premier jour ouvré."),
+                (*deadline.notes, "Échéance reportée au premier jour ouvrable."),
             )
     return deadline
 
@@ -153,7 +153,7 @@ def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
 def _born_at_end_of(clock: Clock, last_day: date) -> date:
     """The day the decision would be born at the end of, were nothing else to happen."""
     if clock.extend_to_working_day:
-        return next_working_day_from(last_day, clock.territory)
+        return next_open_day_from(last_day, clock.territory)
     return last_day
 
 
@@ -174,7 +174,7 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
         if request.requested_on > born:
             break  # the rejection was already born
         if request.requested_on > end:
-            # Asked while the end was extended to a working day: none of the delay was left
+            # Asked while the end was extended past a holiday: none of the delay was left
             # but that extension, so it ends with the suspension (then extended again).
             end = request.requested_on
         stop = min(request.received_on or request.due_on, request.due_on)
@@ -207,6 +207,13 @@ def _holidays(territory: str | None, year: int) -> holidays.HolidayBase:
 def is_working_day(day: date, territory: str | None = None) -> bool:
     """Jour ouvré: Monday to Friday, not a public holiday of the territory."""
     return day.weekday() < 5 and day not in _holidays(territory, day.year)
+
+
+def next_open_day_from(day: date, territory: str | None = None) -> date:
+    """Jour ouvrable: any day but a Sunday or a public holiday of the territory."""
+    while day.weekday() == 6 or day in _holidays(territory, day.year):
+        day += timedelta(days=1)
+    return day
 
 
 def next_working_day_from(day: date, territory: str | None = None) -> date:

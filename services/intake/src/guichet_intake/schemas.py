@@ -289,8 +289,8 @@ class ProcedureWrite(Strict):
     delay: DelayWrite = Field(default_factory=DelayWrite, description="Deux mois par défaut.")
     extend_to_working_day: bool = Field(
         default=False,
-        description="Reporter au premier jour ouvré une échéance tombant un samedi, un "
-        "dimanche ou un jour férié.",
+        description="Reporter au jour ouvrable suivant une échéance tombant un dimanche "
+        "ou un jour férié.",
     )
     acknowledgement_required: bool = Field(
         default=True,

@@ -1083,8 +1083,9 @@ class IntakeService:
     # -- the clock ----------------------------------------------------------------------------
 
     async def _deadline(self, session: AsyncSession, row: Any, tenant: Any) -> Deadline:
-        if row.regime is None or row.answered_at is not None:
-            return Deadline("none")  # no silence to decide, or an answer given (R10)
+        if row.regime is None or row.answered_at is not None or row.abusive:
+            # No silence to decide, an answer given (R10), or a send owed nothing (R9).
+            return Deadline("none")
         pieces = await repository.pieces_for(session, row.id)
         return self._clock(row, tenant, pieces)
 
@@ -1157,6 +1158,31 @@ class IntakeService:
         )
         self.implicit_decisions.labels("accepted" if accepted else "rejected").inc()
         return status
+
+    async def _withdraw_decision(
+        self, session: AsyncSession, row: Any, answered_at: datetime
+    ) -> None:
+        """Undo a decision the scheduler recorded for a request the service had answered
+        in time: closed by its answer, with a line saying why the decision is void."""
+        tenant = await self._tenant_row(session, row.tenant)
+        await repository.update_request(
+            session,
+            row.id,
+            {
+                "status": RequestStatus.closed.value,
+                "implicit_decision": None,
+                "answered_at": answered_at,
+                **_NOTHING_MORE_DUE,
+            },
+        )
+        await repository.add_history(
+            session,
+            row.id,
+            row.decision_due_at,
+            "implicit_decision_void",
+            "Pas de décision implicite : le service avait répondu le "
+            f"{french_date(local_date(answered_at, tenant.timezone))}, avant l'échéance",
+        )
 
     async def issue_owed_receipts(self, now: datetime | None = None, limit: int = 100) -> int:
         """R23: the AR (or AE) of requests stored without one because signing failed at
@@ -1242,7 +1268,7 @@ class IntakeService:
         """An agent names the procedure of a request that came without one: the AR follows."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code, principal, "qualify")
+            row, tenant = await self._editable(session, tracking_code, principal, "qualify", now)
             if row.procedure_code is not None:
                 raise Problem(
                     409,
@@ -1276,7 +1302,7 @@ class IntakeService:
         """R11: tell the applicant what is missing, by when, and what happens to the clock."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct", now)
             await self._ask_pieces(session, row, tenant, body, now)
             return await self._public(session, row.id)
 
@@ -1348,7 +1374,7 @@ class IntakeService:
         """The pieces arrived: SVA starts, SVR's suspension ends (R11)."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct", now)
             today = local_date(now, tenant.timezone)
             received_on = body.received_on or today
             if received_on > today:
@@ -1423,7 +1449,7 @@ class IntakeService:
         accepted, nothing changes and the agent may try again."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code, principal, "instruct")
+            row, tenant = await self._editable(session, tracking_code, principal, "instruct", now)
             replaced = await self._transfer(session, row, tenant, body, now, held=True)
             if body.tenant is not None or body.by_post:
                 return await self._public(session, row.id)
@@ -2255,12 +2281,33 @@ class IntakeService:
         )
 
     async def _editable(
-        self, session: AsyncSession, tracking_code: str, principal: Principal, action: str
+        self,
+        session: AsyncSession,
+        tracking_code: str,
+        principal: Principal,
+        action: str,
+        at: datetime,
     ) -> tuple[Any, Any]:
-        """The request, locked for this transaction, and its tenant; closed ones refuse."""
+        """The request, locked for this transaction, and its tenant; closed ones refuse, and
+        so does one whose silence has decided at `at`, the act's time, even if the
+        scheduler has not recorded that decision yet (R10)."""
         row = await self._request(session, tracking_code, for_update=True)
         await self._authorise(session, principal, row, action)
         self._open(row)
+        if (
+            row.implicit_decision is None
+            and row.clock_state in ("running", "suspended")
+            and row.decision_due_at is not None
+            and row.decision_due_at <= at
+        ):
+            outcome = "acceptation" if row.regime == Regime.sva else "rejet"
+            raise Problem(
+                409,
+                "implicit-decision-born",
+                "Décision implicite née",
+                f"Le silence gardé jusqu'au {notices.midnight_of(row.decision_last_day)} vaut "
+                f"{outcome} de cette demande : elle ne peut plus être modifiée.",
+            )
         return row, await self._tenant_row(session, row.tenant)
 
     @staticmethod
@@ -2310,19 +2357,24 @@ class IntakeService:
         if row is None:
             log.warning("status change for unknown request %s ignored", event.request_id)
             return
+        answered_in_time = (
+            event.final
+            and "transfer" not in event.actions
+            and row.answered_at is None
+            and (row.decision_due_at is None or event.changed_at < row.decision_due_at)
+        )
+        if answered_in_time and row.implicit_decision is not None:
+            # The answer reached intake after the scheduler's pass, but it was given before
+            # silence could decide: no decision was born (R10).
+            await self._withdraw_decision(session, row, event.changed_at)
+            row = await repository.get_request(session, row.id)
         status = RequestStatus(row.status)
         if event.sequence and row.status_seq is not None and event.sequence <= row.status_seq:
             # An earlier status delivered late (each routing replica relays its own
             # outbox): what the request is and what the citizen reads stay as they are.
             # An answer it carried, given before silence could decide, still stops the
             # clock for good (R10); one given after, the scheduler's decision precedes.
-            if (
-                event.final
-                and "transfer" not in event.actions
-                and status not in FINAL
-                and row.answered_at is None
-                and (row.decision_due_at is None or event.changed_at < row.decision_due_at)
-            ):
+            if answered_in_time and status not in FINAL:
                 await repository.update_request(
                     session, row.id, {"answered_at": event.changed_at, **_NOTHING_MORE_DUE}
                 )
@@ -2377,7 +2429,9 @@ class IntakeService:
             )
             await self._ask_pieces(session, row, tenant, body, event.requested_at)
 
-        await self._on_routing_act(session, event.request_id, "pieces request", act)
+        await self._on_routing_act(
+            session, event.request_id, event.requested_at, "pieces request", act
+        )
 
     async def on_transfer_requested(self, session: AsyncSession, envelope: Any) -> None:
         """The service's workflow sends the request on: intake transfers it (R12)."""
@@ -2421,12 +2475,13 @@ class IntakeService:
                     destination = named.name if named else body.tenant
                 await _not_transferred(session, row, at, destination, refused.detail)
 
-        await self._on_routing_act(session, event.request_id, "transfer", act)
+        await self._on_routing_act(session, event.request_id, event.requested_at, "transfer", act)
 
     async def _on_routing_act(
         self,
         session: AsyncSession,
         request_id: uuid.UUID,
+        at: datetime,
         what: str,
         act: Callable[[Any, Any], Awaitable[None]],
     ) -> None:
@@ -2439,7 +2494,7 @@ class IntakeService:
         try:
             async with session.begin_nested():
                 locked, tenant = await self._editable(
-                    session, row.tracking_code, SYSTEM, "instruct"
+                    session, row.tracking_code, SYSTEM, "instruct", at
                 )
                 await act(locked, tenant)
         except Problem as refused:
