@@ -1,15 +1,18 @@
 """Request bodies read as JSON, refusing what no store downstream can keep.
 
-Python's JSON reader accepts two things that are not JSON: NaN and the infinities,
-which PostgreSQL's `json` refuses, and an escaped lone surrogate (`"\\ud800"`), a
-string that UTF-8, hence PostgreSQL, SQLite and Kafka, cannot carry. Accepted, either
-failed at the first write with a server error. Here both are malformed JSON like any
-other (400, in French), on every route (`JsonRoute`) and lane (`lane.read_json`) alike.
+Python's JSON reader accepts two things that are not JSON: NaN and the infinities
+(written, or read from a number too large for a float, `1e400`), which PostgreSQL's
+`json` refuses, and an escaped lone surrogate (`"\\ud800"`), a string that UTF-8, hence
+PostgreSQL, SQLite and Kafka, cannot carry. Accepted, either failed at the first write
+with a server error. Here both are malformed JSON like any other (400, in French), on
+every route (`JsonRoute`) and lane (`lane.read_json`) alike, as is an integer too long
+for Python to read.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -30,6 +33,7 @@ LONE_SURROGATE = "Unpaired UTF-16 surrogate"
 NOT_A_NUMBER = "NaN and Infinity are not JSON numbers"
 NOT_UNICODE = "Not valid UTF-8 (or UTF-16/32) text"
 TOO_DEEP = "Nested too deep"
+TOO_LONG_NUMBER = "Integer with too many digits"
 
 
 # Far beyond any form, and below what the writers downstream take: orjson gives up past
@@ -46,7 +50,15 @@ def _refuse_constant(name: str) -> Any:
     raise _NotANumber(name)
 
 
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+def _finite(text: str) -> float:
+    # `1e400` reads as infinity, which every writer downstream turns into null or refuses.
+    value = float(text)
+    if math.isinf(value):
+        raise _NotANumber(text)
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
 
 
 def loads(raw: bytes) -> Any:
@@ -66,6 +78,11 @@ def loads(raw: bytes) -> Any:
         raise json.JSONDecodeError(NOT_A_NUMBER, text, 0) from None
     except RecursionError:
         raise json.JSONDecodeError(TOO_DEEP, text, 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # An integer past Python's 4,300 digits: no one writes such a number by hand.
+        raise json.JSONDecodeError(TOO_LONG_NUMBER, text, 0) from None
     # No deeper than its count of brackets: most bodies need no walk at all.
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
         raise json.JSONDecodeError(TOO_DEEP, text, 0)

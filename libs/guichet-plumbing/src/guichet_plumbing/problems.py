@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guichet_plumbing.jsonbody import LONE_SURROGATE, NOT_A_NUMBER, NOT_UNICODE, TOO_DEEP
+from guichet_plumbing.jsonbody import (
+    LONE_SURROGATE,
+    NOT_A_NUMBER,
+    NOT_UNICODE,
+    TOO_DEEP,
+    TOO_LONG_NUMBER,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +164,19 @@ _FRENCH_REASONS = {
     "datetime_from_date_parsing": "Date et heure invalides (format RFC 3339 attendu).",
     "timezone_aware": "La date et l'heure doivent préciser leur fuseau horaire.",
     "value_error.email": "Adresse électronique invalide.",
+    "string_nul": "Ce texte contient un caractère nul (U+0000), qui ne peut pas être "
+    "enregistré : retirez-le.",
+    "url_parsing": "Adresse web invalide : indiquez une adresse complète, commençant par https://.",
+    "url_scheme": "Adresse web invalide : elle doit commencer par https:// (ou http://).",
+    "url_too_long": "Cette adresse web est trop longue (au plus {max_length} caractères).",
+    "url_type": "Ce champ doit être une adresse web (texte).",
+    "date_type": "Date invalide (format attendu : AAAA-MM-JJ).",
+    "date_from_datetime_inexact": "Indiquez une date seule (format AAAA-MM-JJ), sans heure.",
+    "datetime_type": "Date et heure invalides (format RFC 3339 attendu).",
+    "int_from_float": "Ce champ doit être un nombre entier.",
+    "finite_number": "Ce nombre est trop grand.",
+    "string_sub_type": "Ce champ doit être un texte.",
+    "union_tag_invalid": "Valeur non reconnue.",
 }
 
 
@@ -169,12 +189,24 @@ def french_reason(error: dict[str, Any]) -> str:
         for prefix in ("Value error, ", "Assertion failed, "):
             message = message.removeprefix(prefix)
         return message or "Valeur invalide."
+    if kind == "field_error":
+        return str(error.get("msg", "")) or "Valeur invalide."
     if template is None:
         return "Valeur invalide."
+    if "expected" in ctx:  # pydantic's list of allowed values: "'a', 'b' or 'c'"
+        head, _, last = str(ctx["expected"]).rpartition(" or ")
+        ctx["expected"] = f"{head} ou {last}" if head else last
     try:
         return template.format(msg=error.get("msg", ""), **ctx)
     except (KeyError, IndexError):
         return "Valeur invalide."
+
+
+def _error_field(error: dict[str, Any]) -> str:
+    location = tuple(error.get("loc", ()))
+    if error.get("type") == "field_error":  # a check across fields names the one to fix
+        location += (error["ctx"]["field"],)
+    return _field_name(location)
 
 
 def _field_name(location: tuple[Any, ...]) -> str:
@@ -197,8 +229,11 @@ _JSON_DETAILS = {
     LONE_SURROGATE: "Le corps de la requête contient, à l'octet {where}, un caractère échappé "
     "invalide : une moitié de paire de substitution UTF-16 (\\uD800 à \\uDFFF) sans "
     "l'autre. Corrigez le texte ou envoyez-le en UTF-8 sans échappement.",
-    NOT_A_NUMBER: "Le corps de la requête contient NaN, Infinity ou -Infinity, qui ne sont "
-    "pas des nombres JSON. Envoyez un nombre, ou null pour une valeur inconnue.",
+    NOT_A_NUMBER: "Le corps de la requête contient NaN, Infinity ou -Infinity, ou un nombre "
+    "trop grand pour être représenté (comme 1e400), qui ne sont pas des nombres "
+    "utilisables. Envoyez un nombre, ou null pour une valeur inconnue.",
+    TOO_LONG_NUMBER: "Le corps de la requête contient un nombre entier de plus de 4 300 "
+    "chiffres. Envoyez-le comme texte s'il s'agit d'un identifiant.",
     NOT_UNICODE: "Le corps de la requête n'est pas un texte UTF-8 valide (octet {where}). "
     "Enregistrez-le ou envoyez-le encodé en UTF-8.",
     TOO_DEEP: "Le corps de la requête imbrique trop de listes ou d'objets les uns dans "
@@ -213,10 +248,7 @@ def validation_problem(exc: RequestValidationError) -> Problem:
         error = str((malformed.get("ctx") or {}).get("error", ""))
         detail = _JSON_DETAILS.get(error, _JSON_SYNTAX).format(where=malformed["loc"][-1])
         return Problem(400, "malformed-json", "JSON mal formé", detail)
-    params = [
-        InvalidParam(name=_field_name(tuple(e.get("loc", ()))), reason=french_reason(e))
-        for e in errors
-    ]
+    params = [InvalidParam(name=_error_field(e), reason=french_reason(e)) for e in errors]
     names = ", ".join(dict.fromkeys(p.name for p in params))
     return Problem(
         422,
@@ -302,16 +334,41 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-class BodyLimitMiddleware:
-    """Refuses bodies over `max_bytes` from Content-Length, or as soon as the stream passes it."""
+def _nul_in_address(scope: Scope) -> Problem | None:
+    """A NUL character (%00) in the path or a query parameter: named, as a body's field."""
+    if "\x00" in scope["path"]:
+        name = "chemin"
+    elif b"%00" in scope["query_string"]:
+        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        name = next((k for k, v in query if "\x00" in k + v), "requête").replace("\x00", "")
+    else:
+        return None
+    return Problem(
+        422,
+        "nul-character",
+        "Caractère nul dans l'adresse",
+        "L'adresse demandée contient un caractère nul (%00), qui ne peut être enregistré "
+        "ni rien désigner : retirez-le.",
+        [InvalidParam(name=name or "requête", reason=_FRENCH_REASONS["string_nul"])],
+    )
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimitMiddleware:
+    """Refuses bodies over `max_bytes` from Content-Length, or as soon as the stream passes
+    it; and a NUL character in the path or query, which no text column can keep."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, own_errors: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.own_errors = own_errors  # path prefixes that check their own addresses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        nul = _nul_in_address(scope)
+        if nul is not None and not scope["path"].startswith(self.own_errors):
+            await self._refuse(scope, receive, send, nul)
             return
         declared = next(
             (value for name, value in scope.get("headers") or () if name == b"content-length"),

@@ -107,7 +107,10 @@ def create_service_app(
     routers: Iterable[APIRouter],
     lanes: Iterable[Lane] = (),
     version: str = "0.1.0",
+    own_errors: tuple[str, ...] = (),
 ) -> FastAPI:
+    """The service's app; `own_errors`: path prefixes whose routes answer refusals in
+    their own standard's format (Open311), which the middlewares leave to them."""
     app = FastAPI(
         title=title,
         description=description,
@@ -128,7 +131,9 @@ def create_service_app(
         # Innermost of our middlewares: lanes are measured and size-limited like any route.
         app.add_middleware(Lanes, lanes=_lane_routes(app, lanes), handlers=app.exception_handlers)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes, own_errors=own_errors
+    )
     app.state.runtime = runtime
     app.state.token_keys = runtime.token_keys
     app.state.write_limiter = WriteLimiter(runtime.settings.write_rate_limit)

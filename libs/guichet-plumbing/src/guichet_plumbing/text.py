@@ -3,7 +3,8 @@
 The published schema's `minLength` and `maxLength` are about the text as sent, so that
 is what they check: trimming first (pydantic's `str_strip_whitespace`) would accept 201
 characters against a documented maximum of 200. The text is then trimmed, and refused
-if what is left is shorter than the minimum (a name made of spaces is no name).
+if what is left is shorter than the minimum (a name made of spaces is no name). A NUL
+character is refused: no text column of PostgreSQL can keep it.
 Codes and identifiers are not free text: their patterns check them exactly as sent.
 """
 
@@ -34,6 +35,9 @@ class Text:
         return core_schema.no_info_after_validator_function(self._trimmed, as_sent)
 
     def _trimmed(self, value: str) -> str:
+        if "\x00" in value:
+            # Valid in JSON, refused by PostgreSQL's text: a 500 at the first write.
+            raise PydanticCustomError("string_nul", "String should not contain U+0000")
         trimmed = value.strip()
         if len(trimmed) < self.min_length:
             raise PydanticCustomError(
@@ -42,3 +46,10 @@ class Text:
                 {"min_length": self.min_length},
             )
         return trimmed
+
+
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """A model's check across fields, raised so that the problem names `field`."""
+    return PydanticCustomError(
+        "field_error", message.replace("{", "{{").replace("}", "}}"), {"field": field}
+    )

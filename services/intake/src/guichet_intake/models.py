@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from guichet_plumbing.db import UTCDateTime, new_metadata
 
 metadata = new_metadata()
+# A sender's key for R9 (`service._source`): longer ones are kept as their digest.
+SOURCE_MAX_LENGTH = 254
 
 tenants = sa.Table(
     "tenants",
@@ -81,7 +83,7 @@ requests = sa.Table(
     # second factor to follow the request with its tracking code.
     sa.Column("follow_proofs", sa.JSON(), nullable=False, server_default="[]"),
     # Who sent it, normalised, to spot abusive repetition (R9).
-    sa.Column("source", sa.String(254), nullable=False),
+    sa.Column("source", sa.String(SOURCE_MAX_LENGTH), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Column("reception_date", sa.Date(), nullable=False),
@@ -208,7 +210,7 @@ sources = sa.Table(
     "sources",
     metadata,
     sa.Column("tenant", sa.String(64), primary_key=True),
-    sa.Column("source", sa.String(254), primary_key=True),
+    sa.Column("source", sa.String(SOURCE_MAX_LENGTH), primary_key=True),
     sa.Column("noticed_at", UTCDateTime(), nullable=True),
     sa.Column("blocked_at", UTCDateTime(), nullable=True),
     sa.Column("reason", sa.String(300), nullable=True),

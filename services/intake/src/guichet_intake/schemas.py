@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    UrlConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -22,7 +23,7 @@ from pydantic import (
 from guichet_plumbing import identifiers as identification
 from guichet_plumbing.auth import Role
 from guichet_plumbing.identifiers import EmailAddress
-from guichet_plumbing.text import Text
+from guichet_plumbing.text import Text, field_error
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -307,7 +308,7 @@ class ProcedureWrite(Strict):
     appeal_text: Annotated[str, Text(max_length=2000)] | None = Field(
         default=None, description="Délais et voies de recours."
     )
-    teleservice_url: HttpUrl | None = Field(
+    teleservice_url: Annotated[HttpUrl, UrlConstraints(max_length=500)] | None = Field(
         default=None,
         description="Téléservice dédié : la saisine électronique ne se fait que par lui (R8).",
     )
@@ -315,11 +316,14 @@ class ProcedureWrite(Strict):
     @model_validator(mode="after")
     def consistent(self) -> Self:
         if self.regime is not Regime.none and self.kind is not ProcedureKind.demande:
-            raise ValueError("Seule une demande peut donner lieu à une décision implicite.")
+            raise field_error(
+                "regime", "Seule une demande peut donner lieu à une décision implicite."
+            )
         if self.regime is Regime.svr and not self.appeal_text:
-            raise ValueError(
+            raise field_error(
+                "appeal_text",
                 "Une démarche en silence vaut rejet doit indiquer les délais et voies de "
-                "recours (appeal_text) : ils figurent sur l'accusé de réception."
+                "recours (appeal_text) : ils figurent sur l'accusé de réception.",
             )
         return self
 
@@ -484,19 +488,23 @@ class TransferCreate(Strict):
     def one_destination(self) -> Self:
         external = self.administration_name is not None or self.administration_url is not None
         if (self.tenant is None) == (not external):
-            raise ValueError(
+            raise field_error(
+                "tenant",
                 "Indiquez soit une collectivité (tenant), soit une administration extérieure "
-                "(administration_name et administration_url)."
+                "(administration_name et administration_url).",
             )
         if external and self.administration_name is None:
-            raise ValueError("Une administration extérieure a un nom.")
+            raise field_error("administration_name", "Une administration extérieure a un nom.")
         if external and self.by_post == (self.administration_url is not None):
-            raise ValueError(
+            raise field_error(
+                "administration_url",
                 "Une administration extérieure reçoit la demande soit à son adresse de "
-                "réception (administration_url), soit par courrier (by_post), pas les deux."
+                "réception (administration_url), soit par courrier (by_post), pas les deux.",
             )
         if self.by_post and self.tenant is not None:
-            raise ValueError("Une collectivité de ce guichet la reçoit ici, pas par courrier.")
+            raise field_error(
+                "by_post", "Une collectivité de ce guichet la reçoit ici, pas par courrier."
+            )
         return self
 
 
@@ -648,13 +656,14 @@ class MandateCreate(Strict):
     @model_validator(mode="after")
     def one_holder(self) -> Self:
         if self.kind == "aidant" and (self.agent is None or self.representative is not None):
-            raise ValueError("Un mandat d'aidant désigne un agent (agent), et lui seul.")
+            raise field_error("agent", "Un mandat d'aidant désigne un agent (agent), et lui seul.")
         if self.kind == "representant_legal" and (
             self.representative is None or self.agent is not None
         ):
-            raise ValueError(
+            raise field_error(
+                "representative",
                 "Un mandat de représentant légal désigne une personne (representative), et "
-                "elle seule."
+                "elle seule.",
             )
         return self
 

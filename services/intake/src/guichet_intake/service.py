@@ -55,6 +55,7 @@ from guichet_intake.events import (
     TransferRequested,
 )
 from guichet_intake.identity import GENERAL_FAMILY, mandate_for
+from guichet_intake.models import SOURCE_MAX_LENGTH
 from guichet_intake.schemas import (
     ApplicantKind,
     Channel,
@@ -298,12 +299,19 @@ def _source(data: RequestCreate) -> str:
     """Who sent it, for R9: the e-mail, else the phone, else the postal address."""
     applicant = data.applicant
     if applicant.email:
-        return f"email:{str(applicant.email).lower()}"
-    if applicant.phone:
-        return "phone:" + "".join(c for c in applicant.phone if c.isdigit() or c == "+")
-    if applicant.postal_address:
-        return "mail:" + applicant.postal_address.one_line().lower()
-    return "name:" + applicant.name.lower()
+        source = f"email:{str(applicant.email).lower()}"
+    elif applicant.phone:
+        source = "phone:" + "".join(c for c in applicant.phone if c.isdigit() or c == "+")
+    elif applicant.postal_address:
+        source = "mail:" + applicant.postal_address.one_line().lower()
+    else:
+        source = "name:" + applicant.name.lower()
+    if len(source) <= SOURCE_MAX_LENGTH:
+        return source
+    # A valid address can be longer than the column (and a blocked source's key): kept as
+    # its digest, the same for every send, so R9 counts and blocks it all the same.
+    kind, _, value = source.partition(":")
+    return f"{kind}:sha256:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 def _content_hash(data: RequestCreate) -> str:

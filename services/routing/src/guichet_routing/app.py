@@ -41,6 +41,7 @@ def create_app(settings: RoutingSettings | None = None, *, bus: Bus | None = Non
         description="Qualification et aiguillage des demandes vers le service compétent ; "
         "corbeille unique des agents, tous canaux confondus.",
         routers=[api.router, open311.router],
+        own_errors=(open311.PREFIX,),
     )
 
 

@@ -52,7 +52,8 @@ from guichet_routing.schemas import (
 )
 from guichet_routing.settings import RoutingSettings
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=JsonRoute)
+PREFIX = "/open311/v2"
+router = APIRouter(prefix=PREFIX, tags=["open311"], route_class=JsonRoute)
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-11-23T00:00:00Z"  # date of the last change to this endpoint's behaviour
