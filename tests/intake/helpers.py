@@ -77,7 +77,7 @@ async def add_tenant(
                 "designation": f"Accueil de {name}",
                 "postal_address": f"Mairie, {name}",
                 "email": None,
-                "phone": None,
+                "phone": "01 99 00 00 99",
             },
         )
         for procedure, fields in procedures.items():

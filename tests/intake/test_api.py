@@ -141,7 +141,7 @@ async def test_r2_receipt_negotiates_html_and_text_and_verifies(
     assert token == created["acknowledgement"]["token"]
 
     genuine = (await client.post("/v1/receipts/verify", json={"token": token})).json()
-    assert genuine["authentic"] is True
+    assert (genuine["authentic"], genuine["document"]) == (True, "accuse_reception")
     assert genuine["receipt"]["reception_date"] == created["reception_date"]
     head, payload, signature = token.split(".")
     # Rewrite the payload as if the reception date had been moved back a day.
@@ -160,7 +160,7 @@ async def test_r2_receipt_negotiates_html_and_text_and_verifies(
             "/v1/receipts/verify", json={"token": f"{head}.{forged_payload}.{signature}"}
         )
     ).json()
-    assert forged == {"authentic": False, "receipt": None}
+    assert forged == {"authentic": False, "document": None, "receipt": None}
 
     keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
     assert {k["alg"] for k in keys} == {"EdDSA"}

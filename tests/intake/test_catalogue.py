@@ -60,6 +60,7 @@ async def test_new_procedure_and_service_written_by_an_administrator(
             designation="Service de l'urbanisme",
             postal_address="1 place de la Mairie, 99999 Admiville",
             email="urbanisme@admiville.example",
+            phone="01 99 00 00 09",
         ),
     )
     procedure, created = await intake.put_procedure(
@@ -243,3 +244,12 @@ async def test_unknown_codes_asked_by_the_thousand_do_not_grow_the_cache(
         assert unknown.value.status == 404
         assert len(intake._catalogue) <= 8
     assert (await submit(intake, AT))["acknowledgement"] is not None
+
+
+def test_r5_a_service_without_a_phone_number_is_refused() -> None:
+    # The AR names the service's designation, postal address and phone (the e-mail if any).
+    with pytest.raises(ValidationError) as refused:
+        ServiceWrite.model_validate(
+            {"designation": "Service des sports", "postal_address": "1 place de la Mairie"}
+        )
+    assert [e["loc"] for e in refused.value.errors()] == [("phone",)]

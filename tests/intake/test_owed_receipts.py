@@ -25,8 +25,10 @@ from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import IntakeService, Keyring
 from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import SigningKey, generate_key
+from guichet_plumbing.observability import ServiceMetrics
 from tests.intake.helpers import (
     add_neighbour,
+    add_tenant,
     as_left_by_a_signing_failure,
     body,
     close_by_workflow,
@@ -57,6 +59,38 @@ async def test_r23_owed_receipt_is_issued_by_the_sweep_once(intake: IntakeServic
     assert (await intake.overdue("admiville", now=TUESDAY)).count == 0
     issued = await outbox_events(intake.db, "intake.receipt.issued.v1")
     assert [e.data["kind"] for e in issued] == ["accuse_reception", "accuse_reception"]
+
+
+async def test_r23_a_collectivite_whose_signing_fails_holds_up_no_other(
+    intake: IntakeService, data_dir: Path
+) -> None:
+    """Admiville's stored key cannot be read: its owed AR waits (and is retried at every
+    pass), while the one owed by Autreville, received after it, is issued."""
+    await add_tenant(
+        intake.db, "autreville", "Ville d'Autreville", "Europe/Paris", procedures={"salle": {}}
+    )
+    broken = await submit(intake, FRIDAY)
+    fine = await submit(intake, FRIDAY.replace(minute=5), tenant="autreville", procedure="salle")
+    for created in (broken, fine):
+        await as_left_by_a_signing_failure(
+            intake.db, created["tracking_code"], date(2026, 5, 22), date(2026, 5, 18)
+        )
+    async with intake.db.transaction() as session:
+        await session.execute(
+            sa.update(signing_keys)
+            .where(signing_keys.c.tenant == "admiville")
+            .values(private_pem=b"-----BEGIN PRIVATE KEY-----\nabimee\n-----END PRIVATE KEY-----\n")
+        )
+    # A process that has not cached Admiville's key yet, as after a restart.
+    sweeper = IntakeService(intake.db, IntakeSettings(data_dir=data_dir), ServiceMetrics("s"))
+    assert await sweeper.issue_owed_receipts(now=TUESDAY) == 1
+    assert await sweeper.issue_owed_receipts(now=TUESDAY) == 0
+    issued = await intake.get_request(fine["tracking_code"])
+    assert [r.kind.value for r in issued.receipts] == ["accuse_reception"]
+    assert (await intake.get_request(broken["tracking_code"])).receipts == []
+    assert [o.tracking_code for o in (await intake.overdue("admiville", now=TUESDAY)).items] == [
+        broken["tracking_code"]
+    ]
 
 
 async def test_r3_an_owed_ae_is_not_overdue_once_transferred_or_answered(

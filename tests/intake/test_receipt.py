@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from guichet_intake import notices, repository, service
 from guichet_intake.deadlines import Deadline
-from guichet_intake.models import receipts, requests
+from guichet_intake.models import outgoing_transfers, receipts, requests
+from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived, TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_intake.signing import SigningKey, sign
 from guichet_notifications.models import deliveries
@@ -504,3 +505,82 @@ async def test_a_tenant_in_an_unknown_time_zone_is_refused_when_written(
     async with intake.db.transaction() as session:
         with pytest.raises(ZoneInfoNotFoundError):
             await repository.upsert_tenant(session, "nulleville", "Nulle", "Europe/Nulle-Part")
+
+
+async def test_r3_a_tenant_in_a_territory_without_a_holiday_calendar_is_refused_when_written(
+    intake: IntakeService,
+) -> None:
+    # Working days (R3) and extensions follow the territory's holidays: Bas-Rhin is "6AE"
+    # (Alsace) for them, "67" is unknown, refused once, not at a submission.
+    async with intake.db.transaction() as session:
+        with pytest.raises(ValueError, match="unknown territory '67'"):
+            await repository.upsert_tenant(
+                session, "strasbourg", "Strasbourg", "Europe/Paris", "67"
+            )
+        assert await repository.upsert_tenant(
+            session, "strasbourg", "Strasbourg", "Europe/Paris", "6AE"
+        )
+
+
+async def test_r2_verification_says_which_document_the_key_signed(
+    intake: IntakeService,
+) -> None:
+    # A transfer's hand-over is signed with the collectivité's key too (the receiving
+    # administration checks it here): the answer says it is a transfer, not a receipt.
+    created = await submit(intake, datetime.now(UTC))
+
+    async def not_sent_yet(*_: object) -> None:
+        return None
+
+    intake._deliver = not_sent_yet  # type: ignore[method-assign]  # kept, to be sent
+    await intake.transfer(
+        created["tracking_code"],
+        TransferCreate(
+            administration_name="Préfecture",
+            administration_url="https://transmissions.prefecture.example/in",
+            reason="Compétence de l'État.",
+        ),
+    )
+    async with intake.db.sessions() as session:
+        token = (await session.execute(sa.select(outgoing_transfers.c.token))).scalar_one()
+    transfer = await intake.verify(token)
+    assert (transfer.authentic, transfer.document) == (True, "transmission")
+    genuine = (await intake.get_request(created["tracking_code"])).receipts[0].token
+    receipt = await intake.verify(genuine)
+    assert (receipt.authentic, receipt.document) == (True, "accuse_reception")
+
+
+async def test_r5_the_acknowledgement_followed_is_the_ar_in_force(intake: IntakeService) -> None:
+    # An e-mail with no procedure on Thursday 7 May 2026 gets an AE; qualified on 11 May,
+    # its AR. The applicant following it reads the AR, with its service and its date.
+    created = await submit(
+        intake, datetime(2026, 5, 7, 14, 0, tzinfo=UTC), procedure=None, channel="email"
+    )
+    await intake.qualify(
+        created["tracking_code"], "reservation-salle", now=datetime(2026, 5, 11, 9, 0, tzinfo=UTC)
+    )
+    ack = (await intake.get_request(created["tracking_code"])).acknowledgement
+    assert ack is not None and ack.implicit_decision is not None and ack.service is not None
+    assert ack.kind.value == "accuse_reception"
+    assert ack.implicit_decision.decision_date == date(2026, 7, 7)
+    # SVA, received Friday 15 May: the AR says 15 July. Pieces asked on 18 May arrive on
+    # 25 May: the delay runs from then, and the AR restated says 25 July.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    code = created["tracking_code"]
+    await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Attestation d'assurance"], due_on=date(2026, 6, 10)),
+        now=datetime(2026, 5, 18, 9, 0, tzinfo=UTC),
+    )
+    await intake.pieces_received(
+        code,
+        PiecesReceived(received_on=date(2026, 5, 25)),
+        now=datetime(2026, 5, 25, 9, 0, tzinfo=UTC),
+    )
+    followed = await intake.get_request(code)
+    assert [r.kind.value for r in followed.receipts].count("accuse_reception") == 2
+    ack = followed.acknowledgement
+    assert ack is not None and ack.implicit_decision is not None
+    assert ack.receipt_id == followed.receipts[-1].id
+    assert ack.implicit_decision.decision_date == date(2026, 7, 25)
+    assert any("25 juillet 2026" in m for m in ack.mentions), ack.mentions

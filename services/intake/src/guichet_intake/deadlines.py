@@ -198,6 +198,13 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
     return Deadline(state, start, end, suspended, tuple(notes))
 
 
+def check_territory(territory: str | None) -> None:
+    """Refuse a territory the calendar of French public holidays does not know."""
+    known: tuple[str, ...] = holidays.country_holidays("FR").subdivisions
+    if territory is not None and territory not in known:
+        raise ValueError(f"unknown territory {territory!r}: one of {', '.join(known)}, or none")
+
+
 @lru_cache(maxsize=64)
 def _holidays(territory: str | None, year: int) -> holidays.HolidayBase:
     calendar_: holidays.HolidayBase = holidays.country_holidays("FR", subdiv=territory, years=year)

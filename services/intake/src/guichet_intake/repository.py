@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guichet_intake.deadlines import check_territory
 from guichet_intake.models import (
     agent_accounts,
     api_clients,
@@ -341,8 +342,11 @@ async def overdue_receipts(
     return (await session.execute(query)).all()
 
 
-async def receipts_owed(session: AsyncSession, closed: Sequence[str], limit: int) -> Sequence[Any]:
-    """Requests stored without the receipt they are owed (R23: signing failed at reception).
+async def receipts_owed(
+    session: AsyncSession, closed: Sequence[str], limit: int, skipped: Collection[str] = ()
+) -> Sequence[Any]:
+    """Requests stored without the receipt they are owed (R23: signing failed at reception),
+    but those of the `skipped` collectivités.
 
     The submission path marks them: `receipt_due_on` set on a qualified request with no AR,
     or `registration_due_on` set on an electronic one with no AE."""
@@ -362,6 +366,7 @@ async def receipts_owed(session: AsyncSession, closed: Sequence[str], limit: int
             requests.c.abusive.is_(False),
             requests.c.status.notin_(closed),
             sa.or_(ar_owed, ae_owed),
+            requests.c.tenant.notin_(sorted(skipped)) if skipped else sa.true(),
         )
         .order_by(requests.c.received_at, requests.c.id)
         .limit(limit)
@@ -510,9 +515,10 @@ async def upsert_tenant(
     session: AsyncSession, code: str, name: str, timezone: str, territory: str | None = None
 ) -> bool:
     """Insert the tenant if absent; returns whether it was created."""
-    # Every date of the law is local to it: an unknown zone fails here, once, not at a
-    # submission or when a receipt is rendered.
+    # Every date of the law is local to it: an unknown zone or territory (whose public
+    # holidays set the working days) fails here, once, not at a submission.
     ZoneInfo(timezone)
+    check_territory(territory)
     if await get_tenant(session, code) is not None:
         return False
     await session.execute(

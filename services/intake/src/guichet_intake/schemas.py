@@ -265,10 +265,12 @@ class ServiceContact(BaseModel):
 
 
 class ServiceWrite(Strict):
+    """The service in charge of files: what the AR must name (R5), the e-mail if any."""
+
     designation: Annotated[str, Text(3, 200)]
     postal_address: Annotated[str, Text(5, 400)]
     email: EmailAddress | None = None
-    phone: Phone | None = None
+    phone: Phone = Field(description="Téléphone du service, mention obligatoire de l'AR.")
 
 
 class DelayWrite(Strict):
@@ -395,7 +397,8 @@ class RequestPublic(BaseModel):
     reception_date: date
     assigned_service: str | None
     acknowledgement: Acknowledgement | None = Field(
-        description="Le premier accusé remis (AR, ou AE en attente de qualification)."
+        description="L'accusé de réception en vigueur : le dernier AR remis (il est "
+        "renouvelé quand le dossier est complété), ou l'AE en attente de qualification."
     )
     implicit_decision: ImplicitDecision | None
     receipts: list[ReceiptSummary]
@@ -522,6 +525,12 @@ class VerifyRequest(Strict):
 
 class VerifyResult(BaseModel):
     authentic: bool
+    document: str | None = Field(
+        default=None,
+        description="Document authentifié : le type de reçu (accuse_reception, "
+        "accuse_enregistrement, demande_pieces, ...), ou transmission pour la transmission "
+        "d'une demande à une autre administration (R12).",
+    )
     receipt: dict[str, Any] | None = Field(description="Contenu signé, si authentique.")
 
 

@@ -1062,6 +1062,13 @@ class IntakeService:
             if verified is None:
                 return VerifyResult(authentic=False, receipt=None)
             kid, payload = verified
+            # The same key signs receipts and transfers' hand-overs (R12): the answer says
+            # which document it vouches for, so that neither passes for the other.
+            document = payload.get("kind")
+            if payload.get("type") == TRANSFER_TYPE:
+                document = "transmission"
+            elif document not in _RECEIPT_KINDS:
+                return VerifyResult(authentic=False, receipt=None)
             owner = next(r.tenant for r in rows if r.kid == kid)
             if "tenant" in payload:
                 authentic = payload["tenant"] == owner
@@ -1076,7 +1083,9 @@ class IntakeService:
                 authentic = (
                     stored is not None and stored.tenant == owner and stored.document == payload
                 )
-        return VerifyResult(authentic=authentic, receipt=payload if authentic else None)
+        if not authentic:
+            return VerifyResult(authentic=False, receipt=None)
+        return VerifyResult(authentic=True, document=document, receipt=payload)
 
     async def jwks(self) -> dict[str, Any]:
         async with self.db.sessions() as session:
@@ -1197,28 +1206,44 @@ class IntakeService:
         reception; the scheduler retries until it succeeds. Returns how many were issued."""
         now = now or datetime.now(UTC)
         issued = 0
+        failing: set[str] = set()  # collectivités whose signing fails: the others go on
         async with self.db.transaction() as session:
             closed = [s.value for s in FINAL]
-            for row in await repository.receipts_owed(session, closed, limit):
-                tenant = await self._tenant_row(session, row.tenant)
-                if row.procedure_code is None:
-                    await self._issue(
-                        session,
-                        tenant,
-                        row.id,
-                        ReceiptKind.accuse_enregistrement,
-                        notices.registration(
-                            reception_date=row.reception_date,
-                            tracking_code=row.tracking_code,
-                            tenant_name=tenant.name,
-                        ),
-                        now,
-                    )
-                else:
-                    procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
-                    await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
-                issued += 1
+            while issued < limit:
+                owed = await repository.receipts_owed(session, closed, limit - issued, failing)
+                fails = len(failing)
+                for row in owed:
+                    if row.tenant in failing:
+                        continue
+                    try:
+                        async with session.begin_nested():
+                            await self._issue_owed(session, row, now)
+                        issued += 1
+                    except Exception:
+                        log.exception("owed receipts of %s not issued this pass", row.tenant)
+                        failing.add(row.tenant)
+                if len(failing) == fails:  # all done, or all that is owed was issued
+                    break
         return issued
+
+    async def _issue_owed(self, session: AsyncSession, row: Any, now: datetime) -> None:
+        tenant = await self._tenant_row(session, row.tenant)
+        if row.procedure_code is None:
+            await self._issue(
+                session,
+                tenant,
+                row.id,
+                ReceiptKind.accuse_enregistrement,
+                notices.registration(
+                    reception_date=row.reception_date,
+                    tracking_code=row.tracking_code,
+                    tenant_name=tenant.name,
+                ),
+                now,
+            )
+        else:
+            procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
+            await self._issue_acknowledgement(session, tenant, procedure, row.id, now)
 
     async def attestation(
         self,
@@ -1753,7 +1778,7 @@ class IntakeService:
         try:
             token = sign(
                 {
-                    "type": "guichet.transfer.v1",
+                    "type": TRANSFER_TYPE,
                     "tenant": tenant.code,  # whose key signs it (see `verify`)
                     "from": tenant.name,
                     "tracking_code": row.tracking_code,
@@ -2511,6 +2536,9 @@ class IntakeService:
             log.warning("%s for request %s refused: %s", what, request_id, refused.detail)
 
 
+_RECEIPT_KINDS = frozenset(kind.value for kind in ReceiptKind)
+TRANSFER_TYPE = "guichet.transfer.v1"
+
 # Transferred (R12) or answered: no implicit decision, and no receipt left to issue here.
 _NOTHING_MORE_DUE = {
     "clock_state": "none",
@@ -2716,27 +2744,29 @@ def _public_of(
             "decision_date": row.decision_last_day,
             "decided": row.implicit_decision,
         }
-    first = next(
-        (
-            r
-            for r in receipts
-            if r.kind in {ReceiptKind.accuse_reception, ReceiptKind.accuse_enregistrement}
-        ),
-        None,
+    # The latest AR (restated when the file was completed, R11), else the AE (R3).
+    acknowledgements = [
+        r
+        for r in receipts
+        if r.kind in (ReceiptKind.accuse_reception, ReceiptKind.accuse_enregistrement)
+    ]
+    shown = next(
+        (r for r in reversed(acknowledgements) if r.kind == ReceiptKind.accuse_reception),
+        acknowledgements[-1] if acknowledgements else None,
     )
     acknowledgement = None
-    if first is not None:
-        is_ar = first.kind == ReceiptKind.accuse_reception
+    if shown is not None:
+        is_ar = shown.kind == ReceiptKind.accuse_reception
         acknowledgement = {
-            "kind": ReceiptKind(first.kind).value,
-            "receipt_id": first.id,
-            "issued_at": first.issued_at,
+            "kind": ReceiptKind(shown.kind).value,
+            "receipt_id": shown.id,
+            "issued_at": shown.issued_at,
             "reception_date": row.reception_date,
             "tracking_code": row.tracking_code,
             "service": _service_contact(procedure) if is_ar and procedure else None,
             "implicit_decision": decision if is_ar else None,
-            "mentions": first.document["mentions"],
-            "token": first.token,
+            "mentions": shown.document["mentions"],
+            "token": shown.token,
         }
     return {
         "id": row.id,
