@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -181,6 +181,31 @@ async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
     with pytest.raises(Problem) as wrong_kind:
         await submit(intake, AT, procedure="subvention-quartier")
     assert [p.name for p in wrong_kind.value.invalid_params or []] == ["applicant.kind"]
+
+
+async def test_r7_a_request_qualified_later_notes_the_identification_still_to_give(
+    intake: IntakeService,
+) -> None:
+    # An association writes by e-mail without naming a procedure, then without its RNA
+    # number: received all the same (R1, its AE then its AR), the file says what to ask.
+    association = {"kind": "association", "name": "Les Amis du Parc", "email": "amis@example.org"}
+    created = await submit(intake, AT, procedure=None, channel="email", applicant=association)
+    later = AT + timedelta(days=1)
+    qualified = await intake.qualify(created["tracking_code"], "subvention-quartier", now=later)
+    assert [r.kind.value for r in qualified.receipts] == [
+        "accuse_enregistrement",
+        "accuse_reception",
+    ]
+    [note] = [h for h in qualified.history if h.status == "identification_incomplete"]
+    assert note.label == (
+        "Identification à compléter pour cette démarche : Une association s'identifie par "
+        "son numéro RNA."
+    )
+    complete = await submit(
+        intake, AT, procedure=None, channel="email", applicant={**association, "rna": "W751234567"}
+    )
+    qualified = await intake.qualify(complete["tracking_code"], "subvention-quartier", now=later)
+    assert "identification_incomplete" not in [h.status for h in qualified.history]
 
 
 async def with_teleservice(intake: IntakeService) -> None:

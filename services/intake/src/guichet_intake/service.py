@@ -57,6 +57,7 @@ from guichet_intake.events import (
 from guichet_intake.identity import GENERAL_FAMILY, mandate_for
 from guichet_intake.models import SOURCE_MAX_LENGTH
 from guichet_intake.schemas import (
+    Applicant,
     ApplicantKind,
     Channel,
     Identification,
@@ -255,10 +256,11 @@ _PERSON_FIELDS = (
 )
 
 
-def _identification_problems(procedure: Any, data: RequestCreate) -> list[InvalidParam]:
+def _identification_problems(
+    procedure: Any, applicant: Applicant, channel: Channel
+) -> list[InvalidParam]:
     """R7: what the procedure requires of the applicant to identify them."""
     required = Identification(procedure.identification)
-    applicant = data.applicant
     if required is Identification.none:
         return []
     kind = applicant.kind
@@ -272,7 +274,7 @@ def _identification_problems(procedure: Any, data: RequestCreate) -> list[Invali
     missing: list[InvalidParam] = []
     if kind is ApplicantKind.person:
         for field, label, electronic_only in _PERSON_FIELDS:
-            if electronic_only and not data.channel.electronic:
+            if electronic_only and not channel.electronic:
                 continue
             if getattr(applicant, field) is None:
                 missing.append(
@@ -858,7 +860,7 @@ class IntakeService:
 
     def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
         _check_teleservice(procedure, data.channel, "channel")
-        problems = _identification_problems(procedure, data)
+        problems = _identification_problems(procedure, data.applicant, data.channel)
         if problems:
             raise Problem(
                 422,
@@ -1317,6 +1319,20 @@ class IntakeService:
             await repository.add_history(
                 session, row.id, now, "qualified", f"Demande qualifiée : {procedure.title}"
             )
+            missing = _identification_problems(
+                procedure, Applicant.model_validate(row.applicant), Channel(row.channel)
+            )
+            if missing:
+                # Received all the same (R1); what R7 asks for this procedure is to be
+                # requested from the applicant as missing information (R11).
+                await repository.add_history(
+                    session,
+                    row.id,
+                    now,
+                    "identification_incomplete",
+                    "Identification à compléter pour cette démarche : "
+                    + " ".join(p.reason for p in missing),
+                )
             row = await repository.get_request(session, row.id)
             await self._recompute_clock(session, row, tenant)
             if _owes_ar(procedure, row):
