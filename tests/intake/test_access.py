@@ -181,6 +181,23 @@ async def test_r22_only_the_administration_enters_what_came_on_paper_or_by_phone
                 assert "saisie par un agent" in answer.json()["detail"]
     assert await intake.owners() == {}
     assert await intake.submit({**BOOKING, "channel": "phone"}, counter())
+    # Nor a mediator (France Services), though they may submit online for a citizen: the
+    # entry is the administration's reception, and a letter's date is declared by it.
+    answer = await intake.http.post(
+        "/v1/requests",
+        json={**BOOKING, "channel": "mail", "received_on": "2026-01-05"},
+        headers=bearer(agent(Role.mediator)),
+    )
+    assert answer.status_code == 403, answer.text
+    assert "agent d'accueil" in answer.json()["detail"]
+    # A citizen cannot claim that another administration received it first (R13).
+    answer = await intake.http.post(
+        "/v1/requests",
+        json={**BOOKING, "first_received_on": "2026-01-05"},
+        headers=bearer(citizen("sub-camille")),
+    )
+    assert answer.status_code == 403
+    assert "first_received_on" in answer.json()["detail"]
 
 
 async def test_r21_an_agent_or_client_enters_requests_for_its_own_collectivite_only(

@@ -10,10 +10,12 @@ import json
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from guichet_intake import notices, repository, service
 from guichet_intake.deadlines import Deadline
@@ -309,6 +311,82 @@ async def test_r22_request_entered_at_counter_gets_same_receipt_and_deadline(
     assert counter["channel"] == "counter"
     for key in ("reception_date", "service", "implicit_decision"):
         assert counter["acknowledgement"][key] == web["acknowledgement"][key]
+
+
+LETTER = {
+    "channel": "mail",
+    "contact_preference": "letter",
+    "applicant": {
+        "name": "Jean Dupont",
+        "postal_address": {"street": "2 rue Haute", "postal_code": "99999", "city": "Admiville"},
+    },
+}
+
+
+async def test_r22_a_letter_entered_later_is_received_the_day_it_arrived(
+    intake: IntakeService,
+) -> None:
+    # The letter arrived on Friday 15 May 2026 and is entered on Tuesday 19 May: received
+    # 15 May, deemed accepted at the end of 15 July (not 19 July); the AR was due within
+    # 7 days of its arrival, by 22 May (R4).
+    created = await submit(
+        intake, datetime(2026, 5, 19, 8, 0, tzinfo=UTC), received_on=date(2026, 5, 15), **LETTER
+    )
+    assert created["reception_date"] == "2026-05-15"
+    assert created["acknowledgement"]["implicit_decision"]["decision_date"] == "2026-07-15"
+    assert "Votre demande a été reçue le 15 mai 2026." in created["acknowledgement"]["mentions"]
+    async with intake.db.sessions() as session:
+        row = await repository.get_request_by_code(session, created["tracking_code"])
+    assert (row.first_received_on, row.received_at) == (
+        date(2026, 5, 15),
+        datetime(2026, 5, 19, 8, 0, tzinfo=UTC),  # when it was entered, for the record
+    )
+
+
+async def test_r13_a_request_handed_over_keeps_its_first_reception_for_svr(
+    intake: IntakeService,
+) -> None:
+    # The préfecture received on 15 May 2026 a request for a neighbourhood grant (SVR, two
+    # months) and hands it over on Tuesday 2 June: SVR runs from 15 May (rejected at the
+    # end of 15 July), the AR names 2 June as the day it reached the commune.
+    association = {"kind": "association", "name": "Les Amis du Parc", "rna": "W751234567"}
+    handed = {**LETTER, "applicant": {**LETTER["applicant"], **association}}
+    created = await submit(
+        intake,
+        datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+        procedure="subvention-quartier",
+        first_received_on=date(2026, 5, 15),
+        **handed,
+    )
+    assert created["reception_date"] == "2026-06-02"
+    assert created["implicit_decision"]["decision_date"] == "2026-07-15"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        ({"received_on": date(2026, 5, 20)}, "received_on", "Date future"),
+        ({"received_on": date(2025, 5, 17)}, "received_on", "Date de plus d'un an"),
+        ({"first_received_on": date(2026, 5, 20)}, "first_received_on", "Date future"),
+    ],
+)
+async def test_r22_a_declared_reception_date_must_be_possible(
+    intake: IntakeService, changes: dict[str, Any], field: str, reason: str
+) -> None:
+    with pytest.raises(Problem) as refused:
+        await submit(intake, datetime(2026, 5, 19, 8, 0, tzinfo=UTC), **LETTER, **changes)
+    assert refused.value.status == 422
+    [param] = refused.value.invalid_params or []
+    assert param.name == field and param.reason.startswith(reason)
+
+
+def test_r22_only_what_came_on_paper_by_phone_or_at_the_counter_is_dated_by_hand() -> None:
+    with pytest.raises(ValidationError) as online:
+        body(received_on=date(2026, 5, 15))
+    assert [e["loc"] for e in online.value.errors()] == [("received_on",)]
+    with pytest.raises(ValidationError) as before:
+        body(**LETTER, received_on=date(2026, 5, 15), first_received_on=date(2026, 5, 16))
+    assert [e["loc"] for e in before.value.errors()] == [("first_received_on",)]
 
 
 async def test_r22_counter_request_without_email_is_received(intake: IntakeService) -> None:

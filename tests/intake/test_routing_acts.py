@@ -174,6 +174,23 @@ async def test_r10_an_answered_request_taken_back_is_never_decided_by_silence(
     assert await intake.decide_due(now=datetime(2026, 9, 1, 9, 0, tzinfo=UTC)) == 0
 
 
+async def test_r10_a_late_answer_voiding_the_decision_keeps_a_later_reopening_in_force(
+    intake: IntakeService,
+) -> None:
+    # Answered on 15 July at 21:00 UTC (rank 1), reopened at 21:30 (rank 2); the reopening
+    # arrives first, the scheduler decides at the deadline (22:00 UTC), then the answer
+    # arrives: given in time, it voids the decision, and the file stays reopened.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    await close_by_workflow(
+        intake, created, datetime(2026, 7, 15, 21, 30, tzinfo=UTC), sequence=2, **REOPENED
+    )
+    assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
+    await close_by_workflow(intake, created, datetime(2026, 7, 15, 21, 0, tzinfo=UTC), sequence=1)
+    kept = await intake.get_request(created["tracking_code"])
+    assert kept.implicit_decision is not None and kept.implicit_decision.decided is None
+    assert (kept.status.value, kept.status_label) == ("processing", "Réouverte")
+
+
 @pytest.mark.parametrize(
     "delivered",
     [

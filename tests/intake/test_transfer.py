@@ -894,3 +894,25 @@ def test_r12_a_transfer_by_post_names_its_administration_and_no_address() -> Non
     assert "pas par courrier" in problem(tenant="voisinville", by_post=True)
     posted = TransferCreate(**name, by_post=True, reason="Compétence de l'État.")
     assert posted.administration_url is None
+
+
+async def test_r9_a_request_transferred_in_is_not_counted_as_its_sender_s_own(
+    intake: IntakeService,
+) -> None:
+    # 09:00 the citizen writes to Voisinville; 09:01 the same text to Admiville, which
+    # transfers it to Voisinville at 09:02 (R12); 09:05 the citizen resends once to
+    # Voisinville. Two sends of theirs there, not three: a retry, not an abuse (R9).
+    await add_neighbour(intake.db)
+    first = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
+    same = {"procedure": None, "channel": "email", "payload": {"objet": "Salle le 14 juin"}}
+    await submit(intake, first, tenant="voisinville", **same)
+    wrong = await submit(intake, first + timedelta(minutes=1), **same)
+    await intake.transfer(
+        wrong["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="Salle de Voisinville."),
+        now=first + timedelta(minutes=2),
+    )
+    resent = await submit(intake, first + timedelta(minutes=5), tenant="voisinville", **same)
+    assert [r["kind"] for r in resent["receipts"]] == ["accuse_enregistrement"]
+    third = await submit(intake, first + timedelta(minutes=6), tenant="voisinville", **same)
+    assert third["receipts"] == [], "their third send is flagged"

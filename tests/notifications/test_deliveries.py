@@ -30,9 +30,14 @@ from tests.support import received_event
 
 
 def received(
-    applicant: dict[str, Any], preference: str = "email", request_id: uuid.UUID | None = None
+    applicant: dict[str, Any],
+    preference: str = "email",
+    request_id: uuid.UUID | None = None,
+    channel: str = "web",
 ) -> Envelope:
-    return received_event(applicant=applicant, preference=preference, request_id=request_id)
+    return received_event(
+        applicant=applicant, preference=preference, request_id=request_id, channel=channel
+    )
 
 
 def issued(request_id: uuid.UUID, kind: str = "accuse_reception") -> Envelope:
@@ -140,6 +145,27 @@ async def test_r27_answer_by_letter_when_the_citizen_prefers_paper(
     assert by_kind["accuse_reception"].channel == "email"
     assert by_kind["assignment"].channel == "letter"
     assert by_kind["assignment"].status == "to_print"
+    assert len(smtp_server.mailbox.messages) == 1
+
+
+async def test_r6_receipt_of_a_letter_follows_the_preference_not_an_email_given_with_it(
+    db: Database, smtp_server: SmtpServer
+) -> None:
+    # A letter entered by the reception (R22) bearing an e-mail address, its sender
+    # asking for answers by post: the address was neither sent from nor given for
+    # receipts (R6), so the AR goes by post too. Sent online, it goes by e-mail.
+    service, on_received, _ = make(db, Smtp(smtp_server.url))
+    contact = {"email": "camille@example.org", "postal_address": "3 rue des Lilas, 99999 Admiville"}
+    on_paper = received(contact, preference="letter", channel="mail")
+    online = received(contact, preference="letter", channel="web")
+    for event in (on_paper, online):
+        await on_received(event)
+    await service.send_due()
+    channels = {r.request_id: (r.kind, r.channel, r.status) for r in await rows(db)}
+    assert channels == {
+        uuid.UUID(on_paper.subject): ("accuse_reception", "letter", "to_print"),
+        uuid.UUID(online.subject): ("accuse_reception", "email", "sent"),
+    }
     assert len(smtp_server.mailbox.messages) == 1
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from guichet_plumbing.problems import french_reason
-from guichet_plumbing.text import Text
+from guichet_plumbing.text import Text, field_error
 
 
 class Form(BaseModel):
@@ -73,3 +73,21 @@ def test_a_text_of_spaces_is_too_short_once_trimmed(
 
 def test_an_optional_text_of_spaces_is_empty() -> None:
     assert Form.model_validate({"name": "Camille", "note": "  "}).note == ""
+
+
+class Window(BaseModel):
+    opens: int = 9
+
+    @model_validator(mode="after")
+    def check(self) -> Self:
+        raise field_error("opens", "Format attendu : {HH:MM}, comme {09:00}.")
+
+
+def test_a_check_across_fields_names_its_field_and_reads_as_written() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Window()
+    [error] = refused.value.errors()
+    assert (error["ctx"]["field"], french_reason(error)) == (
+        "opens",
+        "Format attendu : {HH:MM}, comme {09:00}.",
+    )

@@ -223,6 +223,8 @@ async def test_invalid_queries_get_standard_errors_never_5xx(
         (f"tokens/{uuid.uuid4()}", {}, 404, "jeton"),
         ("tokens/pas-un-jeton", {}, 404, "jeton"),
         ("services/nulle", {}, 404, "service_code :"),
+        # A NUL character: the standard's errors here too, under the embedded mount.
+        ("services", {"jurisdiction_id": "admi\x00ville"}, 404, "jurisdiction_id :"),
     ):
         answer = await client.get(f"{OPEN311}/{path}.{fmt}", params=params)
         assert answer.status_code == status, (path, params, answer.text)

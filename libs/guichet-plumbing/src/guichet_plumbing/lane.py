@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guichet_plumbing.jsonbody import loads
+from guichet_plumbing.problems import route_path
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -58,7 +59,7 @@ class Lanes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            found = self.lanes.get((scope["method"], _route_path(scope)))
+            found = self.lanes.get((scope["method"], route_path(scope)))
             if found is not None:
                 lane, route = found
                 scope["route"] = route
@@ -82,13 +83,6 @@ class Lanes:
             if cls in self.handlers:
                 return self.handlers[cls]
         return None
-
-
-def _route_path(scope: Scope) -> str:
-    """The path within the app (under a mount, the app's own part)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def read_json(request: Request) -> Any:

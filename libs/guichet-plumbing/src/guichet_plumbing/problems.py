@@ -334,6 +334,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def route_path(scope: Scope) -> str:
+    """The path within the app (under a mount, the app's own part)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def _nul_in_address(scope: Scope) -> Problem | None:
     """A NUL character (%00) in the path or a query parameter: named, as a body's field."""
     if "\x00" in scope["path"]:
@@ -367,7 +374,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         nul = _nul_in_address(scope)
-        if nul is not None and not scope["path"].startswith(self.own_errors):
+        if nul is not None and not route_path(scope).startswith(self.own_errors):
             await self._refuse(scope, receive, send, nul)
             return
         declared = next(

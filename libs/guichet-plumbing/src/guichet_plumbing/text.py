@@ -50,6 +50,5 @@ class Text:
 
 def field_error(field: str, message: str) -> PydanticCustomError:
     """A model's check across fields, raised so that the problem names `field`."""
-    return PydanticCustomError(
-        "field_error", message.replace("{", "{{").replace("}", "}}"), {"field": field}
-    )
+    # pydantic fills only `{field}` in the message (its context): other braces stay as sent.
+    return PydanticCustomError("field_error", message, {"field": field})

@@ -118,6 +118,8 @@ requests = sa.Table(
     # The rank of the workflow's last status applied here (routing counts them): one
     # delivered late, of a lower rank, is only written to the history.
     sa.Column("status_seq", sa.Integer(), nullable=True),
+    # Whether that status closes the file (the workflow's answer) or not (a reopening).
+    sa.Column("workflow_final", sa.Boolean(), nullable=True),
     # R9's read at every submission must find no other index it could use: on a table
     # not yet analysed, PostgreSQL's cached plan for that prepared read took a tenant-led
     # index and filtered the tenant's whole hour by source (2.4 ms of database per

@@ -233,6 +233,42 @@ class RequestCreate(Strict):
         description="Agent qui saisit la demande pour le compte de l'usager (guichet, "
         "téléphone, courrier).",
     )
+    received_on: date | None = Field(
+        default=None,
+        description="Saisie pour le compte (R22) : jour où le courrier est arrivé, où "
+        "l'usager est venu ou a appelé, si la saisie est faite plus tard. Par défaut, le jour "
+        "de la saisie. Une demande en ligne est datée par le serveur.",
+    )
+    first_received_on: date | None = Field(
+        default=None,
+        description="Demande transmise par l'administration d'abord saisie (R12) : jour où "
+        "elle l'a reçue. Le silence vaut rejet court depuis ce jour, le silence vaut "
+        "acceptation depuis la réception ici (R13).",
+    )
+
+    @field_validator("received_on")
+    @classmethod
+    def dated_by_the_server_online(
+        cls, received_on: date | None, info: ValidationInfo
+    ) -> date | None:
+        channel = info.data.get("channel")
+        if received_on is not None and channel is not None and channel.electronic:
+            raise ValueError(
+                "Une demande en ligne est datée à sa réception par le serveur : cette date "
+                "ne se déclare que pour un courrier, un appel ou un passage au guichet."
+            )
+        return received_on
+
+    @field_validator("first_received_on")
+    @classmethod
+    def first_received_before(cls, first: date | None, info: ValidationInfo) -> date | None:
+        received_on = info.data.get("received_on")
+        if first is not None and received_on is not None and first > received_on:
+            raise ValueError(
+                "L'administration d'abord saisie a reçu la demande avant qu'elle n'arrive "
+                "ici (received_on)."
+            )
+        return first
 
     @field_validator("contact_preference")
     @classmethod

@@ -156,8 +156,41 @@ FINAL = {
     RequestStatus.implicitly_rejected,
 }
 
-# Who may enter a request received on paper, at the counter or by phone (R22).
+# Who may enter a request received on paper, at the counter or by phone (R22), or one
+# another administration hands over: the administration's agents and systems.
 _ENTERING = (Kind.agent, Kind.client, Kind.system)
+# How far back a date declared at entry may go: beyond, a mistyped year.
+_DECLARED_DAYS = 366
+
+
+def _enters(principal: Principal, tenant: str) -> bool:
+    """R22: a reception agent, a system, or another administration's (its paper mail)."""
+    if principal.kind is Kind.agent:
+        return principal.has_role(tenant, Role.counter_agent)
+    return principal.kind in _ENTERING
+
+
+def _check_declared_dates(data: RequestCreate, today: date) -> None:
+    for name, day in (
+        ("received_on", data.received_on),
+        ("first_received_on", data.first_received_on),
+    ):
+        if day is None:
+            continue
+        if day > today:
+            reason = f"Date future : au plus tard aujourd'hui ({french_date(today)})."
+        elif day < today - timedelta(days=_DECLARED_DAYS):
+            reason = f"Date de plus d'un an : vérifiez l'année ({french_date(day)})."
+        else:
+            continue
+        raise Problem(
+            422,
+            "declared-date-invalid",
+            "Date de réception invalide",
+            f"La date indiquée ({name}) n'est pas possible. {reason}",
+            [InvalidParam(name=name, reason=reason)],
+        )
+
 
 # What an agent's access to a file is for, as the DPO reads it in the access log.
 ACTION_PURPOSES = {
@@ -483,12 +516,18 @@ class IntakeService:
             raise forbidden(
                 "Seul un agent connecté saisit une demande pour le compte d'un usager (entered_by)."
             )
-        if not data.channel.electronic and principal.kind not in _ENTERING:
+        if not data.channel.electronic and not _enters(principal, data.tenant):
             # R22: what came to the counter, by phone or by post is entered by the
-            # administration; a sender declaring it would escape R7's and R9's checks.
+            # administration (its reception staff); a sender declaring it, or a mediator
+            # acting for a citizen, would escape R7's and R9's checks.
             raise forbidden(
                 "Une demande reçue au guichet, par téléphone ou par courrier est saisie par "
-                "un agent. En ligne, choisissez le canal « web »."
+                "un agent d'accueil. En ligne, choisissez le canal « web »."
+            )
+        if data.first_received_on is not None and principal.kind not in _ENTERING:
+            raise forbidden(
+                "Seule l'administration qui reçoit une demande transmise indique quand "
+                "l'administration d'abord saisie l'a reçue (first_received_on)."
             )
         if principal.outside(data.tenant):  # the policy sees no tenant in a body
             raise foreign_tenant(data.tenant)
@@ -634,6 +673,7 @@ class IntakeService:
 
         With no session it answers from the caches alone, or raises `_CacheMiss`."""
         tenant = await self._tenant(session, data.tenant)
+        _check_declared_dates(data, local_date(now, tenant.timezone))
         source = _source(data)
         # L112-11 lets the system block electronic sends only: the counter stays open (R22).
         if data.channel.electronic and await self._blocked(session, data.tenant, source):
@@ -677,7 +717,8 @@ class IntakeService:
     ) -> _Built:
         """The request, its history, its receipt, its events and the answer, in memory."""
         tenant, procedure = context.tenant, context.procedure
-        reception = local_date(received_at, tenant.timezone)
+        # Entered later on the citizen's behalf: the day it arrived (R22).
+        reception = data.received_on or local_date(received_at, tenant.timezone)
         # L112-11 concerns electronic sends: an agent's entry is never flagged (R22).
         abuse = self._abuse(activity) if data.channel.electronic else None
         request_id = uuid.uuid4()
@@ -703,7 +744,8 @@ class IntakeService:
             "content_hash": content_hash,
             "received_at": received_at,
             "reception_date": reception,
-            "first_received_on": reception,
+            # Handed over by the administration first seized: SVR runs from then (R13).
+            "first_received_on": data.first_received_on or reception,
             "status": RequestStatus.received.value,
             "abusive": abuse is not None,
             "abuse_reason": abuse,
@@ -1179,16 +1221,17 @@ class IntakeService:
         return status
 
     async def _withdraw_decision(
-        self, session: AsyncSession, row: Any, answered_at: datetime
+        self, session: AsyncSession, row: Any, answered_at: datetime, reopened: bool
     ) -> None:
         """Undo a decision the scheduler recorded for a request the service had answered
-        in time: closed by its answer, with a line saying why the decision is void."""
+        in time, with a line saying why the decision is void."""
         tenant = await self._tenant_row(session, row.tenant)
+        status = RequestStatus.processing if reopened else RequestStatus.closed
         await repository.update_request(
             session,
             row.id,
             {
-                "status": RequestStatus.closed.value,
+                "status": status.value,
                 "implicit_decision": None,
                 "answered_at": answered_at,
                 **_NOTHING_MORE_DUE,
@@ -1710,7 +1753,8 @@ class IntakeService:
                     for factor in (row.applicant.get("email"), row.applicant.get("phone"))
                     if factor
                 ],
-                "source": row.source,
+                # Not the citizen's own send: R9 counts it under the transfer, never theirs.
+                "source": f"transfer:{row.tracking_code}",
                 "content_hash": row.content_hash,
                 "received_at": now,
                 "reception_date": reception,
@@ -2412,13 +2456,16 @@ class IntakeService:
             and row.answered_at is None
             and (row.decision_due_at is None or event.changed_at < row.decision_due_at)
         )
+        late = event.sequence and row.status_seq is not None and event.sequence <= row.status_seq
         if answered_in_time and row.implicit_decision is not None:
             # The answer reached intake after the scheduler's pass, but it was given before
-            # silence could decide: no decision was born (R10).
-            await self._withdraw_decision(session, row, event.changed_at)
+            # silence could decide: no decision was born (R10). Closed by that answer,
+            # unless a later status already applied reopened the file.
+            reopened = bool(late) and row.workflow_final is False
+            await self._withdraw_decision(session, row, event.changed_at, reopened)
             row = await repository.get_request(session, row.id)
         status = RequestStatus(row.status)
-        if event.sequence and row.status_seq is not None and event.sequence <= row.status_seq:
+        if late:
             # An earlier status delivered late (each routing replica relays its own
             # outbox): what the request is and what the citizen reads stay as they are.
             # An answer it carried, given before silence could decide, still stops the
@@ -2440,7 +2487,7 @@ class IntakeService:
             # The answer came after silence had decided (R10): that decision stands, even
             # if the scheduler has not recorded it yet; the answer is recorded after it.
             status = await self._decide(session, row, event.changed_at)
-        values: dict[str, Any] = {"status_detail": event.label}
+        values: dict[str, Any] = {"status_detail": event.label, "workflow_final": event.final}
         if event.sequence:
             values["status_seq"] = event.sequence
         # A transfer ends the request here through its own event (R12), in whatever order

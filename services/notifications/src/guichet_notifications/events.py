@@ -22,6 +22,7 @@ class RequestReceived(ConsumedEvent):
 
     request_id: uuid.UUID
     tracking_code: str
+    channel: str
     applicant: Applicant
     contact_preference: str
 

@@ -19,6 +19,8 @@ contacts = sa.Table(
     sa.Column("phone", sa.String(32), nullable=True),
     sa.Column("postal_address", sa.String(400), nullable=True),
     sa.Column("preference", sa.String(16), nullable=False),
+    # How the request came (web, email, sms, counter, phone, mail): receipts follow (R6).
+    sa.Column("channel", sa.String(16), nullable=True),
 )
 
 deliveries = sa.Table(

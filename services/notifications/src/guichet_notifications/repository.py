@@ -35,6 +35,7 @@ async def waiting_with_contact(session: AsyncSession) -> Sequence[Any]:
             contacts.c.email,
             contacts.c.postal_address,
             contacts.c.preference,
+            contacts.c.channel,
         )
         .join(contacts, contacts.c.request_id == deliveries.c.request_id)
         .where(deliveries.c.status == "waiting_contact")

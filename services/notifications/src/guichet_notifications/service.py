@@ -51,16 +51,20 @@ SIGNATURE = (
 
 # Receipts of an electronic exchange go back electronically, to the sender's address (R2, R6).
 ELECTRONIC_RECEIPTS = {"accuse_reception", "accuse_enregistrement"}
+PAPER_CHANNELS = {"counter", "phone", "mail"}
 
 
 def _channel_for(contact: Any, kind: str) -> tuple[str | None, str | None, DeliveryStatus]:
     """Channel, recipient and initial status for one delivery (R6, R27).
 
-    Receipts go to the applicant's e-mail when there is one (R6); other answers follow
-    the applicant's preference. No SMS transport exists yet, so an SMS preference falls
-    back to e-mail, then paper.
+    Receipts of a request sent electronically go to the applicant's e-mail when there is
+    one (R6: the address sent from, or given with it); other answers, and the receipts of
+    a request that came on paper, by phone or at the counter, follow the applicant's
+    preference. No SMS transport exists yet, so an SMS preference falls back to e-mail,
+    then paper.
     """
-    wants_letter = contact.preference == "letter" and kind not in ELECTRONIC_RECEIPTS
+    on_paper = contact.channel in PAPER_CHANNELS
+    wants_letter = contact.preference == "letter" and (kind not in ELECTRONIC_RECEIPTS or on_paper)
     if contact.email and not wants_letter:
         return "email", contact.email, DeliveryStatus.pending
     if contact.postal_address:
@@ -174,6 +178,7 @@ class Deliveries:
                 "phone": event.applicant.phone,
                 "postal_address": event.applicant.postal_address,
                 "preference": event.contact_preference,
+                "channel": event.channel,
             },
         )
         after_commit(session, self._wake.set)
@@ -303,7 +308,7 @@ class Deliveries:
         body = "\n".join(["Bonjour,", "", *event.notice])
         # Addressed to the source itself, whatever the contact details of the request say.
         contact = SimpleNamespace(
-            email=event.email, postal_address=event.postal_address, preference="email"
+            email=event.email, postal_address=event.postal_address, preference="email", channel=None
         )
         await self._add(
             session,

@@ -121,7 +121,12 @@ def _fill(node: ET.Element, value: Any) -> None:
     elif isinstance(value, bool):
         node.text = "true" if value else "false"
     elif value is not None:
-        node.text = str(value)
+        node.text = _NOT_IN_XML.sub("\ufffd", str(value))
+
+
+# What XML 1.0 cannot carry (control characters, lone surrogates) but a citizen's text or
+# an echoed query may hold: replaced, so that the document stays well-formed.
+_NOT_IN_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 async def _answer(raw_format: str, produce: Callable[[str], Awaitable[Response]]) -> Response:
