@@ -8,6 +8,7 @@ import gc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,7 @@ from guichet_plumbing.db import (
     Database,
     Grouped,
     UTCDateTime,
+    after_commit,
     grouped_inserts,
     insert_rows,
     new_metadata,
@@ -240,3 +242,33 @@ async def test_exclusive_lets_one_holder_in_at_a_time(db: Database) -> None:
     finally:
         await other.dispose()
     assert inside == ["a in", "a out", "b in", "b out"]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+async def test_work_after_commit_survives_a_savepoint_rolled_back_but_its_own(
+    engine: str, pg_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    # The owed-receipt sweep issues each receipt in a savepoint: one collectivité failing
+    # must not cost the others the relay's wake-up queued after their receipts.
+    url = f"sqlite:///{tmp_path / 'after.db'}" if engine == "sqlite" else pg_database("after")
+    db = Database(url)
+    fired: list[str] = []
+    async with db.transaction() as session:
+        after_commit(session, lambda: fired.append("before"))
+        with contextlib.suppress(RuntimeError):
+            async with session.begin_nested():
+                after_commit(session, lambda: fired.append("rolled-back savepoint"))
+                raise RuntimeError
+        async with session.begin_nested():
+            after_commit(session, lambda: fired.append("kept savepoint"))
+        with contextlib.suppress(RuntimeError):
+            async with session.begin_nested():
+                raise RuntimeError
+        after_commit(session, lambda: fired.append("after"))
+    assert fired == ["before", "kept savepoint", "after"]
+    with contextlib.suppress(RuntimeError):
+        async with db.transaction() as session:
+            after_commit(session, lambda: fired.append("rolled back"))
+            raise RuntimeError
+    assert fired == ["before", "kept savepoint", "after"]
+    await db.dispose()

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -485,16 +485,30 @@ def _insert_rows_sql(
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    """Run `callback` once the session's transaction commits (never on rollback)."""
-    session.info.setdefault("after_commit", []).append(callback)
+    """Run `callback` once the session's transaction commits (never on rollback); one
+    queued inside a savepoint is dropped if that savepoint is rolled back, the others kept."""
+    sync = session.sync_session
+    within = sync.get_nested_transaction() or sync.get_transaction()
+    session.info.setdefault("after_commit", []).append((within, callback))
 
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
-    for callback in session.info.pop("after_commit", []):
+    for _, callback in session.info.pop("after_commit", []):
         callback()
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_after_commit(session: Session) -> None:
-    session.info.pop("after_commit", None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_commit(session: Session, rolled_back: SessionTransaction) -> None:
+    """Drop what was queued in the transaction rolled back or in one nested in it."""
+
+    def inside(transaction: SessionTransaction | None) -> bool:
+        while transaction is not None:
+            if transaction is rolled_back:
+                return True
+            transaction = transaction.parent
+        return False
+
+    queued = session.info.get("after_commit")
+    if queued:
+        session.info["after_commit"] = [(t, c) for t, c in queued if not inside(t)]
