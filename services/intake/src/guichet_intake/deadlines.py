@@ -200,9 +200,13 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
 
 def check_territory(territory: str | None) -> None:
     """Refuse a territory the calendar of French public holidays does not know."""
-    known: tuple[str, ...] = holidays.country_holidays("FR").subdivisions
-    if territory is not None and territory not in known:
-        raise ValueError(f"unknown territory {territory!r}: one of {', '.join(known)}, or none")
+    if territory is None:
+        return
+    try:
+        holidays.country_holidays("FR", subdiv=territory)  # its codes and their aliases
+    except NotImplementedError:
+        known = ", ".join(holidays.country_holidays("FR").subdivisions)
+        raise ValueError(f"unknown territory {territory!r}: one of {known}, or none") from None
 
 
 @lru_cache(maxsize=64)
