@@ -53,6 +53,8 @@ async def transfer_to_neighbour(intake: IntakeService, procedure: str) -> tuple[
     new_id = event.data["new_request_id"]
     async with intake.db.sessions() as session:
         row = await repository.get_request(session, uuid.UUID(new_id))
+    # R12: told where it went, and under which number to follow it there.
+    assert notice.mentions[-1] == f"Elle y est enregistrée sous le n° {row.tracking_code}."
     qualified = await intake.qualify(
         row.tracking_code, procedure, now=datetime(2026, 6, 3, 9, 0, tzinfo=UTC)
     )

@@ -152,8 +152,10 @@ def transfer(
     reason: str,
     first_reception: date,
     competent_reception: date | None,
+    new_tracking_code: str | None = None,
 ) -> list[str]:
-    """R12: the user is told; R13: which reception date each clock counts from.
+    """R12: the user is told; R13: which reception date each clock counts from; given
+    to another collectivité of this guichet, the number to follow it there.
 
     The regime is the competent administration's to state (its AR will): both rules are
     given, each with its date; sent by post, the competent reception's date is not known
@@ -173,6 +175,7 @@ def transfer(
         f"compter de {received_there}.",
         f"{destination} vous adressera un accusé de réception indiquant le régime applicable "
         "et la date correspondante.",
+        *([f"Elle y est enregistrée sous le n° {new_tracking_code}."] if new_tracking_code else []),
     ]
 
 

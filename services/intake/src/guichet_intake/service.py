@@ -1658,7 +1658,7 @@ class IntakeService:
                 [InvalidParam(name="tenant", reason="Même collectivité.")],
             )
         target = await self._tenant(session, body.tenant)
-        new_id = await self._transfer_in(session, row, target, now)
+        new_id, new_code = await self._transfer_in(session, row, target, now)
         await self._record_transfer(
             session,
             row,
@@ -1669,6 +1669,7 @@ class IntakeService:
             now,
             destination_tenant=body.tenant,
             new_id=new_id,
+            new_code=new_code,
         )
         return None
 
@@ -1684,6 +1685,7 @@ class IntakeService:
         *,
         destination_tenant: str | None = None,
         new_id: uuid.UUID | None = None,
+        new_code: str | None = None,
     ) -> None:
         """The request leaves here: no clock left to run, the applicant told (R12, R13)."""
         await repository.update_request(
@@ -1713,6 +1715,7 @@ class IntakeService:
                 reason=reason,
                 first_reception=row.first_received_on,
                 competent_reception=competent_reception,
+                new_tracking_code=new_code,
             ),
             now,
         )
@@ -1730,16 +1733,18 @@ class IntakeService:
 
     async def _transfer_in(
         self, session: AsyncSession, row: Any, target: Any, now: datetime
-    ) -> uuid.UUID:
-        """The competent tenant receives it today (R13), keeping the first reception date."""
+    ) -> tuple[uuid.UUID, str]:
+        """The competent tenant receives it today (R13), keeping the first reception date;
+        returns the new request's id and tracking code."""
         new_id = uuid.uuid4()
+        code = new_tracking_code()
         reception = local_date(now, target.timezone)
         await repository.insert_request(
             session,
             {
                 "id": new_id,
                 "tenant": target.code,
-                "tracking_code": new_tracking_code(),
+                "tracking_code": code,
                 "procedure_code": None,
                 "channel": row.channel,
                 "applicant": row.applicant,
@@ -1777,7 +1782,7 @@ class IntakeService:
             session,
             RequestReceived(
                 request_id=new_id,
-                tracking_code=(await repository.get_request(session, new_id)).tracking_code,
+                tracking_code=code,
                 procedure_code=None,
                 procedure_title=None,
                 channel=row.channel,
@@ -1797,7 +1802,7 @@ class IntakeService:
                 abusive=False,
             ).envelope(tenant=target.code, subject=str(new_id), occurred_at=now),
         )
-        return new_id
+        return new_id, code
 
     async def _check_destination(self, url: str) -> None:
         """No request to an arbitrary address: listed hosts only if any are listed, and in
