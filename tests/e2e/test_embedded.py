@@ -7,11 +7,12 @@ from typing import Any
 
 import httpx
 
+from guichet_launcher.__main__ import embedded_urls
 from guichet_launcher.embedded import create_embedded_app
 from tests.conftest import SmtpServer
 from tests.e2e.flow import CITIZEN_EMAIL, FOLLOW_PROOF, REQUEST, Urls, drive_flow
 from tests.identity import admin, handler, staff
-from tests.support import eventually, serve
+from tests.support import eventually, free_port, serve
 
 # The accueil service handles room bookings; its case handler instructs them.
 ACCUEIL = handler("accueil")
@@ -57,6 +58,32 @@ async def test_embedded_serves_each_service_openapi_under_its_prefix(data_dir: P
             assert spec.status_code == 200
             assert spec.json()["info"]["title"].startswith("Guichet")
             assert (await client.get(f"/{prefix}/health")).json() == {"status": "ok"}
+
+
+async def test_embedded_links_point_to_the_port_it_serves(data_dir: Path) -> None:
+    # `GUICHET_PORT=8765 make run`: the follow link and the address receipts sign as where
+    # to verify them are this server's, not port 8000's, unless the environment says.
+    free = free_port()
+    urls = embedded_urls("127.0.0.1", free, {})
+    assert urls == {
+        "intake_url": f"http://127.0.0.1:{free}/intake",
+        "public_url": urls["intake_url"],
+    }
+    assert embedded_urls("127.0.0.1", free, {"GUICHET_INTAKE_PUBLIC_URL": "x"}) == {
+        "intake_url": f"http://127.0.0.1:{free}/intake"
+    }
+    async with (
+        serve(create_embedded_app(data_dir, **urls), free) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        created = (await client.post("/intake/v1/requests", json=REQUEST)).json()
+        assert created["follow_url"].startswith(f"http://127.0.0.1:{free}/intake/v1/requests/")
+        verified = await client.post(
+            "/intake/v1/receipts/verify", json={"token": created["acknowledgement"]["token"]}
+        )
+        assert verified.json()["receipt"]["verification_url"] == (
+            f"http://127.0.0.1:{free}/intake/v1/receipts/verify"
+        )
 
 
 async def test_embedded_writes_mail_to_mailbox_folder_without_smtp(data_dir: Path) -> None:

@@ -190,14 +190,16 @@ async def test_r22_only_the_administration_enters_what_came_on_paper_or_by_phone
     )
     assert answer.status_code == 403, answer.text
     assert "agent d'accueil" in answer.json()["detail"]
-    # A citizen cannot claim that another administration received it first (R13).
-    answer = await intake.http.post(
-        "/v1/requests",
-        json={**BOOKING, "first_received_on": "2026-01-05"},
-        headers=bearer(citizen("sub-camille")),
-    )
-    assert answer.status_code == 403
-    assert "first_received_on" in answer.json()["detail"]
+    # Neither a citizen nor a mediator may claim that another administration received it
+    # first (R13): SVR would run from the date they declare.
+    for principal in (citizen("sub-camille"), agent(Role.mediator)):
+        answer = await intake.http.post(
+            "/v1/requests",
+            json={**BOOKING, "first_received_on": "2026-01-05"},
+            headers=bearer(principal),
+        )
+        assert answer.status_code == 403, (principal.kind, answer.text)
+        assert "first_received_on" in answer.json()["detail"]
 
 
 async def test_r21_an_agent_or_client_enters_requests_for_its_own_collectivite_only(

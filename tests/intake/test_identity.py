@@ -241,7 +241,7 @@ async def test_other_administrations_get_scoped_tokens_and_rotate_secrets(
         system = KEYS.verify(granted.json()["access_token"])
         assert system is not None
         assert (system.kind, system.tenant) == ("client", "admiville")
-        assert (await token(first["client_secret"], "stats:read")).status_code == 400
+        assert (await token(first["client_secret"], "open311:write")).status_code == 400
         assert (await token("not-the-secret")).status_code == 401
 
         # With its token the system transfers requests in, and reads none.

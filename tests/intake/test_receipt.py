@@ -591,13 +591,19 @@ async def test_r3_a_tenant_in_a_territory_without_a_holiday_calendar_is_refused_
     # Working days (R3) and extensions follow the territory's holidays: Bas-Rhin is "6AE"
     # (Alsace) for them, "67" is unknown, refused once, not at a submission.
     async with intake.db.transaction() as session:
-        with pytest.raises(ValueError, match="unknown territory '67'"):
-            await repository.upsert_tenant(
-                session, "strasbourg", "Strasbourg", "Europe/Paris", "67"
+        for unknown in ("67", "", "Zone A", "Alsace-Moselle"):
+            with pytest.raises(ValueError, match=f"unknown territory '{unknown}'"):
+                await repository.upsert_tenant(session, "x", "X", "Europe/Paris", unknown)
+        # By its code or its name, stored as its code.
+        for code, territory in (("strasbourg", "6AE"), ("fort-de-france", "Martinique")):
+            assert await repository.upsert_tenant(
+                session, code, code, "America/Martinique", territory
             )
-        assert await repository.upsert_tenant(
-            session, "strasbourg", "Strasbourg", "Europe/Paris", "6AE"
-        )
+        stored = [
+            (await repository.get_tenant(session, code)).territory
+            for code in ("strasbourg", "fort-de-france")
+        ]
+        assert stored == ["6AE", "972"]
 
 
 async def test_r2_verification_says_which_document_the_key_signed(

@@ -93,11 +93,20 @@ def test_development_secrets_are_refused_in_production(data_dir: Path) -> None:
         ServiceSettings(env="production", auth_signing_keys=generate_keys())
     with pytest.raises(ValidationError, match="PSEUDONYM_SECRET"):
         IntakeSettings(env="production", auth_signing_keys=generate_keys(), demo_logins=False)
+    # Receipts sign intake's public address as where to verify them: never a local one.
+    with pytest.raises(ValidationError, match="GUICHET_INTAKE_PUBLIC_URL"):
+        IntakeSettings(
+            env="production",
+            auth_signing_keys=generate_keys(),
+            demo_logins=False,
+            pseudonym_secret="0" * 64,
+        )
     production = IntakeSettings(
         env="production",
         data_dir=data_dir,
         auth_signing_keys=generate_keys(),
         demo_logins=False,
         pseudonym_secret="0" * 64,
+        public_url="https://guichet.example.fr/intake",
     )
     assert production.token_keys().public_jwks() != TokenKeys(development_keys()).public_jwks()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,21 @@ def _port(default: int) -> int:
     return int(os.environ.get("GUICHET_PORT", default))
 
 
+def embedded_urls(host: str, port: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """Routing files Open311 reports through intake's public API, and intake's links
+    (follow links, receipts' verification address, e-mails) point to it: in the embedded
+    system, this very server, unless the environment names another address."""
+    intake = f"http://{host}:{port}/intake"
+    return {
+        setting: intake
+        for setting, variable in (
+            ("intake_url", "GUICHET_ROUTING_INTAKE_URL"),
+            ("public_url", "GUICHET_INTAKE_PUBLIC_URL"),
+        )
+        if variable not in environ
+    }
+
+
 def run_embedded(args: argparse.Namespace) -> None:
     from guichet_launcher.embedded import create_embedded_app
     from guichet_launcher.services import long_lived
@@ -27,13 +43,7 @@ def run_embedded(args: argparse.Namespace) -> None:
     configure_logging(os.environ.get("GUICHET_LOG_LEVEL", "INFO"))
     data_dir = Path(os.environ.get("GUICHET_DATA_DIR", "data"))
     port = args.port or _port(8000)
-    # Routing files Open311 reports through intake's public API: here, this very server.
-    overrides = (
-        {}
-        if "GUICHET_ROUTING_INTAKE_URL" in os.environ
-        else {"intake_url": f"http://{args.host}:{port}/intake"}
-    )
-    app = long_lived(create_embedded_app(data_dir, **overrides))
+    app = long_lived(create_embedded_app(data_dir, **embedded_urls(args.host, port, os.environ)))
     print(
         f"Guichet (embarqué) sur http://{args.host}:{port} — données dans {data_dir.resolve()}",
         flush=True,
@@ -89,6 +99,9 @@ def run_distributed(args: argparse.Namespace) -> None:
                     "GUICHET_DATA_DIR": str(root),
                     "GUICHET_ROUTING_INTAKE_URL": f"http://{args.host}:{BY_NAME['intake'].port}",
                 }
+            )
+            env.setdefault(
+                "GUICHET_INTAKE_PUBLIC_URL", f"http://{args.host}:{BY_NAME['intake'].port}"
             )
             children.append(
                 subprocess.Popen(  # noqa: S603 - our own interpreter and module

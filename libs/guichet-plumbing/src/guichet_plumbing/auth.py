@@ -75,7 +75,6 @@ class Role(StrEnum):
 SCOPES = {
     "transfers:write": "transmettre des demandes reçues à tort (R12)",
     "open311:write": "déposer des signalements (Open311)",
-    "stats:read": "lire les statistiques anonymisées",
 }
 
 #: Roles that open the files of the services an agent is assigned to (R21).

@@ -494,6 +494,8 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: its work waits for the whole transaction's commit
     for _, callback in session.info.pop("after_commit", []):
         callback()
 
@@ -503,6 +505,8 @@ def _drop_after_commit(session: Session, rolled_back: SessionTransaction) -> Non
     """Drop what was queued in the transaction rolled back or in one nested in it."""
 
     def inside(transaction: SessionTransaction | None) -> bool:
+        if transaction is None:  # queued before the first statement: the whole transaction's
+            return rolled_back.parent is None
         while transaction is not None:
             if transaction is rolled_back:
                 return True

@@ -198,15 +198,18 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
     return Deadline(state, start, end, suspended, tuple(notes))
 
 
-def check_territory(territory: str | None) -> None:
-    """Refuse a territory the calendar of French public holidays does not know."""
+def territory_code(territory: str | None) -> str | None:
+    """The holiday calendar's code for a territory given by its code or its name
+    (Moselle → 57, Martinique → 972); one it does not know is refused."""
     if territory is None:
-        return
-    try:
-        holidays.country_holidays("FR", subdiv=territory)  # its codes and their aliases
-    except NotImplementedError:
-        known = ", ".join(holidays.country_holidays("FR").subdivisions)
-        raise ValueError(f"unknown territory {territory!r}: one of {known}, or none") from None
+        return None
+    calendar = type(holidays.country_holidays("FR"))
+    code = calendar.subdivisions_aliases.get(territory, territory)
+    # Its school-holiday zones are no territory: they carry no public holiday.
+    known = [c for c in calendar.subdivisions if not c.startswith("Zone")]
+    if code not in known:
+        raise ValueError(f"unknown territory {territory!r}: one of {', '.join(known)}, or none")
+    return code
 
 
 @lru_cache(maxsize=64)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guichet_intake.deadlines import check_territory
+from guichet_intake.deadlines import territory_code
 from guichet_intake.models import (
     agent_accounts,
     api_clients,
@@ -518,7 +518,7 @@ async def upsert_tenant(
     # Every date of the law is local to it: an unknown zone or territory (whose public
     # holidays set the working days) fails here, once, not at a submission.
     ZoneInfo(timezone)
-    check_territory(territory)
+    territory = territory_code(territory)
     if await get_tenant(session, code) is not None:
         return False
     await session.execute(

@@ -615,7 +615,7 @@ def format_delay(value: int, unit: DelayUnit | str) -> str:
 
 # -- identity and access ------------------------------------------------------------------------
 
-Scope = Literal["transfers:write", "open311:write", "stats:read"]
+Scope = Literal["transfers:write", "open311:write"]
 
 
 class TokenAnswer(BaseModel):
@@ -644,7 +644,7 @@ class AgentAccountWrite(Strict):
 
 class ClientCreate(Strict):
     name: Annotated[str, Text(3, 200)] = Field(description="Administration ou système.")
-    scopes: list[Scope] = Field(min_length=1, max_length=3, description="Droits accordés.")
+    scopes: list[Scope] = Field(min_length=1, max_length=2, description="Droits accordés.")
 
 
 class ClientCredentials(BaseModel):

@@ -213,7 +213,7 @@ DEMO_LOGINS: dict[str, Principal] = {
         Kind.client,
         subject="demo-prefecture",
         tenant="admiville",
-        scopes=frozenset({"transfers:write", "stats:read"}),
+        scopes=frozenset({"transfers:write"}),
         name="Préfecture (système, démo)",
     ),
 }

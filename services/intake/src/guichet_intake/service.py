@@ -524,7 +524,7 @@ class IntakeService:
                 "Une demande reçue au guichet, par téléphone ou par courrier est saisie par "
                 "un agent d'accueil. En ligne, choisissez le canal « web »."
             )
-        if data.first_received_on is not None and principal.kind not in _ENTERING:
+        if data.first_received_on is not None and not _enters(principal, data.tenant):
             raise forbidden(
                 "Seule l'administration qui reçoit une demande transmise indique quand "
                 "l'administration d'abord saisie l'a reçue (first_received_on)."

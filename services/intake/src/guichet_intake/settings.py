@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -52,6 +53,11 @@ class IntakeSettings(ServiceSettings):
             return self
         if self.pseudonym_secret is None:
             raise ValueError("GUICHET_INTAKE_PSEUDONYM_SECRET is required in production")
+        if urlsplit(self.public_url).hostname in ("127.0.0.1", "localhost", "::1"):
+            # Every receipt signs this address as where to verify it: never a local one.
+            raise ValueError(
+                "GUICHET_INTAKE_PUBLIC_URL must be intake's public address in production"
+            )
         for issuer, secret, name in (
             (self.agent_oidc_issuer, self.agent_oidc_client_secret, "AGENT_OIDC"),
             (self.franceconnect_issuer, self.franceconnect_client_secret, "FRANCECONNECT"),
