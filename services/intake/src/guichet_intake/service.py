@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -1362,8 +1363,14 @@ class IntakeService:
             await repository.add_history(
                 session, row.id, now, "qualified", f"Demande qualifiée : {procedure.title}"
             )
-            missing = _identification_problems(
-                procedure, Applicant.model_validate(row.applicant), Channel(row.channel)
+            try:
+                applicant = Applicant.model_validate(row.applicant)
+            except ValidationError:  # kept under an earlier version's rules: not judged here
+                applicant = None
+            missing = (
+                _identification_problems(procedure, applicant, Channel(row.channel))
+                if applicant is not None
+                else []
             )
             if missing:
                 # Received all the same (R1); what R7 asks for this procedure is to be
