@@ -160,7 +160,7 @@ async def test_r2_receipt_negotiates_html_and_text_and_verifies(
             "/v1/receipts/verify", json={"token": f"{head}.{forged_payload}.{signature}"}
         )
     ).json()
-    assert forged == {"authentic": False, "document": None, "receipt": None}
+    assert forged == {"authentic": False, "document": None, "receipt": None, "void": None}
 
     keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
     assert {k["alg"] for k in keys} == {"EdDSA"}

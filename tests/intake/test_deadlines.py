@@ -316,3 +316,15 @@ def test_sva_never_ends_before_the_file_is_complete_plus_delay(
     )
     deadline = implicit_decision(clock)
     assert deadline.last_day == add_delay(completed, 2, "months")
+
+
+def test_r11_a_file_completed_after_two_requests_for_pieces_says_so_once() -> None:
+    # SVA received 15 May 2026; pieces asked on 15 July (the last day) and 20 July, all in
+    # on 31 July: accepted at the end of 30 September; the note is given once.
+    asked = (
+        PiecesRequest(date(2026, 7, 15), date(2026, 7, 30), received_on=date(2026, 7, 31)),
+        PiecesRequest(date(2026, 7, 20), date(2026, 8, 5), received_on=date(2026, 7, 31)),
+    )
+    deadline = implicit_decision(Clock("sva", TWO_MONTHS, date(2026, 5, 15), pieces=asked))
+    assert deadline.last_day == date(2026, 9, 30)
+    assert deadline.notes == ("Le délai court à compter de la réception des pièces manquantes.",)

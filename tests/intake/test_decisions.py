@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from guichet_intake import repository
 from guichet_intake.app import start_scheduler
-from guichet_intake.schemas import MissingPiecesCreate, TransferCreate
+from guichet_intake.documents import render_pdf
+from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived, TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import (
@@ -241,6 +244,49 @@ async def test_r9_an_abusive_send_qualified_later_gets_no_clock(intake: IntakeSe
     assert followed.implicit_decision is not None
     assert followed.implicit_decision.decision_date is None
     assert await intake.decide_due(now=datetime(2026, 7, 17, tzinfo=UTC)) == 0
+
+
+async def test_r5_the_attestation_says_from_when_the_delay_ran(intake: IntakeService) -> None:
+    # SVA received 15 May 2026, pieces asked 20 May, in on 3 June: accepted at the end of
+    # 3 August, two months from 3 June, not from 15 May (R11). The PDF says both dates.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    code = created["tracking_code"]
+    await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 6, 20)),
+        now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+    )
+    await intake.pieces_received(
+        code,
+        PiecesReceived(received_on=date(2026, 6, 3)),
+        now=datetime(2026, 6, 3, 15, 0, tzinfo=UTC),
+    )
+    assert await intake.decide_due(now=datetime(2026, 8, 3, 22, 0, tzinfo=UTC)) == 1
+    document, token = await intake.receipt(await intake.attestation(code))
+    text = " ".join(
+        page.extract_text() for page in PdfReader(io.BytesIO(render_pdf(document, token))).pages
+    ).replace("\n", " ")
+    assert "dans le délai de 2 mois, qui a couru à compter du 3 juin 2026." in text, text
+    assert "réputée acceptée depuis le 3 août 2026 à minuit" in text
+
+
+async def test_r10_an_attestation_of_a_decision_found_never_born_says_it_is_void(
+    intake: IntakeService,
+) -> None:
+    # The scheduler records the acceptance at 22:00:05 UTC on 15 July, the citizen gets the
+    # attestation at 22:01; then the service's answer of 21:59:59 arrives: no decision was
+    # born. The attestation is authentic (it was signed) and says it proves nothing.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
+    issued = await intake.attestation(
+        created["tracking_code"], now=datetime(2026, 7, 15, 22, 1, tzinfo=UTC)
+    )
+    _, token = await intake.receipt(issued)
+    assert (await intake.verify(token)).void is None
+    await close_by_workflow(intake, created, datetime(2026, 7, 15, 21, 59, 59, tzinfo=UTC))
+    verified = await intake.verify(token)
+    assert (verified.authentic, verified.document) == (True, "attestation_acceptation_implicite")
+    assert verified.void is not None and "ne vaut pas acceptation" in verified.void
 
 
 async def test_r5_concurrent_asks_get_one_attestation(intake: IntakeService) -> None:

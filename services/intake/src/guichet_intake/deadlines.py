@@ -144,7 +144,9 @@ def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
                 ),
             )
         start = max(start, request.received_on)
-        notes.append("Le délai court à compter de la réception des pièces manquantes.")
+        completed = "Le délai court à compter de la réception des pièces manquantes."
+        if completed not in notes:  # several requests for pieces: said once
+            notes.append(completed)
     return Deadline(
         "running", start, add_delay(start, clock.delay.value, clock.delay.unit), notes=tuple(notes)
     )

@@ -193,12 +193,25 @@ def abusive_source(*, tenant_name: str, reason: str) -> list[str]:
 
 
 def attestation(
-    *, tracking_code: str, procedure_title: str, reception_date: date, last_day: date, delay: str
+    *,
+    tracking_code: str,
+    procedure_title: str,
+    reception_date: date,
+    last_day: date,
+    delay: str,
+    counts_from: date | None = None,
 ) -> list[str]:
+    """R5: the attestation of implicit acceptance; when the delay ran from another day
+    than the reception (the file completed later, R11; a transfer, R13), that day."""
+    since = (
+        f", qui a couru à compter du {french_date(counts_from)}"
+        if counts_from is not None and counts_from != reception_date
+        else ""
+    )
     return [
         f"La demande n° {tracking_code} « {procedure_title} », reçue le "
         f"{french_date(reception_date)}, n'a pas fait l'objet d'une décision expresse dans "
-        f"le délai de {delay}.",
+        f"le délai de {delay}{since}.",
         f"Elle est réputée acceptée depuis le {midnight_of(last_day)}.",
         "La présente attestation d'acceptation implicite est délivrée à la demande de l'intéressé.",
     ]

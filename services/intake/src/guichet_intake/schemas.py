@@ -568,6 +568,11 @@ class VerifyResult(BaseModel):
         "d'une demande à une autre administration (R12).",
     )
     receipt: dict[str, Any] | None = Field(description="Contenu signé, si authentique.")
+    void: str | None = Field(
+        default=None,
+        description="Pourquoi un document authentique ne vaut plus : l'attestation d'une "
+        "acceptation implicite qui n'est pas née (réponse donnée à temps, connue après).",
+    )
 
 
 class OverdueReceipt(BaseModel):

@@ -1128,9 +1128,25 @@ class IntakeService:
                 authentic = (
                     stored is not None and stored.tenant == owner and stored.document == payload
                 )
-        if not authentic:
-            return VerifyResult(authentic=False, receipt=None)
-        return VerifyResult(authentic=True, document=document, receipt=payload)
+            if not authentic:
+                return VerifyResult(authentic=False, receipt=None)
+            void = None
+            if document == ReceiptKind.attestation_acceptation_implicite:
+                void = await self._void_attestation(session, payload)
+        return VerifyResult(authentic=True, document=document, receipt=payload, void=void)
+
+    @staticmethod
+    async def _void_attestation(session: AsyncSession, payload: dict[str, Any]) -> str | None:
+        """An attestation of a decision since found never born (the answer, given in time,
+        reached intake after the scheduler's pass) proves nothing: say so."""
+        stored = await repository.get_receipt(session, uuid.UUID(str(payload["receipt_id"])))
+        request = await repository.get_request(session, stored.request_id) if stored else None
+        if request is None or request.implicit_decision == "accepted":
+            return None  # no record to judge by, or the acceptance stands
+        return (
+            "Cette attestation, authentique, ne vaut pas acceptation : le service avait "
+            "répondu à la demande avant l'échéance, aucune décision implicite n'est née."
+        )
 
     async def jwks(self) -> dict[str, Any]:
         async with self.db.sessions() as session:
@@ -1328,6 +1344,9 @@ class IntakeService:
                     reception_date=row.reception_date,
                     last_day=row.decision_last_day,
                     delay=format_delay(row.delay_value, row.delay_unit),
+                    counts_from=self._clock(
+                        row, tenant, await repository.pieces_for(session, row.id)
+                    ).counts_from,
                 ),
                 now,
                 procedure,
