@@ -11,7 +11,12 @@ import sqlalchemy as sa
 
 from guichet_intake import repository
 from guichet_intake.models import receipts
-from guichet_intake.schemas import RequestCreate
+from guichet_intake.schemas import (
+    MissingPiecesCreate,
+    PiecesReceived,
+    RequestCreate,
+    RequestPublic,
+)
 from guichet_intake.seed import PROCEDURE_DEFAULTS
 from guichet_intake.service import IntakeService
 from guichet_plumbing import tables
@@ -154,3 +159,15 @@ async def close_by_workflow(
         intake.db, "intake.statuses", intake.on_status_changed, ServiceMetrics("t")
     )
     await consume(event.envelope(tenant=created["tenant"], subject=str(created["id"])))
+
+
+async def completed_after_pieces(
+    intake: IntakeService, code: str, asked: datetime, due_on: date, received: datetime
+) -> RequestPublic:
+    """Pieces asked at `asked`, due `due_on`, all in at `received` (that day, R11)."""
+    await intake.request_pieces(
+        code, MissingPiecesCreate(pieces=["Plan de la salle"], due_on=due_on), now=asked
+    )
+    return await intake.pieces_received(
+        code, PiecesReceived(received_on=received.date()), now=received
+    )

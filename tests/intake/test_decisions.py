@@ -13,13 +13,14 @@ from pypdf import PdfReader
 from guichet_intake import repository
 from guichet_intake.app import start_scheduler
 from guichet_intake.documents import render_pdf
-from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived, TransferCreate
+from guichet_intake.schemas import MissingPiecesCreate, TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import (
     add_neighbour,
     add_tenant,
     close_by_workflow,
+    completed_after_pieces,
     outbox_events,
     submit,
 )
@@ -251,15 +252,12 @@ async def test_r5_the_attestation_says_from_when_the_delay_ran(intake: IntakeSer
     # 3 August, two months from 3 June, not from 15 May (R11). The PDF says both dates.
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     code = created["tracking_code"]
-    await intake.request_pieces(
+    await completed_after_pieces(
+        intake,
         code,
-        MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 6, 20)),
-        now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
-    )
-    await intake.pieces_received(
-        code,
-        PiecesReceived(received_on=date(2026, 6, 3)),
-        now=datetime(2026, 6, 3, 15, 0, tzinfo=UTC),
+        asked=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+        due_on=date(2026, 6, 20),
+        received=datetime(2026, 6, 3, 15, 0, tzinfo=UTC),
     )
     assert await intake.decide_due(now=datetime(2026, 8, 3, 22, 0, tzinfo=UTC)) == 1
     document, token = await intake.receipt(await intake.attestation(code))

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from guichet_intake import notices, repository, service
 from guichet_intake.deadlines import Deadline
 from guichet_intake.models import outgoing_transfers, receipts, requests
-from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived, TransferCreate
+from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import IntakeService
 from guichet_intake.signing import SigningKey, sign
 from guichet_notifications.models import deliveries
@@ -32,7 +32,14 @@ from guichet_plumbing.auth import Kind, Principal
 from guichet_plumbing.db import Database
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import CAMILLE, add_tenant, body, outbox_events, submit
+from tests.intake.helpers import (
+    CAMILLE,
+    add_tenant,
+    body,
+    completed_after_pieces,
+    outbox_events,
+    submit,
+)
 
 JEAN_DUPONT = {
     "name": "Jean Dupont",
@@ -651,15 +658,12 @@ async def test_r5_the_acknowledgement_followed_is_the_ar_in_force(intake: Intake
     # 25 May: the delay runs from then, and the AR restated says 25 July.
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     code = created["tracking_code"]
-    await intake.request_pieces(
+    await completed_after_pieces(
+        intake,
         code,
-        MissingPiecesCreate(pieces=["Attestation d'assurance"], due_on=date(2026, 6, 10)),
-        now=datetime(2026, 5, 18, 9, 0, tzinfo=UTC),
-    )
-    await intake.pieces_received(
-        code,
-        PiecesReceived(received_on=date(2026, 5, 25)),
-        now=datetime(2026, 5, 25, 9, 0, tzinfo=UTC),
+        asked=datetime(2026, 5, 18, 9, 0, tzinfo=UTC),
+        due_on=date(2026, 6, 10),
+        received=datetime(2026, 5, 25, 9, 0, tzinfo=UTC),
     )
     followed = await intake.get_request(code)
     assert [r.kind.value for r in followed.receipts].count("accuse_reception") == 2

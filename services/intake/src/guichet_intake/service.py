@@ -157,18 +157,17 @@ FINAL = {
     RequestStatus.implicitly_rejected,
 }
 
-# Who may enter a request received on paper, at the counter or by phone (R22), or one
-# another administration hands over: the administration's agents and systems.
-_ENTERING = (Kind.agent, Kind.client, Kind.system)
 # How far back a date declared at entry may go: beyond, a mistyped year.
 _DECLARED_DAYS = 366
 
 
 def _enters(principal: Principal, tenant: str) -> bool:
-    """R22: a reception agent, a system, or another administration's (its paper mail)."""
+    """Who may enter a request received on paper, at the counter or by phone (R22), or
+    one another administration hands over: the reception's agents, this guichet's
+    systems, and another administration's (its paper mail)."""
     if principal.kind is Kind.agent:
         return principal.has_role(tenant, Role.counter_agent)
-    return principal.kind in _ENTERING
+    return principal.kind in (Kind.client, Kind.system)
 
 
 def _check_declared_dates(data: RequestCreate, today: date) -> None:
