@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
@@ -130,6 +130,90 @@ async def test_r2_rotated_key_signs_new_receipts_and_old_ones_still_verify(
     header = second["acknowledgement"]["token"].split(".")[0]
     assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"] == kid
     assert len((await intake.jwks())["keys"]) == 2
+
+
+async def _signing_key(intake: IntakeService, tenant: str, index: int = 0) -> SigningKey:
+    async with intake.db.sessions() as session:
+        row = (await repository.signing_keys_for(session, tenant))[index]
+    return SigningKey(kid=row.kid, private_pem=row.private_pem, created_at=row.created_at)
+
+
+async def test_r2_a_retired_key_vouches_for_nothing_dated_after_its_retirement(
+    intake: IntakeService,
+) -> None:
+    # Keys are rotated when one leaks: whoever holds the old key must not be able to make
+    # a receipt dated after the rotation pass as authentic. Retired at 10:00 (the other
+    # replicas may sign with it for a minute more, `Keyring.ttl`).
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    genuine = (await intake.verify(created["acknowledgement"]["token"])).receipt
+    assert genuine is not None
+    old = await _signing_key(intake, "admiville")
+    await intake.rotate_key("admiville", now=datetime(2026, 5, 15, 10, 0, tzinfo=UTC))
+    assert (await intake.verify(created["acknowledgement"]["token"])).authentic
+    at_10_00_59 = sign({**genuine, "issued_at": "2026-05-15T10:00:59Z"}, old)
+    assert (await intake.verify(at_10_00_59)).authentic
+    for late in ("2026-05-15T10:01:01Z", "2026-06-01T08:00:00Z"):
+        assert not (await intake.verify(sign({**genuine, "issued_at": late}, old))).authentic
+    # Undated, or dated without an offset: nothing shows the key still signed then.
+    undated = {k: v for k, v in genuine.items() if k != "issued_at"}
+    assert not (await intake.verify(sign(undated, old))).authentic
+    naive = sign({**genuine, "issued_at": "2026-05-15T09:30:00"}, old)
+    assert not (await intake.verify(naive)).authentic
+
+
+async def test_r2_a_receipt_kept_on_record_verifies_whatever_its_keys_retirement(
+    intake: IntakeService,
+) -> None:
+    # A rotation dated before a receipt its key signed (a replica's clock behind, say):
+    # the collectivité keeps that very receipt, word for word, so it is authentic; the
+    # same key's receipt altered in any word is not.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    genuine = (await intake.verify(created["acknowledgement"]["token"])).receipt
+    assert genuine is not None
+    old = await _signing_key(intake, "admiville")
+    await intake.rotate_key("admiville", now=datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    assert (await intake.verify(created["acknowledgement"]["token"])).authentic
+    altered = sign({**genuine, "applicant_name": "Jean Dupont"}, old)
+    assert not (await intake.verify(altered)).authentic
+
+
+async def test_r12_a_hand_over_says_when_it_was_signed_and_a_retired_key_cannot_redate_it(
+    intake: IntakeService,
+) -> None:
+    # The transfer's hand-over carries its signing instant, so the receiving administration
+    # can tell it from one forged later with a leaked, since retired, key.
+    created = await submit(intake, datetime.now(UTC))
+
+    async def not_sent_yet(*_: object) -> None:
+        return None
+
+    intake._deliver = not_sent_yet  # type: ignore[method-assign]  # kept, to be sent
+    before = datetime.now(UTC)
+    await intake.transfer(
+        created["tracking_code"],
+        TransferCreate(
+            administration_name="Préfecture",
+            administration_url="https://transmissions.prefecture.example/in",
+            reason="Compétence de l'État.",
+        ),
+    )
+    async with intake.db.sessions() as session:
+        token = (await session.execute(sa.select(outgoing_transfers.c.token))).scalar_one()
+    checked = await intake.verify(token)
+    assert checked.receipt is not None
+    signed_at = datetime.fromisoformat(checked.receipt["signed_at"])
+    assert before <= signed_at <= datetime.now(UTC)
+    old = await _signing_key(intake, "admiville")
+    await intake.rotate_key("admiville", now=signed_at + timedelta(minutes=5))
+    assert (await intake.verify(token)).authentic
+    later = (signed_at + timedelta(minutes=7)).isoformat()
+    assert not (await intake.verify(sign({**checked.receipt, "signed_at": later}, old))).authentic
+    # One signed before hand-overs said when: authentic only while kept to be sent.
+    undated = sign({k: v for k, v in checked.receipt.items() if k != "signed_at"}, old)
+    assert not (await intake.verify(undated)).authentic
+    async with intake.db.transaction() as session:
+        await session.execute(outgoing_transfers.update().values(token=undated))
+    assert (await intake.verify(undated)).authentic
 
 
 async def test_r2_a_key_vouches_only_for_its_own_collectivite(intake: IntakeService) -> None:

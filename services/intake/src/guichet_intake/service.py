@@ -429,6 +429,40 @@ class Keyring:
         )
 
 
+def _signed_while_current(key: Any, payload: dict[str, Any], document: str) -> bool:
+    """Whether `key` still signed when the document says it was signed. A retired key
+    (perhaps because it leaked) vouches for nothing dated after its retirement, give or
+    take the minute other replicas take to see it (`Keyring.ttl`)."""
+    if key.retired_at is None:
+        return True
+    try:
+        signed_at = datetime.fromisoformat(
+            str(payload["signed_at" if document == "transmission" else "issued_at"])
+        )
+    except (KeyError, ValueError):
+        return False  # it does not say when
+    if signed_at.tzinfo is None:
+        return False
+    retired_at: datetime = key.retired_at
+    return signed_at <= retired_at + timedelta(seconds=Keyring.ttl)
+
+
+async def _on_record(
+    session: AsyncSession, tenant: str, document: str, payload: dict[str, Any], token: str
+) -> bool:
+    """Whether the collectivité whose key signed the document keeps it, word for word."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        if document == "transmission":
+            request = await repository.get_request_by_code(session, str(payload["tracking_code"]))
+            if request is None or request.tenant != tenant:
+                return False
+            sent = await repository.outgoing_transfer(session, request.id)
+            return sent is not None and "".join(token.split()) == sent.token
+        stored = await repository.get_receipt(session, uuid.UUID(str(payload["receipt_id"])))
+        return stored is not None and stored.tenant == tenant and stored.document == payload
+    return False
+
+
 @dataclass(frozen=True)
 class _Context:
     """What a submission is checked and built against (from the caches when warm)."""
@@ -1113,20 +1147,14 @@ class IntakeService:
                 document = "transmission"
             elif document not in _RECEIPT_KINDS:
                 return VerifyResult(authentic=False, receipt=None)
-            owner = next(r.tenant for r in rows if r.kid == kid)
-            if "tenant" in payload:
-                authentic = payload["tenant"] == owner
+            key = next(r for r in rows if r.kid == kid)
+            if "tenant" in payload and _signed_while_current(key, payload, document):
+                authentic = payload["tenant"] == key.tenant
             else:
-                # Signed before its collectivité's code was: authentic only as kept on
-                # record by the collectivité whose key signed it, word for word.
-                stored = None
-                with contextlib.suppress(KeyError, TypeError, ValueError):
-                    stored = await repository.get_receipt(
-                        session, uuid.UUID(str(payload["receipt_id"]))
-                    )
-                authentic = (
-                    stored is not None and stored.tenant == owner and stored.document == payload
-                )
+                # Signed before the document named its collectivité, or by a retired key
+                # after its retirement or at a time it does not say: authentic only as
+                # kept on record, word for word, by the collectivité whose key it is.
+                authentic = await _on_record(session, key.tenant, document, payload, token)
             if not authentic:
                 return VerifyResult(authentic=False, receipt=None)
             void = None
@@ -1870,6 +1898,7 @@ class IntakeService:
                 {
                     "type": TRANSFER_TYPE,
                     "tenant": tenant.code,  # whose key signs it (see `verify`)
+                    "signed_at": now.isoformat(),  # after its key's retirement, void
                     "from": tenant.name,
                     "tracking_code": row.tracking_code,
                     "first_received_on": row.first_received_on.isoformat(),
