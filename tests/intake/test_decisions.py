@@ -196,6 +196,12 @@ async def test_r10_an_answer_given_in_time_but_consumed_after_the_scheduler_void
         await intake.attestation(created["tracking_code"])
     assert refused.value.status == 409
     assert await intake.decide_due(now=datetime(2026, 7, 20, tzinfo=UTC)) == 0
+    # The decision was announced; that it is void is announced too.
+    [born] = await outbox_events(intake.db, "intake.request.implicit_decision.v1")
+    [void_event] = await outbox_events(intake.db, "intake.request.implicit_decision_void.v1")
+    assert born.subject == void_event.subject == str(followed.id)
+    assert void_event.data["decision"] == "accepted"
+    assert void_event.data["answered_at"] == "2026-07-15T21:59:59Z"
 
 
 @pytest.mark.parametrize("act", ["request_pieces", "transfer"])

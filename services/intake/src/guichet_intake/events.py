@@ -67,6 +67,19 @@ class ImplicitDecisionBorn(EventData):
     born_at: AwareDatetime
 
 
+class ImplicitDecisionVoid(EventData):
+    """An implicit decision announced was never born: the service's answer, given before the
+    deadline, reached intake after the scheduler had recorded the decision (R10)."""
+
+    event_type: ClassVar[str] = "intake.request.implicit_decision_void.v1"
+
+    request_id: uuid.UUID
+    tracking_code: str
+    decision: str  # the decision announced, and void: accepted | rejected
+    answered_at: AwareDatetime
+    voided_at: AwareDatetime
+
+
 class RequestTransferred(EventData):
     """The request was sent on to the competent administration (R12)."""
 
@@ -166,6 +179,7 @@ PUBLISHED: tuple[type[EventData], ...] = (
     RequestReceived,
     ReceiptIssued,
     ImplicitDecisionBorn,
+    ImplicitDecisionVoid,
     RequestTransferred,
     TransferNotMade,
     PiecesArrived,

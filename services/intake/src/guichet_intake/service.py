@@ -44,6 +44,7 @@ from guichet_intake.documents import ReceiptDocument, french_date
 from guichet_intake.events import (
     ApplicantContact,
     ImplicitDecisionBorn,
+    ImplicitDecisionVoid,
     PiecesArrived,
     PiecesRequested,
     ReceiptIssued,
@@ -1288,6 +1289,18 @@ class IntakeService:
             "implicit_decision_void",
             "Pas de décision implicite : le service avait répondu le "
             f"{french_date(local_date(answered_at, tenant.timezone))}, avant l'échéance",
+        )
+        # Whoever took the announced decision for granted learns it never was.
+        now = datetime.now(UTC)
+        await stage(
+            session,
+            ImplicitDecisionVoid(
+                request_id=row.id,
+                tracking_code=row.tracking_code,
+                decision=row.implicit_decision,
+                answered_at=answered_at,
+                voided_at=now,
+            ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
         )
 
     async def issue_owed_receipts(self, now: datetime | None = None, limit: int = 100) -> int:
