@@ -40,7 +40,7 @@ SAMPLES: list[EventData] = [
         last_day=date(2026, 7, 15), born_at=NOW),
     intake_events.ImplicitDecisionVoid(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS", decision="accepted",
-        answered_at=NOW, voided_at=NOW),
+        act="answer", acted_at=NOW, voided_at=NOW),
     intake_events.RequestTransferred(
         request_id=REQUEST_ID, tracking_code="ABCD-EFGH-JKMN-PQRS",
         destination="Commune de Voisinville", destination_tenant="voisinville",

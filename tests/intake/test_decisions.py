@@ -201,7 +201,10 @@ async def test_r10_an_answer_given_in_time_but_consumed_after_the_scheduler_void
     [void_event] = await outbox_events(intake.db, "intake.request.implicit_decision_void.v1")
     assert born.subject == void_event.subject == str(followed.id)
     assert void_event.data["decision"] == "accepted"
-    assert void_event.data["answered_at"] == "2026-07-15T21:59:59Z"
+    assert (void_event.data["act"], void_event.data["acted_at"]) == (
+        "answer",
+        "2026-07-15T21:59:59Z",
+    )
 
 
 @pytest.mark.parametrize("act", ["request_pieces", "transfer"])

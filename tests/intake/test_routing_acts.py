@@ -13,6 +13,7 @@ from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived
 from guichet_intake.service import IntakeService
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
+from guichet_plumbing.problems import Problem
 from guichet_routing.events import PiecesRequested, TransferRequested
 from tests.intake.helpers import add_neighbour, close_by_workflow, outbox_events, submit
 
@@ -336,3 +337,80 @@ async def test_r11_a_workflow_step_does_not_make_an_incomplete_file_complete(
         created["tracking_code"], PiecesReceived(), now=datetime(2026, 5, 28, 9, 0, tzinfo=UTC)
     )
     assert done.status.value != "incomplete"
+
+
+async def test_r10_r11_pieces_asked_in_time_but_consumed_after_the_pass_void_its_decision(
+    intake: IntakeService,
+) -> None:
+    """SVA received 15 May: accepted from 16 July 00:00 Paris (15 July, 22:00 UTC). The
+    workflow asked for pieces on 15 July at 23:30 Paris; the scheduler passed at 22:00:05
+    UTC, before intake consumed that request: no acceptance was born. The pieces are asked
+    (due 30 July), and the delay runs from their arrival on 20 July: to 20 September."""
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    code = created["tracking_code"]
+    assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
+    request_id = uuid.UUID(created["id"])
+    asked = PiecesRequested(
+        request_id=request_id,
+        tracking_code=code,
+        pieces=["Attestation d'assurance"],
+        due_in_days=15,
+        requested_by="agent-3",
+        requested_at=datetime(2026, 7, 15, 21, 30, tzinfo=UTC),
+    ).envelope(tenant="admiville", subject=str(request_id))
+    await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
+        asked
+    )
+    followed = await intake.get_request(code)
+    assert followed.status.value == "incomplete"
+    assert [h.label for h in followed.history if h.status == "implicit_decision_void"] == [
+        "Pas de décision implicite : le service avait demandé des pièces le 15 juillet 2026, "
+        "avant l'échéance"
+    ]
+    assert "au plus tard le 30 juillet 2026" in " ".join(followed.receipts[-1].mentions)
+    [void] = await outbox_events(intake.db, "intake.request.implicit_decision_void.v1")
+    assert (void.data["decision"], void.data["act"]) == ("accepted", "pieces")
+    await intake.pieces_received(code, PiecesReceived(), now=datetime(2026, 7, 20, 9, tzinfo=UTC))
+    completed = await intake.get_request(code)
+    assert completed.implicit_decision is not None
+    assert completed.implicit_decision.decision_date == date(2026, 9, 20)
+    assert await intake.decide_due(now=datetime(2026, 9, 20, 21, 59, tzinfo=UTC)) == 0
+    assert await intake.decide_due(now=datetime(2026, 9, 20, 22, 0, tzinfo=UTC)) == 1
+
+
+@pytest.mark.parametrize("destination", ["voisinville", "admiville"])
+async def test_r10_r12_a_transfer_asked_in_time_voids_the_decision_only_if_made(
+    intake: IntakeService, destination: str
+) -> None:
+    """The workflow transferred the request on 15 July at 23:30 Paris, consumed after the
+    scheduler recorded the acceptance born at midnight. Made, the transfer voids it; refused
+    (its own collectivité), it changes nothing and the acceptance stands."""
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
+    request_id = uuid.UUID(created["id"])
+    asked = TransferRequested(
+        request_id=request_id,
+        tracking_code=created["tracking_code"],
+        tenant=destination,
+        administration_name=None,
+        administration_url=None,
+        reason="La salle appartient à Voisinville.",
+        requested_at=datetime(2026, 7, 15, 21, 30, tzinfo=UTC),
+    ).envelope(tenant="admiville", subject=str(request_id))
+    await idempotent(
+        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
+    )(asked)
+    followed = await intake.get_request(created["tracking_code"])
+    voids = await outbox_events(intake.db, "intake.request.implicit_decision_void.v1")
+    if destination == "voisinville":
+        assert followed.status.value == "transferred"
+        assert [v.data["act"] for v in voids] == ["transfer"]
+        assert followed.receipts[-1].kind.value == "avis_transmission"
+        with pytest.raises(Problem):
+            await intake.attestation(created["tracking_code"])
+    else:
+        assert followed.status.value == "implicitly_accepted"
+        assert voids == []
+        assert not [h for h in followed.history if h.status == "implicit_decision_void"]
+        assert await intake.attestation(created["tracking_code"])

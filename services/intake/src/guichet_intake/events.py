@@ -68,15 +68,17 @@ class ImplicitDecisionBorn(EventData):
 
 
 class ImplicitDecisionVoid(EventData):
-    """An implicit decision announced was never born: the service's answer, given before the
-    deadline, reached intake after the scheduler had recorded the decision (R10)."""
+    """An implicit decision announced was never born: the service's act before the deadline
+    (its answer, a request for pieces, a transfer) reached intake after the scheduler had
+    recorded the decision (R10)."""
 
     event_type: ClassVar[str] = "intake.request.implicit_decision_void.v1"
 
     request_id: uuid.UUID
     tracking_code: str
     decision: str  # the decision announced, and void: accepted | rejected
-    answered_at: AwareDatetime
+    act: str  # answer | pieces | transfer
+    acted_at: AwareDatetime
     voided_at: AwareDatetime
 
 

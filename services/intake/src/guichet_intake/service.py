@@ -1173,7 +1173,8 @@ class IntakeService:
             return None  # no record to judge by, or the acceptance stands
         return (
             "Cette attestation, authentique, ne vaut pas acceptation : le service avait "
-            "répondu à la demande avant l'échéance, aucune décision implicite n'est née."
+            "répondu, demandé des pièces ou transmis la demande avant l'échéance ; aucune "
+            "décision implicite n'est née."
         )
 
     async def jwks(self) -> dict[str, Any]:
@@ -1266,29 +1267,25 @@ class IntakeService:
         return status
 
     async def _withdraw_decision(
-        self, session: AsyncSession, row: Any, answered_at: datetime, reopened: bool
+        self, session: AsyncSession, row: Any, act: str, acted_at: datetime, closed: bool
     ) -> None:
-        """Undo a decision the scheduler recorded for a request the service had answered
-        in time, with a line saying why the decision is void."""
+        """Undo a decision the scheduler recorded for a request the service had acted on in
+        time (`act`, one of `_ACTS`: answered, asked for pieces, transferred), with a line
+        saying why the decision is void. An answer closes the request unless a later
+        status reopened it; the other acts then apply to it as it was before the pass."""
         tenant = await self._tenant_row(session, row.tenant)
-        status = RequestStatus.processing if reopened else RequestStatus.closed
-        await repository.update_request(
-            session,
-            row.id,
-            {
-                "status": status.value,
-                "implicit_decision": None,
-                "answered_at": answered_at,
-                **_NOTHING_MORE_DUE,
-            },
-        )
+        values: dict[str, Any] = {"implicit_decision": None, **_NOTHING_MORE_DUE}
+        if act == "answer":
+            values["answered_at"] = acted_at
+        status = RequestStatus.closed if closed else RequestStatus.processing
+        await repository.update_request(session, row.id, {"status": status.value, **values})
         await repository.add_history(
             session,
             row.id,
             row.decision_due_at,
             "implicit_decision_void",
-            "Pas de décision implicite : le service avait répondu le "
-            f"{french_date(local_date(answered_at, tenant.timezone))}, avant l'échéance",
+            f"Pas de décision implicite : le service avait {_ACTS[act]} le "
+            f"{french_date(local_date(acted_at, tenant.timezone))}, avant l'échéance",
         )
         # Whoever took the announced decision for granted learns it never was.
         now = datetime.now(UTC)
@@ -1298,7 +1295,8 @@ class IntakeService:
                 request_id=row.id,
                 tracking_code=row.tracking_code,
                 decision=row.implicit_decision,
-                answered_at=answered_at,
+                act=act,
+                acted_at=acted_at,
                 voided_at=now,
             ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
         )
@@ -2534,7 +2532,9 @@ class IntakeService:
             # silence could decide: no decision was born (R10). Closed by that answer,
             # unless a later status already applied reopened the file.
             reopened = bool(late) and row.workflow_final is False
-            await self._withdraw_decision(session, row, event.changed_at, reopened)
+            await self._withdraw_decision(
+                session, row, "answer", event.changed_at, closed=not reopened
+            )
             row = await repository.get_request(session, row.id)
         status = RequestStatus(row.status)
         if late:
@@ -2588,7 +2588,7 @@ class IntakeService:
         """The service's workflow asks for pieces: intake issues the legal request (R11)."""
         event = PiecesRequested.model_validate(envelope.data)
 
-        async def act(row: Any, tenant: Any) -> None:
+        async def act(row: Any, tenant: Any, voided: bool) -> None:
             today = local_date(event.requested_at, tenant.timezone)
             body = MissingPiecesCreate(
                 pieces=event.pieces,
@@ -2597,15 +2597,13 @@ class IntakeService:
             )
             await self._ask_pieces(session, row, tenant, body, event.requested_at)
 
-        await self._on_routing_act(
-            session, event.request_id, event.requested_at, "pieces request", act
-        )
+        await self._on_routing_act(session, event.request_id, event.requested_at, "pieces", act)
 
     async def on_transfer_requested(self, session: AsyncSession, envelope: Any) -> None:
         """The service's workflow sends the request on: intake transfers it (R12)."""
         event = TransferRequested.model_validate(envelope.data)
 
-        async def act(row: Any, tenant: Any) -> None:
+        async def act(row: Any, tenant: Any, voided: bool) -> None:
             body = TransferCreate.model_validate(
                 event.model_dump(
                     include={"tenant", "administration_name", "administration_url", "reason"},
@@ -2618,6 +2616,8 @@ class IntakeService:
             except Problem as refused:
                 if refused.status >= 500 or refused.slug == "transfer-pending":
                     raise  # the pending transfer's own outcome will be told
+                if voided:
+                    raise  # the decision it would have voided stands: see `_on_routing_act`
                 # Refused here before any send (unknown or own tenant, host not allowed,
                 # too large to sign): the workflow's service takes the request back.
                 at = event.requested_at
@@ -2651,20 +2651,33 @@ class IntakeService:
         request_id: uuid.UUID,
         at: datetime,
         what: str,
-        act: Callable[[Any, Any], Awaitable[None]],
+        act: Callable[[Any, Any, bool], Awaitable[None]],
     ) -> None:
-        """Run a legal act routing asked for, or log why it cannot be: a refusal (closed
-        request, impossible destination) must not block the events that follow."""
-        row = await repository.get_request(session, request_id)
+        """Run a legal act routing asked for (`what`, one of `_ACTS`), or log why it cannot
+        be: a refusal (closed request, impossible destination) must not block the events
+        that follow.
+
+        Asked before silence decided but reaching intake after the scheduler's pass, the
+        act voids the decision the pass recorded (R10), as an answer does; if the act is
+        then refused, the decision stands (the savepoint undoes both)."""
+        row = await repository.get_request(session, request_id, for_update=True)
         if row is None:
             log.warning("%s for unknown request %s ignored", what, request_id)
             return
         try:
             async with session.begin_nested():
+                voided = (
+                    row.implicit_decision is not None
+                    and row.status in _IMPLICIT
+                    and row.decision_due_at is not None
+                    and at < row.decision_due_at
+                )
+                if voided:
+                    await self._withdraw_decision(session, row, what, at, closed=False)
                 locked, tenant = await self._editable(
                     session, row.tracking_code, SYSTEM, "instruct", at
                 )
-                await act(locked, tenant)
+                await act(locked, tenant, voided)
         except Problem as refused:
             if refused.status >= 500:
                 raise  # the remote administration failed: retry later
@@ -2672,6 +2685,13 @@ class IntakeService:
 
 
 _RECEIPT_KINDS = frozenset(kind.value for kind in ReceiptKind)
+_IMPLICIT = frozenset({RequestStatus.implicitly_accepted, RequestStatus.implicitly_rejected})
+# What the service did before the deadline that kept silence from deciding (R10, R11, R12).
+_ACTS = {
+    "answer": "répondu",
+    "pieces": "demandé des pièces",
+    "transfer": "transmis la demande",
+}
 TRANSFER_TYPE = "guichet.transfer.v1"
 
 # Transferred (R12) or answered: no implicit decision, and no receipt left to issue here.
