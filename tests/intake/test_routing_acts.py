@@ -414,3 +414,40 @@ async def test_r10_r12_a_transfer_asked_in_time_voids_the_decision_only_if_made(
         assert voids == []
         assert not [h for h in followed.history if h.status == "implicit_decision_void"]
         assert await intake.attestation(created["tracking_code"])
+
+
+async def test_r10_r11_a_voided_decision_leaves_a_reopened_incomplete_file_incomplete(
+    intake: IntakeService,
+) -> None:
+    # SVR received 15 May; pieces asked on 20 May for 1 June never came: 12 days of
+    # suspension, rejected from 28 July 00:00 Paris (27 July, 22:00 UTC). The service
+    # answered at 21:00 UTC and reopened at 21:30; the reopening arrives first, then the
+    # scheduler's pass, then the answer: the decision is void, and the file, reopened, still
+    # awaits its pieces.
+    await add_neighbour(intake.db)
+    created = await submit(
+        intake,
+        datetime(2026, 5, 15, 9, 0, tzinfo=UTC),
+        tenant="voisinville",
+        procedure="subvention",
+    )
+    code = created["tracking_code"]
+    await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Budget prévisionnel"], due_on=date(2026, 6, 1)),
+        now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+    )
+    followed = await intake.get_request(code)
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.decision_date == date(2026, 7, 27)
+    await close_by_workflow(
+        intake, created, datetime(2026, 7, 27, 21, 30, tzinfo=UTC), sequence=2, **REOPENED
+    )
+    assert await intake.decide_due(now=datetime(2026, 7, 27, 22, 0, 5, tzinfo=UTC)) == 1
+    await close_by_workflow(intake, created, datetime(2026, 7, 27, 21, 0, tzinfo=UTC), sequence=1)
+    kept = await intake.get_request(code)
+    assert kept.implicit_decision is not None and kept.implicit_decision.decided is None
+    assert (kept.status.value, kept.status_label) == (
+        "incomplete",
+        "Dossier incomplet : pièces demandées",
+    )

@@ -433,13 +433,14 @@ class Keyring:
 def _signed_while_current(key: Any, payload: dict[str, Any], document: str) -> bool:
     """Whether `key` still signed when the document says it was signed. A retired key
     (perhaps because it leaked) vouches for nothing dated after its retirement, give or
-    take the minute other replicas take to see it (`Keyring.ttl`)."""
+    take the minute other replicas take to see it (`Keyring.ttl`). A hand-over is not
+    dated (its retries must be the same bytes): a retired key never vouches for it alone."""
     if key.retired_at is None:
         return True
+    if document == "transmission":
+        return False
     try:
-        signed_at = datetime.fromisoformat(
-            str(payload["signed_at" if document == "transmission" else "issued_at"])
-        )
+        signed_at = datetime.fromisoformat(str(payload["issued_at"]))
     except (KeyError, ValueError):
         return False  # it does not say when
     if signed_at.tzinfo is None:
@@ -1272,12 +1273,17 @@ class IntakeService:
         """Undo a decision the scheduler recorded for a request the service had acted on in
         time (`act`, one of `_ACTS`: answered, asked for pieces, transferred), with a line
         saying why the decision is void. An answer closes the request unless a later
-        status reopened it; the other acts then apply to it as it was before the pass."""
+        status reopened it (incomplete still if pieces are awaited); the other acts then
+        apply to it as it was before the pass."""
         tenant = await self._tenant_row(session, row.tenant)
         values: dict[str, Any] = {"implicit_decision": None, **_NOTHING_MORE_DUE}
         if act == "answer":
             values["answered_at"] = acted_at
-        status = RequestStatus.closed if closed else RequestStatus.processing
+        status = RequestStatus.closed
+        if not closed:
+            pieces = await repository.pieces_for(session, row.id)
+            awaited = any(p.received_on is None for p in pieces)
+            status = RequestStatus.incomplete if awaited else RequestStatus.processing
         await repository.update_request(session, row.id, {"status": status.value, **values})
         await repository.add_history(
             session,
@@ -1909,7 +1915,6 @@ class IntakeService:
                 {
                     "type": TRANSFER_TYPE,
                     "tenant": tenant.code,  # whose key signs it (see `verify`)
-                    "signed_at": now.isoformat(),  # after its key's retirement, void
                     "from": tenant.name,
                     "tracking_code": row.tracking_code,
                     "first_received_on": row.first_received_on.isoformat(),
