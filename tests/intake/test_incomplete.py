@@ -183,6 +183,30 @@ async def test_r11_pieces_request_reaches_the_applicant_as_a_signed_notice(
     assert (await intake.verify(notice.token)).authentic
 
 
+async def test_r11_a_pieces_notice_without_an_implicit_regime_says_silence_decides_nothing(
+    intake: IntakeService,
+) -> None:
+    # A report on the public road seeks no decision: the notice says which pieces, by when,
+    # and that no delay runs for silence to accept or reject anything.
+    created = await submit(
+        intake,
+        datetime(2026, 5, 15, 9, 0, tzinfo=UTC),
+        procedure="signalement-voirie",
+        location={"latitude": 48.85, "longitude": 2.35},
+    )
+    await intake.request_pieces(
+        created["tracking_code"],
+        MissingPiecesCreate(pieces=["Photographie du nid-de-poule"], due_on=date(2026, 6, 1)),
+        now=datetime(2026, 5, 16, 9, 0, tzinfo=UTC),
+    )
+    notice = (await intake.get_request(created["tracking_code"])).receipts[-1]
+    assert notice.kind.value == "demande_pieces"
+    assert notice.mentions[1:] == [
+        "Le silence gardé sur votre demande ne vaut pas décision : elle sera instruite dès "
+        "la réception de ces pièces."
+    ]
+
+
 async def test_r11_file_complete_not_before_the_last_request_for_pieces(
     intake: IntakeService,
 ) -> None:

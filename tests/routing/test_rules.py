@@ -215,7 +215,7 @@ async def test_invalid_rules_are_refused_naming_the_faulty_element(
         },
     )
     assert bad_field.status_code == 422
-    assert bad_field.json()["invalid-params"][0]["name"] == "rules[0].conditions.fields[0]"
+    assert bad_field.json()["invalid-params"][0]["name"] == "rules[0].conditions.fields[0].contains"
 
 
 async def test_open_ring_is_refused(routing: tuple[httpx.AsyncClient, InProcessBus]) -> None:

@@ -82,6 +82,27 @@ async def arrive(bus: InProcessBus, procedure: str = "signalement-voirie") -> st
         ),
         (lambda w: w["transitions"].pop(1), "statuses[1]"),  # intervention: a dead end
         (lambda w: w.update(initial="inconnu"), "initial"),
+        # Checks across fields name the field to fix, not the object or the body.
+        (
+            lambda w: w["transitions"][0]["actions"].append({"type": "assign", "team": "b"}),
+            "transitions[0].actions[1].assign.service",
+        ),
+        (
+            lambda w: w["transitions"][0]["actions"].append(
+                {"type": "transfer", "reason": "Compétence", "administration_name": "Préfecture"}
+            ),
+            "transitions[0].actions[1].transfer.administration_url",
+        ),
+        (
+            lambda w: w["transitions"][0].update(automatic={"after": {"days": 1, "hours": 2}}),
+            "transitions[0].automatic.after.hours",
+        ),
+        (
+            lambda w: w["transitions"][0].update(
+                automatic={"after": {"days": 1}, "on": "pieces_received"}
+            ),
+            "transitions[0].automatic.on",
+        ),
     ],
 )
 async def test_r29_invalid_workflow_is_refused_naming_the_faulty_element(

@@ -142,6 +142,12 @@ def missing_pieces(
                 "Si vous ne produisez pas ces pièces, la demande sera réputée "
                 f"rejetée le {midnight_of(deadline.last_day)}."
             )
+    else:
+        # Neither rule: the applicant still learns that silence will decide nothing.
+        mentions.append(
+            "Le silence gardé sur votre demande ne vaut pas décision : elle sera instruite "
+            "dès la réception de ces pièces."
+        )
     return mentions
 
 

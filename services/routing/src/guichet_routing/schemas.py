@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from guichet_plumbing.text import Text
+from guichet_plumbing.text import Text, field_error
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -112,10 +112,13 @@ class FieldConditionWrite(Strict):
 
     @model_validator(mode="after")
     def one_test(self) -> Self:
-        tests = [self.equals is not None, self.one_of is not None, self.contains is not None]
-        if sum(tests) != 1:
-            raise ValueError(
-                "Une condition sur un champ a exactement un test : equals, one_of ou contains."
+        given = [
+            name for name in ("equals", "one_of", "contains") if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise field_error(
+                given[1] if given else "equals",
+                "Une condition sur un champ a exactement un test : equals, one_of ou contains.",
             )
         return self
 
@@ -268,9 +271,9 @@ class AssignAction(Strict):
     @model_validator(mode="after")
     def something(self) -> Self:
         if self.service is None and self.team is None and self.agent is None:
-            raise ValueError("Indiquez au moins un service, une équipe ou un agent.")
+            raise field_error("service", "Indiquez au moins un service, une équipe ou un agent.")
         if self.team is not None and self.service is None:
-            raise ValueError("Une équipe se désigne avec son service.")
+            raise field_error("service", "Une équipe se désigne avec son service.")
         return self
 
 
@@ -289,9 +292,15 @@ class TransferAction(Strict):
     def one_destination(self) -> Self:
         external = self.administration_name is not None and self.administration_url is not None
         if (self.tenant is None) == (not external):
-            raise ValueError(
+            missing = [
+                name
+                for name in ("administration_name", "administration_url")
+                if getattr(self, name) is None
+            ]
+            raise field_error(
+                missing[0] if self.tenant is None and len(missing) == 1 else "tenant",
                 "Indiquez soit une collectivité (tenant), soit une administration extérieure "
-                "(administration_name et administration_url)."
+                "(administration_name et administration_url).",
             )
         return self
 
@@ -315,7 +324,10 @@ class After(Strict):
     @model_validator(mode="after")
     def one_unit(self) -> Self:
         if (self.days is None) == (self.hours is None):
-            raise ValueError("Un délai s'exprime en jours (days) ou en heures (hours).")
+            raise field_error(
+                "hours" if self.days is not None else "days",
+                "Un délai s'exprime en jours (days) ou en heures (hours).",
+            )
         return self
 
 
@@ -332,9 +344,11 @@ class AutomaticWrite(Strict):
 
     @model_validator(mode="after")
     def one_trigger(self) -> Self:
-        if sum(x is not None for x in (self.after, self.on, self.when)) != 1:
-            raise ValueError(
-                "Une transition automatique a un seul déclencheur : after, on ou when."
+        given = [name for name in ("after", "on", "when") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise field_error(
+                given[1] if given else "after",
+                "Une transition automatique a un seul déclencheur : after, on ou when.",
             )
         return self
 
