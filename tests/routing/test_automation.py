@@ -544,7 +544,7 @@ async def test_r29_assign_action_moves_the_request_to_another_service(
             lambda c: c["transitions"][2].update(
                 automatic={"after": {"days": 3}, "on": "pieces_received"}
             ),
-            "transitions[2].automatic",
+            "transitions[2].automatic.on",
         ),
         (
             lambda c: c["transitions"][1].update(to="instruction", actions=["close_with_decision"]),
