@@ -138,18 +138,27 @@ async def _signing_key(intake: IntakeService, tenant: str, index: int = 0) -> Si
     return SigningKey(kid=row.kid, private_pem=row.private_pem, created_at=row.created_at)
 
 
+async def _receipt_then_rotation(
+    intake: IntakeService, rotated_at: datetime
+) -> tuple[dict[str, Any], SigningKey]:
+    """An AR issued on 15 May 2026 at 09:30 UTC, then its key retired at `rotated_at`:
+    the AR's content, and the retired key (which still verifies the AR itself)."""
+    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
+    genuine = (await intake.verify(created["acknowledgement"]["token"])).receipt
+    assert genuine is not None
+    old = await _signing_key(intake, "admiville")
+    await intake.rotate_key("admiville", now=rotated_at)
+    assert (await intake.verify(created["acknowledgement"]["token"])).authentic
+    return genuine, old
+
+
 async def test_r2_a_retired_key_vouches_for_nothing_dated_after_its_retirement(
     intake: IntakeService,
 ) -> None:
     # Keys are rotated when one leaks: whoever holds the old key must not be able to make
     # a receipt dated after the rotation pass as authentic. Retired at 10:00 (the other
     # replicas may sign with it for a minute more, `Keyring.ttl`).
-    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
-    genuine = (await intake.verify(created["acknowledgement"]["token"])).receipt
-    assert genuine is not None
-    old = await _signing_key(intake, "admiville")
-    await intake.rotate_key("admiville", now=datetime(2026, 5, 15, 10, 0, tzinfo=UTC))
-    assert (await intake.verify(created["acknowledgement"]["token"])).authentic
+    genuine, old = await _receipt_then_rotation(intake, datetime(2026, 5, 15, 10, 0, tzinfo=UTC))
     at_10_00_59 = sign({**genuine, "issued_at": "2026-05-15T10:00:59Z"}, old)
     assert (await intake.verify(at_10_00_59)).authentic
     for late in ("2026-05-15T10:01:01Z", "2026-06-01T08:00:00Z"):
@@ -167,22 +176,13 @@ async def test_r2_a_receipt_kept_on_record_verifies_whatever_its_keys_retirement
     # A rotation dated before a receipt its key signed (a replica's clock behind, say):
     # the collectivité keeps that very receipt, word for word, so it is authentic; the
     # same key's receipt altered in any word is not.
-    created = await submit(intake, datetime(2026, 5, 15, 9, 30, tzinfo=UTC))
-    genuine = (await intake.verify(created["acknowledgement"]["token"])).receipt
-    assert genuine is not None
-    old = await _signing_key(intake, "admiville")
-    await intake.rotate_key("admiville", now=datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    assert (await intake.verify(created["acknowledgement"]["token"])).authentic
+    genuine, old = await _receipt_then_rotation(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     altered = sign({**genuine, "applicant_name": "Jean Dupont"}, old)
     assert not (await intake.verify(altered)).authentic
 
 
-async def test_r12_a_retired_key_vouches_for_a_hand_over_only_while_it_is_kept_to_be_sent(
-    intake: IntakeService,
-) -> None:
-    # A hand-over bears no signing date (a retry sends the same bytes): once its key is
-    # retired, only the copy kept to be sent shows it is genuine; one forged with the
-    # leaked key is not authentic.
+async def _kept_hand_over(intake: IntakeService) -> tuple[dict[str, Any], str]:
+    """A request transferred to the prefecture, its signed hand-over kept to be sent."""
     created = await submit(intake, datetime.now(UTC))
 
     async def not_sent_yet(*_: object) -> None:
@@ -199,6 +199,16 @@ async def test_r12_a_retired_key_vouches_for_a_hand_over_only_while_it_is_kept_t
     )
     async with intake.db.sessions() as session:
         token = (await session.execute(sa.select(outgoing_transfers.c.token))).scalar_one()
+    return created, token
+
+
+async def test_r12_a_retired_key_vouches_for_a_hand_over_only_while_it_is_kept_to_be_sent(
+    intake: IntakeService,
+) -> None:
+    # A hand-over bears no signing date (a retry sends the same bytes): once its key is
+    # retired, only the copy kept to be sent shows it is genuine; one forged with the
+    # leaked key is not authentic.
+    _, token = await _kept_hand_over(intake)
     checked = await intake.verify(token)
     assert checked.receipt is not None
     old = await _signing_key(intake, "admiville")
@@ -697,22 +707,7 @@ async def test_r2_verification_says_which_document_the_key_signed(
 ) -> None:
     # A transfer's hand-over is signed with the collectivité's key too (the receiving
     # administration checks it here): the answer says it is a transfer, not a receipt.
-    created = await submit(intake, datetime.now(UTC))
-
-    async def not_sent_yet(*_: object) -> None:
-        return None
-
-    intake._deliver = not_sent_yet  # type: ignore[method-assign]  # kept, to be sent
-    await intake.transfer(
-        created["tracking_code"],
-        TransferCreate(
-            administration_name="Préfecture",
-            administration_url="https://transmissions.prefecture.example/in",
-            reason="Compétence de l'État.",
-        ),
-    )
-    async with intake.db.sessions() as session:
-        token = (await session.execute(sa.select(outgoing_transfers.c.token))).scalar_one()
+    created, token = await _kept_hand_over(intake)
     transfer = await intake.verify(token)
     assert (transfer.authentic, transfer.document) == (True, "transmission")
     genuine = (await intake.get_request(created["tracking_code"])).receipts[0].token
