@@ -25,6 +25,7 @@ from guichet_plumbing.identifiers import email_address, rna_error, siren_error, 
         ("13002526500014", False),
         ("1300252650001", False),
         ("１３００２５２６５０００１３", False),  # full-width digits
+        ("00000000000000", False),  # passes Luhn, numbers nobody
     ],
 )
 def test_r7_siret_check(siret: str, valid: bool) -> None:
@@ -36,8 +37,12 @@ def test_r7_siren_and_rna_checks() -> None:
     assert siren_error("732829321") is not None
     assert siren_error("73282932") == "Un SIREN comporte 9 chiffres."
     assert rna_error("W751234567") is None
+    assert siren_error("000000000") is not None  # passes Luhn, numbers nobody
     assert rna_error("w2A1234567") is None  # Corsica: 2A/2B prefectures
+    assert rna_error("W9R1003737") is None  # La Réunion's prefecture
     assert rna_error("X751234567") is not None
+    assert rna_error("W75123456") is not None
+    assert rna_error("W7512345A7") is not None
 
 
 # -- e-mail addresses: the pattern's shortcut answers as pydantic's EmailStr -------------------

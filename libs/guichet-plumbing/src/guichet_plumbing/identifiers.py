@@ -37,7 +37,8 @@ def siren_error(value: str) -> str | None:
     digits = normalise(value)
     if not re.fullmatch(r"[0-9]{9}", digits):
         return "Un SIREN comporte 9 chiffres."
-    if not luhn_ok(digits):
+    # Zeros pass Luhn but number nobody.
+    if not luhn_ok(digits) or digits == "0" * 9:
         return "Ce SIREN n'est pas valide (clé de contrôle) : vérifiez les chiffres."
     return None
 
@@ -46,6 +47,8 @@ def siret_error(value: str) -> str | None:
     digits = normalise(value)
     if not re.fullmatch(r"[0-9]{14}", digits):
         return "Un SIRET comporte 14 chiffres."
+    if digits.startswith("0" * 9):
+        return "Ce SIRET n'est pas valide : son SIREN ne peut pas être 000 000 000."
     if luhn_ok(digits[:9]) and luhn_ok(digits):
         return None
     # La Poste's establishments (SIREN 356000000) are numbered so that the digits add up
@@ -56,10 +59,13 @@ def siret_error(value: str) -> str | None:
 
 
 def rna_error(value: str) -> str | None:
-    # Répertoire national des associations: W, then the prefecture's 3 characters (2A or 2B
-    # then a digit in Corsica), then 6 digits.
-    if not re.fullmatch(r"W[0-9][0-9AB][0-9]{7}", normalise(value).upper()):
-        return "Un numéro RNA s'écrit W suivi de 9 caractères (ex. W751234567)."
+    # Répertoire national des associations: W, then the prefecture's 3 characters (a letter
+    # second for some: 2A and 2B in Corsica, 9R in La Réunion...), then 6 digits.
+    if not re.fullmatch(r"W[0-9][0-9A-Z][0-9]{7}", normalise(value).upper()):
+        return (
+            "Un numéro RNA s'écrit W suivi de 9 chiffres, le troisième pouvant être une "
+            "lettre (ex. W751234567, W9R1003737)."
+        )
     return None
 
 
