@@ -207,6 +207,27 @@ async def test_r11_a_pieces_notice_without_an_implicit_regime_says_silence_decid
     ]
 
 
+async def test_r11_a_pieces_notice_before_qualification_states_no_rule_it_cannot_know(
+    intake: IntakeService,
+) -> None:
+    # Received without a procedure on 15 May, pieces asked on the 16th: which rule applies
+    # is not known yet. Qualified the next day as an SVA procedure, silence will accept it
+    # from the pieces' arrival on the 20th, so the notice must not have said otherwise.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), procedure=None)
+    code = created["tracking_code"]
+    await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 6, 1)),
+        now=datetime(2026, 5, 16, 9, 0, tzinfo=UTC),
+    )
+    await intake.qualify(code, "reservation-salle", now=datetime(2026, 5, 17, 9, 0, tzinfo=UTC))
+    followed = await complete_on(intake, code, date(2026, 5, 20))
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.decision_date == date(2026, 7, 20)
+    [notice] = [r for r in followed.receipts if r.kind.value == "demande_pieces"]
+    assert len(notice.mentions) == 1, notice.mentions  # the pieces and their date only
+
+
 async def test_r11_file_complete_not_before_the_last_request_for_pieces(
     intake: IntakeService,
 ) -> None:

@@ -15,7 +15,15 @@ from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from guichet_routing.events import PiecesRequested, TransferRequested
-from tests.intake.helpers import add_neighbour, close_by_workflow, outbox_events, submit
+from tests.intake.helpers import (
+    add_neighbour,
+    add_tenant,
+    as_left_by_a_signing_failure,
+    close_by_workflow,
+    outbox_events,
+    submit,
+)
+from tests.intake.test_transfer import ask_transfer_by_workflow
 
 
 async def test_r11_pieces_asked_by_the_workflow_are_requested_once(
@@ -339,6 +347,31 @@ async def test_r11_a_workflow_step_does_not_make_an_incomplete_file_complete(
     assert done.status.value != "incomplete"
 
 
+# Received 15 May 2026 (SVA): accepted from 16 July 00:00 Paris, 15 July 22:00 UTC. The
+# scheduler passes just after; the workflow acted at 23:30 Paris on the last day.
+RECEIVED = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
+PASS = datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)
+IN_TIME = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+
+
+async def pieces_asked_by_workflow(
+    intake: IntakeService, created: dict[str, Any], at: datetime, pieces: tuple[str, ...] = ()
+) -> None:
+    """Routing's PiecesRequested (15 days), consumed as in production."""
+    request_id = uuid.UUID(created["id"])
+    asked = PiecesRequested(
+        request_id=request_id,
+        tracking_code=created["tracking_code"],
+        pieces=list(pieces or ["Attestation d'assurance"]),
+        due_in_days=15,
+        requested_by="agent-3",
+        requested_at=at,
+    ).envelope(tenant="admiville", subject=str(request_id))
+    await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
+        asked
+    )
+
+
 async def test_r10_r11_pieces_asked_in_time_but_consumed_after_the_pass_void_its_decision(
     intake: IntakeService,
 ) -> None:
@@ -346,21 +379,10 @@ async def test_r10_r11_pieces_asked_in_time_but_consumed_after_the_pass_void_its
     workflow asked for pieces on 15 July at 23:30 Paris; the scheduler passed at 22:00:05
     UTC, before intake consumed that request: no acceptance was born. The pieces are asked
     (due 30 July), and the delay runs from their arrival on 20 July: to 20 September."""
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    created = await submit(intake, RECEIVED)
     code = created["tracking_code"]
-    assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
-    request_id = uuid.UUID(created["id"])
-    asked = PiecesRequested(
-        request_id=request_id,
-        tracking_code=code,
-        pieces=["Attestation d'assurance"],
-        due_in_days=15,
-        requested_by="agent-3",
-        requested_at=datetime(2026, 7, 15, 21, 30, tzinfo=UTC),
-    ).envelope(tenant="admiville", subject=str(request_id))
-    await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
-        asked
-    )
+    assert await intake.decide_due(now=PASS) == 1
+    await pieces_asked_by_workflow(intake, created, IN_TIME)
     followed = await intake.get_request(code)
     assert followed.status.value == "incomplete"
     assert [h.label for h in followed.history if h.status == "implicit_decision_void"] == [
@@ -451,3 +473,100 @@ async def test_r10_r11_a_voided_decision_leaves_a_reopened_incomplete_file_incom
         "incomplete",
         "Dossier incomplet : pièces demandées",
     )
+
+
+async def test_r5_r10_an_attestation_of_a_voided_acceptance_attests_nothing_after_a_new_one(
+    intake: IntakeService,
+) -> None:
+    """The attestation issued on 16 July for the acceptance recorded at the pass stays void
+    once the workflow's request for pieces of 15 July, 23:30 Paris, is consumed, and is not
+    handed out again when a new acceptance is born: pieces in on 20 July, accepted from
+    21 September 00:00 Paris (20 September, 22:00 UTC)."""
+    created = await submit(intake, RECEIVED)
+    code = created["tracking_code"]
+    assert await intake.decide_due(now=PASS) == 1
+    first = await intake.attestation(code, now=datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+    _, first_token = await intake.receipt(first)
+    await pieces_asked_by_workflow(intake, created, IN_TIME)
+    assert (await intake.verify(first_token)).void is not None
+    await intake.pieces_received(code, PiecesReceived(), now=datetime(2026, 7, 20, 9, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 9, 20, 22, 0, 5, tzinfo=UTC)) == 1
+    second = await intake.attestation(code, now=datetime(2026, 9, 21, 8, 0, tzinfo=UTC))
+    assert second != first
+    document, _ = await intake.receipt(second)
+    assert "réputée acceptée depuis le 20 septembre 2026 à minuit" in " ".join(document.mentions)
+    assert "15 juillet 2026" not in " ".join(document.mentions)
+    checked = await intake.verify(first_token)
+    assert checked.authentic and checked.void is not None
+    assert "réputée acceptée depuis, à une autre date" in checked.void
+    assert await intake.attestation(code) == second
+
+
+async def test_r10_r12_an_outside_transfer_kept_to_be_sent_leaves_the_decision_standing(
+    intake: IntakeService,
+) -> None:
+    """A transfer to an outside administration asked in time but consumed after the pass is
+    only kept to be sent; it takes effect when accepted there, as when it is asked before
+    the pass. Meanwhile the acceptance stands, and the sweep does not send it."""
+    created = await submit(intake, RECEIVED)
+    assert await intake.decide_due(now=PASS) == 1
+    await ask_transfer_by_workflow(intake, created, "https://transmissions.example/in", IN_TIME)
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_accepted"
+    assert await outbox_events(intake.db, "intake.request.implicit_decision_void.v1") == []
+    assert await intake.attestation(created["tracking_code"])
+
+
+async def test_r10_a_voided_acceptance_yields_to_the_answer_the_workflow_gave_since(
+    intake: IntakeService,
+) -> None:
+    """The workflow asked for pieces on 15 July at 23:30 Paris, then answered on 16 July;
+    intake consumed the answer, then the request for pieces, after the pass. No acceptance
+    was born (pieces were asked in time) and the answer decided: the file is closed, no
+    pieces awaited, no new clock."""
+    created = await submit(intake, RECEIVED)
+    code = created["tracking_code"]
+    assert await intake.decide_due(now=PASS) == 1
+    await close_by_workflow(intake, created, datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+    await pieces_asked_by_workflow(intake, created, IN_TIME)
+    followed = await intake.get_request(code)
+    assert (followed.status.value, followed.status_label) == ("closed", "Réponse envoyée")
+    assert followed.implicit_decision is not None and followed.implicit_decision.decided is None
+    assert not [r for r in followed.receipts if r.kind.value == "demande_pieces"]
+    assert await intake.decide_due(now=datetime(2026, 12, 1, tzinfo=UTC)) == 0
+
+
+async def test_r4_r23_voiding_by_a_request_for_pieces_keeps_the_ar_owed(
+    intake: IntakeService,
+) -> None:
+    """A five-day SVA received on Friday 15 May, its AR unsigned (R23, owed by 22 May):
+    accepted from 21 May 00:00 Paris. Pieces asked at 23:30 Paris on 20 May, consumed after
+    the pass: the decision is void, and the AR is still owed and issued by the sweep."""
+    await add_tenant(
+        intake.db,
+        "courtville",
+        "Commune de Courtville",
+        "Europe/Paris",
+        procedures={"salle": {"regime": "sva", "delay_value": 5, "delay_unit": "days"}},
+    )
+    created = await submit(intake, RECEIVED, tenant="courtville", procedure="salle")
+    await as_left_by_a_signing_failure(intake.db, created["tracking_code"], date(2026, 5, 22), None)
+    assert await intake.decide_due(now=datetime(2026, 5, 20, 22, 0, 5, tzinfo=UTC)) == 1
+    await pieces_asked_by_workflow(intake, created, datetime(2026, 5, 20, 21, 30, tzinfo=UTC))
+    assert (await intake.get_request(created["tracking_code"])).status.value == "incomplete"
+    assert await intake.issue_owed_receipts(now=datetime(2026, 5, 21, 9, 0, tzinfo=UTC)) == 1
+
+
+async def test_r11_pieces_intake_cannot_accept_do_not_hold_back_the_events_behind(
+    intake: IntakeService,
+) -> None:
+    # A piece named in one letter passes routing's checks but not intake's: the request is
+    # refused and logged, the event consumed, so the events after it still apply.
+    created = await submit(intake, RECEIVED)
+    await pieces_asked_by_workflow(
+        intake, created, datetime(2026, 5, 20, 9, 0, tzinfo=UTC), pieces=("X",)
+    )
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "received"
+    await pieces_asked_by_workflow(intake, created, datetime(2026, 5, 20, 10, 0, tzinfo=UTC))
+    assert (await intake.get_request(created["tracking_code"])).status.value == "incomplete"

@@ -94,6 +94,17 @@ async def arrive(bus: InProcessBus, procedure: str = "signalement-voirie") -> st
             "transitions[0].actions[1].transfer.administration_url",
         ),
         (
+            lambda w: w["transitions"][0]["actions"].append(
+                {
+                    "type": "transfer",
+                    "reason": "Compétence",
+                    "tenant": "voisinville",
+                    "administration_name": "Préfecture",
+                }
+            ),
+            "transitions[0].actions[1].transfer.administration_name",
+        ),
+        (
             lambda w: w["transitions"][0].update(automatic={"after": {"days": 1, "hours": 2}}),
             "transitions[0].automatic.after.hours",
         ),

@@ -115,12 +115,13 @@ def missing_pieces(
     *,
     pieces: list[str],
     due_on: date,
-    regime: str,
+    regime: str | None,
     delay: str,
     deadline: Deadline,
     tracking_code: str,
 ) -> list[str]:
-    """R11: which pieces, by when, and which clock rule applies."""
+    """R11: which pieces, by when, and which clock rule applies (`regime` None: none can
+    be stated yet, the procedure being unknown)."""
     mentions = [
         f"Votre dossier n° {tracking_code} est incomplet. Merci de nous faire parvenir "
         f"au plus tard le {french_date(due_on)} : " + " ; ".join(pieces) + "."
@@ -142,7 +143,7 @@ def missing_pieces(
                 "Si vous ne produisez pas ces pièces, la demande sera réputée "
                 f"rejetée le {midnight_of(deadline.last_day)}."
             )
-    else:
+    elif regime == "none":
         # Neither rule: the applicant still learns that silence will decide nothing.
         mentions.append(
             "Le silence gardé sur votre demande ne vaut pas décision : elle sera instruite "

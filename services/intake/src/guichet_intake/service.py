@@ -430,23 +430,12 @@ class Keyring:
         )
 
 
-def _signed_while_current(key: Any, payload: dict[str, Any], document: str) -> bool:
-    """Whether `key` still signed when the document says it was signed. A retired key
-    (perhaps because it leaked) vouches for nothing dated after its retirement, give or
-    take the minute other replicas take to see it (`Keyring.ttl`). A hand-over is not
-    dated (its retries must be the same bytes): a retired key never vouches for it alone."""
-    if key.retired_at is None:
-        return True
-    if document == "transmission":
-        return False
-    try:
-        signed_at = datetime.fromisoformat(str(payload["issued_at"]))
-    except (KeyError, ValueError):
-        return False  # it does not say when
-    if signed_at.tzinfo is None:
-        return False
-    retired_at: datetime = key.retired_at
-    return signed_at <= retired_at + timedelta(seconds=Keyring.ttl)
+def _attests(attestation: Any, request: Any) -> bool:
+    """Whether an attestation of implicit acceptance attests the request's decision in
+    force: one issued before that decision was born attests a decision since found void."""
+    return request.implicit_decision == "accepted" and (
+        request.decision_due_at is None or attestation.issued_at >= request.decision_due_at
+    )
 
 
 async def _on_record(
@@ -1150,12 +1139,13 @@ class IntakeService:
             elif document not in _RECEIPT_KINDS:
                 return VerifyResult(authentic=False, receipt=None)
             key = next(r for r in rows if r.kid == kid)
-            if "tenant" in payload and _signed_while_current(key, payload, document):
+            if "tenant" in payload and key.retired_at is None:
                 authentic = payload["tenant"] == key.tenant
             else:
                 # Signed before the document named its collectivité, or by a retired key
-                # after its retirement or at a time it does not say: authentic only as
-                # kept on record, word for word, by the collectivité whose key it is.
+                # (retired because it leaked, say: whoever holds it signs anything, dated as
+                # they please): authentic only as kept on record, word for word, by the
+                # collectivité whose key it is.
                 authentic = await _on_record(session, key.tenant, document, payload, token)
             if not authentic:
                 return VerifyResult(authentic=False, receipt=None)
@@ -1166,17 +1156,23 @@ class IntakeService:
 
     @staticmethod
     async def _void_attestation(session: AsyncSession, payload: dict[str, Any]) -> str | None:
-        """An attestation of a decision since found never born (the answer, given in time,
-        reached intake after the scheduler's pass) proves nothing: say so."""
+        """An attestation of a decision since found never born (the service's act, made in
+        time, reached intake after the scheduler's pass) proves nothing: say so."""
         stored = await repository.get_receipt(session, uuid.UUID(str(payload["receipt_id"])))
         request = await repository.get_request(session, stored.request_id) if stored else None
-        if request is None or request.implicit_decision == "accepted":
+        if request is None or _attests(stored, request):
             return None  # no record to judge by, or the acceptance stands
-        return (
-            "Cette attestation, authentique, ne vaut pas acceptation : le service avait "
-            "répondu, demandé des pièces ou transmis la demande avant l'échéance ; aucune "
-            "décision implicite n'est née."
+        void = (
+            "Cette attestation, authentique, ne vaut pas acceptation : la décision qu'elle "
+            "atteste n'est pas née, le service ayant répondu, demandé des pièces ou transmis "
+            "la demande avant l'échéance."
         )
+        if request.implicit_decision == "accepted":
+            void += (
+                " La demande a été réputée acceptée depuis, à une autre date : c'est "
+                "l'attestation de cette décision qui fait foi."
+            )
+        return void
 
     async def jwks(self) -> dict[str, Any]:
         async with self.db.sessions() as session:
@@ -1276,7 +1272,14 @@ class IntakeService:
         status reopened it (incomplete still if pieces are awaited); the other acts then
         apply to it as it was before the pass."""
         tenant = await self._tenant_row(session, row.tenant)
-        values: dict[str, Any] = {"implicit_decision": None, **_NOTHING_MORE_DUE}
+        values: dict[str, Any] = {
+            "implicit_decision": None,
+            "clock_state": "none",
+            "decision_last_day": None,
+            "decision_due_at": None,
+        }
+        if closed or act == "answer":
+            values.update(_NOTHING_MORE_DUE)  # an answered file owes no receipt either
         if act == "answer":
             values["answered_at"] = acted_at
         status = RequestStatus.closed
@@ -1373,7 +1376,9 @@ class IntakeService:
                     "attestation ne peut être délivrée.",
                 )
             for existing in await repository.receipts_for(session, row.id):
-                if existing.kind == ReceiptKind.attestation_acceptation_implicite:
+                if existing.kind == ReceiptKind.attestation_acceptation_implicite and _attests(
+                    existing, row
+                ):
                     return uuid.UUID(str(existing.id))
             tenant = await self._tenant_row(session, row.tenant)
             procedure = await self._procedure_row(session, row.tenant, row.procedure_code)
@@ -1518,7 +1523,9 @@ class IntakeService:
             notices.missing_pieces(
                 pieces=body.pieces,
                 due_on=body.due_on,
-                regime="none" if deadline.state == "none" else row.regime or "none",
+                # No clock for another reason (no procedure yet, an abusive send, a file
+                # answered and reopened): no rule stated, rather than a wrong one.
+                regime=row.regime if deadline.state != "none" or row.regime == "none" else None,
                 delay=format_delay(row.delay_value, row.delay_unit) if row.delay_value else "",
                 deadline=deadline,
                 tracking_code=row.tracking_code,
@@ -2648,7 +2655,16 @@ class IntakeService:
                     destination = named.name if named else body.tenant
                 await _not_transferred(session, row, at, destination, refused.detail)
 
-        await self._on_routing_act(session, event.request_id, event.requested_at, "transfer", act)
+        # A transfer to an outside administration is only kept to be sent, and takes effect
+        # when accepted there: meanwhile the decision stands, as when it is sent in time.
+        await self._on_routing_act(
+            session,
+            event.request_id,
+            event.requested_at,
+            "transfer",
+            act,
+            voids=event.tenant is not None,
+        )
 
     async def _on_routing_act(
         self,
@@ -2657,14 +2673,16 @@ class IntakeService:
         at: datetime,
         what: str,
         act: Callable[[Any, Any, bool], Awaitable[None]],
+        voids: bool = True,
     ) -> None:
         """Run a legal act routing asked for (`what`, one of `_ACTS`), or log why it cannot
-        be: a refusal (closed request, impossible destination) must not block the events
-        that follow.
+        be: a refusal (closed request, impossible destination, content intake refuses)
+        must not block the events that follow.
 
-        Asked before silence decided but reaching intake after the scheduler's pass, the
-        act voids the decision the pass recorded (R10), as an answer does; if the act is
-        then refused, the decision stands (the savepoint undoes both)."""
+        Asked before silence decided but reaching intake after the scheduler's pass, an act
+        that `voids` (one that takes effect at once) voids the decision the pass recorded
+        (R10), as an answer does; if the act is then refused, the decision stands (the
+        savepoint undoes both)."""
         row = await repository.get_request(session, request_id, for_update=True)
         if row is None:
             log.warning("%s for unknown request %s ignored", what, request_id)
@@ -2672,11 +2690,17 @@ class IntakeService:
         try:
             async with session.begin_nested():
                 voided = (
-                    row.implicit_decision is not None
+                    voids
+                    and row.implicit_decision is not None
                     and row.status in _IMPLICIT
                     and row.decision_due_at is not None
                     and at < row.decision_due_at
                 )
+                if voided and what == "pieces" and row.workflow_final:
+                    # The workflow has answered since: that answer, not silence, decided;
+                    # the pieces it asked for before are no longer awaited.
+                    await self._withdraw_decision(session, row, what, at, closed=True)
+                    return
                 if voided:
                     await self._withdraw_decision(session, row, what, at, closed=False)
                 locked, tenant = await self._editable(
@@ -2687,6 +2711,8 @@ class IntakeService:
             if refused.status >= 500:
                 raise  # the remote administration failed: retry later
             log.warning("%s for request %s refused: %s", what, request_id, refused.detail)
+        except ValidationError as refused:  # what routing accepted and intake does not
+            log.warning("%s for request %s refused: %s", what, request_id, refused)
 
 
 _RECEIPT_KINDS = frozenset(kind.value for kind in ReceiptKind)

@@ -290,19 +290,20 @@ class TransferAction(Strict):
 
     @model_validator(mode="after")
     def one_destination(self) -> Self:
-        external = self.administration_name is not None and self.administration_url is not None
-        if (self.tenant is None) == (not external):
-            missing = [
-                name
-                for name in ("administration_name", "administration_url")
-                if getattr(self, name) is None
-            ]
-            raise field_error(
-                missing[0] if self.tenant is None and len(missing) == 1 else "tenant",
-                "Indiquez soit une collectivité (tenant), soit une administration extérieure "
-                "(administration_name et administration_url).",
-            )
-        return self
+        external = ("administration_name", "administration_url")
+        given = [name for name in external if getattr(self, name) is not None]
+        missing = [name for name in external if name not in given]
+        if self.tenant is not None and given:
+            field = given[0]  # both a collectivité and an outside administration
+        elif self.tenant is None and missing:
+            field = missing[0] if given else "tenant"
+        else:
+            return self
+        raise field_error(
+            field,
+            "Indiquez soit une collectivité (tenant), soit une administration extérieure "
+            "(administration_name et administration_url).",
+        )
 
 
 def _named(value: Any) -> Any:
