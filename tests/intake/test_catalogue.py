@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from guichet_intake.schemas import Applicant, ProcedureWrite, ServiceWrite
 from guichet_intake.service import IntakeService
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import submit
+from tests.intake.helpers import body, submit
 
 AT = datetime(2026, 5, 15, 9, 30, tzinfo=UTC)
 
@@ -28,6 +28,14 @@ async def test_r10_sva_procedures_are_published_with_authority_and_delay(
     assert listing.items[1].authority == (
         "Commune d'Admiville — Direction de l'accueil, du courrier et de la location de salles"
     )
+    # The catalogue states a delay only where silence decides: none for the others.
+    catalogue = {
+        p.code: (p.regime.value, p.delay) for p in (await intake.list_procedures("admiville")).items
+    }
+    assert catalogue["reservation-salle"] == ("sva", "2 mois")
+    assert catalogue["subvention-quartier"] == ("svr", "2 mois")
+    assert catalogue["acte-etat-civil"] == ("none", None)
+    assert catalogue["signalement-voirie"] == ("none", None)
 
 
 async def test_r10_catalogue_edit_applies_to_new_requests_only(intake: IntakeService) -> None:
@@ -102,6 +110,8 @@ async def test_procedure_naming_an_unknown_service_is_refused(intake: IntakeServ
         ("siret", "7328293200007", "14 chiffres"),
         ("siren", "732829321", "clé de contrôle"),
         ("rna", "X751234567", "W suivi"),
+        ("siren", "000000000", "clé de contrôle"),  # passes Luhn, numbers nobody
+        ("siret", "00000000000000", "000 000 000"),
     ],
 )
 def test_r7_invalid_identifiers_are_refused_in_french(field: str, value: str, message: str) -> None:
@@ -118,6 +128,8 @@ def test_r7_valid_identifiers_are_accepted_and_normalised() -> None:
     with pytest.raises(ValidationError):
         Applicant(name="La Poste", siret="35600000000002")
     assert Applicant(name="A", rna="w751234567").rna == "W751234567"
+    # La Réunion's prefecture numbers its associations W9R…
+    assert Applicant(name="A", rna="W9R1003737").rna == "W9R1003737"
 
 
 def test_r7_a_siret_must_belong_to_the_siren_given() -> None:
@@ -180,7 +192,80 @@ async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
     assert [p.name for p in refused.value.invalid_params or []] == ["applicant.rna"]
     with pytest.raises(Problem) as wrong_kind:
         await submit(intake, AT, procedure="subvention-quartier")
-    assert [p.name for p in wrong_kind.value.invalid_params or []] == ["applicant.kind"]
+    assert [(p.name, p.reason) for p in wrong_kind.value.invalid_params or []] == [
+        ("applicant.kind", "Cette démarche est réservée aux associations.")
+    ]
+
+
+async def test_r1_r7_a_letter_lacking_identification_is_received_and_says_what_to_ask(
+    intake: IntakeService,
+) -> None:
+    # R7's identification is what an electronic sender must give (décret 2015-1404 art. 2):
+    # a letter from an association without its RNA number is received all the same (R1),
+    # with its AR, and the file says what the agents are to ask for.
+    created = await submit(
+        intake,
+        AT,
+        procedure="subvention-quartier",
+        channel="mail",
+        contact_preference="letter",
+        applicant={
+            "kind": "association",
+            "name": "Les Amis du Parc",
+            "postal_address": {"street": "3 rue des Lilas", "postal_code": "99999", "city": "X"},
+        },
+    )
+    assert created["acknowledgement"]["kind"] == "accuse_reception"
+    followed = await intake.get_request(created["tracking_code"])
+    [note] = [h for h in followed.history if h.status == "identification_incomplete"]
+    assert note.label == (
+        "Identification à compléter pour cette démarche : Une association s'identifie par "
+        "son numéro RNA."
+    )
+
+
+async def test_r7_a_person_living_abroad_gives_their_own_countrys_postal_code(
+    intake: IntakeService,
+) -> None:
+    abroad = {"street": "Rue de la Loi 16", "postal_code": "1000", "city": "Bruxelles"}
+    created = await submit(
+        intake,
+        AT,
+        procedure="inscription-periscolaire",
+        applicant={**PERSON, "postal_address": {**abroad, "country": "Belgique"}},
+    )
+    assert created["acknowledgement"]["kind"] == "accuse_reception"
+    for address, message in (
+        (abroad, "Un code postal français comporte 5 chiffres."),  # France by default
+        ({**abroad, "country": "Belgique", "postal_code": "10/00"}, "des lettres, des chiffres"),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            Applicant.model_validate({"name": "Camille Martin", "postal_address": address})
+        [error] = refused.value.errors()
+        assert error["loc"] == ("postal_address",) and error["ctx"]["field"] == "postal_code"
+        assert message in error["msg"]
+
+
+def test_r6_an_answer_by_a_channel_says_in_french_what_it_needs() -> None:
+    with pytest.raises(ValidationError) as refused:
+        body(contact_preference="letter")
+    assert refused.value.errors()[0]["msg"] == (
+        "Value error, Pour recevoir la réponse par courrier postal, indiquez une adresse "
+        "postale du demandeur."
+    )
+
+
+def test_r6_a_request_received_by_email_keeps_the_address_it_came_from() -> None:
+    # Its AE and AR go back to that address: without it there is nowhere to send them.
+    with pytest.raises(ValidationError) as refused:
+        body(
+            channel="email",
+            contact_preference="sms",
+            applicant={"name": "Camille Martin", "phone": "06 12 34 56 78"},
+        )
+    [error] = refused.value.errors()
+    assert (error["loc"], error["ctx"]["field"]) == (("applicant",), "email")
+    body(channel="sms", contact_preference="sms", applicant={"name": "C", "phone": "0612345678"})
 
 
 async def test_r7_a_request_qualified_later_notes_the_identification_still_to_give(

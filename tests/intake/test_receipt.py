@@ -666,22 +666,29 @@ async def test_a_tenant_in_an_unknown_time_zone_is_refused_when_written(
 async def test_r3_a_tenant_in_a_territory_without_a_holiday_calendar_is_refused_when_written(
     intake: IntakeService,
 ) -> None:
-    # Working days (R3) and extensions follow the territory's holidays: Bas-Rhin is "6AE"
-    # (Alsace) for them, "67" is unknown, refused once, not at a submission.
+    # Working days (R3) and extensions follow the territory's holidays: a territory the
+    # calendar does not know, or whose communes keep another time than the tenant's zone,
+    # is refused once, when written, not at a submission.
     async with intake.db.transaction() as session:
-        for unknown in ("67", "", "Zone A", "Alsace-Moselle"):
+        for unknown in ("75", "", "Zone A", "Alsace-Moselle"):
             with pytest.raises(ValueError, match=f"unknown territory '{unknown}'"):
                 await repository.upsert_tenant(session, "x", "X", "Europe/Paris", unknown)
-        # By its code or its name, stored as its code.
-        for code, territory in (("strasbourg", "6AE"), ("fort-de-france", "Martinique")):
-            assert await repository.upsert_tenant(
-                session, code, code, "America/Martinique", territory
-            )
-        stored = [
-            (await repository.get_tenant(session, code)).territory
-            for code in ("strasbourg", "fort-de-france")
-        ]
-        assert stored == ["6AE", "972"]
+        with pytest.raises(ValueError, match="keeps the time of America/Martinique"):
+            await repository.upsert_tenant(session, "x", "X", "Europe/Paris", "972")
+        with pytest.raises(ValueError, match="keeps the time of Europe/Paris"):
+            await repository.upsert_tenant(session, "x", "X", "America/Martinique", "6AE")
+        # By its code or its name, stored as its code (Bas-Rhin shares Alsace's calendar);
+        # none given, the overseas territory whose zone the tenant keeps, or metropolitan.
+        written = {
+            "strasbourg": ("Europe/Paris", "67", "6AE"),
+            "fort-de-france": ("America/Martinique", "Martinique", "972"),
+            "saint-denis": ("Indian/Reunion", None, "974"),
+            "paris": ("Europe/Paris", None, None),
+        }
+        for code, (zone, territory, _) in written.items():
+            assert await repository.upsert_tenant(session, code, code, zone, territory)
+        stored = {code: (await repository.get_tenant(session, code)).territory for code in written}
+        assert stored == {code: expected for code, (_, _, expected) in written.items()}
 
 
 async def test_r2_verification_says_which_document_the_key_signed(

@@ -200,17 +200,46 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
     return Deadline(state, start, end, suspended, tuple(notes))
 
 
-def territory_code(territory: str | None) -> str | None:
+# Bas-Rhin and Haut-Rhin share Alsace's calendar, which the holidays package names "6AE".
+_ALIASES = {"67": "6AE", "68": "6AE", "Bas-Rhin": "6AE", "Haut-Rhin": "6AE"}
+# Where each territory's communes keep their time: a tenant's zone and territory must agree.
+_ZONES = {
+    "57": ("Europe/Paris",),
+    "6AE": ("Europe/Paris",),
+    "971": ("America/Guadeloupe",),
+    "972": ("America/Martinique",),
+    "973": ("America/Cayenne",),
+    "974": ("Indian/Reunion",),
+    "976": ("Indian/Mayotte",),
+    "BL": ("America/St_Barthelemy",),
+    "MF": ("America/Marigot",),
+    "NC": ("Pacific/Noumea",),
+    "PF": ("Pacific/Tahiti", "Pacific/Marquesas", "Pacific/Gambier"),
+    "PM": ("America/Miquelon",),
+    "WF": ("Pacific/Wallis",),
+}
+
+
+def territory_code(territory: str | None, timezone: str = "Europe/Paris") -> str | None:
     """The holiday calendar's code for a territory given by its code or its name
-    (Moselle → 57, Martinique → 972); one it does not know is refused."""
+    (Moselle → 57, Bas-Rhin → 6AE, Martinique → 972); one it does not know, or whose
+    communes keep another time than `timezone`, is refused. None: metropolitan France,
+    or the overseas territory `timezone` is unambiguously the zone of."""
     if territory is None:
-        return None
+        overseas = [code for code, zones in _ZONES.items() if timezone in zones]
+        if timezone == "Europe/Paris" or len(overseas) != 1:
+            return None
+        return overseas[0]
     calendar = type(holidays.country_holidays("FR"))
-    code = calendar.subdivisions_aliases.get(territory, territory)
+    code = _ALIASES.get(territory) or calendar.subdivisions_aliases.get(territory, territory)
     # Its school-holiday zones are no territory: they carry no public holiday.
     known = [c for c in calendar.subdivisions if not c.startswith("Zone")]
     if code not in known:
         raise ValueError(f"unknown territory {territory!r}: one of {', '.join(known)}, or none")
+    if code in _ZONES and timezone not in _ZONES[code]:
+        raise ValueError(
+            f"territory {territory!r} keeps the time of {' or '.join(_ZONES[code])}, not {timezone}"
+        )
     return code
 
 

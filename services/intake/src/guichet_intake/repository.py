@@ -518,7 +518,7 @@ async def upsert_tenant(
     # Every date of the law is local to it: an unknown zone or territory (whose public
     # holidays set the working days) fails here, once, not at a submission.
     ZoneInfo(timezone)
-    territory = territory_code(territory)
+    territory = territory_code(territory, timezone)
     if await get_tenant(session, code) is not None:
         return False
     await session.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date
 from enum import StrEnum
@@ -114,18 +115,40 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_FRENCH_POSTAL_CODE = re.compile(r"[0-9]{5}")
+_POSTAL_CODE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 -]*[A-Za-z0-9])?")
+
+
 class PostalAddress(Strict):
     street: Annotated[str, Text(1, 200)] = Field(description="Numéro et voie.")
     complement: Annotated[str, Text(max_length=200)] | None = Field(
         default=None, description="Complément (bâtiment, étage…)."
     )
-    postal_code: str = Field(pattern=r"^[0-9]{5}$", description="Code postal (5 chiffres).")
+    postal_code: Annotated[str, Text(1, 10)] = Field(
+        description="Code postal : 5 chiffres en France, celui du pays à l'étranger."
+    )
     city: Annotated[str, Text(1, 100)] = Field(description="Commune.")
     country: Annotated[str, Text(max_length=100)] = Field(default="France", description="Pays.")
 
+    @property
+    def in_france(self) -> bool:
+        return self.country.strip().casefold() == "france"
+
+    @model_validator(mode="after")
+    def postal_code_of_its_country(self) -> Self:
+        # Citizens living abroad use the same services (L112-11): their own country's code.
+        if self.in_france and not _FRENCH_POSTAL_CODE.fullmatch(self.postal_code):
+            raise field_error("postal_code", "Un code postal français comporte 5 chiffres.")
+        if not self.in_france and not _POSTAL_CODE.fullmatch(self.postal_code):
+            raise field_error(
+                "postal_code",
+                "Un code postal s'écrit avec des lettres, des chiffres, des espaces ou des tirets.",
+            )
+        return self
+
     def one_line(self) -> str:
         parts = [self.street, self.complement, f"{self.postal_code} {self.city}"]
-        if self.country != "France":
+        if not self.in_france:
             parts.append(self.country)
         return ", ".join(p for p in parts if p)
 
@@ -246,6 +269,18 @@ class RequestCreate(Strict):
         "acceptation depuis la réception ici (R13).",
     )
 
+    @field_validator("applicant")
+    @classmethod
+    def sent_from_an_address(cls, applicant: Applicant, info: ValidationInfo) -> Applicant:
+        # R6: the receipts of an e-mail go back to the address it came from.
+        if info.data.get("channel") is Channel.email and applicant.email is None:
+            raise field_error(
+                "email",
+                "Une demande reçue par courrier électronique porte l'adresse d'où elle a été "
+                "envoyée : c'est là que l'accusé de réception est adressé.",
+            )
+        return applicant
+
     @field_validator("received_on")
     @classmethod
     def dated_by_the_server_online(
@@ -280,15 +315,21 @@ class RequestCreate(Strict):
         if applicant is None:
             return preference  # the applicant's own errors are answered
         needed = {
-            ContactPreference.email: (applicant.email, "une adresse électronique"),
-            ContactPreference.sms: (applicant.phone, "un numéro de téléphone"),
-            ContactPreference.letter: (applicant.postal_address, "une adresse postale"),
+            ContactPreference.email: (
+                applicant.email,
+                "par courrier électronique",
+                "une adresse électronique",
+            ),
+            ContactPreference.sms: (applicant.phone, "par SMS", "un numéro de téléphone"),
+            ContactPreference.letter: (
+                applicant.postal_address,
+                "par courrier postal",
+                "une adresse postale",
+            ),
         }
-        value, what = needed[preference]
+        value, how, what = needed[preference]
         if value is None:
-            raise ValueError(
-                f"Pour être répondu par « {preference.value} », indiquez {what} du demandeur."
-            )
+            raise ValueError(f"Pour recevoir la réponse {how}, indiquez {what} du demandeur.")
         return preference
 
 
@@ -456,7 +497,10 @@ class ProcedurePublic(BaseModel):
     title: str
     kind: ProcedureKind
     regime: Regime
-    delay: str
+    delay: str | None = Field(
+        description="Délai au terme duquel le silence vaut décision ; absent quand le "
+        "silence ne vaut pas décision (regime none)."
+    )
     extend_to_working_day: bool
     acknowledgement_required: bool
     location_required: bool

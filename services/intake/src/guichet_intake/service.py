@@ -279,6 +279,12 @@ def owes_acknowledgement(procedure: Any, channel: Channel) -> bool:
     return bool(procedure.acknowledgement_required) or channel.electronic
 
 
+_RESERVED_TO = {
+    Identification.person: "aux particuliers (personnes physiques)",
+    Identification.company: "aux entreprises",
+    Identification.association: "aux associations",
+}
+
 # R7 (décret 2015-1404 art. 2): an electronic sender identifies by all four; on paper, at the
 # counter or by phone only the name is needed, so an agent can enter a request for a citizen
 # without e-mail (R22).
@@ -302,7 +308,7 @@ def _identification_problems(
         return [
             InvalidParam(
                 name="applicant.kind",
-                reason=f"Cette démarche est réservée aux demandeurs de type « {required.value} ».",
+                reason=f"Cette démarche est réservée {_RESERVED_TO[required]}.",
             )
         ]
     missing: list[InvalidParam] = []
@@ -329,6 +335,10 @@ def _identification_problems(
             )
         )
     return missing
+
+
+def _to_identify(missing: list[InvalidParam]) -> str:
+    return "Identification à compléter pour cette démarche : " + " ".join(p.reason for p in missing)
 
 
 def _source(data: RequestCreate) -> str:
@@ -463,6 +473,7 @@ class _Context:
     source: str
     signs: bool  # an AR (or AE) is owed at once
     key: SigningKey | None  # None when it could not be had (R23: the receipt is then owed)
+    unidentified: list[InvalidParam]  # what R7 asks that a request on paper lacks
 
 
 @dataclass(frozen=True)
@@ -712,9 +723,10 @@ class IntakeService:
                 "réclamation, adressez-vous à l'accueil de la mairie.",
             )
         procedure = None
+        unidentified: list[InvalidParam] = []
         if data.procedure is not None:
             procedure = await self._procedure(session, data.tenant, data.procedure)
-            self._check_against_procedure(procedure, data)
+            unidentified = self._check_against_procedure(procedure, data)
         # Whether an AR (or, with no procedure yet, an AE) is owed, and the key to sign it.
         signs = (
             owes_acknowledgement(procedure, data.channel) if procedure else data.channel.electronic
@@ -728,7 +740,7 @@ class IntakeService:
             except Exception:
                 # R23: the request is stored all the same; its receipt is owed (the sweep).
                 log.exception("no signing key for %s: the receipt will be owed", tenant.code)
-        return _Context(tenant, procedure, source, signs, key)
+        return _Context(tenant, procedure, source, signs, key, unidentified)
 
     def _build(
         self,
@@ -824,6 +836,14 @@ class IntakeService:
                 occurred_at=received_at,
             )
         )
+        if context.unidentified:
+            # Received all the same (R1): the agents ask for what R7 requires (R11).
+            out.history(
+                request_id,
+                received_at,
+                "identification_incomplete",
+                _to_identify(context.unidentified),
+            )
         request = SimpleNamespace(**values)
         if abuse is not None:
             # R9: kept and visible to agents, but owed no receipt.
@@ -925,10 +945,13 @@ class IntakeService:
         )
         return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
-    def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> None:
+    def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> list[InvalidParam]:
+        """Refusals before anything is stored. Returns what R7 asks that a request on paper,
+        at the counter or by phone lacks: it is received all the same (R1), and the
+        applicant asked for it as missing information (R11)."""
         _check_teleservice(procedure, data.channel, "channel")
         problems = _identification_problems(procedure, data.applicant, data.channel)
-        if problems:
+        if problems and data.channel.electronic:
             raise Problem(
                 422,
                 "identification-required",
@@ -947,6 +970,7 @@ class IntakeService:
                 "puisse intervenir.",
                 [InvalidParam(name="location", reason="Ce champ est obligatoire.")],
             )
+        return problems
 
     def _r9_bounds(
         self, now: datetime, content_hash: str
@@ -1444,12 +1468,7 @@ class IntakeService:
                 # Received all the same (R1); what R7 asks for this procedure is to be
                 # requested from the applicant as missing information (R11).
                 await repository.add_history(
-                    session,
-                    row.id,
-                    now,
-                    "identification_incomplete",
-                    "Identification à compléter pour cette démarche : "
-                    + " ".join(p.reason for p in missing),
+                    session, row.id, now, "identification_incomplete", _to_identify(missing)
                 )
             row = await repository.get_request(session, row.id)
             await self._recompute_clock(session, row, tenant)
@@ -2792,7 +2811,7 @@ def _procedure_public(r: Any) -> ProcedurePublic:
         title=r.title,
         kind=r.kind,
         regime=r.regime,
-        delay=format_delay(r.delay_value, r.delay_unit),
+        delay=format_delay(r.delay_value, r.delay_unit) if r.regime != Regime.none else None,
         extend_to_working_day=r.extend_to_working_day,
         acknowledgement_required=r.acknowledgement_required,
         location_required=r.location_required,
