@@ -190,6 +190,15 @@ async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
             },
         )
     assert [p.name for p in refused.value.invalid_params or []] == ["applicant.rna"]
+    # One of Alsace-Moselle, entered in a court's register, has no RNA number: its SIRET.
+    local_law = {
+        "kind": "association",
+        "name": "Harmonie municipale de Sélestat",
+        "email": "harmonie@example.org",
+        "siret": "73282932000074",
+    }
+    created = await submit(intake, AT, procedure="subvention-quartier", applicant=local_law)
+    assert created["acknowledgement"]["kind"] == "accuse_reception"
     with pytest.raises(Problem) as wrong_kind:
         await submit(intake, AT, procedure="subvention-quartier")
     assert [(p.name, p.reason) for p in wrong_kind.value.invalid_params or []] == [
@@ -220,7 +229,7 @@ async def test_r1_r7_a_letter_lacking_identification_is_received_and_says_what_t
     [note] = [h for h in followed.history if h.status == "identification_incomplete"]
     assert note.label == (
         "Identification à compléter pour cette démarche : Une association s'identifie par "
-        "son numéro RNA."
+        "son numéro RNA (en Alsace-Moselle, par son SIREN ou son SIRET)."
     )
 
 
@@ -284,7 +293,7 @@ async def test_r7_a_request_qualified_later_notes_the_identification_still_to_gi
     [note] = [h for h in qualified.history if h.status == "identification_incomplete"]
     assert note.label == (
         "Identification à compléter pour cette démarche : Une association s'identifie par "
-        "son numéro RNA."
+        "son numéro RNA (en Alsace-Moselle, par son SIREN ou son SIRET)."
     )
     complete = await submit(
         intake, AT, procedure=None, channel="email", applicant={**association, "rna": "W751234567"}

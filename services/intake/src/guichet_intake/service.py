@@ -328,10 +328,16 @@ def _identification_problems(
                 name="applicant.siret", reason="Une entreprise s'identifie par son SIREN ou SIRET."
             )
         )
-    elif kind is ApplicantKind.association and not applicant.rna:
+    elif kind is ApplicantKind.association and not (
+        applicant.rna or applicant.siret or applicant.siren
+    ):
+        # Alsace-Moselle's associations are entered in a court's register, not in the RNA:
+        # they give their SIREN or SIRET instead.
         missing.append(
             InvalidParam(
-                name="applicant.rna", reason="Une association s'identifie par son numéro RNA."
+                name="applicant.rna",
+                reason="Une association s'identifie par son numéro RNA (en Alsace-Moselle, "
+                "par son SIREN ou son SIRET).",
             )
         )
     return missing
