@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from guichet_intake.schemas import Applicant, ProcedureWrite, ServiceWrite
 from guichet_intake.service import IntakeService
+from guichet_plumbing.auth import Kind, Principal
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import body, submit
 
@@ -175,6 +176,30 @@ async def test_r7_person_identification_names_each_missing_field(intake: IntakeS
     ]
     created = await submit(intake, AT, procedure="inscription-periscolaire", applicant=PERSON)
     assert created["acknowledgement"]["kind"] == "accuse_reception"
+
+
+async def test_r7_franceconnect_identifies_a_person_even_with_no_given_name(
+    intake: IntakeService,
+) -> None:
+    # R7 accepts FranceConnect's identification: a citizen signed in through it, who has
+    # no given name to give, files as anyone else does. Acting for another by mandate, or
+    # not signed in, the four fields are asked as before.
+    no_given_name = {"name": "Aminata Diallo", "family_name": "Diallo", "email": "a@example.org"}
+    signed_in = Principal(
+        Kind.citizen,
+        subject="fc-aminata",
+        identity={"family_name": "DIALLO", "given_name": "", "birthdate": "1990-03-02"},
+    )
+    filed = await intake.submit(
+        body(procedure="inscription-periscolaire", applicant=no_given_name),
+        None,
+        now=AT,
+        principal=signed_in,
+    )
+    assert filed.status_code == 201
+    with pytest.raises(Problem) as refused:
+        await submit(intake, AT, procedure="inscription-periscolaire", applicant=no_given_name)
+    assert "applicant.given_name" in [p.name for p in refused.value.invalid_params or []]
 
 
 async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:

@@ -297,9 +297,10 @@ _PERSON_FIELDS = (
 
 
 def _identification_problems(
-    procedure: Any, applicant: Applicant, channel: Channel
+    procedure: Any, applicant: Applicant, channel: Channel, franceconnected: bool = False
 ) -> list[InvalidParam]:
-    """R7: what the procedure requires of the applicant to identify them."""
+    """R7: what the procedure requires of the applicant to identify them; a person
+    FranceConnect identified has nothing more to give."""
     required = Identification(procedure.identification)
     if required is Identification.none:
         return []
@@ -312,7 +313,7 @@ def _identification_problems(
             )
         ]
     missing: list[InvalidParam] = []
-    if kind is ApplicantKind.person:
+    if kind is ApplicantKind.person and not franceconnected:
         for field, label, electronic_only in _PERSON_FIELDS:
             if electronic_only and not channel.electronic:
                 continue
@@ -610,7 +611,7 @@ class IntakeService:
                     return stored
             # The server's clock, never the client's, fixes the legal date of reception.
             received_at = now or datetime.now(UTC)
-            context = await self._context(session, data, received_at)
+            context = await self._context(session, data, received_at, principal)
             content_hash = _content_hash(data)
             activity = await repository.source_activity(
                 session,
@@ -662,17 +663,17 @@ class IntakeService:
         if kept is not None:
             return idempotency.stored_answer(*kept, body_print)
         try:
-            context = await self._context(None, data, received_at)
+            context = await self._context(None, data, received_at, principal)
         except _CacheMiss:
             # Once per TTL one submission loads the catalogue (and creates a first key) in
             # a session; those arriving meanwhile wait for it instead of loading it too.
             lock = self._loading.setdefault(data.tenant, asyncio.Lock())
             async with lock:
                 try:
-                    context = await self._context(None, data, received_at)
+                    context = await self._context(None, data, received_at, principal)
                 except _CacheMiss:
                     async with self.db.transaction() as session:
-                        context = await self._context(session, data, received_at)
+                        context = await self._context(session, data, received_at, principal)
         owner = self._pseudonym(principal, data.tenant, _family(context.procedure))
         built = self._build(data, context, content_hash, activity, received_at, principal, owner)
         remembered = (
@@ -709,7 +710,7 @@ class IntakeService:
                 attempt += 1
 
     async def _context(
-        self, session: AsyncSession | None, data: RequestCreate, now: datetime
+        self, session: AsyncSession | None, data: RequestCreate, now: datetime, sender: Principal
     ) -> _Context:
         """Who receives it and under which procedure; refusals before anything is stored.
 
@@ -732,7 +733,7 @@ class IntakeService:
         unidentified: list[InvalidParam] = []
         if data.procedure is not None:
             procedure = await self._procedure(session, data.tenant, data.procedure)
-            unidentified = self._check_against_procedure(procedure, data)
+            unidentified = self._check_against_procedure(procedure, data, sender)
         # Whether an AR (or, with no procedure yet, an AE) is owed, and the key to sign it.
         signs = (
             owes_acknowledgement(procedure, data.channel) if procedure else data.channel.electronic
@@ -951,12 +952,21 @@ class IntakeService:
         )
         return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
-    def _check_against_procedure(self, procedure: Any, data: RequestCreate) -> list[InvalidParam]:
+    def _check_against_procedure(
+        self, procedure: Any, data: RequestCreate, sender: Principal
+    ) -> list[InvalidParam]:
         """Refusals before anything is stored. Returns what R7 asks that a request on paper,
         at the counter or by phone lacks: it is received all the same (R1), and the
         applicant asked for it as missing information (R11)."""
         _check_teleservice(procedure, data.channel, "channel")
-        problems = _identification_problems(procedure, data.applicant, data.channel)
+        # R7 accepts FranceConnect's identification: a citizen signed in through it, acting
+        # for themselves, has given who they are (even with no given name to give).
+        franceconnected = (
+            sender.kind is Kind.citizen and bool(sender.identity) and sender.acting_for is None
+        )
+        problems = _identification_problems(
+            procedure, data.applicant, data.channel, franceconnected
+        )
         if problems and data.channel.electronic:
             raise Problem(
                 422,
