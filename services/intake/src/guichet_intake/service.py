@@ -1163,8 +1163,9 @@ class IntakeService:
 
     async def verify(self, token: str) -> VerifyResult:
         """R2: authentic if signed by a key of the collectivité the receipt names. On a
-        platform hosting many, one collectivité's key never vouches for another's receipt,
-        retired keys included (old receipts must still verify)."""
+        platform hosting many, one collectivité's key never vouches for another's receipt.
+        Retired keys stay published (old receipts must still verify), and vouch only for
+        what is kept on record."""
         async with self.db.sessions() as session:
             rows = await repository.signing_keys_for(session)
             verified = verify(token, Keyring.public_keys(rows)["keys"])
@@ -1312,12 +1313,7 @@ class IntakeService:
         status reopened it (incomplete still if pieces are awaited); the other acts then
         apply to it as it was before the pass."""
         tenant = await self._tenant_row(session, row.tenant)
-        values: dict[str, Any] = {
-            "implicit_decision": None,
-            "clock_state": "none",
-            "decision_last_day": None,
-            "decision_due_at": None,
-        }
+        values: dict[str, Any] = {"implicit_decision": None, **_NO_CLOCK}
         if closed or act == "answer":
             values.update(_NOTHING_MORE_DUE)  # an answered file owes no receipt either
         if act == "answer":
@@ -2761,13 +2757,8 @@ _ACTS = {
 TRANSFER_TYPE = "guichet.transfer.v1"
 
 # Transferred (R12) or answered: no implicit decision, and no receipt left to issue here.
-_NOTHING_MORE_DUE = {
-    "clock_state": "none",
-    "decision_last_day": None,
-    "decision_due_at": None,
-    "receipt_due_on": None,
-    "registration_due_on": None,
-}
+_NO_CLOCK = {"clock_state": "none", "decision_last_day": None, "decision_due_at": None}
+_NOTHING_MORE_DUE = {**_NO_CLOCK, "receipt_due_on": None, "registration_due_on": None}
 
 
 def _owes_ar(procedure: Any, row: Any) -> bool:
