@@ -677,12 +677,17 @@ async def test_r3_a_tenant_in_a_territory_without_a_holiday_calendar_is_refused_
             await repository.upsert_tenant(session, "x", "X", "Europe/Paris", "972")
         with pytest.raises(ValueError, match="keeps the time of Europe/Paris"):
             await repository.upsert_tenant(session, "x", "X", "America/Martinique", "6AE")
+        # Saint-Martin keeps Guadeloupe's time: the zone agrees, its calendar is its own.
+        assert await repository.upsert_tenant(
+            session, "marigot", "Saint-Martin", "America/Guadeloupe", "MF"
+        )
         # By its code or its name, stored as its code (Bas-Rhin shares Alsace's calendar);
         # none given, the overseas territory whose zone the tenant keeps, or metropolitan.
         written = {
             "strasbourg": ("Europe/Paris", "67", "6AE"),
             "fort-de-france": ("America/Martinique", "Martinique", "972"),
             "saint-denis": ("Indian/Reunion", None, "974"),
+            "pointe-a-pitre": ("America/Guadeloupe", None, "971"),
             "paris": ("Europe/Paris", None, None),
         }
         for code, (zone, territory, _) in written.items():

@@ -502,17 +502,22 @@ async def test_r5_r10_an_attestation_of_a_voided_acceptance_attests_nothing_afte
     assert await intake.attestation(code) == second
 
 
-async def test_r10_r12_an_outside_transfer_kept_to_be_sent_leaves_the_decision_standing(
+async def test_r10_r12_an_outside_transfer_consumed_after_the_pass_is_cancelled_as_the_sweep_does(
     intake: IntakeService,
 ) -> None:
-    """A transfer to an outside administration asked in time but consumed after the pass is
-    only kept to be sent; it takes effect when accepted there, as when it is asked before
-    the pass. Meanwhile the acceptance stands, and the sweep does not send it."""
+    """A transfer to an outside administration takes effect once accepted there: one still
+    unsent when silence decides is cancelled by the sweep. One asked in time but consumed
+    after the pass is answered alike: the acceptance stands, the cancellation is said."""
     created = await submit(intake, RECEIVED)
     assert await intake.decide_due(now=PASS) == 1
     await ask_transfer_by_workflow(intake, created, "https://transmissions.example/in", IN_TIME)
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_accepted"
+    assert (followed.history[-1].status, followed.history[-1].label) == (
+        "transfer_cancelled",
+        "Transmission à Préfecture de la Zone annulée : la demande est close (Acceptée "
+        "implicitement).",
+    )
     assert await outbox_events(intake.db, "intake.request.implicit_decision_void.v1") == []
     assert await intake.attestation(created["tracking_code"])
 
@@ -570,3 +575,54 @@ async def test_r11_pieces_intake_cannot_accept_do_not_hold_back_the_events_behin
     assert followed.status.value == "received"
     await pieces_asked_by_workflow(intake, created, datetime(2026, 5, 20, 10, 0, tzinfo=UTC))
     assert (await intake.get_request(created["tracking_code"])).status.value == "incomplete"
+
+
+async def test_r12_a_transfer_intake_cannot_read_is_given_back_to_the_service(
+    intake: IntakeService,
+) -> None:
+    # A circuit stored before routing checked it names a collectivité and an outside
+    # administration's name: intake cannot make that transfer, and says so to routing,
+    # which gives the request back to its service.
+    await add_neighbour(intake.db)
+    created = await submit(intake, RECEIVED)
+    request_id = uuid.UUID(created["id"])
+    await idempotent(
+        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
+    )(
+        TransferRequested(
+            request_id=request_id,
+            tracking_code=created["tracking_code"],
+            tenant="voisinville",
+            administration_name="Commune de Voisinville",
+            administration_url=None,
+            reason="Compétence de Voisinville.",
+            requested_at=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+        ).envelope(tenant="admiville", subject=str(request_id))
+    )
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "received"
+    [told] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
+    assert "destination valide" in told.data["detail"]
+
+
+async def test_r10_the_answer_a_void_acceptance_yields_to_stops_the_clock_for_good(
+    intake: IntakeService,
+) -> None:
+    """Answered on 16 July after the pass, its request for pieces of 15 July consumed later:
+    closed by that answer. Reopened on 20 July and asked for pieces on the 21st, the file
+    gets no clock again: the answer stopped it for good (R10)."""
+    created = await submit(intake, RECEIVED)
+    code = created["tracking_code"]
+    assert await intake.decide_due(now=PASS) == 1
+    await close_by_workflow(intake, created, datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+    await pieces_asked_by_workflow(intake, created, IN_TIME)
+    assert (await intake.get_request(code)).status.value == "closed"
+    await close_by_workflow(intake, created, datetime(2026, 7, 20, 8, 0, tzinfo=UTC), **REOPENED)
+    asked = await intake.request_pieces(
+        code,
+        MissingPiecesCreate(pieces=["Plan de la salle"], due_on=date(2026, 8, 1)),
+        now=datetime(2026, 7, 21, 8, 0, tzinfo=UTC),
+    )
+    assert asked.implicit_decision is not None
+    assert asked.implicit_decision.decision_date is None
+    assert await intake.decide_due(now=datetime(2026, 12, 1, tzinfo=UTC)) == 0

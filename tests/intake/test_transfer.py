@@ -139,6 +139,32 @@ async def test_r13_transfer_notice_of_an_unqualified_request_states_both_rules(
     assert "Commune de Voisinville vous adressera un accusé de réception" in notice.mentions[2]
 
 
+async def test_r12_a_transfer_keeps_the_country_of_an_address_abroad(
+    intake: IntakeService,
+) -> None:
+    # The collectivité it is transferred to writes to the applicant: a letter to Brussels
+    # must say Belgium.
+    await add_neighbour(intake.db)
+    abroad = {"street": "Rue de la Loi 16", "postal_code": "1000", "city": "Bruxelles"}
+    created = await submit(
+        intake,
+        datetime(2026, 5, 15, 9, 0, tzinfo=UTC),
+        channel="mail",
+        contact_preference="letter",
+        applicant={"name": "Camille Martin", "postal_address": {**abroad, "country": "Belgique"}},
+    )
+    await intake.transfer(
+        created["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="Compétence de Voisinville."),
+        now=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+    )
+    received = await outbox_events(intake.db, "intake.request.received.v1")
+    [there] = [e for e in received if e.tenant == "voisinville"]
+    assert there.data["applicant"]["postal_address"] == (
+        "Rue de la Loi 16, 1000 Bruxelles, Belgique"
+    )
+
+
 async def test_r12_transfer_tells_the_applicant_and_r4_receipt_due_from_new_seizure(
     intake: IntakeService,
 ) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -202,7 +202,7 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
 
 # Bas-Rhin and Haut-Rhin share Alsace's calendar, which the holidays package names "6AE".
 _ALIASES = {"67": "6AE", "68": "6AE", "Bas-Rhin": "6AE", "Haut-Rhin": "6AE"}
-# Where each territory's communes keep their time: a tenant's zone and territory must agree.
+# The time each territory's communes keep: a tenant's zone and territory must agree.
 _ZONES = {
     "57": ("Europe/Paris",),
     "6AE": ("Europe/Paris",),
@@ -218,27 +218,38 @@ _ZONES = {
     "PM": ("America/Miquelon",),
     "WF": ("Pacific/Wallis",),
 }
+_OVERSEAS = {
+    zone: code for code, zones in _ZONES.items() for zone in zones if code not in ("57", "6AE")
+}
+# Offsets compared in each season: zones agree if they keep the same time all year.
+_SEASONS = tuple(datetime(2026, month, 15, 12, tzinfo=UTC) for month in (1, 4, 7, 10))
+
+
+def _same_time(zone: str, other: str) -> bool:
+    return all(
+        at.astimezone(ZoneInfo(zone)).utcoffset() == at.astimezone(ZoneInfo(other)).utcoffset()
+        for at in _SEASONS
+    )
 
 
 def territory_code(territory: str | None, timezone: str = "Europe/Paris") -> str | None:
     """The holiday calendar's code for a territory given by its code or its name
     (Moselle → 57, Bas-Rhin → 6AE, Martinique → 972); one it does not know, or whose
-    communes keep another time than `timezone`, is refused. None: metropolitan France,
-    or the overseas territory `timezone` is unambiguously the zone of."""
+    communes keep another time than `timezone`, is refused. None given: the overseas
+    territory `timezone` is named for (America/Martinique → 972), else metropolitan
+    France (Saint-Martin, on Guadeloupe's time, says MF)."""
     if territory is None:
-        overseas = [code for code, zones in _ZONES.items() if timezone in zones]
-        if timezone == "Europe/Paris" or len(overseas) != 1:
-            return None
-        return overseas[0]
+        return _OVERSEAS.get(timezone)
     calendar = type(holidays.country_holidays("FR"))
     code = _ALIASES.get(territory) or calendar.subdivisions_aliases.get(territory, territory)
     # Its school-holiday zones are no territory: they carry no public holiday.
     known = [c for c in calendar.subdivisions if not c.startswith("Zone")]
     if code not in known:
         raise ValueError(f"unknown territory {territory!r}: one of {', '.join(known)}, or none")
-    if code in _ZONES and timezone not in _ZONES[code]:
+    if code in _ZONES and not any(_same_time(timezone, zone) for zone in _ZONES[code]):
         raise ValueError(
-            f"territory {territory!r} keeps the time of {' or '.join(_ZONES[code])}, not {timezone}"
+            f"territory {territory!r} keeps the time of {' or '.join(_ZONES[code])}, "
+            f"not {timezone}'s"
         )
     return code
 

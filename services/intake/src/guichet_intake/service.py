@@ -1900,9 +1900,7 @@ class IntakeService:
                     name=applicant["name"],
                     email=applicant.get("email"),
                     phone=applicant.get("phone"),
-                    postal_address=", ".join(v for k, v in address.items() if v and k != "country")
-                    if address
-                    else None,
+                    postal_address=_address_line(address) if address else None,
                 ),
                 contact_preference=row.contact_preference,
                 payload=row.payload,
@@ -2234,9 +2232,7 @@ class IntakeService:
                     tracking_code=latest.tracking_code,
                     name=applicant["name"],
                     email=applicant.get("email"),
-                    postal_address=PostalAddress.model_validate(address).one_line()
-                    if address
-                    else None,
+                    postal_address=_address_line(address) if address else None,
                     title="Information sur le caractère abusif de vos envois",
                     notice=notices.abusive_source(tenant_name=row.name, reason=reason),
                     noticed_at=now,
@@ -2622,6 +2618,10 @@ class IntakeService:
             # The service took back what its workflow had closed (a transfer that failed,
             # a reopening): open here again; the answer stopped the clock for good.
             values["status"] = RequestStatus.processing.value
+        elif status in _IMPLICIT and event.final and "transfer" not in event.actions:
+            # An answer after silence decided: the decision stands; should it be found void
+            # (an act made in time, consumed late), this answer still stops the clock.
+            values["answered_at"] = event.changed_at
         await repository.update_request(session, event.request_id, values)
         await repository.add_history(
             session, event.request_id, event.changed_at, event.status, event.label
@@ -2631,7 +2631,7 @@ class IntakeService:
         """The service's workflow asks for pieces: intake issues the legal request (R11)."""
         event = PiecesRequested.model_validate(envelope.data)
 
-        async def act(row: Any, tenant: Any, voided: bool) -> None:
+        async def act(row: Any, tenant: Any) -> None:
             today = local_date(event.requested_at, tenant.timezone)
             body = MissingPiecesCreate(
                 pieces=event.pieces,
@@ -2645,56 +2645,67 @@ class IntakeService:
     async def on_transfer_requested(self, session: AsyncSession, envelope: Any) -> None:
         """The service's workflow sends the request on: intake transfers it (R12)."""
         event = TransferRequested.model_validate(envelope.data)
+        at = event.requested_at
+        asked: list[TransferCreate] = []
 
-        async def act(row: Any, tenant: Any, voided: bool) -> None:
-            body = TransferCreate.model_validate(
-                event.model_dump(
-                    include={"tenant", "administration_name", "administration_url", "reason"},
-                    exclude_none=True,
-                )
-            )
+        async def act(row: Any, tenant: Any) -> None:
             try:
-                async with session.begin_nested():
-                    await self._transfer(session, row, tenant, body, event.requested_at)
-            except Problem as refused:
-                if refused.status >= 500 or refused.slug == "transfer-pending":
-                    raise  # the pending transfer's own outcome will be told
-                if voided:
-                    raise  # the decision it would have voided stands: see `_on_routing_act`
-                # Refused here before any send (unknown or own tenant, host not allowed,
-                # too large to sign): the workflow's service takes the request back.
-                at = event.requested_at
-                if body.tenant is None:
-                    # Kept as refused, so operators see it too.
-                    await repository.delete_outgoing_transfer(session, row.id)
-                    await repository.insert_outgoing_transfer(
-                        session,
-                        _outgoing(
-                            row.id,
-                            body,
-                            at,
-                            token="",
-                            next_attempt_at=at,
-                            attempts=1,
-                            last_error=refused.detail[:200],
-                            refused_at=at,
-                        ),
+                body = TransferCreate.model_validate(
+                    event.model_dump(
+                        include={"tenant", "administration_name", "administration_url", "reason"},
+                        exclude_none=True,
                     )
-                destination = body.administration_name or ""
-                if body.tenant is not None:
-                    named = await repository.get_tenant(session, body.tenant)
-                    destination = named.name if named else body.tenant
-                await _not_transferred(session, row, at, destination, refused.detail)
+                )
+            except ValidationError as exc:  # a circuit written before routing checked it
+                raise Problem(
+                    422,
+                    "transfer-invalid",
+                    "Transmission impossible",
+                    "La transmission demandée par le circuit ne désigne pas une destination "
+                    "valide : une collectivité, ou une administration avec son adresse.",
+                ) from exc
+            asked.append(body)
+            await self._transfer(session, row, tenant, body, at)
 
-        # A transfer to an outside administration is only kept to be sent, and takes effect
-        # when accepted there: meanwhile the decision stands, as when it is sent in time.
+        async def refused(problem: Problem) -> None:
+            # Not made (its savepoint undone): the workflow's service takes the request
+            # back, unless it was closed or decided before it could be, which the sweep
+            # also answers so.
+            if problem.slug == "transfer-pending":
+                return  # the pending transfer's own outcome will be told
+            row = await repository.get_request(session, event.request_id)
+            destination = event.administration_name or ""
+            if event.tenant is not None:
+                named = await repository.get_tenant(session, event.tenant)
+                destination = named.name if named else event.tenant
+            # Dated no earlier than the decision it yields to, so the history reads in order.
+            decided = row.decision_due_at if row.implicit_decision else None
+            if await _cancelled(session, row, destination, max(at, decided or at)):
+                return
+            if asked and asked[0].tenant is None:
+                # Refused here before any send (host not allowed, too large to sign): kept
+                # as refused, so operators see it too.
+                await repository.delete_outgoing_transfer(session, row.id)
+                await repository.insert_outgoing_transfer(
+                    session,
+                    _outgoing(
+                        row.id,
+                        asked[0],
+                        at,
+                        token="",
+                        next_attempt_at=at,
+                        attempts=1,
+                        last_error=problem.detail[:200],
+                        refused_at=at,
+                    ),
+                )
+            await _not_transferred(session, row, at, destination, problem.detail)
+
+        # A transfer to an outside administration takes effect once accepted there: one asked
+        # in time but consumed after the pass voids nothing, as one still unsent at the
+        # deadline does not (the sweep cancels it).
         await self._on_routing_act(
-            session,
-            event.request_id,
-            event.requested_at,
-            "transfer",
-            act,
-            voids=event.tenant is not None,
+            session, event.request_id, at, "transfer", act, refused, voids=event.tenant is not None
         )
 
     async def _on_routing_act(
@@ -2703,7 +2714,8 @@ class IntakeService:
         request_id: uuid.UUID,
         at: datetime,
         what: str,
-        act: Callable[[Any, Any, bool], Awaitable[None]],
+        act: Callable[[Any, Any], Awaitable[None]],
+        refused: Callable[[Problem], Awaitable[None]] | None = None,
         voids: bool = True,
     ) -> None:
         """Run a legal act routing asked for (`what`, one of `_ACTS`), or log why it cannot
@@ -2713,7 +2725,7 @@ class IntakeService:
         Asked before silence decided but reaching intake after the scheduler's pass, an act
         that `voids` (one that takes effect at once) voids the decision the pass recorded
         (R10), as an answer does; if the act is then refused, the decision stands (the
-        savepoint undoes both)."""
+        savepoint undoes both), and `refused` answers it."""
         row = await repository.get_request(session, request_id, for_update=True)
         if row is None:
             log.warning("%s for unknown request %s ignored", what, request_id)
@@ -2737,13 +2749,15 @@ class IntakeService:
                 locked, tenant = await self._editable(
                     session, row.tracking_code, SYSTEM, "instruct", at
                 )
-                await act(locked, tenant, voided)
-        except Problem as refused:
-            if refused.status >= 500:
+                await act(locked, tenant)
+        except Problem as problem:
+            if problem.status >= 500:
                 raise  # the remote administration failed: retry later
-            log.warning("%s for request %s refused: %s", what, request_id, refused.detail)
-        except ValidationError as refused:  # what routing accepted and intake does not
-            log.warning("%s for request %s refused: %s", what, request_id, refused)
+            log.warning("%s for request %s refused: %s", what, request_id, problem.detail)
+            if refused is not None:
+                await refused(problem)
+        except ValidationError as invalid:  # what routing accepted and intake does not
+            log.warning("%s for request %s refused: %s", what, request_id, invalid)
 
 
 _RECEIPT_KINDS = frozenset(kind.value for kind in ReceiptKind)
@@ -2786,6 +2800,11 @@ def _check_teleservice(procedure: Any, channel: Channel, field: str) -> None:
             "ne peut pas être instruite : indiquez ce téléservice au demandeur.",
             [InvalidParam(name=field, reason="Utilisez le téléservice de la démarche.")],
         )
+
+
+def _address_line(address: dict[str, Any]) -> str:
+    """A stored postal address on one line, as letters are addressed (its country if abroad)."""
+    return PostalAddress.model_validate(address).one_line()
 
 
 def _regime_snapshot(procedure: Any) -> dict[str, Any]:
