@@ -11,7 +11,7 @@ from guichet_intake.schemas import Applicant, ProcedureWrite, ServiceWrite
 from guichet_intake.service import IntakeService
 from guichet_plumbing.auth import Kind, Principal
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import body, submit
+from tests.intake.helpers import add_tenant, body, submit
 
 AT = datetime(2026, 5, 15, 9, 30, tzinfo=UTC)
 
@@ -215,20 +215,78 @@ async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
             },
         )
     assert [p.name for p in refused.value.invalid_params or []] == ["applicant.rna"]
-    # One of Alsace-Moselle, entered in a court's register, has no RNA number: its SIRET.
-    local_law = {
+    # Elsewhere than in Alsace-Moselle, a SIRET is no association's identification.
+    with_siret = {
         "kind": "association",
-        "name": "Harmonie municipale de Sélestat",
+        "name": "Harmonie municipale",
         "email": "harmonie@example.org",
         "siret": "73282932000074",
     }
-    created = await submit(intake, AT, procedure="subvention-quartier", applicant=local_law)
-    assert created["acknowledgement"]["kind"] == "accuse_reception"
+    with pytest.raises(Problem) as no_rna:
+        await submit(intake, AT, procedure="subvention-quartier", applicant=with_siret)
+    assert [p.name for p in no_rna.value.invalid_params or []] == ["applicant.rna"]
     with pytest.raises(Problem) as wrong_kind:
         await submit(intake, AT, procedure="subvention-quartier")
     assert [(p.name, p.reason) for p in wrong_kind.value.invalid_params or []] == [
         ("applicant.kind", "Cette démarche est réservée aux associations.")
     ]
+
+
+async def test_r7_an_association_of_alsace_moselle_may_give_its_siret(
+    intake: IntakeService,
+) -> None:
+    # Entered in a court's register (local law), it may have no RNA number: its SIREN or
+    # SIRET identifies it; with neither, the refusal says both ways.
+    await add_tenant(
+        intake.db,
+        "selestat",
+        "Ville de Sélestat",
+        "Europe/Paris",
+        "67",
+        procedures={"subvention": {"identification": "association"}},
+    )
+    harmonie = {"kind": "association", "name": "Harmonie de Sélestat", "email": "h@example.org"}
+    created = await submit(
+        intake,
+        AT,
+        tenant="selestat",
+        procedure="subvention",
+        applicant={**harmonie, "siret": "73282932000074"},
+    )
+    assert created["acknowledgement"]["kind"] == "accuse_reception"
+    with pytest.raises(Problem) as refused:
+        await submit(intake, AT, tenant="selestat", procedure="subvention", applicant=harmonie)
+    [problem] = refused.value.invalid_params or []
+    assert (problem.name, problem.reason) == (
+        "applicant.rna",
+        "Une association s'identifie par son numéro RNA ou, inscrite au registre du "
+        "tribunal, par son SIREN ou son SIRET.",
+    )
+
+
+async def test_r1_r7_a_letter_from_the_wrong_kind_of_applicant_is_received_to_be_checked(
+    intake: IntakeService,
+) -> None:
+    # A company writes for a procedure reserved to associations: received (R1), the note
+    # says what to check, not what the applicant could add.
+    created = await submit(
+        intake,
+        AT,
+        procedure="subvention-quartier",
+        channel="mail",
+        contact_preference="letter",
+        applicant={
+            "kind": "company",
+            "name": "Société X",
+            "siret": "73282932000074",
+            "postal_address": {"street": "1 rue Haute", "postal_code": "99999", "city": "X"},
+        },
+    )
+    followed = await intake.get_request(created["tracking_code"])
+    [note] = [h for h in followed.history if h.status == "identification_incomplete"]
+    assert note.label == (
+        "Demandeur à vérifier pour cette démarche : Cette démarche est réservée aux associations."
+    )
 
 
 async def test_r1_r7_a_letter_lacking_identification_is_received_and_says_what_to_ask(
@@ -254,7 +312,7 @@ async def test_r1_r7_a_letter_lacking_identification_is_received_and_says_what_t
     [note] = [h for h in followed.history if h.status == "identification_incomplete"]
     assert note.label == (
         "Identification à compléter pour cette démarche : Une association s'identifie par "
-        "son numéro RNA (en Alsace-Moselle, par son SIREN ou son SIRET)."
+        "son numéro RNA."
     )
 
 
@@ -318,7 +376,7 @@ async def test_r7_a_request_qualified_later_notes_the_identification_still_to_gi
     [note] = [h for h in qualified.history if h.status == "identification_incomplete"]
     assert note.label == (
         "Identification à compléter pour cette démarche : Une association s'identifie par "
-        "son numéro RNA (en Alsace-Moselle, par son SIREN ou son SIRET)."
+        "son numéro RNA."
     )
     complete = await submit(
         intake, AT, procedure=None, channel="email", applicant={**association, "rna": "W751234567"}

@@ -279,6 +279,7 @@ def owes_acknowledgement(procedure: Any, channel: Channel) -> bool:
     return bool(procedure.acknowledgement_required) or channel.electronic
 
 
+_LOCAL_LAW = ("57", "6AE")  # Alsace-Moselle, with its own law of associations
 _RESERVED_TO = {
     Identification.person: "aux particuliers (personnes physiques)",
     Identification.company: "aux entreprises",
@@ -297,7 +298,11 @@ _PERSON_FIELDS = (
 
 
 def _identification_problems(
-    procedure: Any, applicant: Applicant, channel: Channel, franceconnected: bool = False
+    procedure: Any,
+    applicant: Applicant,
+    channel: Channel,
+    territory: str | None,
+    franceconnected: bool = False,
 ) -> list[InvalidParam]:
     """R7: what the procedure requires of the applicant to identify them; a person
     FranceConnect identified has nothing more to give."""
@@ -329,22 +334,30 @@ def _identification_problems(
                 name="applicant.siret", reason="Une entreprise s'identifie par son SIREN ou SIRET."
             )
         )
-    elif kind is ApplicantKind.association and not (
-        applicant.rna or applicant.siret or applicant.siren
-    ):
+    elif kind is ApplicantKind.association and territory in _LOCAL_LAW:
         # Alsace-Moselle's associations are entered in a court's register, not in the RNA:
-        # they give their SIREN or SIRET instead.
+        # those without an RNA number give their SIREN or SIRET.
+        if not (applicant.rna or applicant.siret or applicant.siren):
+            missing.append(
+                InvalidParam(
+                    name="applicant.rna",
+                    reason="Une association s'identifie par son numéro RNA ou, inscrite au "
+                    "registre du tribunal, par son SIREN ou son SIRET.",
+                )
+            )
+    elif kind is ApplicantKind.association and not applicant.rna:
         missing.append(
             InvalidParam(
-                name="applicant.rna",
-                reason="Une association s'identifie par son numéro RNA (en Alsace-Moselle, "
-                "par son SIREN ou son SIRET).",
+                name="applicant.rna", reason="Une association s'identifie par son numéro RNA."
             )
         )
     return missing
 
 
 def _to_identify(missing: list[InvalidParam]) -> str:
+    """The note for agents on a request received without what R7 asks (R1)."""
+    if missing[0].name == "applicant.kind":  # nothing the applicant can add: to check
+        return "Demandeur à vérifier pour cette démarche : " + missing[0].reason
     return "Identification à compléter pour cette démarche : " + " ".join(p.reason for p in missing)
 
 
@@ -733,7 +746,7 @@ class IntakeService:
         unidentified: list[InvalidParam] = []
         if data.procedure is not None:
             procedure = await self._procedure(session, data.tenant, data.procedure)
-            unidentified = self._check_against_procedure(procedure, data, sender)
+            unidentified = self._check_against_procedure(procedure, data, sender, tenant.territory)
         # Whether an AR (or, with no procedure yet, an AE) is owed, and the key to sign it.
         signs = (
             owes_acknowledgement(procedure, data.channel) if procedure else data.channel.electronic
@@ -953,7 +966,7 @@ class IntakeService:
         return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
     def _check_against_procedure(
-        self, procedure: Any, data: RequestCreate, sender: Principal
+        self, procedure: Any, data: RequestCreate, sender: Principal, territory: str | None
     ) -> list[InvalidParam]:
         """Refusals before anything is stored. Returns what R7 asks that a request on paper,
         at the counter or by phone lacks: it is received all the same (R1), and the
@@ -965,7 +978,7 @@ class IntakeService:
             sender.kind is Kind.citizen and bool(sender.identity) and sender.acting_for is None
         )
         problems = _identification_problems(
-            procedure, data.applicant, data.channel, franceconnected
+            procedure, data.applicant, data.channel, territory, franceconnected
         )
         if problems and data.channel.electronic:
             raise Problem(
@@ -1472,7 +1485,9 @@ class IntakeService:
             except ValidationError:  # kept under an earlier version's rules: not judged here
                 applicant = None
             missing = (
-                _identification_problems(procedure, applicant, Channel(row.channel))
+                _identification_problems(
+                    procedure, applicant, Channel(row.channel), tenant.territory
+                )
                 if applicant is not None
                 else []
             )
