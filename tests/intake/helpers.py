@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from datetime import date, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
-from guichet_routing.events import StatusChanged
+from guichet_routing.events import StatusChanged, TransferRequested
 
 CAMILLE = {"name": "Camille Martin", "email": "camille.martin@example.org"}
 
@@ -170,4 +171,29 @@ async def completed_after_pieces(
     )
     return await intake.pieces_received(
         code, PiecesReceived(received_on=received.date()), now=received
+    )
+
+
+async def transfer_by_workflow(
+    intake: IntakeService,
+    created: dict[str, Any],
+    at: datetime,
+    reason: str = "La salle appartient à Voisinville.",
+    **destination: Any,
+) -> None:
+    """Routing's TransferRequested, to Voisinville unless `destination` says otherwise,
+    consumed as in production."""
+    request_id = uuid.UUID(created["id"])
+    fields = {"tenant": "voisinville", "administration_name": None, "administration_url": None}
+    consume = idempotent(
+        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
+    )
+    await consume(
+        TransferRequested(
+            request_id=request_id,
+            tracking_code=created["tracking_code"],
+            reason=reason,
+            requested_at=at,
+            **{**fields, **destination},
+        ).envelope(tenant="admiville", subject=str(request_id))
     )

@@ -215,16 +215,6 @@ async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
             },
         )
     assert [p.name for p in refused.value.invalid_params or []] == ["applicant.rna"]
-    # Elsewhere than in Alsace-Moselle, a SIRET is no association's identification.
-    with_siret = {
-        "kind": "association",
-        "name": "Harmonie municipale",
-        "email": "harmonie@example.org",
-        "siret": "73282932000074",
-    }
-    with pytest.raises(Problem) as no_rna:
-        await submit(intake, AT, procedure="subvention-quartier", applicant=with_siret)
-    assert [p.name for p in no_rna.value.invalid_params or []] == ["applicant.rna"]
     with pytest.raises(Problem) as wrong_kind:
         await submit(intake, AT, procedure="subvention-quartier")
     assert [(p.name, p.reason) for p in wrong_kind.value.invalid_params or []] == [
@@ -232,11 +222,11 @@ async def test_r7_association_must_give_its_rna(intake: IntakeService) -> None:
     ]
 
 
-async def test_r7_an_association_of_alsace_moselle_may_give_its_siret(
+async def test_r7_an_association_of_alsace_moselle_may_give_its_siret_wherever_it_applies(
     intake: IntakeService,
 ) -> None:
     # Entered in a court's register (local law), it may have no RNA number: its SIREN or
-    # SIRET identifies it; with neither, the refusal says both ways.
+    # SIRET identifies it, in Sélestat as in Admiville; with none, the refusal says both.
     await add_tenant(
         intake.db,
         "selestat",
@@ -246,21 +236,22 @@ async def test_r7_an_association_of_alsace_moselle_may_give_its_siret(
         procedures={"subvention": {"identification": "association"}},
     )
     harmonie = {"kind": "association", "name": "Harmonie de Sélestat", "email": "h@example.org"}
-    created = await submit(
-        intake,
-        AT,
-        tenant="selestat",
-        procedure="subvention",
-        applicant={**harmonie, "siret": "73282932000074"},
-    )
-    assert created["acknowledgement"]["kind"] == "accuse_reception"
+    for tenant, procedure in (("selestat", "subvention"), ("admiville", "subvention-quartier")):
+        created = await submit(
+            intake,
+            AT,
+            tenant=tenant,
+            procedure=procedure,
+            applicant={**harmonie, "siret": "73282932000074"},
+        )
+        assert created["acknowledgement"]["kind"] == "accuse_reception"
     with pytest.raises(Problem) as refused:
         await submit(intake, AT, tenant="selestat", procedure="subvention", applicant=harmonie)
     [problem] = refused.value.invalid_params or []
     assert (problem.name, problem.reason) == (
         "applicant.rna",
-        "Une association s'identifie par son numéro RNA ou, inscrite au registre du "
-        "tribunal, par son SIREN ou son SIRET.",
+        "Une association s'identifie par son numéro RNA ou, inscrite au registre d'un "
+        "tribunal d'Alsace-Moselle, par son SIREN ou son SIRET.",
     )
 
 
@@ -312,7 +303,8 @@ async def test_r1_r7_a_letter_lacking_identification_is_received_and_says_what_t
     [note] = [h for h in followed.history if h.status == "identification_incomplete"]
     assert note.label == (
         "Identification à compléter pour cette démarche : Une association s'identifie par "
-        "son numéro RNA."
+        "son numéro RNA ou, inscrite au registre d'un tribunal d'Alsace-Moselle, par son "
+        "SIREN ou son SIRET."
     )
 
 
@@ -376,7 +368,8 @@ async def test_r7_a_request_qualified_later_notes_the_identification_still_to_gi
     [note] = [h for h in qualified.history if h.status == "identification_incomplete"]
     assert note.label == (
         "Identification à compléter pour cette démarche : Une association s'identifie par "
-        "son numéro RNA."
+        "son numéro RNA ou, inscrite au registre d'un tribunal d'Alsace-Moselle, par son "
+        "SIREN ou son SIRET."
     )
     complete = await submit(
         intake, AT, procedure=None, channel="email", applicant={**association, "rna": "W751234567"}

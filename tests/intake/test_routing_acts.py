@@ -22,8 +22,8 @@ from tests.intake.helpers import (
     close_by_workflow,
     outbox_events,
     submit,
+    transfer_by_workflow,
 )
-from tests.intake.test_transfer import ask_transfer_by_workflow
 
 
 async def test_r11_pieces_asked_by_the_workflow_are_requested_once(
@@ -510,7 +510,14 @@ async def test_r10_r12_an_outside_transfer_consumed_after_the_pass_is_cancelled_
     after the pass is answered alike: the acceptance stands, the cancellation is said."""
     created = await submit(intake, RECEIVED)
     assert await intake.decide_due(now=PASS) == 1
-    await ask_transfer_by_workflow(intake, created, "https://transmissions.example/in", IN_TIME)
+    await transfer_by_workflow(
+        intake,
+        created,
+        IN_TIME,
+        tenant=None,
+        administration_name="Préfecture de la Zone",
+        administration_url="https://transmissions.example/in",
+    )
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_accepted"
     assert (followed.history[-1].status, followed.history[-1].label) == (
@@ -626,3 +633,77 @@ async def test_r10_the_answer_a_void_acceptance_yields_to_stops_the_clock_for_go
     assert asked.implicit_decision is not None
     assert asked.implicit_decision.decision_date is None
     assert await intake.decide_due(now=datetime(2026, 12, 1, tzinfo=UTC)) == 0
+
+
+async def test_r10_an_answer_in_time_overtaken_by_a_later_final_status_still_voids(
+    intake: IntakeService,
+) -> None:
+    # Answered at 23:30 Paris on the last day (rank 1), answered again on 16 July (rank 2);
+    # rank 2 arrives first, after the pass: the acceptance stands so far, and the answer
+    # of rank 1, given in time, then voids it.
+    created = await submit(intake, RECEIVED)
+    assert await intake.decide_due(now=PASS) == 1
+    await close_by_workflow(
+        intake,
+        created,
+        datetime(2026, 7, 16, 8, 0, tzinfo=UTC),
+        sequence=2,
+        from_status="repondue",
+        label="Réponse définitive",
+    )
+    await close_by_workflow(intake, created, IN_TIME, sequence=1)
+    kept = await intake.get_request(created["tracking_code"])
+    assert kept.status.value == "closed"
+    assert kept.implicit_decision is not None and kept.implicit_decision.decided is None
+
+
+async def test_r12_a_transfer_refused_on_a_closed_request_reads_after_its_closing(
+    intake: IntakeService,
+) -> None:
+    # Asked at 09:00, answered at 10:00, the transfer consumed after the answer: cancelled,
+    # and the history says so after the closing it yields to.
+    await add_neighbour(intake.db)
+    created = await submit(intake, RECEIVED)
+    await close_by_workflow(intake, created, datetime(2026, 5, 20, 10, 0, tzinfo=UTC))
+    await transfer_by_workflow(intake, created, datetime(2026, 5, 20, 9, 0, tzinfo=UTC))
+    history = (await intake.get_request(created["tracking_code"])).history
+    assert [(h.status, h.at) for h in history[-2:]] == [
+        ("repondue", datetime(2026, 5, 20, 10, 0, tzinfo=UTC)),
+        ("transfer_cancelled", datetime(2026, 5, 20, 10, 0, tzinfo=UTC)),
+    ]
+
+
+@pytest.mark.parametrize("scheduler", ["passed before", "passes after"])
+async def test_r10_r12_a_transfer_asked_after_silence_decided_is_answered_alike(
+    intake: IntakeService, scheduler: str
+) -> None:
+    # Asked on 16 July at 10:00 Paris, after the acceptance born at midnight: whether the
+    # scheduler recorded it before or not, the acceptance stands and the transfer is
+    # cancelled; the service is not told to take back a request already decided.
+    await add_neighbour(intake.db)
+    created = await submit(intake, RECEIVED)
+    if scheduler == "passed before":
+        assert await intake.decide_due(now=PASS) == 1
+    await transfer_by_workflow(intake, created, datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 16, 9, 0, tzinfo=UTC)) == 0
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_accepted"
+    assert await outbox_events(intake.db, "intake.request.transfer_refused.v1") == []
+    assert followed.history[-1].status == "transfer_cancelled"
+    assert len(await outbox_events(intake.db, "intake.request.implicit_decision.v1")) == 1
+
+
+async def test_r12_a_transfer_with_no_destination_names_one_to_the_citizen(
+    intake: IntakeService,
+) -> None:
+    created = await submit(intake, RECEIVED)
+    await transfer_by_workflow(
+        intake, created, datetime(2026, 5, 20, 9, 0, tzinfo=UTC), tenant=None
+    )
+    [back] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
+    assert back.data["destination"] == "l'administration compétente"
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.history[-1].label == (
+        "La transmission de votre demande à l'administration compétente n'a pas abouti : "
+        "elle reste traitée par notre administration."
+    )

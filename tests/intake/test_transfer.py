@@ -21,11 +21,16 @@ from guichet_intake import repository
 from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import FollowProof, IntakeService
 from guichet_plumbing.auth import ANONYMOUS
-from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
-from guichet_routing.events import TransferRequested
-from tests.intake.helpers import CAMILLE, add_neighbour, close_by_workflow, outbox_events, submit
+from tests.intake.helpers import (
+    CAMILLE,
+    add_neighbour,
+    close_by_workflow,
+    outbox_events,
+    submit,
+    transfer_by_workflow,
+)
 from tests.support import free_port, serve
 
 ASSOCIATION = {
@@ -443,21 +448,15 @@ ASKED = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
 async def ask_transfer_by_workflow(
     intake: IntakeService, created: dict[str, Any], url: str, asked: datetime = ASKED
 ) -> None:
-    """Routing's TransferRequested, consumed as in production (the row is only kept)."""
-    handle = idempotent(
-        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
-    )
-    request_id = uuid.UUID(created["id"])
-    await handle(
-        TransferRequested(
-            request_id=request_id,
-            tracking_code=created["tracking_code"],
-            tenant=None,
-            administration_name="Préfecture de la Zone",
-            administration_url=url,
-            reason="Compétence de l'État.",
-            requested_at=asked,
-        ).envelope(tenant="admiville", subject=str(request_id))
+    """Routing's TransferRequested to the prefecture (the row is only kept)."""
+    await transfer_by_workflow(
+        intake,
+        created,
+        asked,
+        reason="Compétence de l'État.",
+        tenant=None,
+        administration_name="Préfecture de la Zone",
+        administration_url=url,
     )
 
 
@@ -944,3 +943,46 @@ async def test_r9_a_request_transferred_in_is_not_counted_as_its_sender_s_own(
     assert [r["kind"] for r in resent["receipts"]] == ["accuse_enregistrement"]
     third = await submit(intake, first + timedelta(minutes=6), tenant="voisinville", **same)
     assert third["receipts"] == [], "their third send is flagged"
+
+
+async def test_r10_r12_an_outside_transfer_unsent_when_silence_decides_is_cancelled(
+    intake: IntakeService,
+) -> None:
+    # Asked in time (23:30 Paris on 15 July), first tried by the sweep on 16 July at 10:00
+    # Paris, before the scheduler's pass: the acceptance born at midnight stands, the
+    # transfer is not sent.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    receiver = Receiver()
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(
+            intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+        )
+        await intake.send_transfers(datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 16, 9, 0, tzinfo=UTC)) == 0
+    followed = await intake.get_request(created["tracking_code"])
+    assert (followed.status.value, len(receiver.tried)) == ("implicitly_accepted", 0)
+    assert followed.history[-1].status == "transfer_cancelled"
+
+
+async def test_r12_a_transfer_accepted_while_a_second_is_refused_is_still_recorded(
+    intake: IntakeService,
+) -> None:
+    # While the prefecture receives the first transfer, the request is answered and the
+    # workflow asks a second one, refused (closed): the first, in flight, is not dropped,
+    # and its acceptance after the closing is written down.
+    await add_neighbour(intake.db)
+    created = await submit(intake, AT)
+    receiver = Receiver()
+    ten = datetime(2026, 5, 20, 10, 0, tzinfo=UTC)
+
+    async def meanwhile() -> None:
+        await close_by_workflow(intake, created, ten.replace(minute=1))
+        await transfer_by_workflow(intake, created, ten.replace(minute=2))
+
+    receiver.during = meanwhile
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", ten)
+        assert await intake.send_transfers(ten) == 1
+    assert len(receiver.tried) == 1
+    followed = await intake.get_request(created["tracking_code"])
+    assert "transfer_after_close" in [h.status for h in followed.history]

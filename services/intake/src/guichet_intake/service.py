@@ -279,7 +279,6 @@ def owes_acknowledgement(procedure: Any, channel: Channel) -> bool:
     return bool(procedure.acknowledgement_required) or channel.electronic
 
 
-_LOCAL_LAW = ("57", "6AE")  # Alsace-Moselle, with its own law of associations
 _RESERVED_TO = {
     Identification.person: "aux particuliers (personnes physiques)",
     Identification.company: "aux entreprises",
@@ -298,11 +297,7 @@ _PERSON_FIELDS = (
 
 
 def _identification_problems(
-    procedure: Any,
-    applicant: Applicant,
-    channel: Channel,
-    territory: str | None,
-    franceconnected: bool = False,
+    procedure: Any, applicant: Applicant, channel: Channel, franceconnected: bool = False
 ) -> list[InvalidParam]:
     """R7: what the procedure requires of the applicant to identify them; a person
     FranceConnect identified has nothing more to give."""
@@ -334,21 +329,16 @@ def _identification_problems(
                 name="applicant.siret", reason="Une entreprise s'identifie par son SIREN ou SIRET."
             )
         )
-    elif kind is ApplicantKind.association and territory in _LOCAL_LAW:
+    elif kind is ApplicantKind.association and not (
+        applicant.rna or applicant.siret or applicant.siren
+    ):
         # Alsace-Moselle's associations are entered in a court's register, not in the RNA:
-        # those without an RNA number give their SIREN or SIRET.
-        if not (applicant.rna or applicant.siret or applicant.siren):
-            missing.append(
-                InvalidParam(
-                    name="applicant.rna",
-                    reason="Une association s'identifie par son numéro RNA ou, inscrite au "
-                    "registre du tribunal, par son SIREN ou son SIRET.",
-                )
-            )
-    elif kind is ApplicantKind.association and not applicant.rna:
+        # those give their SIREN or SIRET, wherever they apply.
         missing.append(
             InvalidParam(
-                name="applicant.rna", reason="Une association s'identifie par son numéro RNA."
+                name="applicant.rna",
+                reason="Une association s'identifie par son numéro RNA ou, inscrite au "
+                "registre d'un tribunal d'Alsace-Moselle, par son SIREN ou son SIRET.",
             )
         )
     return missing
@@ -458,6 +448,16 @@ class Keyring:
         return jwks(
             SigningKey(kid=r.kid, private_pem=r.private_pem, created_at=r.created_at) for r in rows
         )
+
+
+def _born(request: Any, at: datetime) -> bool:
+    """Whether silence has decided by `at` a request the scheduler has not decided yet."""
+    return (
+        request.implicit_decision is None
+        and request.clock_state in ("running", "suspended")
+        and request.decision_due_at is not None
+        and request.decision_due_at <= at
+    )
 
 
 def _attests(attestation: Any, request: Any) -> bool:
@@ -746,7 +746,7 @@ class IntakeService:
         unidentified: list[InvalidParam] = []
         if data.procedure is not None:
             procedure = await self._procedure(session, data.tenant, data.procedure)
-            unidentified = self._check_against_procedure(procedure, data, sender, tenant.territory)
+            unidentified = self._check_against_procedure(procedure, data, sender)
         # Whether an AR (or, with no procedure yet, an AE) is owed, and the key to sign it.
         signs = (
             owes_acknowledgement(procedure, data.channel) if procedure else data.channel.electronic
@@ -966,7 +966,7 @@ class IntakeService:
         return f"{self.settings.public_url}/v1/requests/{tracking_code}?access={link}"
 
     def _check_against_procedure(
-        self, procedure: Any, data: RequestCreate, sender: Principal, territory: str | None
+        self, procedure: Any, data: RequestCreate, sender: Principal
     ) -> list[InvalidParam]:
         """Refusals before anything is stored. Returns what R7 asks that a request on paper,
         at the counter or by phone lacks: it is received all the same (R1), and the
@@ -978,7 +978,7 @@ class IntakeService:
             sender.kind is Kind.citizen and bool(sender.identity) and sender.acting_for is None
         )
         problems = _identification_problems(
-            procedure, data.applicant, data.channel, territory, franceconnected
+            procedure, data.applicant, data.channel, franceconnected
         )
         if problems and data.channel.electronic:
             raise Problem(
@@ -1317,6 +1317,15 @@ class IntakeService:
         self.implicit_decisions.labels("accepted" if accepted else "rejected").inc()
         return status
 
+    async def _as_decided(self, session: AsyncSession, request_id: uuid.UUID, at: datetime) -> Any:
+        """The request, locked, with the decision silence gave by `at` recorded though the
+        scheduler has not passed yet (R10): what a transfer not made by then yields to."""
+        row = await repository.get_request(session, request_id, for_update=True)
+        if _born(row, at):
+            await self._decide(session, row, at)
+            row = await repository.get_request(session, request_id, for_update=True)
+        return row
+
     async def _withdraw_decision(
         self, session: AsyncSession, row: Any, act: str, acted_at: datetime, closed: bool
     ) -> None:
@@ -1485,9 +1494,7 @@ class IntakeService:
             except ValidationError:  # kept under an earlier version's rules: not judged here
                 applicant = None
             missing = (
-                _identification_problems(
-                    procedure, applicant, Channel(row.channel), tenant.territory
-                )
+                _identification_problems(procedure, applicant, Channel(row.channel))
                 if applicant is not None
                 else []
             )
@@ -1707,7 +1714,7 @@ class IntakeService:
                     why = f"Erreur interne ({type(exc).__name__}) : l'envoi sera retenté."
                 async with self.db.transaction() as session:
                     # Locked in `_deliver`'s order: the request, then its transfer.
-                    row = await repository.get_request(session, request_id, for_update=True)
+                    row = await self._as_decided(session, request_id, now)
                     pending = await repository.outgoing_transfer(session, request_id, True)
                     if pending is None:
                         continue
@@ -2007,7 +2014,7 @@ class IntakeService:
             pending = await repository.outgoing_transfer(session, request_id)
             if pending is None:
                 return  # another attempt recorded it meanwhile
-            row = await repository.get_request(session, request_id)
+            row = await self._as_decided(session, request_id, now)
             if await _cancelled(session, row, pending.administration_name, now):
                 return
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
@@ -2054,7 +2061,7 @@ class IntakeService:
                 raise _Refused(pending.administration_name, f"HTTP {status}")
             raise _unreachable(pending.administration_name, f"HTTP {status}")
         async with self.db.transaction() as session:
-            row = await repository.get_request(session, request_id, for_update=True)
+            row = await self._as_decided(session, request_id, now)
             if await repository.outgoing_transfer(session, request_id, True) is None:
                 return
             if RequestStatus(row.status) in FINAL:
@@ -2511,12 +2518,7 @@ class IntakeService:
         row = await self._request(session, tracking_code, for_update=True)
         await self._authorise(session, principal, row, action)
         self._open(row)
-        if (
-            row.implicit_decision is None
-            and row.clock_state in ("running", "suspended")
-            and row.decision_due_at is not None
-            and row.decision_due_at <= at
-        ):
+        if _born(row, at):
             outcome = "acceptation" if row.regime == Regime.sva else "rejet"
             raise Problem(
                 409,
@@ -2577,7 +2579,8 @@ class IntakeService:
         answered_in_time = (
             event.final
             and "transfer" not in event.actions
-            and row.answered_at is None
+            # (an answer recorded after silence decided does not hide an earlier one)
+            and (row.answered_at is None or event.changed_at < row.answered_at)
             and (row.decision_due_at is None or event.changed_at < row.decision_due_at)
         )
         late = event.sequence and row.status_seq is not None and event.sequence <= row.status_seq
@@ -2688,14 +2691,17 @@ class IntakeService:
             # also answers so.
             if problem.slug == "transfer-pending":
                 return  # the pending transfer's own outcome will be told
-            row = await repository.get_request(session, event.request_id)
-            destination = event.administration_name or ""
+            row = await self._as_decided(session, event.request_id, at)
+            destination = event.administration_name or "l'administration compétente"
             if event.tenant is not None:
                 named = await repository.get_tenant(session, event.tenant)
                 destination = named.name if named else event.tenant
-            # Dated no earlier than the decision it yields to, so the history reads in order.
-            decided = row.decision_due_at if row.implicit_decision else None
-            if await _cancelled(session, row, destination, max(at, decided or at)):
+            if RequestStatus(row.status) in FINAL:
+                # Dated no earlier than what closed it, so the history reads in order; a
+                # transfer asked before and in flight is left to its own outcome.
+                decided = row.decision_due_at if row.implicit_decision else None
+                closed = [t for t in (decided, row.answered_at) if t is not None]
+                await _cancellation(session, row, destination, max([at, *closed]))
                 return
             if asked and asked[0].tenant is None:
                 # Refused here before any send (host not allowed, too large to sign): kept
@@ -2897,18 +2903,22 @@ def _outgoing(
 async def _cancelled(session: AsyncSession, row: Any, destination: str, now: datetime) -> bool:
     """A transfer not to send or retry: the request was closed or decided since it was
     asked. Drops it, with a line in the history, and says so."""
-    status = RequestStatus(row.status)
-    if status not in FINAL:
+    if RequestStatus(row.status) not in FINAL:
         return False
     await repository.delete_outgoing_transfer(session, row.id)
+    await _cancellation(session, row, destination, now)
+    return True
+
+
+async def _cancellation(session: AsyncSession, row: Any, destination: str, at: datetime) -> None:
+    status = RequestStatus(row.status)
     await repository.add_history(
         session,
         row.id,
-        now,
+        at,
         "transfer_cancelled",
         f"Transmission à {destination} annulée : la demande est close ({STATUS_LABELS[status]}).",
     )
-    return True
 
 
 async def _not_transferred(
