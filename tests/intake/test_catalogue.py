@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -255,11 +256,9 @@ async def test_r7_an_association_of_alsace_moselle_may_give_its_siret_wherever_i
     )
 
 
-async def test_r1_r7_a_letter_from_the_wrong_kind_of_applicant_is_received_to_be_checked(
-    intake: IntakeService,
-) -> None:
-    # A company writes for a procedure reserved to associations: received (R1), the note
-    # says what to check, not what the applicant could add.
+async def note_on_a_letter(intake: IntakeService, applicant: dict[str, Any]) -> str:
+    """A letter from `applicant` for the neighbourhood subsidy, which asks an association's
+    RNA number: received with its AR (R1), and the note it leaves for the agents."""
     created = await submit(
         intake,
         AT,
@@ -267,44 +266,31 @@ async def test_r1_r7_a_letter_from_the_wrong_kind_of_applicant_is_received_to_be
         channel="mail",
         contact_preference="letter",
         applicant={
-            "kind": "company",
-            "name": "Société X",
-            "siret": "73282932000074",
+            **applicant,
             "postal_address": {"street": "1 rue Haute", "postal_code": "99999", "city": "X"},
         },
     )
+    assert created["acknowledgement"]["kind"] == "accuse_reception"
     followed = await intake.get_request(created["tracking_code"])
     [note] = [h for h in followed.history if h.status == "identification_incomplete"]
-    assert note.label == (
-        "Demandeur à vérifier pour cette démarche : Cette démarche est réservée aux associations."
-    )
+    return note.label
 
 
 async def test_r1_r7_a_letter_lacking_identification_is_received_and_says_what_to_ask(
     intake: IntakeService,
 ) -> None:
     # R7's identification is what an electronic sender must give (décret 2015-1404 art. 2):
-    # a letter from an association without its RNA number is received all the same (R1),
-    # with its AR, and the file says what the agents are to ask for.
-    created = await submit(
-        intake,
-        AT,
-        procedure="subvention-quartier",
-        channel="mail",
-        contact_preference="letter",
-        applicant={
-            "kind": "association",
-            "name": "Les Amis du Parc",
-            "postal_address": {"street": "3 rue des Lilas", "postal_code": "99999", "city": "X"},
-        },
-    )
-    assert created["acknowledgement"]["kind"] == "accuse_reception"
-    followed = await intake.get_request(created["tracking_code"])
-    [note] = [h for h in followed.history if h.status == "identification_incomplete"]
-    assert note.label == (
+    # a letter lacking it is received all the same (R1); the note says what to ask for, or,
+    # from the wrong kind of applicant, what to check (nothing the applicant could add).
+    association = {"kind": "association", "name": "Les Amis du Parc"}
+    assert await note_on_a_letter(intake, association) == (
         "Identification à compléter pour cette démarche : Une association s'identifie par "
         "son numéro RNA ou, inscrite au registre d'un tribunal d'Alsace-Moselle, par son "
         "SIREN ou son SIRET."
+    )
+    company = {"kind": "company", "name": "Société X", "siret": "73282932000074"}
+    assert await note_on_a_letter(intake, company) == (
+        "Demandeur à vérifier pour cette démarche : Cette démarche est réservée aux associations."
     )
 
 

@@ -410,19 +410,7 @@ async def test_r10_r12_a_transfer_asked_in_time_voids_the_decision_only_if_made(
     await add_neighbour(intake.db)
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
-    request_id = uuid.UUID(created["id"])
-    asked = TransferRequested(
-        request_id=request_id,
-        tracking_code=created["tracking_code"],
-        tenant=destination,
-        administration_name=None,
-        administration_url=None,
-        reason="La salle appartient à Voisinville.",
-        requested_at=datetime(2026, 7, 15, 21, 30, tzinfo=UTC),
-    ).envelope(tenant="admiville", subject=str(request_id))
-    await idempotent(
-        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
-    )(asked)
+    await transfer_by_workflow(intake, created, IN_TIME, tenant=destination)
     followed = await intake.get_request(created["tracking_code"])
     voids = await outbox_events(intake.db, "intake.request.implicit_decision_void.v1")
     if destination == "voisinville":
