@@ -673,11 +673,18 @@ async def test_r10_r12_a_transfer_asked_after_silence_decided_is_answered_alike(
     if scheduler == "passed before":
         assert await intake.decide_due(now=PASS) == 1
     await transfer_by_workflow(intake, created, datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
-    assert await intake.decide_due(now=datetime(2026, 7, 16, 9, 0, tzinfo=UTC)) == 0
+    if scheduler == "passes after":
+        assert await intake.decide_due(now=datetime(2026, 7, 16, 9, 0, tzinfo=UTC)) == 1
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_accepted"
     assert await outbox_events(intake.db, "intake.request.transfer_refused.v1") == []
     assert followed.history[-1].status == "transfer_cancelled"
+    assert followed.history[-1].label in (
+        "Transmission à Commune de Voisinville annulée : la demande est close (Acceptée "
+        "implicitement).",
+        "Transmission à Commune de Voisinville annulée : le silence gardé jusqu'au "
+        "15 juillet 2026 à minuit (soit à compter du 16 juillet 2026 à 0 h) vaut acceptation.",
+    )
     assert len(await outbox_events(intake.db, "intake.request.implicit_decision.v1")) == 1
 
 
@@ -695,3 +702,16 @@ async def test_r12_a_transfer_with_no_destination_names_one_to_the_citizen(
         "La transmission de votre demande à l'administration compétente n'a pas abouti : "
         "elle reste traitée par notre administration."
     )
+
+
+async def test_r12_a_transfer_refused_on_a_transferred_request_reads_after_the_transfer(
+    intake: IntakeService,
+) -> None:
+    # Two transfers relayed out of order: the one asked at 11:00 is made first, the one of
+    # 10:00 then refused; its line reads after the transfer it yields to.
+    await add_neighbour(intake.db)
+    created = await submit(intake, RECEIVED)
+    await transfer_by_workflow(intake, created, datetime(2026, 5, 20, 11, 0, tzinfo=UTC))
+    await transfer_by_workflow(intake, created, datetime(2026, 5, 20, 10, 0, tzinfo=UTC))
+    statuses = [h.status for h in (await intake.get_request(created["tracking_code"])).history]
+    assert statuses.index("transfer_cancelled") > statuses.index("transferred")

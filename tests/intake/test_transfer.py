@@ -945,23 +945,26 @@ async def test_r9_a_request_transferred_in_is_not_counted_as_its_sender_s_own(
     assert third["receipts"] == [], "their third send is flagged"
 
 
-async def test_r10_r12_an_outside_transfer_unsent_when_silence_decides_is_cancelled(
+async def test_r10_r12_an_outside_transfer_unsent_when_the_decision_is_recorded_is_cancelled(
     intake: IntakeService,
 ) -> None:
-    # Asked in time (23:30 Paris on 15 July), first tried by the sweep on 16 July at 10:00
-    # Paris, before the scheduler's pass: the acceptance born at midnight stands, the
-    # transfer is not sent.
+    # Asked in time (23:30 Paris on 15 July), still unsent when the scheduler records the
+    # acceptance born at midnight: the sweep does not send it, and says why.
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     receiver = Receiver()
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(
             intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
         )
+        assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
         await intake.send_transfers(datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
-    assert await intake.decide_due(now=datetime(2026, 7, 16, 9, 0, tzinfo=UTC)) == 0
     followed = await intake.get_request(created["tracking_code"])
     assert (followed.status.value, len(receiver.tried)) == ("implicitly_accepted", 0)
-    assert followed.history[-1].status == "transfer_cancelled"
+    assert (followed.history[-1].status, followed.history[-1].label) == (
+        "transfer_cancelled",
+        "Transmission à Préfecture de la Zone annulée : la demande est close (Acceptée "
+        "implicitement).",
+    )
 
 
 async def test_r12_a_transfer_accepted_while_a_second_is_refused_is_still_recorded(
@@ -985,4 +988,55 @@ async def test_r12_a_transfer_accepted_while_a_second_is_refused_is_still_record
         assert await intake.send_transfers(ten) == 1
     assert len(receiver.tried) == 1
     followed = await intake.get_request(created["tracking_code"])
-    assert "transfer_after_close" in [h.status for h in followed.history]
+    # Each line after what it follows, though the acceptance was answered at 10:00.
+    assert [h.status for h in followed.history][-3:] == [
+        "repondue",
+        "transfer_cancelled",
+        "transfer_after_close",
+    ]
+
+
+async def test_r12_a_transfer_sent_before_the_deadline_is_not_undone_by_a_later_refusal(
+    intake: IntakeService,
+) -> None:
+    # Sent at 23:59 Paris on the last day; while the prefecture receives it, a second
+    # transfer asked after midnight is refused: the first, accepted in time, is recorded.
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    receiver = Receiver()
+    sent = datetime(2026, 7, 15, 21, 59, tzinfo=UTC)
+
+    async def meanwhile() -> None:
+        await transfer_by_workflow(intake, created, datetime(2026, 7, 15, 22, 0, 30, tzinfo=UTC))
+
+    receiver.during = meanwhile
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", sent)
+        assert await intake.send_transfers(sent) == 1
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "transferred"
+    assert await outbox_events(intake.db, "intake.request.implicit_decision.v1") == []
+
+
+async def test_r12_a_transfer_accepted_before_the_deadline_then_a_crash_is_recorded(
+    intake: IntakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Accepted at 23:58 Paris, the process killed before recording it; the sweep takes it
+    # over at 00:03, before the scheduler's pass: same bytes, same key, recorded once.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    now = datetime(2026, 7, 15, 21, 58, tzinfo=UTC)
+    receiver = Receiver()
+    record = intake._record_transfer
+
+    async def killed(*_: Any, **__: Any) -> None:
+        raise RuntimeError("process killed")
+
+    monkeypatch.setattr(intake, "_record_transfer", killed)
+    async with serve(receiver.app()) as base:
+        with pytest.raises(RuntimeError):
+            await intake.transfer(created["tracking_code"], to_prefecture(base), now=now)
+        monkeypatch.setattr(intake, "_record_transfer", record)
+        assert await intake.send_transfers(now + timedelta(minutes=5)) == 1
+    assert len(receiver.tried) == 2 and receiver.tried[0] == receiver.tried[1]
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "transferred"

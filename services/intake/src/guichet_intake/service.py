@@ -1317,15 +1317,6 @@ class IntakeService:
         self.implicit_decisions.labels("accepted" if accepted else "rejected").inc()
         return status
 
-    async def _as_decided(self, session: AsyncSession, request_id: uuid.UUID, at: datetime) -> Any:
-        """The request, locked, with the decision silence gave by `at` recorded though the
-        scheduler has not passed yet (R10): what a transfer not made by then yields to."""
-        row = await repository.get_request(session, request_id, for_update=True)
-        if _born(row, at):
-            await self._decide(session, row, at)
-            row = await repository.get_request(session, request_id, for_update=True)
-        return row
-
     async def _withdraw_decision(
         self, session: AsyncSession, row: Any, act: str, acted_at: datetime, closed: bool
     ) -> None:
@@ -1714,7 +1705,7 @@ class IntakeService:
                     why = f"Erreur interne ({type(exc).__name__}) : l'envoi sera retenté."
                 async with self.db.transaction() as session:
                     # Locked in `_deliver`'s order: the request, then its transfer.
-                    row = await self._as_decided(session, request_id, now)
+                    row = await repository.get_request(session, request_id, for_update=True)
                     pending = await repository.outgoing_transfer(session, request_id, True)
                     if pending is None:
                         continue
@@ -2014,7 +2005,7 @@ class IntakeService:
             pending = await repository.outgoing_transfer(session, request_id)
             if pending is None:
                 return  # another attempt recorded it meanwhile
-            row = await self._as_decided(session, request_id, now)
+            row = await repository.get_request(session, request_id)
             if await _cancelled(session, row, pending.administration_name, now):
                 return
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
@@ -2061,7 +2052,7 @@ class IntakeService:
                 raise _Refused(pending.administration_name, f"HTTP {status}")
             raise _unreachable(pending.administration_name, f"HTTP {status}")
         async with self.db.transaction() as session:
-            row = await self._as_decided(session, request_id, now)
+            row = await repository.get_request(session, request_id, for_update=True)
             if await repository.outgoing_transfer(session, request_id, True) is None:
                 return
             if RequestStatus(row.status) in FINAL:
@@ -2071,7 +2062,7 @@ class IntakeService:
                 await repository.add_history(
                     session,
                     request_id,
-                    now,
+                    await _after_last_line(session, row.id, now),
                     "transfer_after_close",
                     f"Reçue par {pending.administration_name} après sa clôture ici.",
                 )
@@ -2691,17 +2682,15 @@ class IntakeService:
             # also answers so.
             if problem.slug == "transfer-pending":
                 return  # the pending transfer's own outcome will be told
-            row = await self._as_decided(session, event.request_id, at)
+            row = await repository.get_request(session, event.request_id)
             destination = event.administration_name or "l'administration compétente"
             if event.tenant is not None:
                 named = await repository.get_tenant(session, event.tenant)
                 destination = named.name if named else event.tenant
-            if RequestStatus(row.status) in FINAL:
-                # Dated no earlier than what closed it, so the history reads in order; a
+            if RequestStatus(row.status) in FINAL or _born(row, at):
+                # Closed, or decided by silence (recorded or not yet): not made, and a
                 # transfer asked before and in flight is left to its own outcome.
-                decided = row.decision_due_at if row.implicit_decision else None
-                closed = [t for t in (decided, row.answered_at) if t is not None]
-                await _cancellation(session, row, destination, max([at, *closed]))
+                await _cancellation(session, row, destination, at)
                 return
             if asked and asked[0].tenant is None:
                 # Refused here before any send (host not allowed, too large to sign): kept
@@ -2911,14 +2900,29 @@ async def _cancelled(session: AsyncSession, row: Any, destination: str, now: dat
 
 
 async def _cancellation(session: AsyncSession, row: Any, destination: str, at: datetime) -> None:
+    """The line saying a transfer is not made: the request was closed, or silence decided
+    it (the scheduler may not have recorded it yet)."""
     status = RequestStatus(row.status)
+    why = (
+        f"la demande est close ({STATUS_LABELS[status]})"
+        if status in FINAL
+        else f"le silence gardé jusqu'au {notices.midnight_of(row.decision_last_day)} vaut "
+        + ("acceptation" if row.regime == Regime.sva else "rejet")
+    )
     await repository.add_history(
         session,
         row.id,
-        at,
+        await _after_last_line(session, row.id, at),
         "transfer_cancelled",
-        f"Transmission à {destination} annulée : la demande est close ({STATUS_LABELS[status]}).",
+        f"Transmission à {destination} annulée : {why}.",
     )
+
+
+async def _after_last_line(session: AsyncSession, request_id: uuid.UUID, at: datetime) -> datetime:
+    """`at`, or the request's last history line's time if later: a line that follows what
+    closed the request reads after it, whatever order its events arrived in."""
+    lines = await repository.history(session, request_id)
+    return max(at, lines[-1].at) if lines else at
 
 
 async def _not_transferred(
