@@ -662,12 +662,13 @@ async def test_r12_a_transfer_refused_on_a_closed_request_reads_after_its_closin
 
 
 @pytest.mark.parametrize("scheduler", ["passed before", "passes after"])
-async def test_r10_r12_a_transfer_asked_after_silence_decided_is_answered_alike(
+async def test_r10_r12_a_transfer_asked_after_silence_decided_is_not_made(
     intake: IntakeService, scheduler: str
 ) -> None:
-    # Asked on 16 July at 10:00 Paris, after the acceptance born at midnight: whether the
-    # scheduler recorded it before or not, the acceptance stands and the transfer is
-    # cancelled; the service is not told to take back a request already decided.
+    # Asked on 16 July at 10:00 Paris, after the acceptance born at midnight: not made,
+    # and the acceptance recorded once. Recorded before, it closed the request: the
+    # transfer is cancelled. Not yet, the request goes back to its service (an act made
+    # in time and consumed later could still show that no decision was born).
     await add_neighbour(intake.db)
     created = await submit(intake, RECEIVED)
     if scheduler == "passed before":
@@ -677,15 +678,30 @@ async def test_r10_r12_a_transfer_asked_after_silence_decided_is_answered_alike(
         assert await intake.decide_due(now=datetime(2026, 7, 16, 9, 0, tzinfo=UTC)) == 1
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_accepted"
-    assert await outbox_events(intake.db, "intake.request.transfer_refused.v1") == []
-    assert followed.history[-1].status == "transfer_cancelled"
-    assert followed.history[-1].label in (
-        "Transmission à Commune de Voisinville annulée : la demande est close (Acceptée "
-        "implicitement).",
-        "Transmission à Commune de Voisinville annulée : le silence gardé jusqu'au "
-        "15 juillet 2026 à minuit (soit à compter du 16 juillet 2026 à 0 h) vaut acceptation.",
-    )
     assert len(await outbox_events(intake.db, "intake.request.implicit_decision.v1")) == 1
+    given_back = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
+    lines = [h.status for h in followed.history]
+    if scheduler == "passed before":
+        assert (given_back, lines[-1]) == ([], "transfer_cancelled")
+    else:
+        assert len(given_back) == 1 and "transfer_refused" in lines
+
+
+async def test_r10_r12_a_refused_transfer_tells_no_decision_that_an_act_in_time_voids(
+    intake: IntakeService,
+) -> None:
+    # Pieces asked in time (15 July, 12:00 Paris), a transfer asked on the 16th: intake
+    # consumes the transfer first. The request goes back to its service, with no line
+    # announcing a decision; the request for pieces then keeps silence from deciding.
+    await add_neighbour(intake.db)
+    created = await submit(intake, RECEIVED)
+    await transfer_by_workflow(intake, created, datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+    await pieces_asked_by_workflow(intake, created, datetime(2026, 7, 15, 10, 0, tzinfo=UTC))
+    assert await intake.decide_due(now=datetime(2026, 7, 16, 9, 0, tzinfo=UTC)) == 0
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "incomplete"
+    assert not [h for h in followed.history if "vaut acceptation" in h.label]
+    assert len(await outbox_events(intake.db, "intake.request.transfer_refused.v1")) == 1
 
 
 async def test_r12_a_transfer_with_no_destination_names_one_to_the_citizen(

@@ -1016,6 +1016,7 @@ async def test_r12_a_transfer_sent_before_the_deadline_is_not_undone_by_a_later_
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "transferred"
     assert await outbox_events(intake.db, "intake.request.implicit_decision.v1") == []
+    assert not [h for h in followed.history if "vaut acceptation" in h.label]
 
 
 async def test_r12_a_transfer_accepted_before_the_deadline_then_a_crash_is_recorded(

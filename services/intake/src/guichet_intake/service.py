@@ -2687,9 +2687,10 @@ class IntakeService:
             if event.tenant is not None:
                 named = await repository.get_tenant(session, event.tenant)
                 destination = named.name if named else event.tenant
-            if RequestStatus(row.status) in FINAL or _born(row, at):
-                # Closed, or decided by silence (recorded or not yet): not made, and a
-                # transfer asked before and in flight is left to its own outcome.
+            if RequestStatus(row.status) in FINAL:
+                # Closed or decided: not made, and a transfer asked before and in flight
+                # is left to its own outcome. (Silence's decision not recorded yet is no
+                # reason: an act made in time and consumed later may still show it void.)
                 await _cancellation(session, row, destination, at)
                 return
             if asked and asked[0].tenant is None:
@@ -2900,21 +2901,14 @@ async def _cancelled(session: AsyncSession, row: Any, destination: str, now: dat
 
 
 async def _cancellation(session: AsyncSession, row: Any, destination: str, at: datetime) -> None:
-    """The line saying a transfer is not made: the request was closed, or silence decided
-    it (the scheduler may not have recorded it yet)."""
+    """The line saying a transfer is not made: the request was closed or decided."""
     status = RequestStatus(row.status)
-    why = (
-        f"la demande est close ({STATUS_LABELS[status]})"
-        if status in FINAL
-        else f"le silence gardé jusqu'au {notices.midnight_of(row.decision_last_day)} vaut "
-        + ("acceptation" if row.regime == Regime.sva else "rejet")
-    )
     await repository.add_history(
         session,
         row.id,
         await _after_last_line(session, row.id, at),
         "transfer_cancelled",
-        f"Transmission à {destination} annulée : {why}.",
+        f"Transmission à {destination} annulée : la demande est close ({STATUS_LABELS[status]}).",
     )
 
 
