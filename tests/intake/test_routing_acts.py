@@ -65,25 +65,11 @@ async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not
 ) -> None:
     await add_neighbour(intake.db)
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    request_id = uuid.UUID(created["id"])
-    handle = idempotent(
-        intake.db, "intake.transfers", intake.on_transfer_requested, ServiceMetrics("t")
-    )
-
-    def transfer(tenant: str) -> TransferRequested:
-        return TransferRequested(
-            request_id=request_id,
-            tracking_code=created["tracking_code"],
-            tenant=tenant,
-            administration_name=None,
-            administration_url=None,
-            reason="La salle appartient à Voisinville.",
-            requested_at=datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
-        )
+    asked = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
 
     # Its own tenant: intake refuses; the event is consumed, and the request stays here,
     # its service told that it has it back.
-    await handle(transfer("admiville").envelope(tenant="admiville", subject=str(request_id)))
+    await transfer_by_workflow(intake, created, asked, tenant="admiville")
     kept = await intake.get_request(created["tracking_code"])
     assert kept.status.value == "received"
     assert "n'a pas abouti" in kept.history[-1].label
@@ -102,7 +88,7 @@ async def test_r12_transfer_asked_by_the_workflow_is_made_and_a_refusal_does_not
         transition="transmettre",
         actions=["notify", "transfer"],
     )
-    await handle(transfer("voisinville").envelope(tenant="admiville", subject=str(request_id)))
+    await transfer_by_workflow(intake, created, asked)
     moved = await intake.get_request(created["tracking_code"])
     assert moved.status.value == "transferred"
     assert moved.receipts[-1].kind.value == "avis_transmission"

@@ -410,11 +410,19 @@ async def test_r12_a_transfer_asked_by_a_workflow_is_sent_by_the_sweep_until_acc
     assert unaccepted(intake) == 0
 
 
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2026, 6, 2, 9, 0, tzinfo=UTC),
+        # Accepted at 23:58 Paris on the last day, taken over at 00:03, before the
+        # scheduler's pass: the acceptance born at midnight does not undo it.
+        datetime(2026, 7, 15, 21, 58, tzinfo=UTC),
+    ],
+)
 async def test_r12_a_transfer_accepted_just_before_a_crash_is_recorded_once(
-    intake: IntakeService, monkeypatch: pytest.MonkeyPatch
+    intake: IntakeService, monkeypatch: pytest.MonkeyPatch, now: datetime
 ) -> None:
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    now = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
     receiver = Receiver()
     record = intake._record_transfer
 
@@ -1017,27 +1025,3 @@ async def test_r12_a_transfer_sent_before_the_deadline_is_not_undone_by_a_later_
     assert followed.status.value == "transferred"
     assert await outbox_events(intake.db, "intake.request.implicit_decision.v1") == []
     assert not [h for h in followed.history if "vaut acceptation" in h.label]
-
-
-async def test_r12_a_transfer_accepted_before_the_deadline_then_a_crash_is_recorded(
-    intake: IntakeService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Accepted at 23:58 Paris, the process killed before recording it; the sweep takes it
-    # over at 00:03, before the scheduler's pass: same bytes, same key, recorded once.
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    now = datetime(2026, 7, 15, 21, 58, tzinfo=UTC)
-    receiver = Receiver()
-    record = intake._record_transfer
-
-    async def killed(*_: Any, **__: Any) -> None:
-        raise RuntimeError("process killed")
-
-    monkeypatch.setattr(intake, "_record_transfer", killed)
-    async with serve(receiver.app()) as base:
-        with pytest.raises(RuntimeError):
-            await intake.transfer(created["tracking_code"], to_prefecture(base), now=now)
-        monkeypatch.setattr(intake, "_record_transfer", record)
-        assert await intake.send_transfers(now + timedelta(minutes=5)) == 1
-    assert len(receiver.tried) == 2 and receiver.tried[0] == receiver.tried[1]
-    followed = await intake.get_request(created["tracking_code"])
-    assert followed.status.value == "transferred"
