@@ -437,9 +437,11 @@ class Policy:
                 "Votre profil ne permet pas cette action. Adressez-vous à "
                 "l'administrateur de votre collectivité si elle relève de votre mission."
             )
-        tenant = request.query_params.get("tenant")
-        if not self.anonymous and tenant is not None and principal.outside(tenant):
-            raise foreign_tenant(tenant)
+        if not self.anonymous and request.scope.get("query_string"):
+            # Parsed only when there is a query: most calls, every submission, have none.
+            tenant = request.query_params.get("tenant")
+            if tenant is not None and principal.outside(tenant):
+                raise foreign_tenant(tenant)
         mandate = request.headers.get("x-mandate")
         if mandate and principal.kind in (Kind.citizen, Kind.agent):
             # R25: acting for someone else; the service holding the mandate checks it.
