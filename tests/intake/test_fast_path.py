@@ -7,7 +7,6 @@ stored), the same events, and the outbox guarantees unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import uuid
@@ -24,14 +23,13 @@ from guichet_intake.models import metadata, signing_keys
 from guichet_intake.seed import seed_demo
 from guichet_intake.service import IntakeService
 from guichet_intake.settings import IntakeSettings
-from guichet_intake.signing import signatures
 from guichet_plumbing.bus import KafkaBus, Outgoing
 from guichet_plumbing.db import Database
 from guichet_plumbing.localinfra import LocalBroker
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import Relay
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import CAMILLE, body
+from tests.intake.helpers import body
 from tests.plumbing.kafka_tools import read_topic
 from tests.support import seeded_database
 
@@ -195,39 +193,6 @@ async def test_concurrent_retry_loses_its_whole_write_and_replays_the_winner(
     assert len(rows["request_history"]) == 2
     assert len(rows["receipts"]) == 1
     assert len(rows["outbox"]) == 2
-
-
-async def test_r2_receipts_signed_together_each_carry_their_own_signature(
-    twins: tuple[IntakeService, IntakeService], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Concurrent submissions have their receipts signed in groups, off the event loop:
-    each answer's token still verifies, and is the signature of its own receipt."""
-    fast, _ = twins
-    groups: list[int] = []
-
-    def counted(batch: list[Any]) -> list[bytes]:
-        groups.append(len(batch))
-        return signatures(batch)
-
-    monkeypatch.setattr(service, "signatures", counted)
-    answers = await asyncio.gather(
-        *(
-            fast.submit(body(applicant={**CAMILLE, "email": f"camille.{n}@example.org"}), None)
-            for n in range(12)
-        )
-    )
-    assert sum(groups) == 12 and max(groups) > 1, groups
-    stored = {row["id"]: row for row in (await stored_rows(fast.db))["receipts"]}
-    for answer in answers:
-        created = json.loads(answer.body)
-        token = created["acknowledgement"]["token"]
-        checked = await fast.verify(token)
-        assert checked.authentic
-        assert checked.receipt is not None
-        assert checked.receipt["tracking_code"] == created["tracking_code"]
-        receipt = stored[uuid.UUID(created["acknowledgement"]["receipt_id"])]
-        assert receipt["token"] == token
-        assert json.loads(receipt["document"]) == checked.receipt
 
 
 class DiesBeforePublish:

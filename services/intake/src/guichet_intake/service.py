@@ -91,13 +91,10 @@ from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import (
     PayloadTooLarge,
     SigningKey,
-    Unsigned,
     canonical_json,
     generate_key,
     jwks,
-    prepare,
     sign,
-    signatures,
     verify,
 )
 from guichet_plumbing import idempotency
@@ -503,7 +500,7 @@ class _Context:
 class _Built:
     request: dict[str, Any]
     writes: _Writes
-    procedure: Any | None
+    response: idempotency.StoredResponse
 
 
 class IntakeService:
@@ -525,9 +522,6 @@ class IntakeService:
         # PostgreSQL submissions read and commit in groups (see `Grouped`).
         self.reads = Grouped(self._read_group)
         self.writes = grouped_inserts(db)
-        # ... and have their receipts signed in groups, off the event loop (libsodium
-        # releases the GIL): the loop serves other requests meanwhile.
-        self.signer = Grouped(self._sign_group)
         self.settings = settings
         self.token_keys = token_keys or settings.token_keys()
         self.keyring = Keyring()
@@ -644,15 +638,13 @@ class IntakeService:
             built = self._build(
                 data, context, content_hash, activity, received_at, principal, owner
             )
-            built.writes.seal()
-            response = self._answer(built)
             await repository.insert_request(session, built.request)
             await built.writes.flush(session)
             if idempotency_key is not None:
                 await idempotency.remember(
-                    session, SUBMIT_SCOPE, idempotency_key, body_print, response
+                    session, SUBMIT_SCOPE, idempotency_key, body_print, built.response
                 )
-            return response
+            return built.response
 
     async def _submit_postgres(
         self,
@@ -697,11 +689,8 @@ class IntakeService:
                         context = await self._context(session, data, received_at, principal)
         owner = self._pseudonym(principal, data.tenant, _family(context.procedure))
         built = self._build(data, context, content_hash, activity, received_at, principal, owner)
-        if built.writes.unsigned:
-            built.writes.seal(await self.signer(built.writes.unsigned))
-        response = self._answer(built)
         remembered = (
-            [idempotency.record(SUBMIT_SCOPE, idempotency_key, body_print, response)]
+            [idempotency.record(SUBMIT_SCOPE, idempotency_key, body_print, built.response)]
             if idempotency_key is not None
             else []
         )
@@ -715,18 +704,7 @@ class IntakeService:
             remembered,
         )
         wake_relays()
-        return response
-
-    @staticmethod
-    async def _sign_group(
-        group: list[list[Unsigned]],
-    ) -> list[list[bytes] | BaseException]:
-        signed = await asyncio.to_thread(signatures, [u for receipts in group for u in receipts])
-        out: list[list[bytes] | BaseException] = []
-        for receipts in group:
-            out.append(signed[: len(receipts)])
-            del signed[: len(receipts)]
-        return out
+        return built.response
 
     async def _read_group(
         self, reads: list[repository.SubmissionRead]
@@ -930,17 +908,13 @@ class IntakeService:
                 values.update(_owed(data.channel, reception, tenant))
         else:
             values["receipt_due_on"] = receipt_due(reception)  # R4, paper or phone
-        return _Built(values, out, procedure)
-
-    def _answer(self, built: _Built) -> idempotency.StoredResponse:
-        """The answer to a submission, once its receipts are signed."""
-        values, out = built.request, built.writes
         created = _public_of(
-            SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], built.procedure
+            SimpleNamespace(**values), out.history_rows, out.receipt_rows, [], procedure
         )
-        created["follow_url"] = self._follow_url(values["tracking_code"], values["received_at"])
+        created["follow_url"] = self._follow_url(values["tracking_code"], received_at)
         # Dates, UUIDs and text only (no payload): orjson writes them as pydantic does.
-        return idempotency.StoredResponse(201, orjson.dumps(created, option=orjson.OPT_UTC_Z))
+        response = idempotency.StoredResponse(201, orjson.dumps(created, option=orjson.OPT_UTC_Z))
+        return _Built(values, out, response)
 
     @staticmethod
     def _signed(key: SigningKey | None, sign: Callable[[SigningKey], None]) -> bool:
@@ -1101,8 +1075,7 @@ class IntakeService:
         now: datetime,
         procedure: Any | None,
     ) -> None:
-        """Queue a receipt to sign (`_Writes.seal`), its row, its history line and its event
-        in `out`. What would keep it from being signed raises here."""
+        """Sign a receipt and queue its row, its history line and its event in `out`."""
         receipt_id = uuid.uuid4()
         # `ReceiptDocument`'s JSON form, field for field (tests hold it to the model):
         # building and dumping the model cost about 35 µs at every submission.
@@ -1124,19 +1097,17 @@ class IntakeService:
             "mentions": mentions,
             "verification_url": f"{self.settings.public_url}/v1/receipts/verify",
         }
-        unsigned = prepare(signed, key)
-        row = {
-            "id": receipt_id,
-            "request_id": request.id,
-            "tenant": tenant.code,
-            "kind": kind.value,
-            "issued_at": now,
-            "document": signed,
-            "token": None,
-        }
-        out.receipts.append(row)
-        out.unsigned.append(unsigned)
-        out.tokens.append(row)
+        out.receipts.append(
+            {
+                "id": receipt_id,
+                "request_id": request.id,
+                "tenant": tenant.code,
+                "kind": kind.value,
+                "issued_at": now,
+                "document": signed,
+                "token": sign(signed, key),
+            }
+        )
         out.history(request.id, now, kind.value, f"Document émis : {RECEIPT_TITLES[kind]}")
         # ReceiptIssued's JSON form, field for field (tests hold it to the model).
         issued = {
@@ -3103,19 +3074,6 @@ class _Writes:
     history_rows: list[SimpleNamespace] = field(default_factory=list)
     receipts: list[dict[str, Any]] = field(default_factory=list)
     events: list[WrittenEnvelope] = field(default_factory=list)
-    # Receipts prepared, not signed yet, and the rows their tokens go to.
-    unsigned: list[Unsigned] = field(default_factory=list)
-    tokens: list[dict[str, Any]] = field(default_factory=list)
-
-    def seal(self, signed: list[bytes] | None = None) -> None:
-        """Each prepared receipt's token, from its signature given (made elsewhere, in a
-        group) or made here."""
-        if signed is None:
-            signed = signatures(self.unsigned)
-        for row, unsigned, signature in zip(self.tokens, self.unsigned, signed, strict=True):
-            row["token"] = unsigned.token(signature)
-        self.unsigned.clear()
-        self.tokens.clear()
 
     def history(self, request_id: uuid.UUID, at: datetime, status: str, label: str) -> None:
         self.history_rows.append(
@@ -3127,7 +3085,6 @@ class _Writes:
         return [SimpleNamespace(**r) for r in self.receipts]
 
     async def flush(self, session: AsyncSession) -> None:
-        self.seal()
         await repository.add_history_rows(session, [vars(h) for h in self.history_rows])
         if self.receipts:
             await repository.insert_receipts(session, self.receipts)

@@ -30,17 +30,7 @@ from joserfc.jwk import OKPKey
 from joserfc.jws import JWSRegistry
 from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 
-__all__ = [
-    "JWS_TYPE",
-    "SigningKey",
-    "Unsigned",
-    "generate_key",
-    "jwks",
-    "prepare",
-    "sign",
-    "signatures",
-    "verify",
-]
+__all__ = ["JWS_TYPE", "SigningKey", "generate_key", "jwks", "sign", "verify"]
 
 ALGORITHM = "EdDSA"
 JWS_TYPE = "guichet-receipt+jws"
@@ -186,30 +176,6 @@ class PayloadTooLarge(ValueError):
 
 def sign(payload: dict[str, Any], key: SigningKey) -> str:
     """Compact JWS (EdDSA) of the canonical JSON of `payload`, naming the key by `kid`."""
-    unsigned = prepare(payload, key)
-    return unsigned.token(unsigned.signature())
-
-
-@dataclass(frozen=True, slots=True)
-class Unsigned:
-    """A receipt ready to be signed: every check made, only libsodium's work left.
-
-    That work releases the GIL, so a server may do it on another thread, for many
-    receipts at once (`signatures`), while its event loop goes on."""
-
-    signing_input: bytes
-    secret: bytes
-
-    def signature(self) -> bytes:
-        # crypto_sign returns the signature followed by the message.
-        return crypto_sign(self.signing_input, self.secret)[:64]
-
-    def token(self, signature: bytes) -> str:
-        return (self.signing_input + b"." + _b64(signature)).decode("ascii")
-
-
-def prepare(payload: dict[str, Any], key: SigningKey) -> Unsigned:
-    """What `sign` does before the signature itself; raises whatever signing would."""
     body = canonical_json(payload)
     # Base64url grows the payload by 4/3: refuse now rather than issue an unverifiable receipt.
     if (len(body) + 2) // 3 * 4 > _REGISTRY.max_payload_length:
@@ -217,11 +183,10 @@ def prepare(payload: dict[str, Any], key: SigningKey) -> Unsigned:
     # RFC 7515 compact serialisation written out: joserfc's generic path cost as much as
     # the signature itself at every submission. Verification below stays joserfc's.
     secret, header = _signer(key.kid, key.private_pem)
-    return Unsigned(header + b"." + _b64(body), secret)
-
-
-def signatures(batch: list[Unsigned]) -> list[bytes]:
-    return [unsigned.signature() for unsigned in batch]
+    signing_input = header + b"." + _b64(body)
+    # crypto_sign returns the signature followed by the message.
+    signature = crypto_sign(signing_input, secret)[:64]
+    return (signing_input + b"." + _b64(signature)).decode("ascii")
 
 
 def _verify(token: str, public_jwks: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
