@@ -382,10 +382,19 @@ def baseline_server(
 
 @contextmanager
 def intake_server(
-    postgres: LocalPostgres, broker: LocalBroker, tmp: Path, args: argparse.Namespace
+    postgres: LocalPostgres,
+    broker: LocalBroker,
+    tmp: Path,
+    args: argparse.Namespace,
+    *,
+    system: str = "intake",
+    database: str = DATABASES[1],
+    source: Path | None = None,
 ) -> Iterator[Callable[[], SystemResult]]:
-    """Intake's real server process, up for the whole invocation; each call measures it once."""
-    db_url = postgres.create_database(DATABASES[1])
+    """Intake's real server process, up for the whole invocation; each call measures it once.
+
+    `source`: a checkout whose code to serve instead of this one (`paired.py`)."""
+    db_url = postgres.create_database(database)
     port = free_port()
     base = f"http://{HOST}:{port}"
     env = dict(
@@ -393,27 +402,31 @@ def intake_server(
         GUICHET_INTAKE_DATABASE_URL=db_url,
         GUICHET_BUS="kafka",
         GUICHET_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
-        GUICHET_DATA_DIR=str(tmp / "data"),
+        GUICHET_DATA_DIR=str(tmp / f"{system}-data"),
         GUICHET_LOG_LEVEL="WARNING",
         # wrk sends from one address: the write limiter would measure itself.
         GUICHET_WRITE_RATE_LIMIT="",
     )
+    if source is not None:
+        # Ahead of the virtualenv's own paths, which lead to this checkout.
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in source_paths(source))
+    log_path = tmp / f"{system}.log"
     argv = [sys.executable, "-m", "guichet_launcher", "serve", "intake"]
     argv += ["--host", HOST, "--port", str(port), "--workers", str(args.workers)]
 
     def ready() -> bool:
         return http("GET", f"{base}/ready")[0] == 200
 
-    with server("intake", argv, env, tmp / "intake.log", ready) as proc:
+    with server(system, argv, env, log_path, ready) as proc:
         others = {"postgres": postgres_pid(postgres), "broker": broker_pid(broker)}
-        logged = LogReader(tmp / "intake.log")
+        logged = LogReader(log_path)
         flagged_before = 0
 
         def run() -> SystemResult:
             nonlocal flagged_before
             try:
                 result = measure(
-                    "intake",
+                    system,
                     proc,
                     f"{base}/v1/requests",
                     db_url,
@@ -422,7 +435,7 @@ def intake_server(
                     postgres,
                 )
             except Exception as exc:
-                raise failed("intake", proc, tmp / "intake.log", exc) from exc
+                raise failed(system, proc, log_path, exc) from exc
             # The relay publishes to Kafka behind the responses: show whether it kept up
             # (counted once the request rows settled, about a second after wrk stopped).
             # The drain ends before the next measured run starts.
@@ -444,11 +457,22 @@ def intake_server(
         yield run
 
 
+def source_paths(checkout: Path) -> list[Path]:
+    """Where the packages of a checkout live (`PYTHONPATH` serves them from there)."""
+    return sorted(
+        [*checkout.glob("libs/*/src"), *checkout.glob("services/*/src"), checkout / "launcher/src"]
+    )
+
+
 def quiesce(postgres: LocalPostgres) -> None:
-    """Both systems' databases vacuumed, then a checkpoint: what the previous run left
+    """Every system's database vacuumed, then a checkpoint: what the previous run left
     (intake's published outbox rows are dead tuples, dirty pages) is cleaned up before
     the next run is measured, not by autovacuum and the checkpointer during it."""
-    for database in DATABASES:
+    found = query(
+        postgres.url("postgres"),
+        "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'bench%'",
+    )
+    for database in (found or "").split():
         query(postgres.url(database), "VACUUM")
     query(postgres.url("postgres"), "CHECKPOINT")
 
