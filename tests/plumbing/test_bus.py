@@ -4,6 +4,8 @@ out as record batches that keep each key's order, and a failure names what went 
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 from typing import Any
 
 import pytest
@@ -13,8 +15,15 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from guichet_plumbing.bus import KafkaBus, KeyPartitioner, Outgoing, PublishFailed, murmur2
-from guichet_plumbing.localinfra import LocalBroker
+from guichet_plumbing.bus import (
+    KafkaBus,
+    KeyPartitioner,
+    Outgoing,
+    PublishFailed,
+    Subscription,
+    murmur2,
+)
+from guichet_plumbing.localinfra import LocalBroker, free_port
 from tests.plumbing.kafka_tools import read_records
 
 
@@ -195,3 +204,20 @@ async def test_a_topic_without_metadata_stops_the_pass_after_sending_what_came_b
     events = batch_of_events()
     sent, found = await publish_with(kafka, topic_prefix, events, (TYPES[1], 0), "no metadata")
     assert (sent, found) == (1, {0})
+
+
+async def test_a_consumer_that_cannot_start_is_closed_all_the_same() -> None:
+    """A broker out of reach while a subscription starts: the consumer it made is closed
+    (before, it was left open, its connections and tasks with it, until collected)."""
+
+    async def ignore(envelope: Any) -> None:
+        return None
+
+    bus = KafkaBus(f"127.0.0.1:{free_port()}", topic_prefix="nowhere.")
+    subscription = Subscription("nobody", frozenset(TYPES), ignore)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(KafkaConnectionError):
+            await bus._consume(subscription)
+        gc.collect()
+    assert not [w for w in caught if "Unclosed AIOKafkaConsumer" in str(w.message)]

@@ -275,8 +275,9 @@ class KafkaBus:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await consumer.start()
         try:
+            # Inside: stopped too if the service stops (or the broker fails) while it starts.
+            await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=100)
                 for partition, messages in batches.items():
