@@ -438,7 +438,8 @@ class Policy:
                 "l'administrateur de votre collectivité si elle relève de votre mission."
             )
         if not self.anonymous and request.scope.get("query_string"):
-            # Parsed only when there is a query: most calls, every submission, have none.
+            # Parsed only when it may matter: open routes (every submission) check no
+            # tenant, and most calls carry no query.
             tenant = request.query_params.get("tenant")
             if tenant is not None and principal.outside(tenant):
                 raise foreign_tenant(tenant)
