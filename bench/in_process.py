@@ -25,8 +25,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from intake_post import BODY_TEXT, VARY
+from intake_post import BODY_TEXT, DATABASES, VARY, intake_environment
 
+from guichet_plumbing.db import Grouped
 from guichet_plumbing.localinfra import LocalBroker, LocalPostgres
 
 Stats = dict[str, list[float]]
@@ -83,7 +84,7 @@ def timed_groups(intake: Any) -> Stats:
     """Each `Grouped` of the service timed: groups, requests carried, seconds in flight."""
     stats: Stats = {}
     for name, grouped in vars(intake).items():
-        if type(grouped).__name__ != "Grouped":
+        if not isinstance(grouped, Grouped):
             continue
         counts = stats[name] = [0, 0, 0.0]
         inner: Callable[[list[Any]], Awaitable[list[Any]]] = grouped.run
@@ -161,14 +162,8 @@ def main() -> None:
     try:
         postgres.start()
         broker.start(log_path=tmp / "tansu.log")
-        os.environ.update(
-            GUICHET_INTAKE_DATABASE_URL=postgres.create_database("bench_intake"),
-            GUICHET_BUS="kafka",
-            GUICHET_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
-            GUICHET_DATA_DIR=str(tmp / "data"),
-            GUICHET_LOG_LEVEL="WARNING",
-            GUICHET_WRITE_RATE_LIMIT="",  # one client address: the limiter would measure itself
-        )
+        db_url = postgres.create_database(DATABASES[1])
+        os.environ.update(intake_environment(db_url, broker, tmp / "data"))
         # Imported once the environment names the database: the app reads it when built.
         from guichet_launcher.services import BY_NAME, long_lived
 

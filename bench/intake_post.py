@@ -380,6 +380,19 @@ def baseline_server(
         yield run
 
 
+def intake_environment(db_url: str, broker: LocalBroker, data_dir: Path) -> dict[str, str]:
+    """What intake is configured by when measured: its database, Kafka, nothing logged."""
+    return {
+        "GUICHET_INTAKE_DATABASE_URL": db_url,
+        "GUICHET_BUS": "kafka",
+        "GUICHET_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "GUICHET_DATA_DIR": str(data_dir),
+        "GUICHET_LOG_LEVEL": "WARNING",
+        # One client address: the write limiter would measure itself.
+        "GUICHET_WRITE_RATE_LIMIT": "",
+    }
+
+
 @contextmanager
 def intake_server(
     postgres: LocalPostgres,
@@ -397,16 +410,7 @@ def intake_server(
     db_url = postgres.create_database(database)
     port = free_port()
     base = f"http://{HOST}:{port}"
-    env = dict(
-        os.environ,
-        GUICHET_INTAKE_DATABASE_URL=db_url,
-        GUICHET_BUS="kafka",
-        GUICHET_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
-        GUICHET_DATA_DIR=str(tmp / f"{system}-data"),
-        GUICHET_LOG_LEVEL="WARNING",
-        # wrk sends from one address: the write limiter would measure itself.
-        GUICHET_WRITE_RATE_LIMIT="",
-    )
+    env = dict(os.environ, **intake_environment(db_url, broker, tmp / f"{system}-data"))
     if source is not None:
         # Ahead of the virtualenv's own paths, which lead to this checkout.
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in source_paths(source))
