@@ -15,8 +15,8 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.schemas import BaseSchema as BaseOpenAPISchema
-
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from guichet_launcher.services import BY_NAME
@@ -31,8 +31,19 @@ from tests.identity import staff
 # authorisation matrix, not this test, proves who is refused).
 CHECKS = {"excluded_checks": [positive_data_acceptance], "headers": staff()}
 
-FUZZ = settings(max_examples=40, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+# A transfer's body (`application/jose`): a compact JWS (three base64url parts) or not quite.
+schemathesis.openapi.media_type(
+    "application/jose",
+    st.from_regex(r"[A-Za-z0-9_-]{0,60}(\.[A-Za-z0-9_-]{0,60}){0,3}", fullmatch=True).map(
+        str.encode
+    ),
+)
 
 
 @pytest.fixture(scope="module")

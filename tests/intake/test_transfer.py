@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,8 +23,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from guichet_intake import repository
+from guichet_intake.app import create_app
+from guichet_intake.models import requests
 from guichet_intake.schemas import TransferCreate
 from guichet_intake.service import FollowProof, IntakeService
+from guichet_intake.settings import IntakeSettings
+from guichet_intake.signing import sign, verify
 from guichet_plumbing.auth import ANONYMOUS
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
@@ -1025,3 +1034,238 @@ async def test_r12_a_transfer_sent_before_the_deadline_is_not_undone_by_a_later_
     assert followed.status.value == "transferred"
     assert await outbox_events(intake.db, "intake.request.implicit_decision.v1") == []
     assert not [h for h in followed.history if "vaut acceptation" in h.label]
+
+
+# -- receiving a transfer another guichet signed ------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def published_keys(intake: IntakeService) -> Any:
+    """Admiville's keys at an address, as its own guichet publishes them; `intake` then
+    receives the transfers Admiville signs (its settings list that address)."""
+
+    async def jwks(request: Request) -> JSONResponse:
+        return JSONResponse(await intake.jwks())
+
+    async with serve(Starlette(routes=[Route("/jwks.json", jwks)])) as base:
+        intake.settings.transfer_senders = {"Commune d'Admiville": f"{base}/jwks.json"}
+        yield base
+
+
+async def hand_over(intake: IntakeService, created: dict[str, Any], when: datetime) -> str:
+    """Admiville's signed hand-over of `created`, as the other administration receives it."""
+    receiver = Receiver()
+    async with serve(receiver.app()) as base:
+        await intake.transfer(
+            created["tracking_code"],
+            TransferCreate(
+                administration_name="Commune de Voisinville",
+                administration_url=f"{base}/transmissions",
+                reason="La salle demandée appartient à Voisinville.",
+            ),
+            now=when,
+        )
+    [(token, _)] = receiver.tried
+    return token.decode()
+
+
+async def received_here(intake: IntakeService, answer: Any) -> Any:
+    async with intake.db.sessions() as session:
+        code = json.loads(answer.body)["tracking_code"]
+        return await repository.get_request_by_code(session, code)
+
+
+async def sent_on(
+    intake: IntakeService, sent: datetime, received: datetime
+) -> tuple[dict[str, Any], Any]:
+    """Received by Admiville on 15 May, signed and sent on at `sent`, received by
+    Voisinville's guichet at `received`: the request first received, and the answer."""
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    token = await hand_over(intake, created, sent)
+    async with published_keys(intake):
+        answer = await intake.receive_transfer("voisinville", token, "k-1", now=received)
+    return created, answer
+
+
+async def test_r13_a_transfer_signed_elsewhere_keeps_both_clocks(intake: IntakeService) -> None:
+    """Sent on to Voisinville's guichet, which receives it on 2 June: the SVR runs from 15
+    May (deemed rejected at the end of 15 July), the AR is owed by 9 June (R4)."""
+    # 22:30 UTC on 1 June is already 2 June in Paris: that is the date of reception.
+    created, answer = await sent_on(
+        intake,
+        datetime(2026, 6, 1, 16, 0, tzinfo=UTC),
+        datetime(2026, 6, 1, 22, 30, tzinfo=UTC),
+    )
+    assert answer.status_code == 201
+    assert json.loads(answer.body)["reception_date"] == "2026-06-02"
+    assert json.loads(answer.body)["first_received_on"] == "2026-05-15"
+    row = await received_here(intake, answer)
+    assert row.tenant == "voisinville"
+    assert row.first_received_on == date(2026, 5, 15)
+    assert row.reception_date == date(2026, 6, 2)
+    assert row.receipt_due_on == date(2026, 6, 9)
+    assert row.applicant["email"] == CAMILLE["email"]
+    history = await intake.get_request(row.tracking_code)
+    assert history.history[0].label == (
+        f"Reçue par transmission de la demande {created['tracking_code']} par Commune d'Admiville"
+    )
+    at = datetime(2026, 6, 3, 9, 0, tzinfo=UTC)
+    svr = await intake.qualify(row.tracking_code, "subvention", now=at)
+    assert svr.implicit_decision is not None
+    assert str(svr.implicit_decision.decision_date) == "2026-07-15"
+
+
+async def test_r13_the_sva_of_a_transfer_signed_elsewhere_runs_from_its_reception_here(
+    intake: IntakeService,
+) -> None:
+    """Received by Voisinville's guichet on 2 June: deemed accepted at the end of 2 August."""
+    _, answer = await sent_on(
+        intake, datetime(2026, 6, 2, 9, 0, tzinfo=UTC), datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
+    )
+    row = await received_here(intake, answer)
+    sva = await intake.qualify(row.tracking_code, "salle", now=datetime(2026, 6, 3, tzinfo=UTC))
+    assert sva.implicit_decision is not None
+    assert str(sva.implicit_decision.decision_date) == "2026-08-02"
+    # The receipt says which date the clock runs from.
+    assert "reçue le 2 juin 2026" in " ".join(sva.receipts[-1].mentions)
+
+
+async def test_r12_a_transfer_sent_again_under_its_key_is_filed_once(
+    intake: IntakeService,
+) -> None:
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    other = await submit(intake, datetime(2026, 5, 16, 9, 0, tzinfo=UTC), payload={"n": 2})
+    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    second = await hand_over(intake, other, datetime(2026, 6, 2, 9, 1, tzinfo=UTC))
+    when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
+    async with published_keys(intake):
+        # A retry after a lost answer may even overtake the first send.
+        first, again = await asyncio.gather(
+            intake.receive_transfer("voisinville", token, "k-1", now=when),
+            intake.receive_transfer("voisinville", token, "k-1", now=when),
+        )
+        assert first.status_code == again.status_code == 201
+        assert first.body == again.body
+        with pytest.raises(Problem) as reused:
+            await intake.receive_transfer("voisinville", second, "k-1", now=when)
+        assert reused.value.status == 409
+    async with intake.db.sessions() as session:
+        filed = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(requests)
+            .where(requests.c.tenant == "voisinville")
+        )
+    assert filed == 1
+
+
+async def test_r12_only_a_transfer_signed_by_a_listed_administration_is_received(
+    intake: IntakeService,
+) -> None:
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
+    with pytest.raises(Problem) as unlisted:
+        await intake.receive_transfer("voisinville", token, "k-1", now=when)
+    assert unlisted.value.status == 403
+    assert unlisted.value.slug == "transfer-not-authentic"
+    head, payload, signature = token.split(".")
+    forged = ".".join(
+        (head, payload[:-4] + ("AAAA" if payload[-4:] != "AAAA" else "BBBB"), signature)
+    )
+    async with published_keys(intake):
+        with pytest.raises(Problem) as tampered:
+            await intake.receive_transfer("voisinville", forged, "k-1", now=when)
+        assert tampered.value.status == 403
+        # A receipt is signed by the same key, but is no transfer.
+        receipt = created["acknowledgement"]["token"]
+        with pytest.raises(Problem) as not_a_transfer:
+            await intake.receive_transfer("voisinville", receipt, "k-2", now=when)
+        assert not_a_transfer.value.status == 422
+        assert "type" in [p.name for p in not_a_transfer.value.invalid_params]
+        # Admiville's key does not vouch for a transfer in Voisinville's name.
+        async with intake.db.sessions() as session:
+            key = await intake.keyring.active(session, "admiville", when)
+        claims = verify(token, (await intake.jwks())["keys"])
+        assert claims is not None
+        posing = sign({**claims[1], "tenant": "voisinville"}, key)
+        with pytest.raises(Problem) as posed:
+            await intake.receive_transfer("voisinville", posing, "k-3", now=when)
+        assert posed.value.status == 403
+        with pytest.raises(Problem) as unknown:
+            await intake.receive_transfer("nulleville", token, "k-4", now=when)
+        assert unknown.value.status == 404
+        with pytest.raises(Problem) as keyless:
+            await intake.receive_transfer("voisinville", token, None, now=when)
+        assert keyless.value.status == 400
+        with pytest.raises(Problem) as early:
+            # Received here on 14 May, before its first reception: not a date to accept.
+            await intake.receive_transfer(
+                "voisinville", token, "k-5", now=datetime(2026, 5, 14, 9, 0, tzinfo=UTC)
+            )
+        assert early.value.status == 422
+        assert [p.name for p in early.value.invalid_params] == ["first_received_on"]
+    async with intake.db.sessions() as session:
+        assert (
+            await session.scalar(
+                sa.select(sa.func.count())
+                .select_from(requests)
+                .where(requests.c.tenant == "voisinville")
+            )
+            == 0
+        )
+
+
+async def test_r12_one_guichet_sends_a_request_on_to_another_over_http(data_dir: Path) -> None:
+    """Two guichets, each its own database: the first signs and sends, the second fetches
+    the first's published keys, receives the request, and the first records it as sent."""
+    (data_dir / "first").mkdir()
+    (data_dir / "second").mkdir()
+    first = create_app(IntakeSettings(data_dir=data_dir / "first"))
+    async with serve(first) as sender:
+        keys = f"{sender}/.well-known/jwks.json"
+        second = create_app(
+            IntakeSettings(
+                data_dir=data_dir / "second", transfer_senders={"Guichet d'Admiville": keys}
+            )
+        )
+        async with serve(second) as receiver, httpx.AsyncClient(base_url=receiver) as http:
+            created = await submit(first.state.intake, datetime.now(UTC))
+            moved = await first.state.intake.transfer(
+                created["tracking_code"],
+                TransferCreate(
+                    administration_name="Commune d'Admiville (guichet régional)",
+                    administration_url=f"{receiver}/v1/transfers/admiville",
+                    reason="Demande à traiter par le guichet régional.",
+                ),
+            )
+            assert moved.status.value == "transferred"
+            # Not a signed token: refused before anything is read, in French.
+            as_json = await http.post(
+                "/v1/transfers/admiville", json={"token": "x"}, headers={"Idempotency-Key": "k"}
+            )
+            assert as_json.status_code == 415
+            assert as_json.headers["content-type"] == "application/problem+json"
+            assert "application/jose" in as_json.json()["detail"]
+            unsigned = await http.post(
+                "/v1/transfers/admiville",
+                content="é".encode(),
+                headers={"Content-Type": "application/jose", "Idempotency-Key": "k"},
+            )
+            assert unsigned.status_code == 403
+            assert unsigned.json()["title"] == "Transmission non reconnue"
+            async with second.state.intake.db.sessions() as session:
+                [row] = (
+                    await session.execute(
+                        sa.select(requests).where(requests.c.source.like("transfer:%"))
+                    )
+                ).all()
+    assert row.first_received_on == date.fromisoformat(created["reception_date"])
+    assert row.reception_date == datetime.now(ZoneInfo("Europe/Paris")).date()
+    # The applicant's notice gives the number to follow it under there.
+    notice = moved.receipts[-1]
+    assert notice.kind.value == "avis_transmission"
+    assert notice.mentions[-1] == f"Elle y est enregistrée sous le n° {row.tracking_code}."
+    assert row.source == f"transfer:Commune d'Admiville:{created['tracking_code']}"

@@ -37,6 +37,7 @@ from guichet_intake.schemas import (
     SvaList,
     TokenAnswer,
     TransferCreate,
+    TransferReceived,
     VerifyRequest,
     VerifyResult,
 )
@@ -52,7 +53,7 @@ from guichet_plumbing.auth import (
     open_policy,
 )
 from guichet_plumbing.jsonbody import JsonRoute
-from guichet_plumbing.problems import problem_responses
+from guichet_plumbing.problems import Problem, problem_responses
 
 router = APIRouter(route_class=JsonRoute)
 
@@ -252,6 +253,47 @@ async def transfer_request(
     request: Request, principal: CurrentPrincipal, tracking_code: TrackingCode, body: TransferCreate
 ) -> RequestPublic:
     return await _intake(request).transfer(tracking_code, body, principal=principal)
+
+
+@router.post(
+    "/v1/transfers/{tenant}",
+    dependencies=[PUBLIC],
+    status_code=201,
+    response_model=TransferReceived,
+    summary="Recevoir une demande transmise par une autre administration (jeton signé)",
+    description="Le corps est la transmission signée (JWS compact, `application/jose`) telle "
+    "qu'un autre Guichet l'envoie : elle n'est reçue que signée par une administration "
+    "déclarée (`GUICHET_INTAKE_TRANSFER_SENDERS`). La demande est reçue aujourd'hui par la "
+    "collectivité compétente, sa date de première réception conservée (R13). Le même envoi "
+    "sous la même clé `Idempotency-Key` renvoie la même réponse sans second dossier.",
+    tags=["instruction"],
+    responses=problem_responses(400, 403, 404, 409, 413, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/jose": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def receive_transfer(
+    request: Request,
+    tenant: Annotated[str, Path(pattern=TENANT_PATTERN, description="Collectivité destinataire.")],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> Response:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/jose":
+        raise Problem(
+            415,
+            "transfer-media-type",
+            "Type de contenu non pris en charge",
+            "Une transmission est envoyée comme jeton signé, de type application/jose.",
+        )
+    try:
+        token = (await request.body()).decode("ascii")
+    except UnicodeDecodeError:
+        token = ""  # not a JWS: answered as any unsigned body
+    stored = await _intake(request).receive_transfer(tenant, token, idempotency_key)
+    return Response(stored.body, status_code=stored.status_code, media_type="application/json")
 
 
 @router.post(

@@ -591,6 +591,34 @@ class TransferCreate(Strict):
         return self
 
 
+class TransferDocument(BaseModel):
+    """A hand-over another administration signed (R12): what the sender's guichet kept,
+    checked again here as if it were submitted (a trusted key is no warrant of content)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)  # later senders add
+
+    type: Literal["guichet.transfer.v1"]
+    tenant: str = Field(description="Collectivité dont la clé signe la transmission.")
+    sender: Annotated[str, Text(1, 200)] = Field(alias="from")
+    tracking_code: Annotated[str, Text(1, 64)]
+    first_received_on: date = Field(description="Réception par l'administration saisie (R13).")
+    channel: Channel
+    applicant: Applicant
+    contact_preference: ContactPreference | None = None  # absent from the first senders
+    payload: dict[str, Any]
+    location: Location | None = None
+    reason: Annotated[str, Text(1, 500)]
+
+
+class TransferReceived(BaseModel):
+    tracking_code: str = Field(description="Numéro de la demande ici.")
+    reception_date: date = Field(
+        description="Réception par l'administration compétente : le délai de la SVA en part "
+        "(R13), celui de la SVR part de first_received_on."
+    )
+    first_received_on: date
+
+
 # Above the longest receipt the catalogue allows (`test_r2_the_longest_receipt_verifies`).
 RECEIPT_TOKEN_MAX_LENGTH = 200_000
 

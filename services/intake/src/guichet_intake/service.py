@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -59,9 +60,11 @@ from guichet_intake.events import (
 from guichet_intake.identity import GENERAL_FAMILY, mandate_for
 from guichet_intake.models import SOURCE_MAX_LENGTH
 from guichet_intake.schemas import (
+    TRACKING_CODE_PATTERN,
     Applicant,
     ApplicantKind,
     Channel,
+    ContactPreference,
     Identification,
     MissingPiecesCreate,
     OverdueList,
@@ -84,6 +87,8 @@ from guichet_intake.schemas import (
     SvaEntry,
     SvaList,
     TransferCreate,
+    TransferDocument,
+    TransferReceived,
     VerifyResult,
     format_delay,
 )
@@ -94,6 +99,7 @@ from guichet_intake.signing import (
     canonical_json,
     generate_key,
     jwks,
+    key_of,
     sign,
     verify,
 )
@@ -372,8 +378,12 @@ def _source(data: RequestCreate) -> str:
 
 def _content_hash(data: RequestCreate) -> str:
     """R9: what makes two sends the same content, whoever sends them."""
-    content = [data.procedure, data.payload, data.location and data.location.model_dump()]
-    return hashlib.sha256(canonical_json(content)).hexdigest()
+    location = data.location and data.location.model_dump()
+    return _hash_of_content(data.procedure, data.payload, location)
+
+
+def _hash_of_content(procedure: str | None, payload: Any, location: Any) -> str:
+    return hashlib.sha256(canonical_json([procedure, payload, location])).hexdigest()
 
 
 class _CacheMiss(Exception):
@@ -503,6 +513,61 @@ class _Built:
     response: idempotency.StoredResponse
 
 
+class _Senders:
+    """The administrations whose signed transfers this guichet receives (R12) and their
+    published keys: fetched when first needed and kept `ttl` seconds; fetched again at
+    once, at most every `retry` seconds, when a transfer is signed by a key not seen yet
+    (the sender rotated its keys)."""
+
+    ttl = 600.0
+    retry = 60.0
+
+    def __init__(self, service: IntakeService) -> None:
+        self.service = service
+        self._keys: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    async def verify(self, token: str) -> tuple[str, str, dict[str, Any]]:
+        """The sender's name, the key's `kid` and the payload; a 403 problem if no listed
+        sender signed it."""
+        senders = self.service.settings.transfer_senders
+        for again in (False, True):
+            for name, url in senders.items():
+                verified = verify(token, await self._published(str(url), again))
+                if verified is not None:
+                    return name, *verified
+        raise Problem(
+            403,
+            "transfer-not-authentic",
+            "Transmission non reconnue",
+            "Cette transmission n'est pas signée par une administration dont ce guichet "
+            "reçoit les transmissions, ou elle a été modifiée depuis. Envoyez la demande par "
+            "courrier, ou faites déclarer votre administration auprès de ce guichet.",
+        )
+
+    async def _published(self, url: str, again: bool) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        kept = self._keys.get(url)
+        if kept is not None and now - kept[0] < (self.retry if again else self.ttl):
+            return kept[1]
+        timeout = self.service.settings.transfer_timeout
+        http = self.service.http or httpx.AsyncClient(timeout=timeout)
+        try:
+            answer = await http.get(url)
+            answer.raise_for_status()
+            keys: list[dict[str, Any]] = answer.json()["keys"]
+            if not isinstance(keys, list):
+                raise TypeError("keys is not a list")
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            # The keys known before still serve; a sender down is tried again later.
+            log.warning("keys of transfer sender %s not fetched: %r", url, exc)
+            keys = kept[1] if kept is not None else []
+        finally:
+            if self.service.http is None:
+                await http.aclose()
+        self._keys[url] = (now, keys)
+        return keys
+
+
 class IntakeService:
     catalogue_ttl = 5.0
     # Entries cached at most (absences included, which anyone can ask for by the thousand).
@@ -530,6 +595,7 @@ class IntakeService:
         # tenant's misses (an unknown one's included) hold up another's.
         self._loading: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self.http = http
+        self.senders = _Senders(self)
         self.receipts_overdue = metrics.gauge(
             "guichet_intake_receipts_overdue",
             "Requests whose receipt (AR) is past its legal due date, by tenant.",
@@ -1853,10 +1919,11 @@ class IntakeService:
         )
 
     async def _transfer_in(
-        self, session: AsyncSession, row: Any, target: Any, now: datetime
+        self, session: AsyncSession, row: Any, target: Any, now: datetime, sender: str = ""
     ) -> tuple[uuid.UUID, str]:
         """The competent tenant receives it today (R13), keeping the first reception date;
-        returns the new request's id and tracking code."""
+        returns the new request's id and tracking code. `sender`: the administration it
+        comes from, when not one of this guichet's."""
         new_id = uuid.uuid4()
         code = new_tracking_code()
         reception = local_date(now, target.timezone)
@@ -1880,7 +1947,9 @@ class IntakeService:
                     if factor
                 ],
                 # Not the citizen's own send: R9 counts it under the transfer, never theirs.
-                "source": f"transfer:{row.tracking_code}",
+                "source": f"transfer:{sender}:{row.tracking_code}"[:SOURCE_MAX_LENGTH]
+                if sender
+                else f"transfer:{row.tracking_code}",
                 "content_hash": row.content_hash,
                 "received_at": now,
                 "reception_date": reception,
@@ -1895,7 +1964,8 @@ class IntakeService:
             new_id,
             now,
             RequestStatus.received.value,
-            f"Reçue par transmission de la demande {row.tracking_code}",
+            f"Reçue par transmission de la demande {row.tracking_code}"
+            + (f" par {sender}" if sender else ""),
         )
         applicant = row.applicant
         address = applicant.get("postal_address")
@@ -1922,6 +1992,99 @@ class IntakeService:
             ).envelope(tenant=target.code, subject=str(new_id), occurred_at=now),
         )
         return new_id, code
+
+    async def receive_transfer(
+        self, tenant_code: str, token: str, key: str | None, now: datetime | None = None
+    ) -> idempotency.StoredResponse:
+        """R12, the receiving end: a request that another administration, not competent,
+        signed and sent on. Received here today, its first reception date kept (R13: the
+        SVA runs from today, the SVR from that date), its AR owed within 7 days (R4). The
+        sender sends again under the same key until it has an answer: filed once."""
+        if key is None:
+            raise Problem(
+                400,
+                "idempotency-key-required",
+                "Clé d'idempotence manquante",
+                "Une transmission porte l'en-tête Idempotency-Key, le même à chaque envoi : "
+                "c'est ce qui permet de ne l'enregistrer qu'une fois.",
+            )
+        key = idempotency.check_key(key)
+        now = now or datetime.now(UTC)
+        async with self.db.sessions() as session:
+            target = await self._tenant(session, tenant_code)
+        sender, kid, payload = await self.senders.verify(token)
+        try:
+            document = TransferDocument.model_validate(payload)
+        except ValidationError as exc:
+            raise Problem(
+                422,
+                "transfer-content-invalid",
+                "Transmission illisible",
+                "La transmission est bien signée, mais son contenu n'est pas celui d'une "
+                "demande transmise (guichet.transfer.v1) : voir les champs en cause.",
+                [
+                    InvalidParam(name=".".join(map(str, e["loc"])), reason=e["msg"])
+                    for e in exc.errors()
+                ],
+            ) from exc
+        if not key_of(kid, document.tenant):
+            # On a platform hosting many, one collectivité cannot send in another's name.
+            raise Problem(
+                403,
+                "transfer-not-authentic",
+                "Transmission non reconnue",
+                f"Cette transmission n'est pas signée par une clé de « {document.tenant} », "
+                "la collectivité qui l'envoie.",
+            )
+        reception = local_date(now, target.timezone)
+        if document.first_received_on > reception:
+            raise Problem(
+                422,
+                "transfer-content-invalid",
+                "Transmission illisible",
+                "La date de première réception est postérieure à aujourd'hui.",
+                [InvalidParam(name="first_received_on", reason="Date à venir.")],
+            )
+        applicant = document.applicant.model_dump(mode="json")
+        arrival = SimpleNamespace(
+            tracking_code=document.tracking_code,
+            channel=document.channel.value,
+            applicant=applicant,
+            contact_preference=(document.contact_preference or _reachable(applicant)).value,
+            payload=document.payload,
+            location=document.location and document.location.model_dump(),
+            content_hash=None,
+            first_received_on=document.first_received_on,
+        )
+        arrival.content_hash = _hash_of_content(None, arrival.payload, arrival.location)
+        fingerprint = idempotency.fingerprint(token.encode())
+        # Keys are the sender's own: one sender's never meets another's.
+        stored_key = idempotency.own_key(key, tenant_code, sender, document.tenant)
+        try:
+            async with self.db.transaction() as session:
+                kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, stored_key, fingerprint)
+                if kept is not None:
+                    return kept
+                _, code = await self._transfer_in(
+                    session, arrival, target, now, sender=document.sender
+                )
+                received = TransferReceived(
+                    tracking_code=code,
+                    reception_date=reception,
+                    first_received_on=document.first_received_on,
+                )
+                answer = idempotency.StoredResponse(201, received.model_dump_json().encode())
+                await idempotency.remember(
+                    session, TRANSFER_IN_SCOPE, stored_key, fingerprint, answer
+                )
+        except IntegrityError:
+            # The same hand-over sent twice at once: the other send filed it.
+            async with self.db.sessions() as session:
+                kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, stored_key, fingerprint)
+            if kept is None:
+                raise
+            return kept
+        return answer
 
     async def _check_destination(self, url: str) -> None:
         """No request to an arbitrary address: listed hosts only if any are listed, and in
@@ -1970,6 +2133,7 @@ class IntakeService:
                     "received_at": row.received_at.isoformat(),
                     "channel": row.channel,
                     "applicant": row.applicant,
+                    "contact_preference": row.contact_preference,
                     "payload": row.payload,
                     "location": row.location,
                     "reason": body.reason,
@@ -2076,6 +2240,7 @@ class IntakeService:
                 pending.reason,
                 local_date(now, tenant.timezone),
                 now,
+                new_code=_filed_as(answer),
             )
             await repository.delete_outgoing_transfer(session, request_id)
 
@@ -2780,6 +2945,17 @@ _ACTS = {
     "transfer": "transmis la demande",
 }
 TRANSFER_TYPE = "guichet.transfer.v1"
+TRANSFER_IN_SCOPE = "intake.transfer-in"
+
+
+def _reachable(applicant: dict[str, Any]) -> ContactPreference:
+    """How to answer an applicant whose preference the sender did not say."""
+    if applicant.get("email"):
+        return ContactPreference.email
+    if applicant.get("postal_address"):
+        return ContactPreference.letter
+    return ContactPreference.sms if applicant.get("phone") else ContactPreference.email
+
 
 # Transferred (R12) or answered: no implicit decision, and no receipt left to issue here.
 _NO_CLOCK = {"clock_state": "none", "decision_last_day": None, "decision_due_at": None}
@@ -2942,6 +3118,16 @@ async def _not_transferred(
         f"La transmission de votre demande à {destination} n'a pas abouti : elle reste "
         "traitée par notre administration.",
     )
+
+
+def _filed_as(answer: httpx.Response) -> str | None:
+    """The number a receiving guichet filed the request under (`TransferReceived`), for the
+    applicant's notice; None from a receiver that does not say."""
+    try:
+        code = answer.json().get("tracking_code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, str) and re.match(TRACKING_CODE_PATTERN, code) else None
 
 
 # Answers that no retry will change: the address or the hand-over itself is wrong.

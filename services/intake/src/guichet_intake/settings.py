@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, HttpUrl, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from guichet_plumbing.settings import ServiceSettings
@@ -28,6 +28,9 @@ class IntakeSettings(ServiceSettings):
     # Hosts that may receive transfers to other administrations. Empty: in production, any
     # host with public addresses only, over HTTPS; elsewhere, any host.
     transfer_allowed_hosts: list[str] = Field(default_factory=list)
+    # Administrations whose signed transfers this guichet receives (R12), by name: the
+    # address of their published keys, e.g. another Guichet's /intake/.well-known/jwks.json.
+    transfer_senders: dict[str, HttpUrl] = Field(default_factory=dict)
     # R15: key of the per-service pseudonymous identifiers of citizens (HMAC). Changing it
     # detaches citizens from their past requests. Unset: a development value.
     pseudonym_secret: SecretStr | None = None

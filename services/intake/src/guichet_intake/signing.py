@@ -124,12 +124,23 @@ def generate_key(tenant: str, now: datetime) -> SigningKey:
     """A fresh Ed25519 key; the kid says whose and from when, the random part makes it unique."""
     if now.tzinfo is None:
         raise ValueError("naive datetime refused: signing keys carry an aware creation time")
-    slug = _KID_UNSAFE.sub("-", tenant).strip("-") or "tenant"
-    kid = f"{slug}-{now.astimezone(UTC):%Y%m%d}-{secrets.token_hex(3)}"
+    kid = f"{_kid_slug(tenant)}-{now.astimezone(UTC):%Y%m%d}-{secrets.token_hex(3)}"
     pem = Ed25519PrivateKey.generate().private_bytes(
         Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
     )
     return SigningKey(kid=kid, private_pem=pem, created_at=now)
+
+
+def _kid_slug(tenant: str) -> str:
+    return _KID_UNSAFE.sub("-", tenant).strip("-") or "tenant"
+
+
+def key_of(kid: str, tenant: str) -> bool:
+    """Whether `kid` names a key of `tenant`: on a platform publishing the keys of many
+    collectivités in one JWKS, one collectivité's key must not vouch for another's act."""
+    # The whole kid: "ville-nord-20261202-a1b2c3" is not a key of "ville".
+    whose = re.escape(_kid_slug(tenant))
+    return re.fullmatch(rf"{whose}-[0-9]{{8}}-[0-9a-f]{{6}}", kid) is not None
 
 
 def canonical_json(payload: Any) -> bytes:
