@@ -101,9 +101,19 @@ def test_development_secrets_are_refused_in_production(data_dir: Path) -> None:
             demo_logins=False,
             pseudonym_secret="0" * 64,
         )
+    with pytest.raises(ValidationError, match="GUICHET_INTAKE_TRANSFER_SENDERS"):
+        IntakeSettings(
+            env="production",
+            auth_signing_keys=generate_keys(),
+            demo_logins=False,
+            pseudonym_secret="0" * 64,
+            public_url="https://guichet.example.fr/intake",
+            transfer_senders={"Voisinville": "http://voisinville.example.fr/jwks.json"},
+        )
     production = IntakeSettings(
         env="production",
         data_dir=data_dir,
+        transfer_senders={"Voisinville": "https://voisinville.example.fr/intake/jwks.json"},
         auth_signing_keys=generate_keys(),
         demo_logins=False,
         pseudonym_secret="0" * 64,

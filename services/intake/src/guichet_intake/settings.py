@@ -61,6 +61,9 @@ class IntakeSettings(ServiceSettings):
             raise ValueError(
                 "GUICHET_INTAKE_PUBLIC_URL must be intake's public address in production"
             )
+        if any(url.scheme != "https" for url in self.transfer_senders.values()):
+            # Keys fetched in clear could be swapped on the way: anyone's transfer received.
+            raise ValueError("GUICHET_INTAKE_TRANSFER_SENDERS: keys are fetched over HTTPS only")
         for issuer, secret, name in (
             (self.agent_oidc_issuer, self.agent_oidc_client_secret, "AGENT_OIDC"),
             (self.franceconnect_issuer, self.franceconnect_client_secret, "FRANCECONNECT"),
