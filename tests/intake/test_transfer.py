@@ -520,9 +520,12 @@ async def test_r12_a_refusal_arriving_after_the_request_was_closed_leaves_it_clo
     assert unaccepted(intake) == 0
 
 
-async def test_r12_the_sweep_does_not_transfer_a_request_silence_decided_meanwhile(
+async def test_r13_silence_does_not_decide_where_a_transfer_asked_in_time_is_on_its_way(
     intake: IntakeService,
 ) -> None:
+    """Asked on 10 July, the prefecture down until 16 July: the SVA due at the end of 15 July
+    is not born here (this administration said it is not the competent one), and once the
+    prefecture has it, none ever is."""
     created = await submit(intake, AT)  # SVA, 2 months: deemed accepted on 15 July
     receiver = Receiver()
     receiver.down = True
@@ -530,14 +533,62 @@ async def test_r12_the_sweep_does_not_transfer_a_request_silence_decided_meanwhi
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
         assert await intake.send_transfers(asked) == 1
-        assert await intake.decide_due(datetime(2026, 7, 16, 12, 0, tzinfo=UTC)) == 1
-        decided = await intake.get_request(created["tracking_code"])
-        assert decided.status.value == "implicitly_accepted"
+        assert await intake.decide_due(datetime(2026, 7, 16, 12, 0, tzinfo=UTC)) == 0
+        waiting = await intake.get_request(created["tracking_code"])
+        assert waiting.status.value == "received"
         receiver.down = False
-        await intake.send_transfers(datetime(2026, 7, 17, tzinfo=UTC))
+        await intake.send_transfers(datetime(2026, 7, 16, 12, 1, tzinfo=UTC))
     followed = await intake.get_request(created["tracking_code"])
-    assert followed.status.value == "implicitly_accepted"
-    assert await notices_of_transfer(intake, created["tracking_code"]) == 0
+    assert followed.status.value == "transferred"
+    assert await notices_of_transfer(intake, created["tracking_code"]) == 1
+    assert await intake.decide_due(datetime(2026, 7, 20, tzinfo=UTC)) == 0
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.decided is None
+
+
+async def test_r13_an_sva_waiting_on_a_transfer_refused_for_good_is_born_on_its_day(
+    intake: IntakeService,
+) -> None:
+    """Refused for good, the transfer changed nothing: the acceptance is born at midnight
+    at the end of 15 July (16 July, 0 h in Paris: 15 July, 22:00 UTC), as if never asked."""
+    created = await submit(intake, AT)
+    receiver = answering(404)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(
+            intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 20, 0, tzinfo=UTC)
+        )
+        assert await intake.decide_due(datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 0
+        await intake.send_transfers(datetime(2026, 7, 15, 22, 1, tzinfo=UTC))
+    assert await intake.decide_due(datetime(2026, 7, 15, 22, 2, tzinfo=UTC)) == 1
+    decided = await intake.get_request(created["tracking_code"])
+    assert decided.status.value == "implicitly_accepted"
+    born = next(h for h in decided.history if h.status == "implicitly_accepted")
+    assert born.at == datetime(2026, 7, 15, 22, 0, tzinfo=UTC)
+
+
+async def test_r10_r13_an_svr_born_while_a_transfer_is_on_its_way_cancels_it(
+    intake: IntakeService,
+) -> None:
+    """The SVR runs from the first reception wherever the request goes (R13): received on
+    15 May, transfer asked at 23:30 in Paris on 15 July and still unsent, the rejection is
+    born at midnight all the same; the sweep then does not send it, and says why."""
+    created = await submit(
+        intake, AT, procedure="subvention-quartier", applicant=ASSOCIATION, payload={"p": 1}
+    )
+    receiver = Receiver()
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(
+            intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+        )
+        assert await intake.decide_due(datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
+        await intake.send_transfers(datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+    followed = await intake.get_request(created["tracking_code"])
+    assert (followed.status.value, len(receiver.tried)) == ("implicitly_rejected", 0)
+    assert (followed.history[-1].status, followed.history[-1].label) == (
+        "transfer_cancelled",
+        "Transmission à Préfecture de la Zone annulée : la demande est close (Rejetée "
+        "implicitement).",
+    )
 
 
 async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_request(
@@ -960,28 +1011,6 @@ async def test_r9_a_request_transferred_in_is_not_counted_as_its_sender_s_own(
     assert [r["kind"] for r in resent["receipts"]] == ["accuse_enregistrement"]
     third = await submit(intake, first + timedelta(minutes=6), tenant="voisinville", **same)
     assert third["receipts"] == [], "their third send is flagged"
-
-
-async def test_r10_r12_an_outside_transfer_unsent_when_the_decision_is_recorded_is_cancelled(
-    intake: IntakeService,
-) -> None:
-    # Asked in time (23:30 Paris on 15 July), still unsent when the scheduler records the
-    # acceptance born at midnight: the sweep does not send it, and says why.
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    receiver = Receiver()
-    async with serve(receiver.app()) as base:
-        await ask_transfer_by_workflow(
-            intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
-        )
-        assert await intake.decide_due(now=datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
-        await intake.send_transfers(datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
-    followed = await intake.get_request(created["tracking_code"])
-    assert (followed.status.value, len(receiver.tried)) == ("implicitly_accepted", 0)
-    assert (followed.history[-1].status, followed.history[-1].label) == (
-        "transfer_cancelled",
-        "Transmission à Préfecture de la Zone annulée : la demande est close (Acceptée "
-        "implicitement).",
-    )
 
 
 async def test_r12_a_transfer_accepted_while_a_second_is_refused_is_still_recorded(

@@ -284,6 +284,21 @@ async def delete_outgoing_transfer(session: AsyncSession, request_id: uuid.UUID)
     )
 
 
+# R13: an SVA runs only from reception by the competent administration. A transfer asked
+# before the deadline says this one is not: while it is on its way, the SVA waits. Accepted
+# there, none is born here; refused for good, nothing changed and it is born on its day.
+_SVA_ON_ITS_WAY = sa.and_(
+    requests.c.regime == "sva",
+    sa.select(outgoing_transfers.c.request_id)
+    .where(
+        outgoing_transfers.c.request_id == requests.c.id,
+        outgoing_transfers.c.refused_at.is_(None),
+        outgoing_transfers.c.requested_at < requests.c.decision_due_at,
+    )
+    .exists(),
+)
+
+
 async def decisions_due(session: AsyncSession, now: datetime, limit: int) -> Sequence[Any]:
     query = (
         sa.select(requests)
@@ -293,6 +308,7 @@ async def decisions_due(session: AsyncSession, now: datetime, limit: int) -> Seq
             # A suspended SVR clock already includes the whole time granted for the pieces:
             # if they never come, the rejection is born on that date all the same.
             requests.c.clock_state.in_(("running", "suspended")),
+            sa.not_(_SVA_ON_ITS_WAY),
         )
         .order_by(requests.c.decision_due_at, requests.c.id)
         .limit(limit)

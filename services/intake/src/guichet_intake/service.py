@@ -2877,9 +2877,9 @@ class IntakeService:
                 )
             await _not_transferred(session, row, at, destination, problem.detail)
 
-        # A transfer to an outside administration takes effect once accepted there: one asked
-        # in time but consumed after the pass voids nothing, as one still unsent at the
-        # deadline does not (the sweep cancels it).
+        # A transfer to an outside administration takes effect once accepted there. Kept
+        # before the deadline, it holds an SVA back until then (`decisions_due`, R13); asked
+        # in time but consumed after the pass recorded the decision, it voids nothing.
         await self._on_routing_act(
             session, event.request_id, at, "transfer", act, refused, voids=event.tenant is not None
         )
