@@ -538,12 +538,10 @@ async def test_r13_silence_does_not_decide_where_a_transfer_asked_in_time_is_on_
         assert waiting.status.value == "received"
         receiver.down = False
         await intake.send_transfers(datetime(2026, 7, 16, 12, 1, tzinfo=UTC))
+    assert await intake.decide_due(datetime(2026, 7, 20, tzinfo=UTC)) == 0
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "transferred"
     assert await notices_of_transfer(intake, created["tracking_code"]) == 1
-    assert await intake.decide_due(datetime(2026, 7, 20, tzinfo=UTC)) == 0
-    assert followed.implicit_decision is not None
-    assert followed.implicit_decision.decided is None
 
 
 async def test_r13_an_sva_waiting_on_a_transfer_refused_for_good_is_born_on_its_day(
@@ -1082,14 +1080,19 @@ async def published_keys(intake: IntakeService) -> Any:
 
 
 async def hand_over(intake: IntakeService, created: dict[str, Any], when: datetime) -> str:
-    """Admiville's signed hand-over of `created`, as the other administration receives it."""
+    """Admiville's signed hand-over of `created` to Voisinville, as received at its address;
+    `intake`'s public address is then that one, so it receives it as Voisinville's guichet."""
     receiver = Receiver()
-    async with serve(receiver.app()) as base:
+    app = Starlette(
+        routes=[Route("/intake/v1/transfers/voisinville", receiver.handle, methods=["POST"])]
+    )
+    async with serve(app) as base:
+        intake.settings.public_url = f"{base}/intake"
         await intake.transfer(
             created["tracking_code"],
             TransferCreate(
                 administration_name="Commune de Voisinville",
-                administration_url=f"{base}/transmissions",
+                administration_url=f"{base}/intake/v1/transfers/voisinville",
                 reason="La salle demandée appartient à Voisinville.",
             ),
             now=when,
@@ -1113,8 +1116,18 @@ async def sent_on(
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
     token = await hand_over(intake, created, sent)
     async with published_keys(intake):
-        answer = await intake.receive_transfer("voisinville", token, "k-1", now=received)
+        answer = await intake.receive_transfer("voisinville", token, now=received)
     return created, answer
+
+
+async def filed_in_voisinville(intake: IntakeService) -> int:
+    async with intake.db.sessions() as session:
+        count = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(requests)
+            .where(requests.c.tenant == "voisinville")
+        )
+    return int(count or 0)
 
 
 async def test_r13_a_transfer_signed_elsewhere_keeps_both_clocks(intake: IntakeService) -> None:
@@ -1135,6 +1148,9 @@ async def test_r13_a_transfer_signed_elsewhere_keeps_both_clocks(intake: IntakeS
     assert row.reception_date == date(2026, 6, 2)
     assert row.receipt_due_on == date(2026, 6, 9)
     assert row.applicant["email"] == CAMILLE["email"]
+    assert row.contact_preference == "email"
+    # Named as this guichet lists its sender, never as the token says.
+    assert row.source == f"transfer:Commune d'Admiville:{created['tracking_code']}"
     history = await intake.get_request(row.tracking_code)
     assert history.history[0].label == (
         f"Reçue par transmission de la demande {created['tracking_code']} par Commune d'Admiville"
@@ -1160,36 +1176,31 @@ async def test_r13_the_sva_of_a_transfer_signed_elsewhere_runs_from_its_receptio
     assert "reçue le 2 juin 2026" in " ".join(sva.receipts[-1].mentions)
 
 
-async def test_r12_a_transfer_sent_again_under_its_key_is_filed_once(
-    intake: IntakeService,
-) -> None:
+async def test_r12_a_hand_over_sent_again_is_filed_once(intake: IntakeService) -> None:
     await add_neighbour(intake.db)
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    other = await submit(intake, datetime(2026, 5, 16, 9, 0, tzinfo=UTC), payload={"n": 2})
     token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
-    second = await hand_over(intake, other, datetime(2026, 6, 2, 9, 1, tzinfo=UTC))
     when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
     async with published_keys(intake):
         # A retry after a lost answer may even overtake the first send.
         first, again = await asyncio.gather(
-            intake.receive_transfer("voisinville", token, "k-1", now=when),
-            intake.receive_transfer("voisinville", token, "k-1", now=when),
+            intake.receive_transfer("voisinville", token, now=when),
+            intake.receive_transfer("voisinville", token, now=when),
         )
         assert first.status_code == again.status_code == 201
         assert first.body == again.body
-        with pytest.raises(Problem) as reused:
-            await intake.receive_transfer("voisinville", second, "k-1", now=when)
-        assert reused.value.status == 409
-    async with intake.db.sessions() as session:
-        filed = await session.scalar(
-            sa.select(sa.func.count())
-            .select_from(requests)
-            .where(requests.c.tenant == "voisinville")
-        )
-    assert filed == 1
+        # Signed again (another reason, say): the same hand-over, the same file.
+        async with intake.db.sessions() as session:
+            key = await intake.keyring.active(session, "admiville", when)
+        claims = verify(token, (await intake.jwks())["keys"])
+        assert claims is not None
+        resigned = sign({**claims[1], "reason": "Compétence de Voisinville."}, key)
+        later = await intake.receive_transfer("voisinville", resigned, now=when)
+        assert later.body == first.body
+    assert await filed_in_voisinville(intake) == 1
 
 
-async def test_r12_only_a_transfer_signed_by_a_listed_administration_is_received(
+async def test_r12_only_a_transfer_signed_by_a_listed_administration_for_here_is_received(
     intake: IntakeService,
 ) -> None:
     await add_neighbour(intake.db)
@@ -1197,54 +1208,87 @@ async def test_r12_only_a_transfer_signed_by_a_listed_administration_is_received
     token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
     when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
     with pytest.raises(Problem) as unlisted:
-        await intake.receive_transfer("voisinville", token, "k-1", now=when)
+        await intake.receive_transfer("voisinville", token, now=when)
     assert unlisted.value.status == 403
     assert unlisted.value.slug == "transfer-not-authentic"
     head, payload, signature = token.split(".")
-    forged = ".".join(
-        (head, payload[:-4] + ("AAAA" if payload[-4:] != "AAAA" else "BBBB"), signature)
-    )
+    altered = "AAAA" if payload[-4:] != "AAAA" else "BBBB"
+    forged = ".".join((head, payload[:-4] + altered, signature))
     async with published_keys(intake):
         with pytest.raises(Problem) as tampered:
-            await intake.receive_transfer("voisinville", forged, "k-1", now=when)
+            await intake.receive_transfer("voisinville", forged, now=when)
         assert tampered.value.status == 403
+        # Signed for Voisinville's address: replayed to another collectivité, refused.
+        with pytest.raises(Problem) as elsewhere:
+            await intake.receive_transfer("admiville", token, now=when)
+        assert elsewhere.value.status == 422
+        assert [p.name for p in elsewhere.value.invalid_params] == ["to"]
         # A receipt is signed by the same key, but is no transfer.
         receipt = created["acknowledgement"]["token"]
         with pytest.raises(Problem) as not_a_transfer:
-            await intake.receive_transfer("voisinville", receipt, "k-2", now=when)
+            await intake.receive_transfer("voisinville", receipt, now=when)
         assert not_a_transfer.value.status == 422
         assert "type" in [p.name for p in not_a_transfer.value.invalid_params]
-        # Admiville's key does not vouch for a transfer in Voisinville's name.
         async with intake.db.sessions() as session:
             key = await intake.keyring.active(session, "admiville", when)
         claims = verify(token, (await intake.jwks())["keys"])
         assert claims is not None
+        # Admiville's key does not vouch for a transfer in Voisinville's name.
         posing = sign({**claims[1], "tenant": "voisinville"}, key)
         with pytest.raises(Problem) as posed:
-            await intake.receive_transfer("voisinville", posing, "k-3", now=when)
+            await intake.receive_transfer("voisinville", posing, now=when)
         assert posed.value.status == 403
+        # Its content is checked as a submission's, in French, each field named.
+        unreachable = {**claims[1]["applicant"], "email": None}
+        by_email = sign({**claims[1], "channel": "email", "applicant": unreachable}, key)
+        with pytest.raises(Problem) as unchecked:
+            await intake.receive_transfer("voisinville", by_email, now=when)
+        assert unchecked.value.status == 422
+        assert {p.name: p.reason for p in unchecked.value.invalid_params} == {
+            "applicant.email": "Une demande reçue par courrier électronique porte l'adresse "
+            "d'où elle a été envoyée : c'est là que l'accusé de réception est adressé.",
+        }
+        deep: Any = "fond"
+        for _ in range(70):
+            deep = [deep]
+        with pytest.raises(Problem) as too_deep:
+            await intake.receive_transfer(
+                "voisinville", sign({**claims[1], "payload": {"d": deep}}, key), now=when
+            )
+        assert too_deep.value.status == 422
         with pytest.raises(Problem) as unknown:
-            await intake.receive_transfer("nulleville", token, "k-4", now=when)
+            await intake.receive_transfer("nulleville", token, now=when)
         assert unknown.value.status == 404
-        with pytest.raises(Problem) as keyless:
-            await intake.receive_transfer("voisinville", token, None, now=when)
-        assert keyless.value.status == 400
         with pytest.raises(Problem) as early:
             # Received here on 14 May, before its first reception: not a date to accept.
             await intake.receive_transfer(
-                "voisinville", token, "k-5", now=datetime(2026, 5, 14, 9, 0, tzinfo=UTC)
+                "voisinville", token, now=datetime(2026, 5, 14, 9, 0, tzinfo=UTC)
             )
         assert early.value.status == 422
         assert [p.name for p in early.value.invalid_params] == ["first_received_on"]
-    async with intake.db.sessions() as session:
-        assert (
-            await session.scalar(
-                sa.select(sa.func.count())
-                .select_from(requests)
-                .where(requests.c.tenant == "voisinville")
-            )
-            == 0
-        )
+    assert await filed_in_voisinville(intake) == 0
+
+
+async def test_r12_a_sender_s_new_key_is_fetched_when_its_transfer_arrives(
+    intake: IntakeService,
+) -> None:
+    """Admiville rotates its key after Voisinville's guichet fetched the old one: the first
+    transfer signed with the new key sends for the keys again (at most once a minute)."""
+    await add_neighbour(intake.db)
+    first = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    second = await submit(intake, datetime(2026, 5, 16, 9, 0, tzinfo=UTC), payload={"n": 2})
+    when = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    token = await hand_over(intake, first, when)
+    async with published_keys(intake):
+        assert (await intake.receive_transfer("voisinville", token, now=when)).status_code == 201
+        await intake.rotate_key("admiville", now=when)
+        rotated = await hand_over(intake, second, when)
+        with pytest.raises(Problem) as too_soon:
+            await intake.receive_transfer("voisinville", rotated, now=when)
+        assert too_soon.value.status == 403  # the sender retries: 403 is not final
+        intake.senders.retry = 0.0  # a minute later
+        assert (await intake.receive_transfer("voisinville", rotated, now=when)).status_code == 201
+    assert await filed_in_voisinville(intake) == 2
 
 
 async def test_r12_one_guichet_sends_a_request_on_to_another_over_http(data_dir: Path) -> None:
@@ -1255,12 +1299,15 @@ async def test_r12_one_guichet_sends_a_request_on_to_another_over_http(data_dir:
     first = create_app(IntakeSettings(data_dir=data_dir / "first"))
     async with serve(first) as sender:
         keys = f"{sender}/.well-known/jwks.json"
+        port = free_port()
         second = create_app(
             IntakeSettings(
-                data_dir=data_dir / "second", transfer_senders={"Guichet d'Admiville": keys}
+                data_dir=data_dir / "second",
+                transfer_senders={"Commune d'Admiville": keys},
+                public_url=f"http://127.0.0.1:{port}",
             )
         )
-        async with serve(second) as receiver, httpx.AsyncClient(base_url=receiver) as http:
+        async with serve(second, port) as receiver, httpx.AsyncClient(base_url=receiver) as http:
             created = await submit(first.state.intake, datetime.now(UTC))
             moved = await first.state.intake.transfer(
                 created["tracking_code"],
@@ -1272,16 +1319,14 @@ async def test_r12_one_guichet_sends_a_request_on_to_another_over_http(data_dir:
             )
             assert moved.status.value == "transferred"
             # Not a signed token: refused before anything is read, in French.
-            as_json = await http.post(
-                "/v1/transfers/admiville", json={"token": "x"}, headers={"Idempotency-Key": "k"}
-            )
+            as_json = await http.post("/v1/transfers/admiville", json={"token": "x"})
             assert as_json.status_code == 415
             assert as_json.headers["content-type"] == "application/problem+json"
             assert "application/jose" in as_json.json()["detail"]
             unsigned = await http.post(
                 "/v1/transfers/admiville",
                 content="é".encode(),
-                headers={"Content-Type": "application/jose", "Idempotency-Key": "k"},
+                headers={"Content-Type": "application/jose"},
             )
             assert unsigned.status_code == 403
             assert unsigned.json()["title"] == "Transmission non reconnue"
@@ -1298,3 +1343,38 @@ async def test_r12_one_guichet_sends_a_request_on_to_another_over_http(data_dir:
     assert notice.kind.value == "avis_transmission"
     assert notice.mentions[-1] == f"Elle y est enregistrée sous le n° {row.tracking_code}."
     assert row.source == f"transfer:Commune d'Admiville:{created['tracking_code']}"
+
+
+async def test_r13_the_notice_dates_the_competent_reception_as_the_receiver_answers(
+    intake: IntakeService,
+) -> None:
+    """Sent again on 2 June after an answer lost on 1 June: the receiving guichet answers
+    with what it filed on 1 June (its date, in its own time zone, and its number); the
+    notice states that date, not the day of the retry."""
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+
+    async def martinique(request: Request) -> JSONResponse:
+        filed = {
+            "tracking_code": "7KQ2-9XWM-PT4R-H3VD",
+            "reception_date": "2026-06-01",
+            "first_received_on": "2026-05-15",
+        }
+        return JSONResponse(filed, status_code=201)
+
+    app = Starlette(routes=[Route("/transmissions", martinique, methods=["POST"])])
+    async with serve(app) as base:
+        moved = await intake.transfer(
+            created["tracking_code"],
+            TransferCreate(
+                administration_name="Commune du Marin",
+                administration_url=f"{base}/transmissions",
+                reason="Compétence de la commune du Marin.",
+            ),
+            now=datetime(2026, 6, 2, 19, 0, tzinfo=UTC),
+        )
+    notice = moved.receipts[-1].mentions
+    assert (
+        "ne court qu'à compter de sa réception par Commune du Marin, le 1er juin 2026"
+        in (notice[1])
+    )
+    assert notice[-1] == "Elle y est enregistrée sous le n° 7KQ2-9XWM-PT4R-H3VD."

@@ -7,6 +7,7 @@ bodies are refused from their headers or first bytes, before anything is parsed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -241,8 +242,9 @@ _JSON_DETAILS = {
 }
 
 
-def validation_problem(exc: RequestValidationError) -> Problem:
-    errors = exc.errors()
+def validation_problem(errors: Sequence[Any]) -> Problem:
+    """The 422 (or 400 for malformed JSON) for pydantic's `errors()`, fields named and
+    explained in French: a request's body, or what another administration signed."""
     malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if malformed is not None:
         error = str((malformed.get("ctx") or {}).get("error", ""))
@@ -296,7 +298,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return validation_problem(exc).response(instance=request.url.path)
+        return validation_problem(exc.errors()).response(instance=request.url.path)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -263,11 +263,12 @@ async def transfer_request(
     summary="Recevoir une demande transmise par une autre administration (jeton signé)",
     description="Le corps est la transmission signée (JWS compact, `application/jose`) telle "
     "qu'un autre Guichet l'envoie : elle n'est reçue que signée par une administration "
-    "déclarée (`GUICHET_INTAKE_TRANSFER_SENDERS`). La demande est reçue aujourd'hui par la "
-    "collectivité compétente, sa date de première réception conservée (R13). Le même envoi "
-    "sous la même clé `Idempotency-Key` renvoie la même réponse sans second dossier.",
+    "déclarée (`GUICHET_INTAKE_TRANSFER_SENDERS`) et pour cette adresse. La demande est reçue "
+    "aujourd'hui par la collectivité compétente, sa date de première réception conservée "
+    "(R13). Une même transmission envoyée de nouveau renvoie la même réponse, sans second "
+    "dossier.",
     tags=["instruction"],
-    responses=problem_responses(400, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(400, 403, 404, 413, 415, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -278,7 +279,6 @@ async def transfer_request(
 async def receive_transfer(
     request: Request,
     tenant: Annotated[str, Path(pattern=TENANT_PATTERN, description="Collectivité destinataire.")],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> Response:
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != "application/jose":
@@ -292,7 +292,7 @@ async def receive_transfer(
         token = (await request.body()).decode("ascii")
     except UnicodeDecodeError:
         token = ""  # not a JWS: answered as any unsigned body
-    stored = await _intake(request).receive_transfer(tenant, token, idempotency_key)
+    stored = await _intake(request).receive_transfer(tenant, token)
     return Response(stored.body, status_code=stored.status_code, media_type="application/json")
 
 

@@ -592,22 +592,22 @@ class TransferCreate(Strict):
 
 
 class TransferDocument(BaseModel):
-    """A hand-over another administration signed (R12): what the sender's guichet kept,
-    checked again here as if it were submitted (a trusted key is no warrant of content)."""
+    """A hand-over another guichet signed (R12): who sends it, for which address, and the
+    request as first received. The request's own fields are checked as a submission's
+    (`RequestCreate`); a field a later sender adds at this level is ignored."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)  # later senders add
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     type: Literal["guichet.transfer.v1"]
-    tenant: str = Field(description="Collectivité dont la clé signe la transmission.")
-    sender: Annotated[str, Text(1, 200)] = Field(alias="from")
+    tenant: str = Field(pattern=TENANT_PATTERN, description="Collectivité qui l'envoie.")
+    to: HttpUrl = Field(description="Adresse de réception pour laquelle elle est signée.")
     tracking_code: Annotated[str, Text(1, 64)]
     first_received_on: date = Field(description="Réception par l'administration saisie (R13).")
-    channel: Channel
-    applicant: Applicant
-    contact_preference: ContactPreference | None = None  # absent from the first senders
-    payload: dict[str, Any]
-    location: Location | None = None
-    reason: Annotated[str, Text(1, 500)]
+    channel: Any
+    applicant: Any
+    contact_preference: Any = None
+    payload: Any = None
+    location: Any = None
 
 
 class TransferReceived(BaseModel):

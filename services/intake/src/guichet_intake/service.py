@@ -7,9 +7,11 @@ their events are written in one transaction.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import ipaddress
+import json
 import logging
 import re
 import secrets
@@ -119,10 +121,11 @@ from guichet_plumbing.auth import (
 )
 from guichet_plumbing.db import CONNECTION_LOST, Database, Grouped, after_commit, grouped_inserts
 from guichet_plumbing.envelope import WrittenEnvelope, written
+from guichet_plumbing.jsonbody import loads
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import rows as outbox_rows
 from guichet_plumbing.outbox import stage, wake_relays
-from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant
+from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant, validation_problem
 
 log = logging.getLogger(__name__)
 
@@ -522,9 +525,13 @@ class _Senders:
     ttl = 600.0
     retry = 60.0
 
+    # A JWK Set is a few kB: a larger answer is no key set.
+    max_bytes = 1_000_000
+
     def __init__(self, service: IntakeService) -> None:
         self.service = service
         self._keys: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._fetching: dict[str, asyncio.Lock] = {}
 
     async def verify(self, token: str) -> tuple[str, str, dict[str, Any]]:
         """The sender's name, the key's `kid` and the payload; a 403 problem if no listed
@@ -545,27 +552,39 @@ class _Senders:
         )
 
     async def _published(self, url: str, again: bool) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        kept = self._keys.get(url)
-        if kept is not None and now - kept[0] < (self.retry if again else self.ttl):
-            return kept[1]
+        # One fetch at a time per address: the transfers arriving meanwhile wait for it.
+        async with self._fetching.setdefault(url, asyncio.Lock()):
+            kept = self._keys.get(url)
+            if kept is not None and time.monotonic() - kept[0] < (
+                self.retry if again else self.ttl
+            ):
+                return kept[1]
+            keys = await self._fetch(url, kept[1] if kept is not None else [])
+            self._keys[url] = (time.monotonic(), keys)
+            return keys
+
+    async def _fetch(self, url: str, known: list[dict[str, Any]]) -> list[dict[str, Any]]:
         timeout = self.service.settings.transfer_timeout
         http = self.service.http or httpx.AsyncClient(timeout=timeout)
         try:
-            answer = await http.get(url)
-            answer.raise_for_status()
-            keys: list[dict[str, Any]] = answer.json()["keys"]
+            async with http.stream("GET", url) as answer:
+                answer.raise_for_status()
+                body = b""
+                async for chunk in answer.aiter_bytes():
+                    body += chunk
+                    if len(body) > self.max_bytes:
+                        raise ValueError("answer too large for a key set")
+            keys: list[dict[str, Any]] = orjson.loads(body)["keys"]
             if not isinstance(keys, list):
                 raise TypeError("keys is not a list")
+            return keys
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             # The keys known before still serve; a sender down is tried again later.
             log.warning("keys of transfer sender %s not fetched: %r", url, exc)
-            keys = kept[1] if kept is not None else []
+            return known
         finally:
             if self.service.http is None:
                 await http.aclose()
-        self._keys[url] = (now, keys)
-        return keys
 
 
 class IntakeService:
@@ -1947,9 +1966,7 @@ class IntakeService:
                     if factor
                 ],
                 # Not the citizen's own send: R9 counts it under the transfer, never theirs.
-                "source": f"transfer:{sender}:{row.tracking_code}"[:SOURCE_MAX_LENGTH]
-                if sender
-                else f"transfer:{row.tracking_code}",
+                "source": _transfer_source(sender, row.tracking_code),
                 "content_hash": row.content_hash,
                 "received_at": now,
                 "reception_date": reception,
@@ -1994,47 +2011,34 @@ class IntakeService:
         return new_id, code
 
     async def receive_transfer(
-        self, tenant_code: str, token: str, key: str | None, now: datetime | None = None
+        self, tenant_code: str, token: str, now: datetime | None = None
     ) -> idempotency.StoredResponse:
         """R12, the receiving end: a request that another administration, not competent,
-        signed and sent on. Received here today, its first reception date kept (R13: the
-        SVA runs from today, the SVR from that date), its AR owed within 7 days (R4). The
-        sender sends again under the same key until it has an answer: filed once."""
-        if key is None:
-            raise Problem(
-                400,
-                "idempotency-key-required",
-                "Clé d'idempotence manquante",
-                "Une transmission porte l'en-tête Idempotency-Key, le même à chaque envoi : "
-                "c'est ce qui permet de ne l'enregistrer qu'une fois.",
-            )
-        key = idempotency.check_key(key)
+        signed and sent here. Received today, its first reception date kept (R13: the SVA
+        runs from today, the SVR from that date), its AR owed within 7 days (R4). The
+        sender sends again until it has an answer: each hand-over is filed once."""
         now = now or datetime.now(UTC)
         async with self.db.sessions() as session:
             target = await self._tenant(session, tenant_code)
-        sender, kid, payload = await self.senders.verify(token)
-        try:
-            document = TransferDocument.model_validate(payload)
-        except ValidationError as exc:
-            raise Problem(
-                422,
-                "transfer-content-invalid",
-                "Transmission illisible",
-                "La transmission est bien signée, mais son contenu n'est pas celui d'une "
-                "demande transmise (guichet.transfer.v1) : voir les champs en cause.",
-                [
-                    InvalidParam(name=".".join(map(str, e["loc"])), reason=e["msg"])
-                    for e in exc.errors()
-                ],
-            ) from exc
+        sender, kid, _ = await self.senders.verify(token)
+        document, data = _transfer_content(token, tenant_code)
         if not key_of(kid, document.tenant):
-            # On a platform hosting many, one collectivité cannot send in another's name.
+            # A listed sender signs for its own collectivités only (their code in the kid).
             raise Problem(
                 403,
                 "transfer-not-authentic",
                 "Transmission non reconnue",
-                f"Cette transmission n'est pas signée par une clé de « {document.tenant} », "
-                "la collectivité qui l'envoie.",
+                "Cette transmission n'est pas signée par une clé de la collectivité qui l'envoie.",
+            )
+        here = f"{self.settings.public_url.rstrip('/')}/v1/transfers/{tenant_code}"
+        if str(document.to).rstrip("/") != here:
+            # Signed for another address: never filed twice by replaying it elsewhere.
+            raise Problem(
+                422,
+                "transfer-not-for-here",
+                "Transmission adressée ailleurs",
+                f"Cette transmission est adressée à {document.to}, pas à {here}.",
+                [InvalidParam(name="to", reason="Adresse de réception d'un autre guichet.")],
             )
         reception = local_date(now, target.timezone)
         if document.first_received_on > reception:
@@ -2045,42 +2049,36 @@ class IntakeService:
                 "La date de première réception est postérieure à aujourd'hui.",
                 [InvalidParam(name="first_received_on", reason="Date à venir.")],
             )
-        applicant = document.applicant.model_dump(mode="json")
         arrival = SimpleNamespace(
             tracking_code=document.tracking_code,
-            channel=document.channel.value,
-            applicant=applicant,
-            contact_preference=(document.contact_preference or _reachable(applicant)).value,
-            payload=document.payload,
-            location=document.location and document.location.model_dump(),
-            content_hash=None,
+            channel=data.channel.value,
+            applicant=data.applicant.model_dump(mode="json"),
+            contact_preference=data.contact_preference.value,
+            payload=data.payload,
+            location=data.location.model_dump(mode="json") if data.location else None,
+            content_hash=_content_hash(data),
             first_received_on=document.first_received_on,
         )
-        arrival.content_hash = _hash_of_content(None, arrival.payload, arrival.location)
-        fingerprint = idempotency.fingerprint(token.encode())
-        # Keys are the sender's own: one sender's never meets another's.
-        stored_key = idempotency.own_key(key, tenant_code, sender, document.tenant)
+        # One hand-over, one file: whatever key or bytes a sender's retry comes with.
+        handed = idempotency.own_key(document.tracking_code, tenant_code, sender, document.tenant)
+        print_ = idempotency.fingerprint(handed.encode())
         try:
             async with self.db.transaction() as session:
-                kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, stored_key, fingerprint)
+                kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, handed, print_)
                 if kept is not None:
                     return kept
-                _, code = await self._transfer_in(
-                    session, arrival, target, now, sender=document.sender
-                )
+                _, code = await self._transfer_in(session, arrival, target, now, sender=sender)
                 received = TransferReceived(
                     tracking_code=code,
                     reception_date=reception,
                     first_received_on=document.first_received_on,
                 )
                 answer = idempotency.StoredResponse(201, received.model_dump_json().encode())
-                await idempotency.remember(
-                    session, TRANSFER_IN_SCOPE, stored_key, fingerprint, answer
-                )
+                await idempotency.remember(session, TRANSFER_IN_SCOPE, handed, print_, answer)
         except IntegrityError:
             # The same hand-over sent twice at once: the other send filed it.
             async with self.db.sessions() as session:
-                kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, stored_key, fingerprint)
+                kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, handed, print_)
             if kept is None:
                 raise
             return kept
@@ -2137,6 +2135,8 @@ class IntakeService:
                     "payload": row.payload,
                     "location": row.location,
                     "reason": body.reason,
+                    # The receiver files it only at this address: never replayed elsewhere.
+                    "to": str(body.administration_url),
                 },
                 key,
             )
@@ -2232,15 +2232,16 @@ class IntakeService:
                 )
                 return
             tenant = await self._tenant(session, row.tenant)
+            reception, filed_as = _filed_as(answer, local_date(now, tenant.timezone))
             await self._record_transfer(
                 session,
                 row,
                 tenant,
                 pending.administration_name,
                 pending.reason,
-                local_date(now, tenant.timezone),
+                reception,
                 now,
-                new_code=_filed_as(answer),
+                new_code=filed_as,
             )
             await repository.delete_outgoing_transfer(session, request_id)
 
@@ -2948,13 +2949,59 @@ TRANSFER_TYPE = "guichet.transfer.v1"
 TRANSFER_IN_SCOPE = "intake.transfer-in"
 
 
-def _reachable(applicant: dict[str, Any]) -> ContactPreference:
-    """How to answer an applicant whose preference the sender did not say."""
-    if applicant.get("email"):
-        return ContactPreference.email
-    if applicant.get("postal_address"):
-        return ContactPreference.letter
-    return ContactPreference.sms if applicant.get("phone") else ContactPreference.email
+def _transfer_content(token: str, tenant: str) -> tuple[TransferDocument, RequestCreate]:
+    """An authentic hand-over's content, checked as a submission's would be: its JSON as
+    any body (depth, NaN, lone surrogates), its request by `RequestCreate`'s rules."""
+    try:
+        payload = loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        document = TransferDocument.model_validate(payload)
+        data = RequestCreate.model_validate(
+            {
+                "tenant": tenant,
+                "channel": document.channel,
+                "applicant": document.applicant,
+                # Absent from a sender that does not say: the first way to reach them.
+                "contact_preference": document.contact_preference
+                or next(
+                    (
+                        way
+                        for way, field in _CONTACTS
+                        if isinstance(document.applicant, dict) and document.applicant.get(field)
+                    ),
+                    ContactPreference.email,
+                ),
+                "payload": document.payload,
+                "location": document.location,
+                "first_received_on": document.first_received_on,
+            }
+        )
+    except json.JSONDecodeError as exc:
+        raise Problem(
+            422,
+            "transfer-content-invalid",
+            "Transmission illisible",
+            f"La transmission est bien signée, mais son contenu n'est pas lisible : {exc.msg}",
+        ) from exc
+    except ValidationError as exc:
+        raise validation_problem(exc.errors()) from exc
+    return document, data
+
+
+def _transfer_source(sender: str, tracking_code: str) -> str:
+    """Where a request transferred in comes from, for R9: never its applicant's own send."""
+    if not sender:
+        return f"transfer:{tracking_code}"
+    source = f"transfer:{sender}:{tracking_code}"
+    if len(source) <= SOURCE_MAX_LENGTH:
+        return source
+    return f"transfer:sha256:{hashlib.sha256(source.encode()).hexdigest()}"
+
+
+_CONTACTS = (
+    (ContactPreference.email, "email"),
+    (ContactPreference.letter, "postal_address"),
+    (ContactPreference.sms, "phone"),
+)
 
 
 # Transferred (R12) or answered: no implicit decision, and no receipt left to issue here.
@@ -3120,14 +3167,17 @@ async def _not_transferred(
     )
 
 
-def _filed_as(answer: httpx.Response) -> str | None:
-    """The number a receiving guichet filed the request under (`TransferReceived`), for the
-    applicant's notice; None from a receiver that does not say."""
+def _filed_as(answer: httpx.Response, today: date) -> tuple[date, str | None]:
+    """The competent administration's reception date and the number it filed the request
+    under, for the applicant's notice, as a receiving guichet answers (`TransferReceived`:
+    its own date, in its own time zone, kept across a lost answer's retries); else today
+    and no number."""
     try:
-        code = answer.json().get("tracking_code")
-    except (ValueError, AttributeError):
-        return None
-    return code if isinstance(code, str) and re.match(TRACKING_CODE_PATTERN, code) else None
+        received = TransferReceived.model_validate_json(answer.content)
+    except ValidationError:
+        return today, None
+    code = received.tracking_code
+    return received.reception_date, code if re.fullmatch(TRACKING_CODE_PATTERN, code) else None
 
 
 # Answers that no retry will change: the address or the hand-over itself is wrong.
