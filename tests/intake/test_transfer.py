@@ -564,13 +564,12 @@ async def test_r13_an_sva_waiting_on_a_transfer_refused_for_good_is_born_on_its_
     assert born.at == datetime(2026, 7, 15, 22, 0, tzinfo=UTC)
 
 
-async def test_r12_r13_a_transfer_asked_before_an_svr_is_born_is_still_sent(
+async def test_r10_r13_an_svr_born_while_a_transfer_is_on_its_way_cancels_it(
     intake: IntakeService,
 ) -> None:
     """The SVR runs from the first reception wherever the request goes (R13): received on
     15 May, transfer asked at 23:30 in Paris on 15 July and still unsent, the rejection is
-    born at midnight all the same. It is the competent administration's, which must still
-    have the request (R12): the sweep sends it, the rejection stays on record."""
+    born at midnight all the same; the sweep then does not send it, and says why."""
     created = await submit(
         intake, AT, procedure="subvention-quartier", applicant=ASSOCIATION, payload={"p": 1}
     )
@@ -580,18 +579,14 @@ async def test_r12_r13_a_transfer_asked_before_an_svr_is_born_is_still_sent(
             intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
         )
         assert await intake.decide_due(datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
-        decided = await intake.get_request(created["tracking_code"])
-        assert decided.status.value == "implicitly_rejected"
         await intake.send_transfers(datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
     followed = await intake.get_request(created["tracking_code"])
-    assert (followed.status.value, len(receiver.tried)) == ("transferred", 1)
-    assert followed.implicit_decision is not None
-    assert followed.implicit_decision.decided == "rejected"
-    assert [h.status for h in followed.history][-3:] == [
-        "implicitly_rejected",
-        "transferred",
-        "avis_transmission",
-    ]
+    assert (followed.status.value, len(receiver.tried)) == ("implicitly_rejected", 0)
+    assert (followed.history[-1].status, followed.history[-1].label) == (
+        "transfer_cancelled",
+        "Transmission à Préfecture de la Zone annulée : la demande est close (Rejetée "
+        "implicitement).",
+    )
 
 
 async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_request(

@@ -1794,7 +1794,7 @@ class IntakeService:
                     pending = await repository.outgoing_transfer(session, request_id, True)
                     if pending is None:
                         continue
-                    if await _cancelled(session, row, pending, now):
+                    if await _cancelled(session, row, pending.administration_name, now):
                         continue  # closed during the attempt: it stays closed
                     attempts = pending.attempts + 1
                     values: dict[str, Any] = {"attempts": attempts, "last_error": why[:200]}
@@ -2170,7 +2170,7 @@ class IntakeService:
             if pending is None:
                 return  # another attempt recorded it meanwhile
             row = await repository.get_request(session, request_id)
-            if await _cancelled(session, row, pending, now):
+            if await _cancelled(session, row, pending.administration_name, now):
                 return
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
         try:
@@ -2217,10 +2217,9 @@ class IntakeService:
             raise _unreachable(pending.administration_name, f"HTTP {status}")
         async with self.db.transaction() as session:
             row = await repository.get_request(session, request_id, for_update=True)
-            pending = await repository.outgoing_transfer(session, request_id, True)
-            if pending is None:
+            if await repository.outgoing_transfer(session, request_id, True) is None:
                 return
-            if _moot(row, pending):
+            if RequestStatus(row.status) in FINAL:
                 # Closed while it was in flight: the remote has it, the decision here stands.
                 log.error("request %s closed while its transfer was accepted", request_id)
                 await repository.delete_outgoing_transfer(session, request_id)
@@ -3114,24 +3113,13 @@ def _outgoing(
     }
 
 
-def _moot(row: Any, pending: Any) -> bool:
-    """Whether a kept transfer is not to be made any more: the request was closed or
-    decided since it was asked. Not by a rejection silence gave after it was asked: dated
-    from the first reception (R13), that rejection is the competent administration's, which
-    must have the request all the same (R12) and may still answer it."""
-    status = RequestStatus(row.status)
-    if status is RequestStatus.implicitly_rejected and pending.requested_at < row.decision_due_at:
-        return False
-    return status in FINAL
-
-
-async def _cancelled(session: AsyncSession, row: Any, pending: Any, now: datetime) -> bool:
-    """A transfer not to send or retry (`_moot`): drops it, with a line in the history,
-    and says so."""
-    if not _moot(row, pending):
+async def _cancelled(session: AsyncSession, row: Any, destination: str, now: datetime) -> bool:
+    """A transfer not to send or retry: the request was closed or decided since it was
+    asked. Drops it, with a line in the history, and says so."""
+    if RequestStatus(row.status) not in FINAL:
         return False
     await repository.delete_outgoing_transfer(session, row.id)
-    await _cancellation(session, row, pending.administration_name, now)
+    await _cancellation(session, row, destination, now)
     return True
 
 
