@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -19,14 +20,14 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from guichet_intake import repository
 from guichet_intake.app import create_app
 from guichet_intake.models import requests
 from guichet_intake.schemas import TransferCreate
-from guichet_intake.service import FollowProof, IntakeService
+from guichet_intake.service import FollowProof, IntakeService, _filed_as
 from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import sign, verify
 from guichet_plumbing.auth import ANONYMOUS
@@ -1069,36 +1070,53 @@ async def test_r12_a_transfer_sent_before_the_deadline_is_not_undone_by_a_later_
 @contextlib.asynccontextmanager
 async def published_keys(intake: IntakeService) -> Any:
     """Admiville's keys at an address, as its own guichet publishes them; `intake` then
-    receives the transfers Admiville signs (its settings list that address)."""
+    receives the transfers Admiville signs (its settings list that address). Yields the
+    list of the times they were fetched."""
+    fetched: list[float] = []
 
     async def jwks(request: Request) -> JSONResponse:
+        fetched.append(time.monotonic())
+        await asyncio.sleep(0.05)  # long enough for transfers arriving together to meet
         return JSONResponse(await intake.jwks())
 
-    async with serve(Starlette(routes=[Route("/jwks.json", jwks)])) as base:
+    async def huge(request: Request) -> Response:
+        keys = json.dumps((await intake.jwks())["keys"]).encode()
+        padded = b'{"keys": ' + keys + b" " * 1_100_000 + b"}"
+        return Response(padded, media_type="application/json")
+
+    routes = [Route("/jwks.json", jwks), Route("/huge.json", huge)]
+    async with serve(Starlette(routes=routes)) as base:
         intake.settings.transfer_senders = {"Commune d'Admiville": f"{base}/jwks.json"}
-        yield base
+        yield fetched
 
 
 async def hand_over(intake: IntakeService, created: dict[str, Any], when: datetime) -> str:
-    """Admiville's signed hand-over of `created` to Voisinville, as received at its address;
-    `intake`'s public address is then that one, so it receives it as Voisinville's guichet."""
+    """Admiville's signed hand-over of `created` to Voisinville (`hand_over_all`)."""
+    [token] = await hand_over_all(intake, [created], when)
+    return token
+
+
+async def hand_over_all(
+    intake: IntakeService, requests: list[dict[str, Any]], when: datetime
+) -> list[str]:
+    """Admiville's signed hand-overs of `requests` to Voisinville, as received at its
+    address; `intake`'s public address is then that one: it receives them as Voisinville's
+    guichet."""
     receiver = Receiver()
-    app = Starlette(
-        routes=[Route("/intake/v1/transfers/voisinville", receiver.handle, methods=["POST"])]
-    )
-    async with serve(app) as base:
+    path = "/intake/v1/transfers/voisinville"
+    async with serve(Starlette(routes=[Route(path, receiver.handle, methods=["POST"])])) as base:
         intake.settings.public_url = f"{base}/intake"
-        await intake.transfer(
-            created["tracking_code"],
-            TransferCreate(
-                administration_name="Commune de Voisinville",
-                administration_url=f"{base}/intake/v1/transfers/voisinville",
-                reason="La salle demandée appartient à Voisinville.",
-            ),
-            now=when,
-        )
-    [(token, _)] = receiver.tried
-    return token.decode()
+        for created in requests:
+            await intake.transfer(
+                created["tracking_code"],
+                TransferCreate(
+                    administration_name="Commune de Voisinville",
+                    administration_url=f"{base}{path}",
+                    reason="La salle demandée appartient à Voisinville.",
+                ),
+                now=when,
+            )
+    return [token.decode() for token, _ in receiver.tried]
 
 
 async def received_here(intake: IntakeService, answer: Any) -> Any:
@@ -1189,6 +1207,9 @@ async def test_r12_a_hand_over_sent_again_is_filed_once(intake: IntakeService) -
         )
         assert first.status_code == again.status_code == 201
         assert first.body == again.body
+        # Answered as filed even if this guichet's address has changed since.
+        intake.settings.public_url = "https://guichet.voisinville.example/intake"
+        assert (await intake.receive_transfer("voisinville", token, now=when)).body == first.body
         # Signed again (another reason, say): the same hand-over, the same file.
         async with intake.db.sessions() as session:
             key = await intake.keyring.active(session, "admiville", when)
@@ -1267,6 +1288,47 @@ async def test_r12_only_a_transfer_signed_by_a_listed_administration_for_here_is
         assert early.value.status == 422
         assert [p.name for p in early.value.invalid_params] == ["first_received_on"]
     assert await filed_in_voisinville(intake) == 0
+
+
+async def test_r12_a_sender_s_keys_are_fetched_once_for_transfers_arriving_together(
+    intake: IntakeService,
+) -> None:
+    await add_neighbour(intake.db)
+    first = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    second = await submit(intake, datetime(2026, 5, 16, 9, 0, tzinfo=UTC), payload={"n": 2})
+    when = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+    tokens = await hand_over_all(intake, [first, second], when)
+    # Its address as written by hand: the same address all the same.
+    intake.settings.public_url = intake.settings.public_url.replace("http://", "HTTP://") + "/"
+    async with published_keys(intake) as fetched:
+        answers = await asyncio.gather(
+            *(intake.receive_transfer("voisinville", t, now=when) for t in tokens)
+        )
+        assert [a.status_code for a in answers] == [201, 201]
+        assert len(fetched) == 1
+        # An answer past a megabyte is no key set: nothing verifies against it.
+        [base] = intake.settings.transfer_senders.values()
+        intake.settings.transfer_senders = {"Ailleurs": str(base).replace("jwks", "huge")}
+        with pytest.raises(Problem) as unread:
+            await intake.receive_transfer("voisinville", tokens[0], now=when)
+        assert unread.value.status == 403
+
+
+def test_r13_the_receivers_own_date_is_taken_only_when_it_can_be() -> None:
+    first, today = date(2026, 5, 15), date(2026, 6, 2)
+
+    def said(body: Any) -> tuple[date, str | None]:
+        return _filed_as(httpx.Response(201, json=body), first, today)
+
+    code = "7KQ2-9XWM-PT4R-H3VD"
+    assert said({"tracking_code": code, "reception_date": "2026-06-01"}) == (date(2026, 6, 1), code)
+    assert said({"tracking_code": code, "reception_date": "2026-06-03"}) == (date(2026, 6, 3), code)
+    assert said({"tracking_code": code, "reception_date": "2026-06-04"}) == (today, code)
+    assert said({"tracking_code": code, "reception_date": "2026-05-14"}) == (today, code)
+    assert said({"tracking_code": code}) == (today, code)
+    assert said({"tracking_code": code + "\n"}) == (today, None)
+    assert said(["reçu"]) == (today, None)
+    assert _filed_as(httpx.Response(202, text="reçu"), first, today) == (today, None)
 
 
 async def test_r12_a_sender_s_new_key_is_fetched_when_its_transfer_arrives(

@@ -601,7 +601,7 @@ class TransferDocument(BaseModel):
     type: Literal["guichet.transfer.v1"]
     tenant: str = Field(pattern=TENANT_PATTERN, description="Collectivité qui l'envoie.")
     to: HttpUrl = Field(description="Adresse de réception pour laquelle elle est signée.")
-    tracking_code: Annotated[str, Text(1, 64)]
+    tracking_code: str = Field(pattern=TRACKING_CODE_PATTERN)
     first_received_on: date = Field(description="Réception par l'administration saisie (R13).")
     channel: Any
     applicant: Any

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
-from pydantic import ValidationError
+from pydantic import HttpUrl, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -567,7 +567,8 @@ class _Senders:
         timeout = self.service.settings.transfer_timeout
         http = self.service.http or httpx.AsyncClient(timeout=timeout)
         try:
-            async with http.stream("GET", url) as answer:
+            # The whole fetch, not each read: a trickling answer holds no lock for long.
+            async with asyncio.timeout(timeout), http.stream("GET", url) as answer:
                 answer.raise_for_status()
                 body = b""
                 async for chunk in answer.aiter_bytes():
@@ -578,7 +579,7 @@ class _Senders:
             if not isinstance(keys, list):
                 raise TypeError("keys is not a list")
             return keys
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (httpx.HTTPError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             # The keys known before still serve; a sender down is tried again later.
             log.warning("keys of transfer sender %s not fetched: %r", url, exc)
             return known
@@ -2021,7 +2022,7 @@ class IntakeService:
         async with self.db.sessions() as session:
             target = await self._tenant(session, tenant_code)
         sender, kid, _ = await self.senders.verify(token)
-        document, data = _transfer_content(token, tenant_code)
+        document = _transfer_document(token)
         if not key_of(kid, document.tenant):
             # A listed sender signs for its own collectivités only (their code in the kid).
             raise Problem(
@@ -2030,8 +2031,16 @@ class IntakeService:
                 "Transmission non reconnue",
                 "Cette transmission n'est pas signée par une clé de la collectivité qui l'envoie.",
             )
+        # One hand-over, one file: whatever key or bytes a sender's retry comes with, and
+        # answered as it was filed even if this guichet's checks have changed since.
+        handed = idempotency.own_key(document.tracking_code, tenant_code, sender, document.tenant)
+        print_ = idempotency.fingerprint(handed.encode())
+        async with self.db.sessions() as session:
+            kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, handed, print_)
+        if kept is not None:
+            return kept
         here = f"{self.settings.public_url.rstrip('/')}/v1/transfers/{tenant_code}"
-        if str(document.to).rstrip("/") != here:
+        if _url_key(str(document.to)) != _url_key(here):
             # Signed for another address: never filed twice by replaying it elsewhere.
             raise Problem(
                 422,
@@ -2040,6 +2049,7 @@ class IntakeService:
                 f"Cette transmission est adressée à {document.to}, pas à {here}.",
                 [InvalidParam(name="to", reason="Adresse de réception d'un autre guichet.")],
             )
+        data = _transfer_request(document, tenant_code)
         reception = local_date(now, target.timezone)
         if document.first_received_on > reception:
             raise Problem(
@@ -2059,9 +2069,6 @@ class IntakeService:
             content_hash=_content_hash(data),
             first_received_on=document.first_received_on,
         )
-        # One hand-over, one file: whatever key or bytes a sender's retry comes with.
-        handed = idempotency.own_key(document.tracking_code, tenant_code, sender, document.tenant)
-        print_ = idempotency.fingerprint(handed.encode())
         try:
             async with self.db.transaction() as session:
                 kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, handed, print_)
@@ -2232,7 +2239,9 @@ class IntakeService:
                 )
                 return
             tenant = await self._tenant(session, row.tenant)
-            reception, filed_as = _filed_as(answer, local_date(now, tenant.timezone))
+            reception, filed_as = _filed_as(
+                answer, row.first_received_on, local_date(now, tenant.timezone)
+            )
             await self._record_transfer(
                 session,
                 row,
@@ -2949,32 +2958,12 @@ TRANSFER_TYPE = "guichet.transfer.v1"
 TRANSFER_IN_SCOPE = "intake.transfer-in"
 
 
-def _transfer_content(token: str, tenant: str) -> tuple[TransferDocument, RequestCreate]:
-    """An authentic hand-over's content, checked as a submission's would be: its JSON as
-    any body (depth, NaN, lone surrogates), its request by `RequestCreate`'s rules."""
+def _transfer_document(token: str) -> TransferDocument:
+    """An authentic hand-over's envelope, its JSON checked as any body's (depth, NaN,
+    lone surrogates)."""
     try:
         payload = loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-        document = TransferDocument.model_validate(payload)
-        data = RequestCreate.model_validate(
-            {
-                "tenant": tenant,
-                "channel": document.channel,
-                "applicant": document.applicant,
-                # Absent from a sender that does not say: the first way to reach them.
-                "contact_preference": document.contact_preference
-                or next(
-                    (
-                        way
-                        for way, field in _CONTACTS
-                        if isinstance(document.applicant, dict) and document.applicant.get(field)
-                    ),
-                    ContactPreference.email,
-                ),
-                "payload": document.payload,
-                "location": document.location,
-                "first_received_on": document.first_received_on,
-            }
-        )
+        return TransferDocument.model_validate(payload)
     except json.JSONDecodeError as exc:
         raise Problem(
             422,
@@ -2984,7 +2973,38 @@ def _transfer_content(token: str, tenant: str) -> tuple[TransferDocument, Reques
         ) from exc
     except ValidationError as exc:
         raise validation_problem(exc.errors()) from exc
-    return document, data
+
+
+def _transfer_request(document: TransferDocument, tenant: str) -> RequestCreate:
+    """The request handed over, checked as a submission's would be."""
+    applicant = document.applicant if isinstance(document.applicant, dict) else {}
+    # Absent from a sender that does not say: the first way to reach the applicant.
+    preference = document.contact_preference or next(
+        (way for way, field in _CONTACTS if applicant.get(field)), ContactPreference.email
+    )
+    try:
+        return RequestCreate.model_validate(
+            {
+                "tenant": tenant,
+                "channel": document.channel,
+                "applicant": document.applicant,
+                "contact_preference": preference,
+                "payload": document.payload,
+                "location": document.location,
+                "first_received_on": document.first_received_on,
+            }
+        )
+    except ValidationError as exc:
+        raise validation_problem(exc.errors()) from exc
+
+
+def _url_key(url: str) -> str:
+    """An address as HTTP compares it: scheme and host in lower case, IDN as punycode, no
+    default port, no trailing slash (`HttpUrl`'s normal form)."""
+    try:
+        return str(HttpUrl(url)).rstrip("/")
+    except ValidationError:
+        return url
 
 
 def _transfer_source(sender: str, tracking_code: str) -> str:
@@ -3167,17 +3187,27 @@ async def _not_transferred(
     )
 
 
-def _filed_as(answer: httpx.Response, today: date) -> tuple[date, str | None]:
+def _filed_as(answer: httpx.Response, first: date, today: date) -> tuple[date, str | None]:
     """The competent administration's reception date and the number it filed the request
     under, for the applicant's notice, as a receiving guichet answers (`TransferReceived`:
-    its own date, in its own time zone, kept across a lost answer's retries); else today
-    and no number."""
+    its own date, in its own time zone, kept across a lost answer's retries); today and no
+    number from a receiver that does not say. A date before the first reception, or past
+    tomorrow (the time zones' spread), is no date of reception: today instead."""
     try:
-        received = TransferReceived.model_validate_json(answer.content)
-    except ValidationError:
+        said = answer.json()
+    except ValueError:
         return today, None
-    code = received.tracking_code
-    return received.reception_date, code if re.fullmatch(TRACKING_CODE_PATTERN, code) else None
+    if not isinstance(said, dict):
+        return today, None
+    code = said.get("tracking_code")
+    number = code if isinstance(code, str) and re.fullmatch(TRACKING_CODE_PATTERN, code) else None
+    try:
+        received = date.fromisoformat(str(said["reception_date"]))
+    except (KeyError, ValueError):
+        return today, number
+    if not first <= received <= today + timedelta(days=1):
+        return today, number
+    return received, number
 
 
 # Answers that no retry will change: the address or the hand-over itself is wrong.
