@@ -596,7 +596,7 @@ class TransferDocument(BaseModel):
     request as first received. The request's own fields are checked as a submission's
     (`RequestCreate`); a field a later sender adds at this level is ignored."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
     type: Literal["guichet.transfer.v1"]
     tenant: str = Field(pattern=TENANT_PATTERN, description="Collectivité qui l'envoie.")

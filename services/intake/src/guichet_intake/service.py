@@ -381,12 +381,8 @@ def _source(data: RequestCreate) -> str:
 
 def _content_hash(data: RequestCreate) -> str:
     """R9: what makes two sends the same content, whoever sends them."""
-    location = data.location and data.location.model_dump()
-    return _hash_of_content(data.procedure, data.payload, location)
-
-
-def _hash_of_content(procedure: str | None, payload: Any, location: Any) -> str:
-    return hashlib.sha256(canonical_json([procedure, payload, location])).hexdigest()
+    content = [data.procedure, data.payload, data.location and data.location.model_dump()]
+    return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
 class _CacheMiss(Exception):
@@ -533,15 +529,15 @@ class _Senders:
         self._keys: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._fetching: dict[str, asyncio.Lock] = {}
 
-    async def verify(self, token: str) -> tuple[str, str, dict[str, Any]]:
-        """The sender's name, the key's `kid` and the payload; a 403 problem if no listed
-        sender signed it."""
+    async def verify(self, token: str) -> tuple[str, str]:
+        """The name of the listed sender whose key signed `token`, and that key's `kid`;
+        a 403 problem if none did."""
         senders = self.service.settings.transfer_senders
         for again in (False, True):
             for name, url in senders.items():
                 verified = verify(token, await self._published(str(url), again))
                 if verified is not None:
-                    return name, *verified
+                    return name, verified[0]
         raise Problem(
             403,
             "transfer-not-authentic",
@@ -2021,7 +2017,7 @@ class IntakeService:
         now = now or datetime.now(UTC)
         async with self.db.sessions() as session:
             target = await self._tenant(session, tenant_code)
-        sender, kid, _ = await self.senders.verify(token)
+        sender, kid = await self.senders.verify(token)
         document = _transfer_document(token)
         if not key_of(kid, document.tenant):
             # A listed sender signs for its own collectivités only (their code in the kid).
@@ -2959,8 +2955,8 @@ TRANSFER_IN_SCOPE = "intake.transfer-in"
 
 
 def _transfer_document(token: str) -> TransferDocument:
-    """An authentic hand-over's envelope, its JSON checked as any body's (depth, NaN,
-    lone surrogates)."""
+    """An authentic hand-over's envelope, its JSON read again from the token by the reader
+    every body goes through (depth, NaN, lone surrogates), which JOSE's reader is not."""
     try:
         payload = loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
         return TransferDocument.model_validate(payload)
