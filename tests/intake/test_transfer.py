@@ -565,22 +565,98 @@ async def test_r13_an_sva_waiting_on_a_transfer_refused_for_good_is_born_on_its_
     assert born.at == datetime(2026, 7, 15, 22, 0, tzinfo=UTC)
 
 
-async def test_r10_r13_an_svr_born_while_a_transfer_is_on_its_way_cancels_it(
-    intake: IntakeService,
-) -> None:
-    """The SVR runs from the first reception wherever the request goes (R13): received on
-    15 May, transfer asked at 23:30 in Paris on 15 July and still unsent, the rejection is
-    born at midnight all the same; the sweep then does not send it, and says why."""
-    created = await submit(
+SVR_BORN = datetime(2026, 7, 15, 22, 0, tzinfo=UTC)  # 16 July, 0 h in Paris
+
+
+async def rejected_by_silence(intake: IntakeService) -> dict[str, Any]:
+    """A subsidy asked on 15 May (SVR, 2 months): deemed rejected at midnight at the end
+    of 15 July, whatever happens to it meanwhile (R13)."""
+    return await submit(
         intake, AT, procedure="subvention-quartier", applicant=ASSOCIATION, payload={"p": 1}
     )
+
+
+async def test_r12_r13_a_transfer_asked_before_an_svr_is_born_is_still_made(
+    intake: IntakeService,
+) -> None:
+    """Transfer asked at 23:30 in Paris on 15 July, the prefecture down until the next
+    morning: the rejection is born at midnight all the same (the SVR runs from the first
+    reception, R13). That rejection is the prefecture's decision, and the prefecture must
+    have the request (R12): the sweep sends it on, and the applicant is told both."""
+    created = await rejected_by_silence(intake)
+    receiver = Receiver()
+    receiver.down = True
+    asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
+        assert await intake.send_transfers(asked) == 1
+        assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+        assert await intake.send_transfers(SVR_BORN + timedelta(minutes=1)) == 1
+        assert unaccepted(intake) == 1, "still to be made: operators see it"
+        receiver.down = False
+        assert await intake.send_transfers(datetime(2026, 7, 16, 8, 0, tzinfo=UTC)) == 1
+    assert len(receiver.tried) == 3 and unaccepted(intake) == 0
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_rejected"
+    assert followed.status_label == (
+        "Rejetée implicitement, puis transmise à Préfecture de la Zone"
+    )
+    decision = followed.implicit_decision
+    assert decision is not None
+    assert (decision.decided, decision.decision_date) == ("rejected", date(2026, 7, 15))
+    notice = followed.receipts[-1]
+    assert notice.kind.value == "avis_transmission"
+    assert notice.mentions[1:] == [
+        "Le délai au terme duquel le silence vaut rejet courait depuis sa réception par "
+        "notre administration, le 15 mai 2026 : faute de réponse, elle a été réputée "
+        "rejetée le 15 juillet 2026 à minuit (soit à compter du 16 juillet 2026 à 0 h).",
+        "Cette décision implicite est celle de Préfecture de la Zone, qui peut encore "
+        "répondre expressément à votre demande et auprès de qui cette décision peut être "
+        "contestée.",
+    ]
+    assert len(await outbox_events(intake.db, "intake.request.transferred.v1")) == 1
+    # A later status from the workflow is read as for any request silence decided.
+    await close_by_workflow(intake, created, datetime(2026, 7, 20, 9, 0, tzinfo=UTC))
+    closed = await intake.get_request(created["tracking_code"])
+    assert closed.status.value == "implicitly_rejected"
+    assert closed.history[-1].label == "Réponse envoyée"
+
+
+async def test_r12_a_transfer_asked_before_an_svr_and_read_after_its_pass_is_made(
+    intake: IntakeService,
+) -> None:
+    """The workflow's transfer, asked at 23:30 in Paris on the last day, reaches intake
+    after the scheduler recorded the rejection: made all the same, by the sweep."""
+    created = await rejected_by_silence(intake)
+    assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
     receiver = Receiver()
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(
             intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
         )
-        assert await intake.decide_due(datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 1
-        await intake.send_transfers(datetime(2026, 7, 16, 8, 0, tzinfo=UTC))
+        assert await intake.send_transfers(SVR_BORN + timedelta(minutes=1)) == 1
+        # Sent on once: a second transfer asked in time and read now is not made.
+        await ask_transfer_by_workflow(
+            intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 45, tzinfo=UTC)
+        )
+        assert await intake.send_transfers(SVR_BORN + timedelta(minutes=2)) == 0
+    followed = await intake.get_request(created["tracking_code"])
+    assert (followed.status.value, len(receiver.tried)) == ("implicitly_rejected", 1)
+    assert await notices_of_transfer(intake, created["tracking_code"]) == 1
+    assert followed.history[-1].status == "transfer_cancelled"
+
+
+@pytest.mark.parametrize("asked", [SVR_BORN, SVR_BORN + timedelta(hours=1)])
+async def test_r12_a_transfer_asked_once_the_svr_was_born_is_not_made(
+    intake: IntakeService, asked: datetime
+) -> None:
+    # Asked at midnight or after, the request was already decided: nothing to send on.
+    created = await rejected_by_silence(intake)
+    assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+    receiver = Receiver()
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
+        assert await intake.send_transfers(asked + timedelta(minutes=1)) == 0
     followed = await intake.get_request(created["tracking_code"])
     assert (followed.status.value, len(receiver.tried)) == ("implicitly_rejected", 0)
     assert (followed.history[-1].status, followed.history[-1].label) == (
@@ -588,6 +664,28 @@ async def test_r10_r13_an_svr_born_while_a_transfer_is_on_its_way_cancels_it(
         "Transmission à Préfecture de la Zone annulée : la demande est close (Rejetée "
         "implicitement).",
     )
+
+
+async def test_r12_a_transfer_on_its_way_is_not_made_once_the_service_answered(
+    intake: IntakeService,
+) -> None:
+    # Rejected by silence, then answered by this administration itself: it kept the
+    # request after all, and the transfer still waiting is dropped.
+    created = await rejected_by_silence(intake)
+    receiver = Receiver()
+    receiver.down = True
+    asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
+        assert await intake.send_transfers(asked) == 1
+        assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+        await close_by_workflow(intake, created, SVR_BORN + timedelta(hours=1))
+        receiver.down = False
+        await intake.send_transfers(SVR_BORN + timedelta(hours=2))
+    followed = await intake.get_request(created["tracking_code"])
+    assert (followed.status.value, len(receiver.tried)) == ("implicitly_rejected", 1)
+    assert followed.history[-1].status == "transfer_cancelled"
+    assert unaccepted(intake) == 0
 
 
 async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_request(

@@ -160,21 +160,38 @@ def transfer(
     first_reception: date,
     competent_reception: date | None,
     new_tracking_code: str | None = None,
+    rejected_on: date | None = None,
 ) -> list[str]:
     """R12: the user is told; R13: which reception date each clock counts from; given
     to another collectivité of this guichet, the number to follow it there.
 
     The regime is the competent administration's to state (its AR will): both rules are
     given, each with its date; sent by post, the competent reception's date is not known
-    here (None)."""
+    here (None). `rejected_on`: the last day of a rejection silence gave meanwhile (the
+    transfer was asked before it): the notice states it, and whose decision it is."""
+    sent = (
+        f"Votre demande n° {tracking_code} a été transmise à {destination}, "
+        f"compétente pour la traiter. Motif : {reason}"
+    )
+    filed = [f"Elle y est enregistrée sous le n° {new_tracking_code}."] if new_tracking_code else []
+    if rejected_on is not None:
+        return [
+            sent,
+            "Le délai au terme duquel le silence vaut rejet courait depuis sa réception par "
+            f"notre administration, le {french_date(first_reception)} : faute de réponse, "
+            f"elle a été réputée rejetée le {midnight_of(rejected_on)}.",
+            f"Cette décision implicite est celle de {destination}, qui peut encore répondre "
+            "expressément à votre demande et auprès de qui cette décision peut être "
+            "contestée.",
+            *filed,
+        ]
     received_there = (
         f"sa réception par {destination}, le {french_date(competent_reception)}"
         if competent_reception is not None
         else f"sa réception par {destination}"
     )
     return [
-        f"Votre demande n° {tracking_code} a été transmise à {destination}, "
-        f"compétente pour la traiter. Motif : {reason}",
+        sent,
         "S'il s'agit d'un régime de rejet implicite, le délai au terme duquel le silence "
         "vaut rejet court depuis sa réception par notre administration, le "
         f"{french_date(first_reception)} ; s'il s'agit d'un régime d'acceptation "
@@ -182,7 +199,7 @@ def transfer(
         f"compter de {received_there}.",
         f"{destination} vous adressera un accusé de réception indiquant le régime applicable "
         "et la date correspondante.",
-        *([f"Elle y est enregistrée sous le n° {new_tracking_code}."] if new_tracking_code else []),
+        *filed,
     ]
 
 

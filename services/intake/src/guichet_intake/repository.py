@@ -243,11 +243,21 @@ async def claim_outgoing_transfers(
 
 
 async def unaccepted_transfers(session: AsyncSession, closed: Sequence[str]) -> int:
-    """Transfers tried and not accepted, of requests still open here."""
+    """Transfers tried and not accepted, of requests still open here, or rejected by
+    silence after the transfer was asked (it is still to be made: `_still_owed`)."""
+    still_owed = sa.and_(
+        requests.c.status == "implicitly_rejected",
+        outgoing_transfers.c.requested_at < requests.c.decision_due_at,
+        requests.c.answered_at.is_(None),
+        requests.c.transferred_to.is_(None),
+    )
     query = (
         sa.select(sa.func.count())
         .select_from(outgoing_transfers.join(requests))
-        .where(outgoing_transfers.c.attempts > 0, requests.c.status.not_in(closed))
+        .where(
+            outgoing_transfers.c.attempts > 0,
+            sa.or_(requests.c.status.not_in(closed), still_owed),
+        )
     )
     return int(await session.scalar(query) or 0)
 

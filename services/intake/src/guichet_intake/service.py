@@ -1791,7 +1791,7 @@ class IntakeService:
                     pending = await repository.outgoing_transfer(session, request_id, True)
                     if pending is None:
                         continue
-                    if await _cancelled(session, row, pending.administration_name, now):
+                    if await _cancelled(session, row, pending, now):
                         continue  # closed during the attempt: it stays closed
                     attempts = pending.attempts + 1
                     values: dict[str, Any] = {"attempts": attempts, "last_error": why[:200]}
@@ -1890,16 +1890,16 @@ class IntakeService:
         new_id: uuid.UUID | None = None,
         new_code: str | None = None,
     ) -> None:
-        """The request leaves here: no clock left to run, the applicant told (R12, R13)."""
-        await repository.update_request(
-            session,
-            row.id,
-            {
-                "status": RequestStatus.transferred.value,
-                **_NOTHING_MORE_DUE,
-                "transferred_to": destination,
-            },
-        )
+        """The request leaves here: no clock left to run, the applicant told (R12, R13).
+        Rejected by silence since the transfer was asked (`_still_owed`), it stays so: that
+        decision is the competent administration's, and the notice states it."""
+        rejected = RequestStatus(row.status) is RequestStatus.implicitly_rejected
+        values: dict[str, Any] = {"transferred_to": destination}
+        if rejected:
+            values.update(receipt_due_on=None, registration_due_on=None)  # owed there (R13)
+        else:
+            values.update(status=RequestStatus.transferred.value, **_NOTHING_MORE_DUE)
+        await repository.update_request(session, row.id, values)
         await repository.add_history(
             session,
             row.id,
@@ -1919,6 +1919,7 @@ class IntakeService:
                 first_reception=row.first_received_on,
                 competent_reception=competent_reception,
                 new_tracking_code=new_code,
+                rejected_on=row.decision_last_day if rejected else None,
             ),
             now,
         )
@@ -2173,7 +2174,7 @@ class IntakeService:
             if pending is None:
                 return  # another attempt recorded it meanwhile
             row = await repository.get_request(session, request_id)
-            if await _cancelled(session, row, pending.administration_name, now):
+            if await _cancelled(session, row, pending, now):
                 return
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
         try:
@@ -2220,9 +2221,10 @@ class IntakeService:
             raise _unreachable(pending.administration_name, f"HTTP {status}")
         async with self.db.transaction() as session:
             row = await repository.get_request(session, request_id, for_update=True)
-            if await repository.outgoing_transfer(session, request_id, True) is None:
+            pending = await repository.outgoing_transfer(session, request_id, True)
+            if pending is None:
                 return
-            if RequestStatus(row.status) in FINAL:
+            if _moot(row, pending.requested_at):
                 # Closed while it was in flight: the remote has it, the decision here stands.
                 log.error("request %s closed while its transfer was accepted", request_id)
                 await repository.delete_outgoing_transfer(session, request_id)
@@ -2858,7 +2860,7 @@ class IntakeService:
             if event.tenant is not None:
                 named = await repository.get_tenant(session, event.tenant)
                 destination = named.name if named else event.tenant
-            if RequestStatus(row.status) in FINAL:
+            if _moot(row, at):
                 # Closed or decided: not made, and a transfer asked before and in flight
                 # is left to its own outcome. (Silence's decision not recorded yet is no
                 # reason: an act made in time and consumed later may still show it void.)
@@ -2885,7 +2887,8 @@ class IntakeService:
 
         # A transfer to an outside administration takes effect once accepted there. Kept
         # before the deadline, it holds an SVA back until then (`decisions_due`, R13); asked
-        # in time but consumed after the pass recorded the decision, it voids nothing.
+        # in time but consumed after the pass recorded the decision, it voids nothing (an
+        # SVR's rejection stands, and the transfer is made all the same).
         await self._on_routing_act(
             session, event.request_id, at, "transfer", act, refused, voids=event.tenant is not None
         )
@@ -2907,7 +2910,9 @@ class IntakeService:
         Asked before silence decided but reaching intake after the scheduler's pass, an act
         that `voids` (one that takes effect at once) voids the decision the pass recorded
         (R10), as an answer does; if the act is then refused, the decision stands (the
-        savepoint undoes both), and `refused` answers it."""
+        savepoint undoes both), and `refused` answers it. One that does not (a transfer
+        elsewhere, made once accepted there) is made all the same if silence rejected the
+        request meanwhile (`_still_owed`)."""
         row = await repository.get_request(session, request_id, for_update=True)
         if row is None:
             log.warning("%s for unknown request %s ignored", what, request_id)
@@ -2928,6 +2933,9 @@ class IntakeService:
                     return
                 if voided:
                     await self._withdraw_decision(session, row, what, at, closed=False)
+                elif not voids and _still_owed(row, at):
+                    await act(row, await self._tenant_row(session, row.tenant))
+                    return
                 locked, tenant = await self._editable(
                     session, row.tracking_code, SYSTEM, "instruct", at
                 )
@@ -3129,13 +3137,34 @@ def _outgoing(
     }
 
 
-async def _cancelled(session: AsyncSession, row: Any, destination: str, now: datetime) -> bool:
-    """A transfer not to send or retry: the request was closed or decided since it was
-    asked. Drops it, with a line in the history, and says so."""
-    if RequestStatus(row.status) not in FINAL:
+def _still_owed(row: Any, asked_at: datetime) -> bool:
+    """Whether a transfer asked at `asked_at` is to be made although silence has rejected
+    the request since: that rejection, dated from the first reception (R13), is the
+    competent administration's, which must have the request all the same (R12) and may
+    still answer it. Not once this administration answered the applicant itself, nor
+    once the request was sent on."""
+    return (
+        row.status == RequestStatus.implicitly_rejected
+        and row.decision_due_at is not None
+        and asked_at < row.decision_due_at
+        and row.answered_at is None
+        and row.transferred_to is None
+    )
+
+
+def _moot(row: Any, asked_at: datetime) -> bool:
+    """Whether a transfer asked at `asked_at` is not to be made any more: the request was
+    closed or decided since."""
+    return RequestStatus(row.status) in FINAL and not _still_owed(row, asked_at)
+
+
+async def _cancelled(session: AsyncSession, row: Any, pending: Any, now: datetime) -> bool:
+    """A kept transfer not to send or retry (`_moot`): drops it, with a line in the
+    history, and says so."""
+    if not _moot(row, pending.requested_at):
         return False
     await repository.delete_outgoing_transfer(session, row.id)
-    await _cancellation(session, row, destination, now)
+    await _cancellation(session, row, pending.administration_name, now)
     return True
 
 
@@ -3247,6 +3276,8 @@ def _public_of(
         label = f"Transmise au service : {row.assigned_service_name}"
     elif status is RequestStatus.transferred and row.transferred_to:
         label = f"Transmise à {row.transferred_to}"
+    elif status is RequestStatus.implicitly_rejected and row.transferred_to:
+        label = f"{label}, puis transmise à {row.transferred_to}"  # `_still_owed`
     elif status in {RequestStatus.processing, RequestStatus.closed} and row.status_detail:
         label = row.status_detail
     decision = None
