@@ -31,8 +31,10 @@ from guichet_intake.service import FollowProof, IntakeService, _filed_as
 from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import sign, verify
 from guichet_plumbing.auth import ANONYMOUS
+from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
+from guichet_routing.events import PiecesRequested
 from tests.intake.helpers import (
     CAMILLE,
     add_neighbour,
@@ -610,9 +612,10 @@ async def test_r12_r13_a_transfer_asked_before_an_svr_is_born_is_still_made(
         "Le délai au terme duquel le silence vaut rejet courait depuis sa réception par "
         "notre administration, le 15 mai 2026 : faute de réponse, elle a été réputée "
         "rejetée le 15 juillet 2026 à minuit (soit à compter du 16 juillet 2026 à 0 h).",
-        "Cette décision implicite est celle de Préfecture de la Zone, qui peut encore "
-        "répondre expressément à votre demande et auprès de qui cette décision peut être "
-        "contestée.",
+        "Cette décision implicite de rejet est celle de l'administration compétente, qui "
+        "peut encore répondre expressément à votre demande.",
+        "Préfecture de la Zone vous adressera un accusé de réception indiquant les voies et "
+        "délais de recours contre cette décision.",
     ]
     assert len(await outbox_events(intake.db, "intake.request.transferred.v1")) == 1
     # A later status from the workflow is read as for any request silence decided.
@@ -686,6 +689,81 @@ async def test_r12_a_transfer_on_its_way_is_not_made_once_the_service_answered(
     assert (followed.status.value, len(receiver.tried)) == ("implicitly_rejected", 1)
     assert followed.history[-1].status == "transfer_cancelled"
     assert unaccepted(intake) == 0
+
+
+async def test_r10_r12_a_rejection_found_void_after_the_transfer_corrects_its_notice(
+    intake: IntakeService,
+) -> None:
+    """Pieces asked at 23:00 in Paris on the last day, the transfer at 23:30; the transfer
+    is read and made first, after the pass recorded the rejection, and the pieces come
+    next: no rejection was born (R10, R11). The request has left: it is transferred, the
+    pieces are not asked here, and the applicant reads that the notice was wrong."""
+    created = await rejected_by_silence(intake)
+    assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+    receiver = Receiver()
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(
+            intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+        )
+        assert await intake.send_transfers(SVR_BORN + timedelta(minutes=1)) == 1
+    request_id = uuid.UUID(created["id"])
+    await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
+        PiecesRequested(
+            request_id=request_id,
+            tracking_code=created["tracking_code"],
+            pieces=["Budget prévisionnel"],
+            due_in_days=15,
+            requested_by="agent-3",
+            requested_at=datetime(2026, 7, 15, 21, 0, tzinfo=UTC),
+        ).envelope(tenant="admiville", subject=str(request_id))
+    )
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "transferred"
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.decided is None
+    assert [r.kind.value for r in followed.receipts][-2:] == [
+        "avis_transmission",
+        "avis_transmission",
+    ]
+    assert followed.receipts[-1].mentions == [
+        f"Votre demande n° {created['tracking_code']} a été transmise à Préfecture de la "
+        "Zone. Contrairement à ce qu'indiquait l'avis de transmission, elle n'a pas été "
+        "réputée rejetée : notre administration avait demandé des pièces le 15 juillet "
+        "2026, avant l'échéance.",
+        "Préfecture de la Zone vous adressera un accusé de réception indiquant le régime "
+        "applicable et la date correspondante.",
+    ]
+    assert "implicit_decision_void" in [h.status for h in followed.history]
+    assert await intake.decide_due(datetime(2026, 9, 1, tzinfo=UTC)) == 0
+
+
+async def test_r12_a_request_rejected_while_its_transfer_was_refused_can_still_be_sent(
+    intake: IntakeService,
+) -> None:
+    """The workflow's address was wrong (404), and the rejection was born meanwhile: an
+    agent sends it to the right one, and the gauge operators watch goes back to 0."""
+    created = await rejected_by_silence(intake)
+    wrong, right = answering(404), Receiver()
+    asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+    async with serve(wrong.app()) as bad, serve(right.app()) as good:
+        await ask_transfer_by_workflow(intake, created, f"{bad}/transmissions", asked)
+        await intake.send_transfers(asked)
+        assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+        assert unaccepted(intake) == 1
+        moved = await intake.transfer(
+            created["tracking_code"], to_prefecture(good), now=SVR_BORN + timedelta(days=1)
+        )
+        await intake.send_transfers(SVR_BORN + timedelta(days=1, minutes=1))
+    assert (moved.status.value, len(right.tried)) == ("implicitly_rejected", 1)
+    assert moved.receipts[-1].kind.value == "avis_transmission"
+    assert "réputée rejetée" in moved.receipts[-1].mentions[1]
+    assert unaccepted(intake) == 0
+    # Sent on: an agent's second transfer is refused, as for any closed request.
+    with pytest.raises(Problem) as closed:
+        await intake.transfer(
+            created["tracking_code"], to_prefecture(good), now=SVR_BORN + timedelta(days=2)
+        )
+    assert closed.value.slug == "request-closed"
 
 
 async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_request(

@@ -171,7 +171,7 @@ def transfer(
     transfer was asked before it): the notice states it, and whose decision it is."""
     sent = (
         f"Votre demande n° {tracking_code} a été transmise à {destination}, "
-        f"compétente pour la traiter. Motif : {reason}"
+        f"administration compétente pour la traiter. Motif : {reason}"
     )
     filed = [f"Elle y est enregistrée sous le n° {new_tracking_code}."] if new_tracking_code else []
     if rejected_on is not None:
@@ -180,9 +180,10 @@ def transfer(
             "Le délai au terme duquel le silence vaut rejet courait depuis sa réception par "
             f"notre administration, le {french_date(first_reception)} : faute de réponse, "
             f"elle a été réputée rejetée le {midnight_of(rejected_on)}.",
-            f"Cette décision implicite est celle de {destination}, qui peut encore répondre "
-            "expressément à votre demande et auprès de qui cette décision peut être "
-            "contestée.",
+            "Cette décision implicite de rejet est celle de l'administration compétente, qui "
+            "peut encore répondre expressément à votre demande.",
+            f"{destination} vous adressera un accusé de réception indiquant les voies et "
+            "délais de recours contre cette décision.",
             *filed,
         ]
     received_there = (
@@ -197,10 +198,29 @@ def transfer(
         f"{french_date(first_reception)} ; s'il s'agit d'un régime d'acceptation "
         f"implicite, le délai au terme duquel le silence vaut acceptation ne court qu'à "
         f"compter de {received_there}.",
-        f"{destination} vous adressera un accusé de réception indiquant le régime applicable "
-        "et la date correspondante.",
+        _receipt_there(destination),
         *filed,
     ]
+
+
+def transfer_undecided(
+    *, tracking_code: str, destination: str, act: str, acted_on: date
+) -> list[str]:
+    """R10, R12: a rejection a notice of transfer stated was never born, the service having
+    acted in time (`act`, e.g. "demandé des pièces"): the applicant is told."""
+    return [
+        f"Votre demande n° {tracking_code} a été transmise à {destination}. Contrairement à "
+        "ce qu'indiquait l'avis de transmission, elle n'a pas été réputée rejetée : notre "
+        f"administration avait {act} le {french_date(acted_on)}, avant l'échéance.",
+        _receipt_there(destination),
+    ]
+
+
+def _receipt_there(destination: str) -> str:
+    return (
+        f"{destination} vous adressera un accusé de réception indiquant le régime applicable "
+        "et la date correspondante."
+    )
 
 
 def abusive_source(*, tenant_name: str, reason: str) -> list[str]:

@@ -1406,15 +1406,18 @@ class IntakeService:
         time (`act`, one of `_ACTS`: answered, asked for pieces, transferred), with a line
         saying why the decision is void. An answer closes the request unless a later
         status reopened it (incomplete still if pieces are awaited); the other acts then
-        apply to it as it was before the pass."""
+        apply to it as it was before the pass. A request sent on since (`_still_owed`) has
+        left: it is transferred, and its notice of transfer is corrected."""
         tenant = await self._tenant_row(session, row.tenant)
         values: dict[str, Any] = {"implicit_decision": None, **_NO_CLOCK}
-        if closed or act == "answer":
+        if closed or act == "answer" or row.transferred_to is not None:
             values.update(_NOTHING_MORE_DUE)  # an answered file owes no receipt either
         if act == "answer":
             values["answered_at"] = acted_at
         status = RequestStatus.closed
-        if not closed:
+        if row.transferred_to is not None:
+            status = RequestStatus.transferred
+        elif not closed:
             pieces = await repository.pieces_for(session, row.id)
             awaited = any(p.received_on is None for p in pieces)
             status = RequestStatus.incomplete if awaited else RequestStatus.processing
@@ -1429,6 +1432,20 @@ class IntakeService:
         )
         # Whoever took the announced decision for granted learns it never was.
         now = datetime.now(UTC)
+        if row.transferred_to is not None:
+            await self._issue(
+                session,
+                tenant,
+                row.id,
+                ReceiptKind.avis_transmission,
+                notices.transfer_undecided(
+                    tracking_code=row.tracking_code,
+                    destination=row.transferred_to,
+                    act=_ACTS[act],
+                    acted_on=local_date(acted_at, tenant.timezone),
+                ),
+                now,
+            )
         await stage(
             session,
             ImplicitDecisionVoid(
@@ -1744,7 +1761,7 @@ class IntakeService:
         accepted, nothing changes and the agent may try again."""
         now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
-            row, tenant = await self._editable(session, tracking_code, principal, "instruct", now)
+            row, tenant = await self._transferable(session, tracking_code, principal, now)
             replaced = await self._transfer(session, row, tenant, body, now, held=True)
             if body.tenant is not None or body.by_post:
                 return await self._public(session, row.id)
@@ -1762,6 +1779,19 @@ class IntakeService:
             raise
         async with self.db.sessions() as session:
             return await self._public(session, row.id)
+
+    async def _transferable(
+        self, session: AsyncSession, tracking_code: str, principal: Principal, now: datetime
+    ) -> tuple[Any, Any]:
+        """`_editable`, and also a request silence rejected after a transfer was asked that
+        could not be made (refused there, given up): it must still reach the competent
+        administration (R12), at another address, by post or through this guichet."""
+        row = await self._request(session, tracking_code, for_update=True)
+        kept = await repository.outgoing_transfer(session, row.id)
+        if kept is None or kept.refused_at is None or not _still_owed(row, kept.requested_at):
+            return await self._editable(session, tracking_code, principal, "instruct", now)
+        await self._authorise(session, principal, row, "instruct")
+        return row, await self._tenant_row(session, row.tenant)
 
     async def send_transfers(self, now: datetime | None = None, limit: int = 20) -> int:
         """Transfers to other administrations still to be sent: asked by a workflow, or
@@ -1850,7 +1880,10 @@ class IntakeService:
             )
             return None
         if body.tenant is None:
-            await self._keep_outgoing(session, row, tenant, body, now, held)
+            # Silence rejected the request since the refused one was asked (`_still_owed`):
+            # this one stands in for it, as asked then (its day of giving up passed too).
+            asked = replaced["requested_at"] if replaced and row.status in _IMPLICIT else now
+            await self._keep_outgoing(session, row, tenant, body, now, held, asked)
             return replaced
         if body.tenant == row.tenant:
             raise Problem(
@@ -2118,6 +2151,7 @@ class IntakeService:
         body: TransferCreate,
         now: datetime,
         held: bool,
+        asked_at: datetime,
     ) -> None:
         """Check and sign the hand-over to another administration, and keep it to send.
         If `held`, the caller sends it once committed and the sweep leaves it alone
@@ -2159,7 +2193,7 @@ class IntakeService:
             _outgoing(
                 row.id,
                 body,
-                now,
+                asked_at,
                 token=token,
                 next_attempt_at=now + self._transfer_lease() if held else now,
             ),
@@ -2933,6 +2967,8 @@ class IntakeService:
                     return
                 if voided:
                     await self._withdraw_decision(session, row, what, at, closed=False)
+                    if row.transferred_to is not None:
+                        return  # sent on meanwhile: the act is the competent one's to make
                 elif not voids and _still_owed(row, at):
                     await act(row, await self._tenant_row(session, row.tenant))
                     return
