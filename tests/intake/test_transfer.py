@@ -691,21 +691,55 @@ async def test_r12_a_transfer_on_its_way_is_not_made_once_the_service_answered(
     assert unaccepted(intake) == 0
 
 
-async def test_r10_r12_a_rejection_found_void_after_the_transfer_corrects_its_notice(
-    intake: IntakeService,
-) -> None:
-    """Pieces asked at 23:00 in Paris on the last day, the transfer at 23:30; the transfer
-    is read and made first, after the pass recorded the rejection, and the pieces come
-    next: no rejection was born (R10, R11). The request has left: it is transferred, the
-    pieces are not asked here, and the applicant reads that the notice was wrong."""
+async def sent_on_after_rejection(intake: IntakeService) -> dict[str, Any]:
+    """Rejected by silence at midnight, then sent on to the prefecture at 00:01 by a
+    transfer the workflow asked at 23:30 in Paris on 15 July."""
     created = await rejected_by_silence(intake)
-    assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
     receiver = Receiver()
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(
             intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
         )
+        assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
         assert await intake.send_transfers(SVR_BORN + timedelta(minutes=1)) == 1
+    return created
+
+
+async def test_r10_r12_an_answer_in_time_read_after_the_transfer_corrects_its_notice(
+    intake: IntakeService,
+) -> None:
+    """The service answered at 23:00 in Paris on the last day; that answer is read after
+    the request was sent on: no rejection was born (R10). The request has left: it is
+    transferred, and the applicant reads that the notice of transfer was wrong."""
+    created = await sent_on_after_rejection(intake)
+    await close_by_workflow(intake, created, datetime(2026, 7, 15, 21, 0, tzinfo=UTC))
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "transferred"
+    assert followed.implicit_decision is not None
+    assert followed.implicit_decision.decided is None
+    assert [r.kind.value for r in followed.receipts][-2:] == [
+        "avis_transmission",
+        "avis_transmission",
+    ]
+    assert followed.receipts[-1].mentions == [
+        "Contrairement à ce qu'indiquait notre précédent avis de transmission de votre "
+        f"demande n° {created['tracking_code']} à Préfecture de la Zone, elle n'a pas été "
+        "réputée rejetée : notre administration avait répondu le 15 juillet 2026, avant "
+        "l'échéance.",
+        "Préfecture de la Zone vous adressera un accusé de réception indiquant le régime "
+        "applicable et la date correspondante.",
+    ]
+    assert "implicit_decision_void" in [h.status for h in followed.history]
+    assert await intake.decide_due(datetime(2026, 9, 1, tzinfo=UTC)) == 0
+
+
+async def test_r11_r12_pieces_asked_in_time_and_read_after_the_transfer_are_not_asked(
+    intake: IntakeService,
+) -> None:
+    """Pieces asked at 23:00 in Paris on the last day, read after the request was sent
+    on: the applicant was never asked for them, so nothing suspended the SVR (R11), and
+    the request, gone, is not asked for pieces here."""
+    created = await sent_on_after_rejection(intake)
     request_id = uuid.UUID(created["id"])
     await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
         PiecesRequested(
@@ -718,23 +752,27 @@ async def test_r10_r12_a_rejection_found_void_after_the_transfer_corrects_its_no
         ).envelope(tenant="admiville", subject=str(request_id))
     )
     followed = await intake.get_request(created["tracking_code"])
-    assert followed.status.value == "transferred"
-    assert followed.implicit_decision is not None
-    assert followed.implicit_decision.decided is None
-    assert [r.kind.value for r in followed.receipts][-2:] == [
-        "avis_transmission",
-        "avis_transmission",
-    ]
-    assert followed.receipts[-1].mentions == [
-        f"Votre demande n° {created['tracking_code']} a été transmise à Préfecture de la "
-        "Zone. Contrairement à ce qu'indiquait l'avis de transmission, elle n'a pas été "
-        "réputée rejetée : notre administration avait demandé des pièces le 15 juillet "
-        "2026, avant l'échéance.",
-        "Préfecture de la Zone vous adressera un accusé de réception indiquant le régime "
-        "applicable et la date correspondante.",
-    ]
-    assert "implicit_decision_void" in [h.status for h in followed.history]
-    assert await intake.decide_due(datetime(2026, 9, 1, tzinfo=UTC)) == 0
+    assert followed.status.value == "implicitly_rejected"
+    assert [r.kind.value for r in followed.receipts].count("demande_pieces") == 0
+    assert [r.kind.value for r in followed.receipts].count("avis_transmission") == 1
+
+
+async def test_r12_a_second_transfer_asked_in_time_and_read_after_the_first_is_not_made(
+    intake: IntakeService,
+) -> None:
+    # Asked at 23:00 to Voisinville, read once the prefecture has the request: not made,
+    # and said so; the rejection the prefecture's notice states stands.
+    await add_neighbour(intake.db)
+    created = await sent_on_after_rejection(intake)
+    await transfer_by_workflow(intake, created, datetime(2026, 7, 15, 21, 0, tzinfo=UTC))
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_rejected"
+    assert (followed.history[-1].status, followed.history[-1].label) == (
+        "transfer_cancelled",
+        "Transmission à Commune de Voisinville annulée : la demande est close (Rejetée "
+        "implicitement).",
+    )
+    assert len(await outbox_events(intake.db, "intake.request.transferred.v1")) == 1
 
 
 async def test_r12_a_request_rejected_while_its_transfer_was_refused_can_still_be_sent(
@@ -747,9 +785,15 @@ async def test_r12_a_request_rejected_while_its_transfer_was_refused_can_still_b
     asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
     async with serve(wrong.app()) as bad, serve(right.app()) as good:
         await ask_transfer_by_workflow(intake, created, f"{bad}/transmissions", asked)
-        await intake.send_transfers(asked)
         assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+        await intake.send_transfers(SVR_BORN + timedelta(minutes=1))
         assert unaccepted(intake) == 1
+        told = await intake.get_request(created["tracking_code"])
+        refused = next(h for h in told.history if h.status == "transfer_refused")
+        assert refused.label == (
+            "La transmission de votre demande à Préfecture de la Zone n'a pas abouti : "
+            "notre administration la lui transmettra par un autre moyen."
+        )
         moved = await intake.transfer(
             created["tracking_code"], to_prefecture(good), now=SVR_BORN + timedelta(days=1)
         )
@@ -764,6 +808,70 @@ async def test_r12_a_request_rejected_while_its_transfer_was_refused_can_still_b
             created["tracking_code"], to_prefecture(good), now=SVR_BORN + timedelta(days=2)
         )
     assert closed.value.slug == "request-closed"
+
+
+async def test_r12_a_rejected_request_sent_anew_is_retried_like_any_transfer(
+    intake: IntakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent's new address is kept, then the call dies before sending it: the sweep
+    # takes it over, and its first failure is retried, though the refused transfer it
+    # stands in for was asked more than a day before.
+    created = await rejected_by_silence(intake)
+    wrong, right = answering(404), Receiver()
+    right.down = True
+    asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+    later = SVR_BORN + timedelta(days=3)
+
+    async def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("process killed")
+
+    async with serve(wrong.app()) as bad, serve(right.app()) as good:
+        await ask_transfer_by_workflow(intake, created, f"{bad}/transmissions", asked)
+        await intake.send_transfers(asked)
+        assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+        monkeypatch.setattr(intake, "_deliver", crash)
+        with pytest.raises(RuntimeError):
+            await intake.transfer(created["tracking_code"], to_prefecture(good), now=later)
+        monkeypatch.undo()
+        assert await intake.send_transfers(later + timedelta(minutes=5)) == 1
+        right.down = False
+        assert await intake.send_transfers(later + timedelta(minutes=8)) == 1
+    followed = await intake.get_request(created["tracking_code"])
+    assert (followed.status.value, len(right.tried)) == ("implicitly_rejected", 2)
+    assert [h.status for h in followed.history].count("transfer_refused") == 1  # the 404
+
+
+async def test_r13_an_ar_issued_after_the_svr_was_born_says_it_was(
+    intake: IntakeService,
+) -> None:
+    """Rejected by silence on 15 July, its transfer refused, sent to Voisinville on
+    17 July by an agent: Voisinville's AR says the rejection was born, not that it will be."""
+    await add_neighbour(intake.db)
+    created = await rejected_by_silence(intake)
+    wrong = answering(404)
+    asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+    async with serve(wrong.app()) as bad:
+        await ask_transfer_by_workflow(intake, created, f"{bad}/transmissions", asked)
+        await intake.send_transfers(asked)
+    assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+    sent = datetime(2026, 7, 17, 9, 0, tzinfo=UTC)
+    await intake.transfer(
+        created["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="Subvention de Voisinville."),
+        now=sent,
+    )
+    [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
+    async with intake.db.sessions() as session:
+        there = await repository.get_request(session, uuid.UUID(event.data["new_request_id"]))
+    qualified = await intake.qualify(there.tracking_code, "subvention", now=sent)
+    ar = qualified.receipts[-1]
+    assert ar.kind.value == "accuse_reception"
+    assert ar.mentions[3] == (
+        "En l'absence de réponse de l'administration dans un délai de 2 mois courant à "
+        "compter du 15 mai 2026, cette demande a été réputée rejetée le 15 juillet 2026 à "
+        "minuit (soit à compter du 16 juillet 2026 à 0 h). Le délai court depuis la "
+        "réception de la demande par l'administration initialement saisie."
+    )
 
 
 async def test_r12_a_transfer_the_remote_refuses_for_good_does_not_block_the_request(

@@ -188,6 +188,9 @@ outgoing_transfers = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("token", sa.Text(), nullable=False),
     sa.Column("requested_at", UTCDateTime(), nullable=False),
+    # Sent anew in place of a refused one asked earlier: when that one was asked, which
+    # says whether silence's rejection since leaves it owed (`_still_owed`, R12).
+    sa.Column("first_asked_at", UTCDateTime(), nullable=True),
     # No one else sends it before then: an attempt in progress, or the next retry.
     sa.Column("next_attempt_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),

@@ -55,6 +55,13 @@ def decision_sentence(regime: str, delay: str, deadline: Deadline, reception_dat
     runs = f"un délai de {delay}"
     if deadline.counts_from is not None and deadline.counts_from != reception_date:
         runs += f" courant à compter du {french_date(deadline.counts_from)}"
+    if deadline.last_day < reception_date:
+        # Received here after silence decided (transferred late: SVR runs from the first
+        # reception, R13): that decision is born already.
+        return (
+            f"En l'absence de réponse de l'administration dans {runs}, cette demande a été "
+            f"réputée {outcome} le {midnight_of(deadline.last_day)}." + notes
+        )
     return (
         f"Cette demande peut donner lieu à une décision implicite {nature} : en l'absence "
         f"de réponse de l'administration dans {runs}, et si votre dossier est complet, elle "
@@ -207,11 +214,11 @@ def transfer_undecided(
     *, tracking_code: str, destination: str, act: str, acted_on: date
 ) -> list[str]:
     """R10, R12: a rejection a notice of transfer stated was never born, the service having
-    acted in time (`act`, e.g. "demandé des pièces"): the applicant is told."""
+    acted in time (`act`: "répondu"): the applicant is told."""
     return [
-        f"Votre demande n° {tracking_code} a été transmise à {destination}. Contrairement à "
-        "ce qu'indiquait l'avis de transmission, elle n'a pas été réputée rejetée : notre "
-        f"administration avait {act} le {french_date(acted_on)}, avant l'échéance.",
+        f"Contrairement à ce qu'indiquait notre précédent avis de transmission de votre "
+        f"demande n° {tracking_code} à {destination}, elle n'a pas été réputée rejetée : "
+        f"notre administration avait {act} le {french_date(acted_on)}, avant l'échéance.",
         _receipt_there(destination),
     ]
 

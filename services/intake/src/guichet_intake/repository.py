@@ -247,7 +247,8 @@ async def unaccepted_transfers(session: AsyncSession, closed: Sequence[str]) -> 
     silence after the transfer was asked (it is still to be made: `_still_owed`)."""
     still_owed = sa.and_(
         requests.c.status == "implicitly_rejected",
-        outgoing_transfers.c.requested_at < requests.c.decision_due_at,
+        sa.func.coalesce(outgoing_transfers.c.first_asked_at, outgoing_transfers.c.requested_at)
+        < requests.c.decision_due_at,
         requests.c.answered_at.is_(None),
         requests.c.transferred_to.is_(None),
     )

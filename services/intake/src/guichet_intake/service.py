@@ -1406,8 +1406,9 @@ class IntakeService:
         time (`act`, one of `_ACTS`: answered, asked for pieces, transferred), with a line
         saying why the decision is void. An answer closes the request unless a later
         status reopened it (incomplete still if pieces are awaited); the other acts then
-        apply to it as it was before the pass. A request sent on since (`_still_owed`) has
-        left: it is transferred, and its notice of transfer is corrected."""
+        apply to it as it was before the pass. A request sent on since (`_still_owed`; only
+        an answer voids its decision then) has left: it is transferred, and its notice of
+        transfer is corrected."""
         tenant = await self._tenant_row(session, row.tenant)
         values: dict[str, Any] = {"implicit_decision": None, **_NO_CLOCK}
         if closed or act == "answer" or row.transferred_to is not None:
@@ -1788,7 +1789,7 @@ class IntakeService:
         administration (R12), at another address, by post or through this guichet."""
         row = await self._request(session, tracking_code, for_update=True)
         kept = await repository.outgoing_transfer(session, row.id)
-        if kept is None or kept.refused_at is None or not _still_owed(row, kept.requested_at):
+        if kept is None or kept.refused_at is None or not _still_owed(row, _asked(kept)):
             return await self._editable(session, tracking_code, principal, "instruct", now)
         await self._authorise(session, principal, row, "instruct")
         return row, await self._tenant_row(session, row.tenant)
@@ -1881,9 +1882,11 @@ class IntakeService:
             return None
         if body.tenant is None:
             # Silence rejected the request since the refused one was asked (`_still_owed`):
-            # this one stands in for it, as asked then (its day of giving up passed too).
-            asked = replaced["requested_at"] if replaced and row.status in _IMPLICIT else now
-            await self._keep_outgoing(session, row, tenant, body, now, held, asked)
+            # this one stands in for it.
+            first = None
+            if replaced is not None and row.status in _IMPLICIT:
+                first = replaced["first_asked_at"] or replaced["requested_at"]
+            await self._keep_outgoing(session, row, tenant, body, now, held, first)
             return replaced
         if body.tenant == row.tenant:
             raise Problem(
@@ -2151,7 +2154,7 @@ class IntakeService:
         body: TransferCreate,
         now: datetime,
         held: bool,
-        asked_at: datetime,
+        first_asked_at: datetime | None,
     ) -> None:
         """Check and sign the hand-over to another administration, and keep it to send.
         If `held`, the caller sends it once committed and the sweep leaves it alone
@@ -2193,9 +2196,10 @@ class IntakeService:
             _outgoing(
                 row.id,
                 body,
-                asked_at,
+                now,
                 token=token,
                 next_attempt_at=now + self._transfer_lease() if held else now,
+                first_asked_at=first_asked_at,
             ),
         )
 
@@ -2258,7 +2262,7 @@ class IntakeService:
             pending = await repository.outgoing_transfer(session, request_id, True)
             if pending is None:
                 return
-            if _moot(row, pending.requested_at):
+            if _moot(row, _asked(pending)):
                 # Closed while it was in flight: the remote has it, the decision here stands.
                 log.error("request %s closed while its transfer was accepted", request_id)
                 await repository.delete_outgoing_transfer(session, request_id)
@@ -2955,6 +2959,9 @@ class IntakeService:
             async with session.begin_nested():
                 voided = (
                     voids
+                    # Sent on since silence rejected it (`_still_owed`): not made here,
+                    # the act keeps no decision from being born.
+                    and row.transferred_to is None
                     and row.implicit_decision is not None
                     and row.status in _IMPLICIT
                     and row.decision_due_at is not None
@@ -2967,8 +2974,6 @@ class IntakeService:
                     return
                 if voided:
                     await self._withdraw_decision(session, row, what, at, closed=False)
-                    if row.transferred_to is not None:
-                        return  # sent on meanwhile: the act is the competent one's to make
                 elif not voids and _still_owed(row, at):
                     await act(row, await self._tenant_row(session, row.tenant))
                     return
@@ -3188,6 +3193,12 @@ def _still_owed(row: Any, asked_at: datetime) -> bool:
     )
 
 
+def _asked(pending: Any) -> datetime:
+    """When a kept transfer was asked, as `_still_owed` reads it."""
+    asked: datetime = pending.first_asked_at or pending.requested_at
+    return asked
+
+
 def _moot(row: Any, asked_at: datetime) -> bool:
     """Whether a transfer asked at `asked_at` is not to be made any more: the request was
     closed or decided since."""
@@ -3197,7 +3208,7 @@ def _moot(row: Any, asked_at: datetime) -> bool:
 async def _cancelled(session: AsyncSession, row: Any, pending: Any, now: datetime) -> bool:
     """A kept transfer not to send or retry (`_moot`): drops it, with a line in the
     history, and says so."""
-    if not _moot(row, pending.requested_at):
+    if not _moot(row, _asked(pending)):
         return False
     await repository.delete_outgoing_transfer(session, row.id)
     await _cancellation(session, row, pending.administration_name, now)
@@ -3227,7 +3238,11 @@ async def _not_transferred(
     session: AsyncSession, row: Any, at: datetime, destination: str, detail: str
 ) -> None:
     """A transfer given up: the applicant reads that it stays here (`detail`, why, is for
-    the agents), and routing gives the request back to its service."""
+    the agents), or, rejected by silence since it was asked (`_still_owed`), that it will
+    be sent otherwise; routing gives the request back to its service."""
+    what_now = "elle reste traitée par notre administration."
+    if RequestStatus(row.status) in FINAL:
+        what_now = "notre administration la lui transmettra par un autre moyen."
     await stage(
         session,
         TransferNotMade(
@@ -3243,8 +3258,7 @@ async def _not_transferred(
         row.id,
         at,
         "transfer_refused",
-        f"La transmission de votre demande à {destination} n'a pas abouti : elle reste "
-        "traitée par notre administration.",
+        f"La transmission de votre demande à {destination} n'a pas abouti : {what_now}",
     )
 
 
