@@ -649,6 +649,7 @@ def test_r5_receipt_lists_required_information_next_to_required_pieces() -> None
         appeal_text=None,
         required_pieces=["Attestation d'assurance"],
         required_information=["Salle souhaitée", "Date et horaires"],
+        issued_on=date(2026, 5, 15),
     )
     assert "Pièces exigées pour ce dossier : Attestation d'assurance." in mentions
     assert "Informations exigées pour ce dossier : Salle souhaitée ; Date et horaires." in mentions

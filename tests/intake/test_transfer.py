@@ -792,7 +792,8 @@ async def test_r12_a_request_rejected_while_its_transfer_was_refused_can_still_b
         refused = next(h for h in told.history if h.status == "transfer_refused")
         assert refused.label == (
             "La transmission de votre demande à Préfecture de la Zone n'a pas abouti : "
-            "notre administration la lui transmettra par un autre moyen."
+            "notre administration la transmettra par un autre moyen à l'administration "
+            "compétente."
         )
         moved = await intake.transfer(
             created["tracking_code"], to_prefecture(good), now=SVR_BORN + timedelta(days=1)
@@ -810,14 +811,16 @@ async def test_r12_a_request_rejected_while_its_transfer_was_refused_can_still_b
     assert closed.value.slug == "request-closed"
 
 
+@pytest.mark.parametrize("second", [503, 404])
 async def test_r12_a_rejected_request_sent_anew_is_retried_like_any_transfer(
-    intake: IntakeService, monkeypatch: pytest.MonkeyPatch
+    intake: IntakeService, monkeypatch: pytest.MonkeyPatch, second: int
 ) -> None:
-    # The agent's new address is kept, then the call dies before sending it: the sweep
-    # takes it over, and its first failure is retried, though the refused transfer it
-    # stands in for was asked more than a day before.
+    """The agent's new address is kept, then the call dies before sending it: the sweep
+    takes it over. Its first failure is retried (503), though the refused transfer it
+    stands in for was asked more than a day before, or refused (404); either way operators
+    see it, and the request can still be sent on, here by post."""
     created = await rejected_by_silence(intake)
-    wrong, right = answering(404), Receiver()
+    wrong, right = answering(404), (Receiver() if second == 503 else answering(404))
     right.down = True
     asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
     later = SVR_BORN + timedelta(days=3)
@@ -834,11 +837,25 @@ async def test_r12_a_rejected_request_sent_anew_is_retried_like_any_transfer(
             await intake.transfer(created["tracking_code"], to_prefecture(good), now=later)
         monkeypatch.undo()
         assert await intake.send_transfers(later + timedelta(minutes=5)) == 1
-        right.down = False
-        assert await intake.send_transfers(later + timedelta(minutes=8)) == 1
+        assert unaccepted(intake) == 1
+        if second == 503:
+            right.down = False
+            assert await intake.send_transfers(later + timedelta(minutes=8)) == 1
+        else:
+            await intake.transfer(
+                created["tracking_code"],
+                TransferCreate(
+                    administration_name="Préfecture de la Zone",
+                    reason="Compétence de l'État.",
+                    by_post=True,
+                ),
+                now=later + timedelta(minutes=8),
+            )
     followed = await intake.get_request(created["tracking_code"])
-    assert (followed.status.value, len(right.tried)) == ("implicitly_rejected", 2)
-    assert [h.status for h in followed.history].count("transfer_refused") == 1  # the 404
+    tries, refusals = (2, 1) if second == 503 else (1, 2)
+    assert (followed.status.value, len(right.tried)) == ("implicitly_rejected", tries)
+    assert [h.status for h in followed.history].count("transfer_refused") == refusals
+    assert followed.receipts[-1].kind.value == "avis_transmission"
 
 
 async def test_r13_an_ar_issued_after_the_svr_was_born_says_it_was(
@@ -869,8 +886,36 @@ async def test_r13_an_ar_issued_after_the_svr_was_born_says_it_was(
     assert ar.mentions[3] == (
         "En l'absence de réponse de l'administration dans un délai de 2 mois courant à "
         "compter du 15 mai 2026, cette demande a été réputée rejetée le 15 juillet 2026 à "
-        "minuit (soit à compter du 16 juillet 2026 à 0 h). Le délai court depuis la "
+        "minuit (soit à compter du 16 juillet 2026 à 0 h). Délai compté depuis la "
         "réception de la demande par l'administration initialement saisie."
+    )
+
+
+async def test_r13_an_ar_says_the_svr_was_born_when_issued_after_its_date(
+    intake: IntakeService,
+) -> None:
+    """Sent to Voisinville on 14 July, the day before its rejection, and qualified there on
+    20 July: its AR states a rejection born, not one to come (R5, R13)."""
+    await add_neighbour(intake.db)
+    created = await rejected_by_silence(intake)
+    await intake.transfer(
+        created["tracking_code"],
+        TransferCreate(tenant="voisinville", reason="Subvention de Voisinville."),
+        now=datetime(2026, 7, 14, 9, 0, tzinfo=UTC),
+    )
+    [event] = await outbox_events(intake.db, "intake.request.transferred.v1")
+    async with intake.db.sessions() as session:
+        there = await repository.get_request(session, uuid.UUID(event.data["new_request_id"]))
+    qualified = await intake.qualify(
+        there.tracking_code, "subvention", now=datetime(2026, 7, 20, 9, 0, tzinfo=UTC)
+    )
+    assert (
+        qualified.receipts[-1]
+        .mentions[3]
+        .startswith(
+            "En l'absence de réponse de l'administration dans un délai de 2 mois courant à "
+            "compter du 15 mai 2026, cette demande a été réputée rejetée le 15 juillet 2026"
+        )
     )
 
 

@@ -168,7 +168,7 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
     notes = []
     if clock.competent_received_on:
         notes.append(
-            "Le délai court depuis la réception de la demande par l'administration "
+            "Délai compté depuis la réception de la demande par l'administration "
             "initialement saisie."
         )
     for request in pieces:

@@ -38,9 +38,13 @@ def midnight_of(last_day: date) -> str:
     )
 
 
-def decision_sentence(regime: str, delay: str, deadline: Deadline, reception_date: date) -> str:
+def decision_sentence(
+    regime: str, delay: str, deadline: Deadline, reception_date: date, today: date
+) -> str:
     """R5: the implicit decision and its date; from when the delay runs when that is not the
-    reception date (pieces produced, transfer), and why (`deadline.notes`)."""
+    reception date (pieces produced, transfer), and why (`deadline.notes`). Said on a day
+    (`today`) past a rejection's date (a request received late by transfer, R13), that
+    rejection is born."""
     if regime == "none":
         return "Cette demande ne peut pas donner lieu à une décision implicite."
     outcome = "acceptée" if regime == "sva" else "rejetée"
@@ -55,9 +59,7 @@ def decision_sentence(regime: str, delay: str, deadline: Deadline, reception_dat
     runs = f"un délai de {delay}"
     if deadline.counts_from is not None and deadline.counts_from != reception_date:
         runs += f" courant à compter du {french_date(deadline.counts_from)}"
-    if deadline.last_day < reception_date:
-        # Received here after silence decided (transferred late: SVR runs from the first
-        # reception, R13): that decision is born already.
+    if regime == "svr" and deadline.last_day < today:
         return (
             f"En l'absence de réponse de l'administration dans {runs}, cette demande a été "
             f"réputée {outcome} le {midnight_of(deadline.last_day)}." + notes
@@ -81,6 +83,7 @@ def acknowledgement(
     appeal_text: str | None,
     required_pieces: Sequence[str],
     required_information: Sequence[str] = (),
+    issued_on: date,
 ) -> list[str]:
     """R5: date of reception, the service in charge, and for a demande the implicit decision;
     R11: the pieces and information the file must hold to be complete."""
@@ -90,7 +93,7 @@ def acknowledgement(
         f"Numéro de suivi : {tracking_code}.",
     ]
     if is_demande:
-        mentions.append(decision_sentence(regime, delay, deadline, reception_date))
+        mentions.append(decision_sentence(regime, delay, deadline, reception_date, issued_on))
         if regime == "sva":
             mentions.append(
                 "Si votre demande est acceptée implicitement, vous pourrez obtenir "

@@ -1141,6 +1141,7 @@ class IntakeService:
             appeal_text=request.appeal_text,
             required_pieces=list(procedure.required_pieces),
             required_information=list(procedure.required_information),
+            issued_on=local_date(now, tenant.timezone),
         )
         self._make_receipt(
             out, key, tenant, request, ReceiptKind.accuse_reception, mentions, now, procedure
@@ -3242,7 +3243,9 @@ async def _not_transferred(
     be sent otherwise; routing gives the request back to its service."""
     what_now = "elle reste traitée par notre administration."
     if RequestStatus(row.status) in FINAL:
-        what_now = "notre administration la lui transmettra par un autre moyen."
+        what_now = (
+            "notre administration la transmettra par un autre moyen à l'administration compétente."
+        )
     await stage(
         session,
         TransferNotMade(
