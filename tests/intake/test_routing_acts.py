@@ -476,12 +476,12 @@ async def test_r5_r10_an_attestation_of_a_voided_acceptance_attests_nothing_afte
     assert await intake.attestation(code) == second
 
 
-async def test_r10_r12_an_outside_transfer_consumed_after_the_pass_is_cancelled_as_the_sweep_does(
+async def test_r10_r13_an_outside_transfer_consumed_after_the_pass_holds_the_acceptance_back(
     intake: IntakeService,
 ) -> None:
-    """A transfer to an outside administration takes effect once accepted there: one still
-    unsent when silence decides is cancelled by the sweep. One asked in time but consumed
-    after the pass is answered alike: the acceptance stands, the cancellation is said."""
+    """A transfer to an outside administration takes effect once accepted there; asked in
+    time, it holds the acceptance back while on its way (R13), even consumed after the
+    pass recorded it: that acceptance is withdrawn, said so, and attests nothing."""
     created = await submit(intake, RECEIVED)
     assert await intake.decide_due(now=PASS) == 1
     await transfer_by_workflow(
@@ -493,14 +493,14 @@ async def test_r10_r12_an_outside_transfer_consumed_after_the_pass_is_cancelled_
         administration_url="https://transmissions.example/in",
     )
     followed = await intake.get_request(created["tracking_code"])
-    assert followed.status.value == "implicitly_accepted"
-    assert (followed.history[-1].status, followed.history[-1].label) == (
-        "transfer_cancelled",
-        "Transmission à Préfecture de la Zone annulée : la demande est close (Acceptée "
-        "implicitement).",
-    )
-    assert await outbox_events(intake.db, "intake.request.implicit_decision_void.v1") == []
-    assert await intake.attestation(created["tracking_code"])
+    assert followed.status.value == "processing"
+    assert followed.history[-1].status == "implicit_decision_void"
+    [void] = await outbox_events(intake.db, "intake.request.implicit_decision_void.v1")
+    assert (void.data["decision"], void.data["act"]) == ("accepted", "transfer")
+    with pytest.raises(Problem) as none:
+        await intake.attestation(created["tracking_code"])
+    assert none.value.status == 409
+    assert await intake.decide_due(now=PASS + timedelta(hours=1)) == 0
 
 
 async def test_r10_a_voided_acceptance_yields_to_the_answer_the_workflow_gave_since(

@@ -547,6 +547,47 @@ async def test_r13_silence_does_not_decide_where_a_transfer_asked_in_time_is_on_
     assert await notices_of_transfer(intake, created["tracking_code"]) == 1
 
 
+@pytest.mark.parametrize("there", [202, 404])
+async def test_r13_a_transfer_asked_before_an_sva_and_read_after_its_pass_holds_it_back(
+    intake: IntakeService, there: int
+) -> None:
+    """Asked at 23:30 in Paris on 15 July, the workflow's transfer reaches intake after the
+    pass recorded the acceptance: held back as it would have been, read in time (R13).
+    Accepted there, none is born here; refused there for good, it is born on its day."""
+    created = await submit(intake, AT)  # SVA, 2 months: deemed accepted on 15 July
+    born = datetime(2026, 7, 15, 22, 0, tzinfo=UTC)
+    assert await intake.decide_due(born + timedelta(seconds=5)) == 1
+    receiver = Receiver() if there == 202 else answering(404)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(
+            intake, created, f"{base}/transmissions", datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+        )
+        waiting = await intake.get_request(created["tracking_code"])
+        assert waiting.status.value == "processing"
+        assert waiting.history[-1].label == (
+            "Pas d'acceptation implicite ici : le service avait transmis la demande le "
+            "15 juillet 2026, avant l'échéance ; le délai court à compter de sa réception "
+            "par l'administration compétente"
+        )
+        assert await intake.decide_due(born + timedelta(minutes=1)) == 0
+        await intake.send_transfers(born + timedelta(minutes=2))
+    followed = await intake.get_request(created["tracking_code"])
+    if there == 202:
+        assert followed.status.value == "transferred"
+        assert await intake.decide_due(datetime(2026, 9, 1, tzinfo=UTC)) == 0
+    else:
+        assert await intake.decide_due(born + timedelta(minutes=3)) == 1
+        decided = await intake.get_request(created["tracking_code"])
+        assert decided.status.value == "implicitly_accepted"
+        # Born, held back, born again: each line at the instant it speaks of.
+        lines = [(h.at, h.status) for h in decided.history if h.at == born]
+        assert [status for _, status in lines] == [
+            "implicitly_accepted",
+            "implicit_decision_void",
+            "implicitly_accepted",
+        ]
+
+
 async def test_r13_an_sva_waiting_on_a_transfer_refused_for_good_is_born_on_its_day(
     intake: IntakeService,
 ) -> None:

@@ -1401,7 +1401,13 @@ class IntakeService:
         return status
 
     async def _withdraw_decision(
-        self, session: AsyncSession, row: Any, act: str, acted_at: datetime, closed: bool
+        self,
+        session: AsyncSession,
+        row: Any,
+        act: str,
+        acted_at: datetime,
+        closed: bool,
+        held: bool = False,
     ) -> None:
         """Undo a decision the scheduler recorded for a request the service had acted on in
         time (`act`, one of `_ACTS`: answered, asked for pieces, transferred), with a line
@@ -1409,9 +1415,11 @@ class IntakeService:
         status reopened it (incomplete still if pieces are awaited); the other acts then
         apply to it as it was before the pass. A request sent on since (`_still_owed`; only
         an answer voids its decision then) has left: it is transferred, and its notice of
-        transfer is corrected."""
+        transfer is corrected. `held`: an acceptance a transfer elsewhere holds back while
+        on its way (R13, `decisions_due`), its clock kept for a refusal there."""
         tenant = await self._tenant_row(session, row.tenant)
-        values: dict[str, Any] = {"implicit_decision": None, **_NO_CLOCK}
+        values: dict[str, Any] = {"implicit_decision": None}
+        values.update({"clock_state": "running"} if held else _NO_CLOCK)
         if closed or act == "answer" or row.transferred_to is not None:
             values.update(_NOTHING_MORE_DUE)  # an answered file owes no receipt either
         if act == "answer":
@@ -1424,13 +1432,18 @@ class IntakeService:
             awaited = any(p.received_on is None for p in pieces)
             status = RequestStatus.incomplete if awaited else RequestStatus.processing
         await repository.update_request(session, row.id, {"status": status.value, **values})
+        acted_on = french_date(local_date(acted_at, tenant.timezone))
         await repository.add_history(
             session,
             row.id,
             row.decision_due_at,
             "implicit_decision_void",
-            f"Pas de décision implicite : le service avait {_ACTS[act]} le "
-            f"{french_date(local_date(acted_at, tenant.timezone))}, avant l'échéance",
+            f"Pas d'acceptation implicite ici : le service avait transmis la demande le "
+            f"{acted_on}, avant l'échéance ; le délai court à compter de sa réception par "
+            "l'administration compétente"
+            if held
+            else f"Pas de décision implicite : le service avait {_ACTS[act]} le {acted_on}, "
+            "avant l'échéance",
         )
         # Whoever took the announced decision for granted learns it never was.
         now = datetime.now(UTC)
@@ -2924,10 +2937,10 @@ class IntakeService:
                 )
             await _not_transferred(session, row, at, destination, problem.detail)
 
-        # A transfer to an outside administration takes effect once accepted there. Kept
-        # before the deadline, it holds an SVA back until then (`decisions_due`, R13); asked
-        # in time but consumed after the pass recorded the decision, it voids nothing (an
-        # SVR's rejection stands, and the transfer is made all the same).
+        # A transfer to an outside administration takes effect once accepted there. Asked
+        # before the deadline, it holds an SVA back until then (`decisions_due`, R13), even
+        # when read after the pass recorded it; an SVR's rejection stands, and the transfer
+        # is made all the same (`_still_owed`).
         await self._on_routing_act(
             session, event.request_id, at, "transfer", act, refused, voids=event.tenant is not None
         )
@@ -2973,8 +2986,17 @@ class IntakeService:
                     # the pieces it asked for before are no longer awaited.
                     await self._withdraw_decision(session, row, what, at, closed=True)
                     return
-                if voided:
-                    await self._withdraw_decision(session, row, what, at, closed=False)
+                # A transfer elsewhere asked before an acceptance was born holds it back
+                # (R13: it runs from the competent administration's reception), as it
+                # would have, read in time (`decisions_due`).
+                held = (
+                    not voids
+                    and row.status == RequestStatus.implicitly_accepted
+                    and row.decision_due_at is not None
+                    and at < row.decision_due_at
+                )
+                if voided or held:
+                    await self._withdraw_decision(session, row, what, at, closed=False, held=held)
                 elif not voids and _still_owed(row, at):
                     await act(row, await self._tenant_row(session, row.tenant))
                     return
