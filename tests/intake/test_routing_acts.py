@@ -503,6 +503,54 @@ async def test_r10_r13_an_outside_transfer_consumed_after_the_pass_holds_the_acc
     assert await intake.decide_due(now=PASS + timedelta(hours=1)) == 0
 
 
+async def test_r10_r13_an_answer_after_the_acceptance_leaves_a_late_transfer_unmade(
+    intake: IntakeService,
+) -> None:
+    # Answered at 01:00 in Paris, after the acceptance was born, then the transfer asked at
+    # 23:30 the day before is read: the service answered, the acceptance stands (as when
+    # the transfer is read first: the answer then records the acceptance, R10).
+    created = await submit(intake, RECEIVED)
+    assert await intake.decide_due(now=PASS) == 1
+    await close_by_workflow(intake, created, datetime(2026, 7, 15, 23, 0, tzinfo=UTC))
+    await transfer_by_workflow(
+        intake,
+        created,
+        IN_TIME,
+        tenant=None,
+        administration_name="Préfecture de la Zone",
+        administration_url="https://transmissions.example/in",
+    )
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_accepted"
+    assert followed.history[-1].status == "transfer_cancelled"
+    assert await outbox_events(intake.db, "intake.request.implicit_decision_void.v1") == []
+
+
+async def test_r12_r13_a_late_transfer_refused_here_leaves_the_acceptance_and_says_why(
+    intake: IntakeService,
+) -> None:
+    # Held back, then refused here (an address this guichet may not send to): the
+    # acceptance stands, and the refusal is kept and told as if read in time.
+    created = await submit(intake, RECEIVED)
+    assert await intake.decide_due(now=PASS) == 1
+    intake.settings.env = "production"
+    intake.settings.transfer_allowed_hosts = ["transmissions.prefecture.example"]
+    await transfer_by_workflow(
+        intake,
+        created,
+        IN_TIME,
+        tenant=None,
+        administration_name="Préfecture de la Zone",
+        administration_url="https://ailleurs.example/in",
+    )
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_accepted"
+    assert "transfer_refused" in [h.status for h in followed.history]
+    [told] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
+    assert told.data["request_id"] == created["id"]
+    assert await outbox_events(intake.db, "intake.request.implicit_decision_void.v1") == []
+
+
 async def test_r10_a_voided_acceptance_yields_to_the_answer_the_workflow_gave_since(
     intake: IntakeService,
 ) -> None:

@@ -2912,13 +2912,15 @@ class IntakeService:
             if event.tenant is not None:
                 named = await repository.get_tenant(session, event.tenant)
                 destination = named.name if named else event.tenant
-            if _moot(row, at):
+            elsewhere = bool(asked) and asked[0].tenant is None
+            if _moot(row, at) and not (elsewhere and _held_back(row, at)):
                 # Closed or decided: not made, and a transfer asked before and in flight
                 # is left to its own outcome. (Silence's decision not recorded yet is no
-                # reason: an act made in time and consumed later may still show it void.)
+                # reason: an act made in time and consumed later may still show it void.
+                # One held back is refused as if read in time: the acceptance stands.)
                 await _cancellation(session, row, destination, at)
                 return
-            if asked and asked[0].tenant is None:
+            if elsewhere:
                 # Refused here before any send (host not allowed, too large to sign): kept
                 # as refused, so operators see it too.
                 await repository.delete_outgoing_transfer(session, row.id)
@@ -2986,15 +2988,7 @@ class IntakeService:
                     # the pieces it asked for before are no longer awaited.
                     await self._withdraw_decision(session, row, what, at, closed=True)
                     return
-                # A transfer elsewhere asked before an acceptance was born holds it back
-                # (R13: it runs from the competent administration's reception), as it
-                # would have, read in time (`decisions_due`).
-                held = (
-                    not voids
-                    and row.status == RequestStatus.implicitly_accepted
-                    and row.decision_due_at is not None
-                    and at < row.decision_due_at
-                )
+                held = not voids and _held_back(row, at)
                 if voided or held:
                     await self._withdraw_decision(session, row, what, at, closed=False, held=held)
                 elif not voids and _still_owed(row, at):
@@ -3222,6 +3216,19 @@ def _asked(pending: Any) -> datetime:
     return asked
 
 
+def _held_back(row: Any, asked_at: datetime) -> bool:
+    """Whether a transfer elsewhere asked at `asked_at`, read after the scheduler recorded
+    an acceptance, holds it back as it would have, read in time (`decisions_due`): asked
+    before it was born (R13: it runs from the competent administration's reception), and
+    the service not having answered since."""
+    return (
+        row.status == RequestStatus.implicitly_accepted
+        and row.decision_due_at is not None
+        and asked_at < row.decision_due_at
+        and row.answered_at is None
+    )
+
+
 def _moot(row: Any, asked_at: datetime) -> bool:
     """Whether a transfer asked at `asked_at` is not to be made any more: the request was
     closed or decided since."""
@@ -3264,7 +3271,7 @@ async def _not_transferred(
     the agents), or, rejected by silence since it was asked (`_still_owed`), that it will
     be sent otherwise; routing gives the request back to its service."""
     what_now = "elle reste traitée par notre administration."
-    if RequestStatus(row.status) in FINAL:
+    if row.status == RequestStatus.implicitly_rejected:
         what_now = (
             "notre administration la transmettra par un autre moyen à l'administration compétente."
         )
