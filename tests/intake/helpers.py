@@ -25,7 +25,7 @@ from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
-from guichet_routing.events import StatusChanged, TransferRequested
+from guichet_routing.events import PiecesRequested, StatusChanged, TransferRequested
 
 CAMILLE = {"name": "Camille Martin", "email": "camille.martin@example.org"}
 
@@ -196,4 +196,22 @@ async def transfer_by_workflow(
             requested_at=at,
             **{**fields, **destination},
         ).envelope(tenant="admiville", subject=str(request_id))
+    )
+
+
+async def pieces_asked_by_workflow(
+    intake: IntakeService, created: dict[str, Any], at: datetime, pieces: tuple[str, ...] = ()
+) -> None:
+    """Routing's PiecesRequested (15 days), consumed as in production."""
+    request_id = uuid.UUID(created["id"])
+    asked = PiecesRequested(
+        request_id=request_id,
+        tracking_code=created["tracking_code"],
+        pieces=list(pieces or ["Attestation d'assurance"]),
+        due_in_days=15,
+        requested_by="agent-3",
+        requested_at=at,
+    ).envelope(tenant="admiville", subject=str(request_id))
+    await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
+        asked
     )

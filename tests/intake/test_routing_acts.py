@@ -21,6 +21,7 @@ from tests.intake.helpers import (
     as_left_by_a_signing_failure,
     close_by_workflow,
     outbox_events,
+    pieces_asked_by_workflow,
     submit,
     transfer_by_workflow,
 )
@@ -340,21 +341,17 @@ PASS = datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)
 IN_TIME = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
 
 
-async def pieces_asked_by_workflow(
-    intake: IntakeService, created: dict[str, Any], at: datetime, pieces: tuple[str, ...] = ()
+async def prefecture_transfer_read_late(
+    intake: IntakeService, created: dict[str, Any], url: str = "https://transmissions.example/in"
 ) -> None:
-    """Routing's PiecesRequested (15 days), consumed as in production."""
-    request_id = uuid.UUID(created["id"])
-    asked = PiecesRequested(
-        request_id=request_id,
-        tracking_code=created["tracking_code"],
-        pieces=list(pieces or ["Attestation d'assurance"]),
-        due_in_days=15,
-        requested_by="agent-3",
-        requested_at=at,
-    ).envelope(tenant="admiville", subject=str(request_id))
-    await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
-        asked
+    """The workflow's transfer to the prefecture, asked at 23:30 in Paris on the last day."""
+    await transfer_by_workflow(
+        intake,
+        created,
+        IN_TIME,
+        tenant=None,
+        administration_name="Préfecture de la Zone",
+        administration_url=url,
     )
 
 
@@ -484,14 +481,7 @@ async def test_r10_r13_an_outside_transfer_consumed_after_the_pass_holds_the_acc
     pass recorded it: that acceptance is withdrawn, said so, and attests nothing."""
     created = await submit(intake, RECEIVED)
     assert await intake.decide_due(now=PASS) == 1
-    await transfer_by_workflow(
-        intake,
-        created,
-        IN_TIME,
-        tenant=None,
-        administration_name="Préfecture de la Zone",
-        administration_url="https://transmissions.example/in",
-    )
+    await prefecture_transfer_read_late(intake, created)
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "processing"
     assert followed.history[-1].status == "implicit_decision_void"
@@ -512,14 +502,7 @@ async def test_r10_r13_an_answer_after_the_acceptance_leaves_a_late_transfer_unm
     created = await submit(intake, RECEIVED)
     assert await intake.decide_due(now=PASS) == 1
     await close_by_workflow(intake, created, datetime(2026, 7, 15, 23, 0, tzinfo=UTC))
-    await transfer_by_workflow(
-        intake,
-        created,
-        IN_TIME,
-        tenant=None,
-        administration_name="Préfecture de la Zone",
-        administration_url="https://transmissions.example/in",
-    )
+    await prefecture_transfer_read_late(intake, created)
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_accepted"
     assert followed.history[-1].status == "transfer_cancelled"
@@ -535,14 +518,7 @@ async def test_r12_r13_a_late_transfer_refused_here_leaves_the_acceptance_and_sa
     assert await intake.decide_due(now=PASS) == 1
     intake.settings.env = "production"
     intake.settings.transfer_allowed_hosts = ["transmissions.prefecture.example"]
-    await transfer_by_workflow(
-        intake,
-        created,
-        IN_TIME,
-        tenant=None,
-        administration_name="Préfecture de la Zone",
-        administration_url="https://ailleurs.example/in",
-    )
+    await prefecture_transfer_read_late(intake, created, "https://ailleurs.example/in")
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_accepted"
     assert "transfer_refused" in [h.status for h in followed.history]

@@ -31,15 +31,14 @@ from guichet_intake.service import FollowProof, IntakeService, _filed_as
 from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import sign, verify
 from guichet_plumbing.auth import ANONYMOUS
-from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
-from guichet_routing.events import PiecesRequested
 from tests.intake.helpers import (
     CAMILLE,
     add_neighbour,
     close_by_workflow,
     outbox_events,
+    pieces_asked_by_workflow,
     submit,
     transfer_by_workflow,
 )
@@ -619,6 +618,15 @@ async def rejected_by_silence(intake: IntakeService) -> dict[str, Any]:
     )
 
 
+async def rejected_on_its_way(intake: IntakeService, created: dict[str, Any], url: str) -> None:
+    """The transfer asked at 23:30 in Paris on 15 July not accepted (the prefecture is
+    down), then the rejection born at midnight."""
+    asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
+    await ask_transfer_by_workflow(intake, created, url, asked)
+    assert await intake.send_transfers(asked) == 1
+    assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+
+
 async def test_r12_r13_a_transfer_asked_before_an_svr_is_born_is_still_made(
     intake: IntakeService,
 ) -> None:
@@ -629,11 +637,8 @@ async def test_r12_r13_a_transfer_asked_before_an_svr_is_born_is_still_made(
     created = await rejected_by_silence(intake)
     receiver = Receiver()
     receiver.down = True
-    asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
     async with serve(receiver.app()) as base:
-        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
-        assert await intake.send_transfers(asked) == 1
-        assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+        await rejected_on_its_way(intake, created, f"{base}/transmissions")
         assert await intake.send_transfers(SVR_BORN + timedelta(minutes=1)) == 1
         assert unaccepted(intake) == 1, "still to be made: operators see it"
         receiver.down = False
@@ -718,11 +723,8 @@ async def test_r12_a_transfer_on_its_way_is_not_made_once_the_service_answered(
     created = await rejected_by_silence(intake)
     receiver = Receiver()
     receiver.down = True
-    asked = datetime(2026, 7, 15, 21, 30, tzinfo=UTC)
     async with serve(receiver.app()) as base:
-        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
-        assert await intake.send_transfers(asked) == 1
-        assert await intake.decide_due(SVR_BORN + timedelta(seconds=5)) == 1
+        await rejected_on_its_way(intake, created, f"{base}/transmissions")
         await close_by_workflow(intake, created, SVR_BORN + timedelta(hours=1))
         receiver.down = False
         await intake.send_transfers(SVR_BORN + timedelta(hours=2))
@@ -781,16 +783,8 @@ async def test_r11_r12_pieces_asked_in_time_and_read_after_the_transfer_are_not_
     on: the applicant was never asked for them, so nothing suspended the SVR (R11), and
     the request, gone, is not asked for pieces here."""
     created = await sent_on_after_rejection(intake)
-    request_id = uuid.UUID(created["id"])
-    await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
-        PiecesRequested(
-            request_id=request_id,
-            tracking_code=created["tracking_code"],
-            pieces=["Budget prévisionnel"],
-            due_in_days=15,
-            requested_by="agent-3",
-            requested_at=datetime(2026, 7, 15, 21, 0, tzinfo=UTC),
-        ).envelope(tenant="admiville", subject=str(request_id))
+    await pieces_asked_by_workflow(
+        intake, created, datetime(2026, 7, 15, 21, 0, tzinfo=UTC), ("Budget prévisionnel",)
     )
     followed = await intake.get_request(created["tracking_code"])
     assert followed.status.value == "implicitly_rejected"
