@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -94,29 +95,24 @@ def test_development_secrets_are_refused_in_production(data_dir: Path) -> None:
     with pytest.raises(ValidationError, match="PSEUDONYM_SECRET"):
         IntakeSettings(env="production", auth_signing_keys=generate_keys(), demo_logins=False)
     # Receipts sign intake's public address as where to verify them: never a local one.
+    required: dict[str, Any] = {
+        "env": "production",
+        "auth_signing_keys": generate_keys(),
+        "demo_logins": False,
+        "pseudonym_secret": "0" * 64,
+    }
     with pytest.raises(ValidationError, match="GUICHET_INTAKE_PUBLIC_URL"):
-        IntakeSettings(
-            env="production",
-            auth_signing_keys=generate_keys(),
-            demo_logins=False,
-            pseudonym_secret="0" * 64,
-        )
+        IntakeSettings(**required)
     with pytest.raises(ValidationError, match="GUICHET_INTAKE_TRANSFER_SENDERS"):
         IntakeSettings(
-            env="production",
-            auth_signing_keys=generate_keys(),
-            demo_logins=False,
-            pseudonym_secret="0" * 64,
+            **required,
             public_url="https://guichet.example.fr/intake",
             transfer_senders={"Voisinville": "http://voisinville.example.fr/jwks.json"},
         )
     production = IntakeSettings(
-        env="production",
+        **required,
         data_dir=data_dir,
         transfer_senders={"Voisinville": "https://voisinville.example.fr/intake/jwks.json"},
-        auth_signing_keys=generate_keys(),
-        demo_logins=False,
-        pseudonym_secret="0" * 64,
         public_url="https://guichet.example.fr/intake",
     )
     assert production.token_keys().public_jwks() != TokenKeys(development_keys()).public_jwks()

@@ -3195,6 +3195,17 @@ def _outgoing(
     }
 
 
+def _asked_before_silence(row: Any, asked_at: datetime, decided: RequestStatus) -> bool:
+    """Whether silence decided the request (`decided`) after a transfer elsewhere was asked
+    at `asked_at`, and this administration has not answered the applicant since."""
+    return (
+        row.status == decided
+        and row.decision_due_at is not None
+        and asked_at < row.decision_due_at
+        and row.answered_at is None
+    )
+
+
 def _still_owed(row: Any, asked_at: datetime) -> bool:
     """Whether a transfer asked at `asked_at` is to be made although silence has rejected
     the request since: that rejection, dated from the first reception (R13), is the
@@ -3202,10 +3213,7 @@ def _still_owed(row: Any, asked_at: datetime) -> bool:
     still answer it. Not once this administration answered the applicant itself, nor
     once the request was sent on."""
     return (
-        row.status == RequestStatus.implicitly_rejected
-        and row.decision_due_at is not None
-        and asked_at < row.decision_due_at
-        and row.answered_at is None
+        _asked_before_silence(row, asked_at, RequestStatus.implicitly_rejected)
         and row.transferred_to is None
     )
 
@@ -3221,12 +3229,7 @@ def _held_back(row: Any, asked_at: datetime) -> bool:
     an acceptance, holds it back as it would have, read in time (`decisions_due`): asked
     before it was born (R13: it runs from the competent administration's reception), and
     the service not having answered since."""
-    return (
-        row.status == RequestStatus.implicitly_accepted
-        and row.decision_due_at is not None
-        and asked_at < row.decision_due_at
-        and row.answered_at is None
-    )
+    return _asked_before_silence(row, asked_at, RequestStatus.implicitly_accepted)
 
 
 def _moot(row: Any, asked_at: datetime) -> bool:
