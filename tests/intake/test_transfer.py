@@ -359,6 +359,16 @@ def unaccepted(intake: IntakeService) -> float:
     return family.samples[0].value
 
 
+def decisions(intake: IntakeService, outcome: str, *, voided: bool = False) -> float:
+    counter = intake.implicit_decisions_voided if voided else intake.implicit_decisions
+    return sum(
+        sample.value
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["decision"] == outcome
+    )
+
+
 async def notices_of_transfer(intake: IntakeService, tracking_code: str) -> int:
     followed = await intake.get_request(tracking_code)
     return sum(r.kind.value == "avis_transmission" for r in followed.receipts)
@@ -538,6 +548,12 @@ async def test_r13_silence_does_not_decide_where_a_transfer_asked_in_time_is_on_
         assert await intake.decide_due(datetime(2026, 7, 16, 12, 0, tzinfo=UTC)) == 0
         waiting = await intake.get_request(created["tracking_code"])
         assert waiting.status.value == "received"
+        assert waiting.implicit_decision is not None
+        # Not "running" with a past date: the applicant sees the clock is not ours now.
+        assert (waiting.implicit_decision.state, waiting.implicit_decision.decision_date) == (
+            "transfer_pending",
+            date(2026, 7, 15),
+        )
         receiver.down = False
         await intake.send_transfers(datetime(2026, 7, 16, 12, 1, tzinfo=UTC))
     assert await intake.decide_due(datetime(2026, 7, 20, tzinfo=UTC)) == 0
@@ -563,6 +579,8 @@ async def test_r13_a_transfer_asked_before_an_sva_and_read_after_its_pass_holds_
         )
         waiting = await intake.get_request(created["tracking_code"])
         assert waiting.status.value == "processing"
+        assert waiting.implicit_decision is not None
+        assert waiting.implicit_decision.state == "transfer_pending"
         assert waiting.history[-1].label == (
             "Pas d'acceptation implicite ici : le service avait transmis la demande le "
             "15 juillet 2026, avant l'échéance ; le délai court à compter de sa réception "
@@ -585,6 +603,9 @@ async def test_r13_a_transfer_asked_before_an_sva_and_read_after_its_pass_holds_
             "implicit_decision_void",
             "implicitly_accepted",
         ]
+    # What operators count: born less found void, one standing acceptance or none.
+    standing = decisions(intake, "accepted") - decisions(intake, "accepted", voided=True)
+    assert standing == (0 if there == 202 else 1)
 
 
 async def test_r13_an_sva_waiting_on_a_transfer_refused_for_good_is_born_on_its_day(
@@ -600,6 +621,9 @@ async def test_r13_an_sva_waiting_on_a_transfer_refused_for_good_is_born_on_its_
         )
         assert await intake.decide_due(datetime(2026, 7, 15, 22, 0, 5, tzinfo=UTC)) == 0
         await intake.send_transfers(datetime(2026, 7, 15, 22, 1, tzinfo=UTC))
+    refused = await intake.get_request(created["tracking_code"])
+    assert refused.implicit_decision is not None
+    assert refused.implicit_decision.state == "running", "no longer held by that transfer"
     assert await intake.decide_due(datetime(2026, 7, 15, 22, 2, tzinfo=UTC)) == 1
     decided = await intake.get_request(created["tracking_code"])
     assert decided.status.value == "implicitly_accepted"
@@ -1152,6 +1176,33 @@ async def test_r12_an_unreachable_address_does_not_block_an_agents_transfer_else
         except Problem as refused:
             pytest.fail(f"{refused.status} {refused.slug}: {refused.detail}")
     assert moved.status.value == "transferred"
+
+
+async def test_r12_a_workflows_transfer_read_late_gets_a_day_of_attempts(
+    intake: IntakeService,
+) -> None:
+    # Routing asked on a Tuesday; intake read the act three days later (its consumer was
+    # down). The remote is down too: the first failure is retried, and the transfer is
+    # given up a day after it, not at once for being asked more than a day before.
+    created = await submit(intake, AT)
+    receiver = Receiver()
+    receiver.down = True
+    read = ASKED + timedelta(days=3)
+
+    async def refused_at() -> datetime | None:
+        async with intake.db.sessions() as session:
+            kept = await repository.outgoing_transfer(session, uuid.UUID(created["id"]))
+        return kept.refused_at
+
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        assert await intake.send_transfers(read) == 1
+        assert await refused_at() is None, "given up at its first failure"
+        assert await intake.send_transfers(read + timedelta(hours=23)) == 1
+        assert await refused_at() is None
+        assert await intake.send_transfers(read + timedelta(days=1, hours=6)) == 1
+        assert await refused_at() == read + timedelta(days=1, hours=6)
+    assert unaccepted(intake) == 1
 
 
 async def test_r12_an_invalid_address_is_refused_for_good_not_retried_for_ever(

@@ -194,6 +194,9 @@ outgoing_transfers = sa.Table(
     # No one else sends it before then: an attempt in progress, or the next retry.
     sa.Column("next_attempt_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    # The first failed attempt: a day of failures from then gives it up (`_GIVE_UP`),
+    # however late a workflow's act was read.
+    sa.Column("first_failed_at", UTCDateTime(), nullable=True),
     sa.Column("last_error", sa.String(200), nullable=True),
     # Refused for good by the receiver: not tried again, kept (and counted for operators)
     # while the request stays open here, until an agent sends it elsewhere.

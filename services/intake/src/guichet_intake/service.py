@@ -626,6 +626,13 @@ class IntakeService:
             "Implicit decisions born, by outcome.",
             ("decision",),
         )
+        # Born, then found void (an act in time read late, a transfer holding an SVA back):
+        # those standing are the difference, however often one was held and born again.
+        self.implicit_decisions_voided = metrics.counter(
+            "guichet_intake_implicit_decisions_voided",
+            "Implicit decisions recorded, then found void, by outcome.",
+            ("decision",),
+        )
         self.flagged = metrics.counter(
             "guichet_intake_abusive_requests", "Requests flagged as abusive (R9)."
         )
@@ -1418,6 +1425,7 @@ class IntakeService:
         transfer is corrected. `held`: an acceptance a transfer elsewhere holds back while
         on its way (R13, `decisions_due`), its clock kept for a refusal there."""
         tenant = await self._tenant_row(session, row.tenant)
+        self.implicit_decisions_voided.labels(row.implicit_decision).inc()
         values: dict[str, Any] = {"implicit_decision": None}
         values.update({"clock_state": "running"} if held else _NO_CLOCK)
         if closed or act == "answer" or row.transferred_to is not None:
@@ -1839,11 +1847,16 @@ class IntakeService:
                     if await _cancelled(session, row, pending, now):
                         continue  # closed during the attempt: it stays closed
                     attempts = pending.attempts + 1
-                    values: dict[str, Any] = {"attempts": attempts, "last_error": why[:200]}
-                    if isinstance(exc, _Refused) or now - pending.requested_at >= _GIVE_UP:
-                        # Refused for good (wrong address...), or no answer for a day: not
-                        # tried again. The request stays here, its clock running, until an
-                        # agent sends it elsewhere; operators see it meanwhile.
+                    failing_since = pending.first_failed_at or now
+                    values: dict[str, Any] = {
+                        "attempts": attempts,
+                        "last_error": why[:200],
+                        "first_failed_at": failing_since,
+                    }
+                    if isinstance(exc, _Refused) or now - failing_since >= _GIVE_UP:
+                        # Refused for good (wrong address...), or no answer for a day of
+                        # attempts: not tried again. The request stays here, its clock
+                        # running, until an agent sends it elsewhere; operators see it.
                         values["refused_at"] = now
                         values["token"] = ""  # never sent again: keep no copy of the file
                         await _not_transferred(session, row, now, pending.administration_name, why)
@@ -2627,7 +2640,11 @@ class IntakeService:
             if row.procedure_code
             else None
         )
-        return RequestPublic.model_validate(_public_of(row, entries, receipts, pieces, procedure))
+        pending = await repository.outgoing_transfer(session, row.id)
+        shown = _public_of(row, entries, receipts, pieces, procedure)
+        if shown["implicit_decision"] and pending is not None and _sva_on_its_way(row, pending):
+            shown["implicit_decision"]["state"] = "transfer_pending"
+        return RequestPublic.model_validate(shown)
 
     # -- catalogue cache: the hot path reads it on every request -------------------------
 
@@ -3218,6 +3235,19 @@ def _still_owed(row: Any, asked_at: datetime) -> bool:
     )
 
 
+def _sva_on_its_way(row: Any, pending: Any) -> bool:
+    """Whether a kept transfer elsewhere, asked before the deadline, holds the SVA back
+    while on its way (R13), as `decisions_due` reads it."""
+    return (
+        row.regime == Regime.sva
+        and row.implicit_decision is None
+        and row.clock_state in ("running", "suspended")
+        and pending.refused_at is None
+        and row.decision_due_at is not None
+        and pending.requested_at < row.decision_due_at
+    )
+
+
 def _asked(pending: Any) -> datetime:
     """When a kept transfer was asked, as `_still_owed` reads it."""
     asked: datetime = pending.first_asked_at or pending.requested_at
@@ -3323,7 +3353,9 @@ def _filed_as(answer: httpx.Response, first: date, today: date) -> tuple[date, s
 # Answers that no retry will change: the address or the hand-over itself is wrong.
 # 401/403 are not: a receiver that has not fetched a rotated key yet, an expired token.
 _REFUSED_FOR_GOOD = frozenset({400, 404, 405, 410, 413, 415, 422})
-# A transfer no attempt could deliver for this long is given up like a refusal.
+# A transfer no attempt could deliver for this long since the first one failed is given up
+# like a refusal: counted from then, not from the act, which a workflow may have made long
+# before intake read it (a consumer down for a weekend).
 _GIVE_UP = timedelta(days=1)
 
 
