@@ -1636,6 +1636,45 @@ async def test_r12_a_hand_over_sent_again_is_filed_once(intake: IntakeService) -
     assert await filed_in_voisinville(intake) == 1
 
 
+async def test_r12_a_newer_senders_unknown_fields_are_left_out_and_named(
+    intake: IntakeService,
+) -> None:
+    """A later version of Guichet sends fields this one does not know: the request is
+    received all the same (refused, it would reach no competent administration), what it
+    cannot read is left out and named in the history; a wrong field is still refused."""
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
+    claims = verify(token, (await intake.jwks())["keys"])
+    assert claims is not None
+    first = claims[1]
+    async with intake.db.sessions() as session:
+        key = await intake.keyring.active(session, "admiville", when)
+    newer = {**first["applicant"], "preferred_name": "Cam", "birth_place": "Nantes"}
+    async with published_keys(intake):
+        unreachable = {**newer, "email": None}
+        with pytest.raises(Problem) as wrong:
+            await intake.receive_transfer(
+                "voisinville",
+                sign({**first, "channel": "email", "applicant": unreachable}, key),
+                now=when,
+            )
+        assert [p.name for p in wrong.value.invalid_params] == ["applicant.email"]
+        answer = await intake.receive_transfer(
+            "voisinville", sign({**first, "applicant": newer}, key), now=when
+        )
+    assert answer.status_code == 201
+    row = await received_here(intake, answer)
+    assert row.applicant == first["applicant"]
+    followed = await intake.get_request(row.tracking_code)
+    assert [h.label for h in followed.history if h.status == "fields_left_out"] == [
+        "Transmise avec des informations que ce guichet ne sait pas lire, non reprises : "
+        "applicant.birth_place, applicant.preferred_name. L'administration qui l'a transmise "
+        "les conserve."
+    ]
+
+
 async def test_r12_only_a_transfer_signed_by_a_listed_administration_for_here_is_received(
     intake: IntakeService,
 ) -> None:

@@ -2109,7 +2109,7 @@ class IntakeService:
                 f"Cette transmission est adressée à {document.to}, pas à {here}.",
                 [InvalidParam(name="to", reason="Adresse de réception d'un autre guichet.")],
             )
-        data = _transfer_request(document, tenant_code)
+        data, left_out = _transfer_request(document, tenant_code)
         reception = local_date(now, target.timezone)
         if document.first_received_on > reception:
             raise Problem(
@@ -2134,7 +2134,17 @@ class IntakeService:
                 kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, handed, print_)
                 if kept is not None:
                     return kept
-                _, code = await self._transfer_in(session, arrival, target, now, sender=sender)
+                new_id, code = await self._transfer_in(session, arrival, target, now, sender=sender)
+                if left_out:
+                    await repository.add_history(
+                        session,
+                        new_id,
+                        now,
+                        "fields_left_out",
+                        "Transmise avec des informations que ce guichet ne sait pas lire, "
+                        f"non reprises : {', '.join(left_out)}. L'administration qui l'a "
+                        "transmise les conserve.",
+                    )
                 received = TransferReceived(
                     tracking_code=code,
                     reception_date=reception,
@@ -3054,27 +3064,52 @@ def _transfer_document(token: str) -> TransferDocument:
         raise validation_problem(exc.errors()) from exc
 
 
-def _transfer_request(document: TransferDocument, tenant: str) -> RequestCreate:
-    """The request handed over, checked as a submission's would be."""
+def _transfer_request(document: TransferDocument, tenant: str) -> tuple[RequestCreate, list[str]]:
+    """The request handed over, checked as a submission's would be, and the fields left
+    out: those a newer sender adds (to the applicant, the location) that this version
+    does not know. Refusing them would leave the request with no competent administration
+    (R12); the sender keeps them, and the history names them."""
     applicant = document.applicant if isinstance(document.applicant, dict) else {}
     # Absent from a sender that does not say: the first way to reach the applicant.
     preference = document.contact_preference or next(
         (way for way, field in _CONTACTS if applicant.get(field)), ContactPreference.email
     )
+    handed = {
+        "tenant": tenant,
+        "channel": document.channel,
+        "applicant": document.applicant,
+        "contact_preference": preference,
+        "payload": document.payload,
+        "location": document.location,
+        "first_received_on": document.first_received_on,
+    }
     try:
-        return RequestCreate.model_validate(
-            {
-                "tenant": tenant,
-                "channel": document.channel,
-                "applicant": document.applicant,
-                "contact_preference": preference,
-                "payload": document.payload,
-                "location": document.location,
-                "first_received_on": document.first_received_on,
-            }
-        )
+        return RequestCreate.model_validate(handed), []
     except ValidationError as exc:
-        raise validation_problem(exc.errors()) from exc
+        unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if not unknown:
+            raise validation_problem(exc.errors()) from exc
+        try:
+            for loc in unknown:
+                handed = _without(handed, loc)
+            left_out = [".".join(map(str, loc)) for loc in unknown]
+            return RequestCreate.model_validate(handed), left_out
+        except (KeyError, IndexError, TypeError):
+            raise validation_problem(exc.errors()) from exc  # a path not in the input
+        except ValidationError as still:
+            raise validation_problem(still.errors()) from still
+
+
+def _without(data: Any, loc: tuple[Any, ...]) -> Any:
+    """`data` (dicts and lists) without the entry at `loc`, the original left as it is."""
+    head, *rest = loc
+    if isinstance(data, dict):
+        if not rest:
+            return {k: v for k, v in data.items() if k != head}
+        return {**data, head: _without(data[head], tuple(rest))}
+    copied = list(data)
+    copied[head] = _without(copied[head], tuple(rest))
+    return copied
 
 
 def _url_key(url: str) -> str:
