@@ -215,3 +215,18 @@ async def pieces_asked_by_workflow(
     await idempotent(intake.db, "intake.pieces", intake.on_pieces_requested, ServiceMetrics("t"))(
         asked
     )
+
+
+def standing_decisions(intake: IntakeService, outcome: str) -> float:
+    """Implicit decisions of `outcome` standing, as operators count them from the metrics:
+    those born less those found void."""
+
+    def total(counter: Any) -> float:
+        return sum(
+            sample.value
+            for family in counter.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels["decision"] == outcome
+        )
+
+    return total(intake.implicit_decisions) - total(intake.implicit_decisions_voided)

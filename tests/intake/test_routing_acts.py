@@ -22,6 +22,7 @@ from tests.intake.helpers import (
     close_by_workflow,
     outbox_events,
     pieces_asked_by_workflow,
+    standing_decisions,
     submit,
     transfer_by_workflow,
 )
@@ -525,6 +526,7 @@ async def test_r12_r13_a_late_transfer_refused_here_leaves_the_acceptance_and_sa
     [told] = await outbox_events(intake.db, "intake.request.transfer_refused.v1")
     assert told.data["request_id"] == created["id"]
     assert await outbox_events(intake.db, "intake.request.implicit_decision_void.v1") == []
+    assert standing_decisions(intake, "accepted") == 1, "the void undone is not counted"
 
 
 async def test_r10_a_voided_acceptance_yields_to_the_answer_the_workflow_gave_since(

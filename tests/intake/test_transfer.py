@@ -26,7 +26,7 @@ from starlette.routing import Route
 from guichet_intake import repository
 from guichet_intake.app import create_app
 from guichet_intake.models import requests
-from guichet_intake.schemas import TransferCreate
+from guichet_intake.schemas import MissingPiecesCreate, TransferCreate
 from guichet_intake.service import FollowProof, IntakeService, _filed_as
 from guichet_intake.settings import IntakeSettings
 from guichet_intake.signing import sign, verify
@@ -39,6 +39,7 @@ from tests.intake.helpers import (
     close_by_workflow,
     outbox_events,
     pieces_asked_by_workflow,
+    standing_decisions,
     submit,
     transfer_by_workflow,
 )
@@ -359,16 +360,6 @@ def unaccepted(intake: IntakeService) -> float:
     return family.samples[0].value
 
 
-def decisions(intake: IntakeService, outcome: str, *, voided: bool = False) -> float:
-    counter = intake.implicit_decisions_voided if voided else intake.implicit_decisions
-    return sum(
-        sample.value
-        for family in counter.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels["decision"] == outcome
-    )
-
-
 async def notices_of_transfer(intake: IntakeService, tracking_code: str) -> int:
     followed = await intake.get_request(tracking_code)
     return sum(r.kind.value == "avis_transmission" for r in followed.receipts)
@@ -562,6 +553,40 @@ async def test_r13_silence_does_not_decide_where_a_transfer_asked_in_time_is_on_
     assert await notices_of_transfer(intake, created["tracking_code"]) == 1
 
 
+async def test_r13_an_sva_held_by_a_transfer_on_its_way_is_not_born_for_the_service(
+    intake: IntakeService,
+) -> None:
+    """Past the date while the transfer is on its way, no acceptance is born here (R13):
+    an agent may still act on the request, and the service's answer closes it, no
+    acceptance recorded first; the transfer is then not made."""
+    created = await submit(intake, AT)  # SVA, 2 months: deemed accepted on 15 July
+    receiver = Receiver()
+    receiver.down = True
+    after = datetime(2026, 7, 20, 9, 0, tzinfo=UTC)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(
+            intake, created, f"{base}/transmissions", datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
+        )
+        await intake.send_transfers(datetime(2026, 7, 10, 9, 0, tzinfo=UTC))
+        try:
+            asked = await intake.request_pieces(
+                created["tracking_code"],
+                MissingPiecesCreate(pieces=["Attestation d'assurance"], due_on=date(2026, 8, 1)),
+                now=after,
+            )
+        except Problem as refused:
+            pytest.fail(f"{refused.status} {refused.slug}: {refused.detail}")
+        assert asked.status.value == "incomplete"
+        await close_by_workflow(intake, created, after + timedelta(hours=1))
+        receiver.down = False
+        await intake.send_transfers(after + timedelta(hours=2))
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "closed"
+    assert "implicitly_accepted" not in [h.status for h in followed.history]
+    assert len(receiver.tried) == 1, "answered here: not sent again once the remote is up"
+    assert standing_decisions(intake, "accepted") == 0
+
+
 @pytest.mark.parametrize("there", [202, 404])
 async def test_r13_a_transfer_asked_before_an_sva_and_read_after_its_pass_holds_it_back(
     intake: IntakeService, there: int
@@ -604,8 +629,7 @@ async def test_r13_a_transfer_asked_before_an_sva_and_read_after_its_pass_holds_
             "implicitly_accepted",
         ]
     # What operators count: born less found void, one standing acceptance or none.
-    standing = decisions(intake, "accepted") - decisions(intake, "accepted", voided=True)
-    assert standing == (0 if there == 202 else 1)
+    assert standing_decisions(intake, "accepted") == (0 if there == 202 else 1)
 
 
 async def test_r13_an_sva_waiting_on_a_transfer_refused_for_good_is_born_on_its_day(
@@ -1205,6 +1229,27 @@ async def test_r12_a_workflows_transfer_read_late_gets_a_day_of_attempts(
     assert unaccepted(intake) == 1
 
 
+async def test_r12_a_transfer_failing_since_before_the_upgrade_keeps_its_day(
+    intake: IntakeService,
+) -> None:
+    # Stored by the previous version, which counted the day from the act: the upgrade adds
+    # `first_failed_at` empty, and the act's time still counts, not a new day.
+    created = await submit(intake, AT)
+    receiver = Receiver()
+    receiver.down = True
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        assert await intake.send_transfers(ASKED) == 1
+        async with intake.db.transaction() as session:
+            await repository.update_outgoing_transfer(
+                session, uuid.UUID(created["id"]), {"first_failed_at": None}
+            )
+        assert await intake.send_transfers(ASKED + timedelta(days=1, hours=1)) == 1
+    async with intake.db.sessions() as session:
+        kept = await repository.outgoing_transfer(session, uuid.UUID(created["id"]))
+    assert kept.refused_at == ASKED + timedelta(days=1, hours=1)
+
+
 async def test_r12_an_invalid_address_is_refused_for_good_not_retried_for_ever(
     intake: IntakeService,
 ) -> None:
@@ -1652,7 +1697,18 @@ async def test_r12_a_newer_senders_unknown_fields_are_left_out_and_named(
     async with intake.db.sessions() as session:
         key = await intake.keyring.active(session, "admiville", when)
     newer = {**first["applicant"], "preferred_name": "Cam", "birth_place": "Nantes"}
+    place = {"latitude": 47.2184, "longitude": -1.5536, "address": "Place de la Mairie"}
+    placed = {**place, "insee_code": "44109"}
     async with published_keys(intake):
+        # Not what a newer version adds: a name no field has, refused as before.
+        for odd in ("nick\x00name", "Nom affiché", "x" * 41):
+            with pytest.raises(Problem) as refused:
+                await intake.receive_transfer(
+                    "voisinville",
+                    sign({**first, "applicant": {**first["applicant"], odd: "Cam"}}, key),
+                    now=when,
+                )
+            assert refused.value.status == 422, odd
         unreachable = {**newer, "email": None}
         with pytest.raises(Problem) as wrong:
             await intake.receive_transfer(
@@ -1662,16 +1718,17 @@ async def test_r12_a_newer_senders_unknown_fields_are_left_out_and_named(
             )
         assert [p.name for p in wrong.value.invalid_params] == ["applicant.email"]
         answer = await intake.receive_transfer(
-            "voisinville", sign({**first, "applicant": newer}, key), now=when
+            "voisinville", sign({**first, "applicant": newer, "location": placed}, key), now=when
         )
     assert answer.status_code == 201
     row = await received_here(intake, answer)
     assert row.applicant == first["applicant"]
+    assert row.location == place
     followed = await intake.get_request(row.tracking_code)
     assert [h.label for h in followed.history if h.status == "fields_left_out"] == [
         "Transmise avec des informations que ce guichet ne sait pas lire, non reprises : "
-        "applicant.birth_place, applicant.preferred_name. L'administration qui l'a transmise "
-        "les conserve."
+        "applicant.birth_place, applicant.preferred_name, location.insee_code. "
+        "L'administration qui l'a transmise les conserve."
     ]
 
 

@@ -1404,7 +1404,8 @@ class IntakeService:
                 born_at=row.decision_due_at,
             ).envelope(tenant=row.tenant, subject=str(row.id), occurred_at=now),
         )
-        self.implicit_decisions.labels("accepted" if accepted else "rejected").inc()
+        born = self.implicit_decisions.labels("accepted" if accepted else "rejected")
+        after_commit(session, born.inc)  # not if a savepoint or the transaction is undone
         return status
 
     async def _withdraw_decision(
@@ -1425,7 +1426,7 @@ class IntakeService:
         transfer is corrected. `held`: an acceptance a transfer elsewhere holds back while
         on its way (R13, `decisions_due`), its clock kept for a refusal there."""
         tenant = await self._tenant_row(session, row.tenant)
-        self.implicit_decisions_voided.labels(row.implicit_decision).inc()
+        after_commit(session, self.implicit_decisions_voided.labels(row.implicit_decision).inc)
         values: dict[str, Any] = {"implicit_decision": None}
         values.update({"clock_state": "running"} if held else _NO_CLOCK)
         if closed or act == "answer" or row.transferred_to is not None:
@@ -1847,7 +1848,11 @@ class IntakeService:
                     if await _cancelled(session, row, pending, now):
                         continue  # closed during the attempt: it stays closed
                     attempts = pending.attempts + 1
-                    failing_since = pending.first_failed_at or now
+                    # Failing since before `first_failed_at` was stored: the act's time,
+                    # as it was counted then.
+                    failing_since = pending.first_failed_at or (
+                        pending.requested_at if pending.attempts else now
+                    )
                     values: dict[str, Any] = {
                         "attempts": attempts,
                         "last_error": why[:200],
@@ -2650,9 +2655,8 @@ class IntakeService:
             if row.procedure_code
             else None
         )
-        pending = await repository.outgoing_transfer(session, row.id)
         shown = _public_of(row, entries, receipts, pieces, procedure)
-        if shown["implicit_decision"] and pending is not None and _sva_on_its_way(row, pending):
+        if shown["implicit_decision"] and await self._on_its_way(session, row):
             shown["implicit_decision"]["state"] = "transfer_pending"
         return RequestPublic.model_validate(shown)
 
@@ -2747,6 +2751,14 @@ class IntakeService:
             "le lien de suivi reçu.",
         )
 
+    async def _on_its_way(self, session: AsyncSession, row: Any) -> bool:
+        """Whether the request's SVA is held back by a transfer elsewhere on its way (R13):
+        while it is, no acceptance is born here, whatever the date."""
+        if row.regime != Regime.sva:
+            return False
+        pending = await repository.outgoing_transfer(session, row.id)
+        return pending is not None and _sva_on_its_way(row, pending)
+
     async def _editable(
         self,
         session: AsyncSession,
@@ -2761,7 +2773,7 @@ class IntakeService:
         row = await self._request(session, tracking_code, for_update=True)
         await self._authorise(session, principal, row, action)
         self._open(row)
-        if _born(row, at):
+        if _born(row, at) and not await self._on_its_way(session, row):
             outcome = "acceptation" if row.regime == Regime.sva else "rejet"
             raise Problem(
                 409,
@@ -2855,9 +2867,11 @@ class IntakeService:
             and status not in FINAL
             and row.decision_due_at is not None
             and event.changed_at >= row.decision_due_at
+            and not await self._on_its_way(session, row)
         ):
             # The answer came after silence had decided (R10): that decision stands, even
             # if the scheduler has not recorded it yet; the answer is recorded after it.
+            # (Not an SVA a transfer on its way holds back: none is born while it is.)
             status = await self._decide(session, row, event.changed_at)
         values: dict[str, Any] = {"status_detail": event.label, "workflow_final": event.final}
         if event.sequence:
@@ -2960,6 +2974,7 @@ class IntakeService:
                         token="",
                         next_attempt_at=at,
                         attempts=1,
+                        first_failed_at=at,
                         last_error=problem.detail[:200],
                         refused_at=at,
                     ),
@@ -3089,6 +3104,10 @@ def _transfer_request(document: TransferDocument, tenant: str) -> tuple[RequestC
         unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
         if not unknown:
             raise validation_problem(exc.errors()) from exc
+        names = [str(part) for loc in unknown for part in loc]
+        if len(unknown) > _LEFT_OUT_MAX or not all(map(_FIELD_NAME.fullmatch, names)):
+            # Not a newer version's fields but something else: refused, as before.
+            raise validation_problem(exc.errors()) from exc
         try:
             for loc in unknown:
                 handed = _without(handed, loc)
@@ -3098,6 +3117,12 @@ def _transfer_request(document: TransferDocument, tenant: str) -> tuple[RequestC
             raise validation_problem(exc.errors()) from exc  # a path not in the input
         except ValidationError as still:
             raise validation_problem(still.errors()) from still
+
+
+# What a newer version's field can be named, and how many are left out before the
+# hand-over reads as something other than a newer version's (and is refused).
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}|[0-9]{1,4}")
+_LEFT_OUT_MAX = 10
 
 
 def _without(data: Any, loc: tuple[Any, ...]) -> Any:
