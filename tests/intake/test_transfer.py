@@ -355,6 +355,12 @@ def to_prefecture(base: str) -> TransferCreate:
     )
 
 
+async def kept_transfer(intake: IntakeService, created: dict[str, Any]) -> Any:
+    """The transfer elsewhere kept to be sent, or kept as refused, for `created`."""
+    async with intake.db.sessions() as session:
+        return await repository.outgoing_transfer(session, uuid.UUID(created["id"]))
+
+
 def unaccepted(intake: IntakeService) -> float:
     [family] = intake.transfers_unaccepted.collect()
     return family.samples[0].value
@@ -1213,19 +1219,17 @@ async def test_r12_a_workflows_transfer_read_late_gets_a_day_of_attempts(
     receiver.down = True
     read = ASKED + timedelta(days=3)
 
-    async def refused_at() -> datetime | None:
-        async with intake.db.sessions() as session:
-            kept = await repository.outgoing_transfer(session, uuid.UUID(created["id"]))
-        return kept.refused_at
-
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
         assert await intake.send_transfers(read) == 1
-        assert await refused_at() is None, "given up at its first failure"
+        assert (await kept_transfer(intake, created)).refused_at is None, (
+            "given up at its first failure"
+        )
         assert await intake.send_transfers(read + timedelta(hours=23)) == 1
-        assert await refused_at() is None
-        assert await intake.send_transfers(read + timedelta(days=1, hours=6)) == 1
-        assert await refused_at() == read + timedelta(days=1, hours=6)
+        assert (await kept_transfer(intake, created)).refused_at is None
+        given_up = read + timedelta(days=1, hours=6)
+        assert await intake.send_transfers(given_up) == 1
+        assert (await kept_transfer(intake, created)).refused_at == given_up
     assert unaccepted(intake) == 1
 
 
@@ -1245,8 +1249,7 @@ async def test_r12_a_transfer_failing_since_before_the_upgrade_keeps_its_day(
                 session, uuid.UUID(created["id"]), {"first_failed_at": None}
             )
         assert await intake.send_transfers(ASKED + timedelta(days=1, hours=1)) == 1
-    async with intake.db.sessions() as session:
-        kept = await repository.outgoing_transfer(session, uuid.UUID(created["id"]))
+    kept = await kept_transfer(intake, created)
     assert kept.refused_at == ASKED + timedelta(days=1, hours=1)
 
 
@@ -1257,8 +1260,7 @@ async def test_r12_an_invalid_address_is_refused_for_good_not_retried_for_ever(
     await ask_transfer_by_workflow(intake, created, "https://xn--ls8h.la/transmissions")
     for days in range(0, 10):
         await intake.send_transfers(ASKED + timedelta(days=days))
-    async with intake.db.sessions() as session:
-        kept = await repository.outgoing_transfer(session, uuid.UUID(created["id"]))
+    kept = await kept_transfer(intake, created)
     assert kept.refused_at is not None, f"{kept.attempts} attempts: {kept.last_error}"
     assert kept.token == "", "a transfer given up keeps no copy of the applicant's file"
 
