@@ -559,12 +559,13 @@ async def test_r13_silence_does_not_decide_where_a_transfer_asked_in_time_is_on_
     assert await notices_of_transfer(intake, created["tracking_code"]) == 1
 
 
-async def test_r13_an_sva_held_by_a_transfer_on_its_way_is_not_born_for_the_service(
+async def test_r13_past_its_date_an_sva_held_by_a_transfer_waits_for_it_or_an_answer(
     intake: IntakeService,
 ) -> None:
-    """Past the date while the transfer is on its way, no acceptance is born here (R13):
-    an agent may still act on the request, and the service's answer closes it, no
-    acceptance recorded first; the transfer is then not made."""
+    """Past the date while the transfer is on its way, whether an acceptance was born here
+    depends on that transfer (R13): an agent's act is refused until it is known, saying
+    so. The service's answer keeps the request here: the transfer is not made, so it
+    changed nothing, and the acceptance born at the date stands before the answer."""
     created = await submit(intake, AT)  # SVA, 2 months: deemed accepted on 15 July
     receiver = Receiver()
     receiver.down = True
@@ -574,23 +575,23 @@ async def test_r13_an_sva_held_by_a_transfer_on_its_way_is_not_born_for_the_serv
             intake, created, f"{base}/transmissions", datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
         )
         await intake.send_transfers(datetime(2026, 7, 10, 9, 0, tzinfo=UTC))
-        try:
-            asked = await intake.request_pieces(
+        with pytest.raises(Problem) as waiting:
+            await intake.request_pieces(
                 created["tracking_code"],
                 MissingPiecesCreate(pieces=["Attestation d'assurance"], due_on=date(2026, 8, 1)),
                 now=after,
             )
-        except Problem as refused:
-            pytest.fail(f"{refused.status} {refused.slug}: {refused.detail}")
-        assert asked.status.value == "incomplete"
+        assert (waiting.value.status, waiting.value.slug) == (409, "transfer-pending")
+        assert "attendez l'issue de la transmission" in waiting.value.detail
         await close_by_workflow(intake, created, after + timedelta(hours=1))
         receiver.down = False
         await intake.send_transfers(after + timedelta(hours=2))
     followed = await intake.get_request(created["tracking_code"])
-    assert followed.status.value == "closed"
-    assert "implicitly_accepted" not in [h.status for h in followed.history]
+    assert followed.status.value == "implicitly_accepted"
+    born = next(h for h in followed.history if h.status == "implicitly_accepted")
+    assert born.at == datetime(2026, 7, 15, 22, 0, tzinfo=UTC)
     assert len(receiver.tried) == 1, "answered here: not sent again once the remote is up"
-    assert standing_decisions(intake, "accepted") == 0
+    assert standing_decisions(intake, "accepted") == 1
 
 
 @pytest.mark.parametrize("there", [202, 404])

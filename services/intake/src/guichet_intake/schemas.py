@@ -416,9 +416,10 @@ class ImplicitDecision(BaseModel):
     state: str = Field(
         description="running : le délai court ; suspended : suspendu (pièces demandées, "
         "SVR) ; waiting_pieces : ne court pas encore (pièces demandées, SVA) ; "
-        "transfer_pending : ne court pas, la demande est en cours de transmission à "
-        "l'administration compétente (SVA) : reçue par elle, son propre délai court à compter "
-        "de cette réception ; si la transmission échoue, la date indiquée vaut ; none."
+        "transfer_pending : la demande est en cours de transmission à l'administration "
+        "compétente (SVA) : reçue par elle, c'est son délai qui court, à compter de cette "
+        "réception ; si la transmission reste sans suite, ou si notre administration répond, "
+        "la date indiquée vaut ; none."
     )
     decision_date: date | None = Field(
         description="Jour à la fin duquel (minuit, heure locale) la demande sera réputée "

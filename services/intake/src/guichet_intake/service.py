@@ -2769,11 +2769,22 @@ class IntakeService:
     ) -> tuple[Any, Any]:
         """The request, locked for this transaction, and its tenant; closed ones refuse, and
         so does one whose silence has decided at `at`, the act's time, even if the
-        scheduler has not recorded that decision yet (R10)."""
+        scheduler has not recorded that decision yet (R10), or would have but for a
+        transfer on its way, which decides whether it has (R13)."""
         row = await self._request(session, tracking_code, for_update=True)
         await self._authorise(session, principal, row, action)
         self._open(row)
-        if _born(row, at) and not await self._on_its_way(session, row):
+        if _born(row, at) and await self._on_its_way(session, row):
+            raise Problem(
+                409,
+                "transfer-pending",
+                "Transmission en cours",
+                "La demande est en cours de transmission à l'administration compétente, et "
+                "le délai au terme duquel le silence vaudrait acceptation est passé : "
+                "attendez l'issue de la transmission. Reçue là-bas, elle y est traitée ; "
+                "sans suite, l'acceptation est née à son terme.",
+            )
+        if _born(row, at):
             outcome = "acceptation" if row.regime == Regime.sva else "rejet"
             raise Problem(
                 409,
@@ -2867,11 +2878,11 @@ class IntakeService:
             and status not in FINAL
             and row.decision_due_at is not None
             and event.changed_at >= row.decision_due_at
-            and not await self._on_its_way(session, row)
         ):
             # The answer came after silence had decided (R10): that decision stands, even
             # if the scheduler has not recorded it yet; the answer is recorded after it.
-            # (Not an SVA a transfer on its way holds back: none is born while it is.)
+            # (An SVA a transfer on its way held back too: answered here, the request is
+            # not sent on, so that transfer changes nothing and the date stands, R13.)
             status = await self._decide(session, row, event.changed_at)
         values: dict[str, Any] = {"status_detail": event.label, "workflow_final": event.final}
         if event.sequence:
