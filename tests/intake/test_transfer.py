@@ -546,7 +546,7 @@ async def test_r13_silence_does_not_decide_where_a_transfer_asked_in_time_is_on_
         waiting = await intake.get_request(created["tracking_code"])
         assert waiting.status.value == "received"
         assert waiting.implicit_decision is not None
-        # Not "running" with a past date: the applicant sees the clock is not ours now.
+        # Not "running" with a past date: the applicant sees the date waits on the transfer.
         assert (waiting.implicit_decision.state, waiting.implicit_decision.decision_date) == (
             "transfer_pending",
             date(2026, 7, 15),

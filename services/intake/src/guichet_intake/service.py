@@ -2753,7 +2753,8 @@ class IntakeService:
 
     async def _on_its_way(self, session: AsyncSession, row: Any) -> bool:
         """Whether the request's SVA is held back by a transfer elsewhere on its way (R13):
-        while it is, no acceptance is born here, whatever the date."""
+        while it is, none is recorded here, whatever the date; accepted there, none is
+        born here, and sent nowhere, it was born at its date."""
         if row.regime != Regime.sva:
             return False
         pending = await repository.outgoing_transfer(session, row.id)
@@ -2774,17 +2775,17 @@ class IntakeService:
         row = await self._request(session, tracking_code, for_update=True)
         await self._authorise(session, principal, row, action)
         self._open(row)
-        if _born(row, at) and await self._on_its_way(session, row):
-            raise Problem(
-                409,
-                "transfer-pending",
-                "Transmission en cours",
-                "La demande est en cours de transmission à l'administration compétente, et "
-                "le délai au terme duquel le silence vaudrait acceptation est passé : "
-                "attendez l'issue de la transmission. Reçue là-bas, elle y est traitée ; "
-                "sans suite, l'acceptation est née à son terme.",
-            )
         if _born(row, at):
+            if await self._on_its_way(session, row):
+                raise Problem(
+                    409,
+                    "transfer-pending",
+                    "Transmission en cours",
+                    "La demande est en cours de transmission à l'administration compétente, "
+                    "et le délai au terme duquel le silence vaudrait acceptation est passé : "
+                    "attendez l'issue de la transmission. Reçue là-bas, elle y est traitée ; "
+                    "sans suite, l'acceptation est née à son terme.",
+                )
             outcome = "acceptation" if row.regime == Regime.sva else "rejet"
             raise Problem(
                 409,
