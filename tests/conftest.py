@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import os
 import re
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -33,6 +34,16 @@ _counter = itertools.count()
 
 def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An xdist worker has sent all its results by now. If its last cleanup outlasts 5 s,
+    execnet interrupts it with SIGINT (`_terminate_execution`), which lands as a
+    KeyboardInterrupt in whatever runs then (a gc callback) and is printed as a warning
+    after the results; nothing is left for it to stop."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="session")
