@@ -20,7 +20,13 @@ from pydantic import ValidationError
 from guichet_intake import notices, repository, service
 from guichet_intake.deadlines import Deadline
 from guichet_intake.models import outgoing_transfers, receipts, requests
-from guichet_intake.schemas import TransferCreate
+from guichet_intake.schemas import (
+    DelayUnit,
+    DelayWrite,
+    ProcedureWrite,
+    Regime,
+    TransferCreate,
+)
 from guichet_intake.service import IntakeService
 from guichet_intake.signing import SigningKey, sign
 from guichet_notifications.models import deliveries
@@ -341,6 +347,39 @@ async def test_r3_unknown_procedure_gets_instant_registration_then_r4_receipt_on
     assert qualified.implicit_decision is not None
     assert qualified.implicit_decision.decision_date == date(2026, 7, 7)
     assert (await intake.overdue("admiville", now=datetime(2026, 5, 20, tzinfo=UTC))).count == 0
+
+
+async def test_r5_an_ar_issued_after_a_short_svas_date_says_the_acceptance_was_born(
+    intake: IntakeService,
+) -> None:
+    # An e-mail of Monday 4 May 2026, qualified on Monday 11 May (within R4's 7 days) into a
+    # procedure whose SVA runs 3 days: deemed accepted at the end of 7 May, before the AR.
+    await intake.put_procedure(
+        "admiville",
+        "badge-parking",
+        ProcedureWrite(
+            title="Badge de stationnement",
+            service="accueil",
+            regime=Regime.sva,
+            delay=DelayWrite(value=3, unit=DelayUnit.days),
+        ),
+    )
+    created = await submit(
+        intake, datetime(2026, 5, 4, 9, 0, tzinfo=UTC), procedure=None, channel="email"
+    )
+    qualified = await intake.qualify(
+        created["tracking_code"], "badge-parking", now=datetime(2026, 5, 11, 9, 0, tzinfo=UTC)
+    )
+    mentions = qualified.receipts[-1].mentions
+    assert mentions[3] == (
+        "En l'absence de réponse de l'administration dans un délai de 3 jours, cette demande "
+        "a été réputée acceptée le 7 mai 2026 à minuit (soit à compter du 8 mai 2026 à 0 h), "
+        "si votre dossier était complet à cette date."
+    )
+    assert mentions[4] == (
+        "Si votre demande a été acceptée implicitement, vous pouvez obtenir une attestation "
+        "d'acceptation implicite."
+    )
 
 
 async def test_r3_paper_mail_without_procedure_gets_no_electronic_registration(

@@ -43,8 +43,8 @@ def decision_sentence(
 ) -> str:
     """R5: the implicit decision and its date; from when the delay runs when that is not the
     reception date (pieces produced, transfer), and why (`deadline.notes`). Said on a day
-    (`today`) past a rejection's date (a request received late by transfer, R13), that
-    rejection is born."""
+    (`today`) past its date (a request received late by transfer, R13, or qualified after
+    a short delay ran out), the decision is born."""
     if regime == "none":
         return "Cette demande ne peut pas donner lieu à une décision implicite."
     outcome = "acceptée" if regime == "sva" else "rejetée"
@@ -59,10 +59,12 @@ def decision_sentence(
     runs = f"un délai de {delay}"
     if deadline.counts_from is not None and deadline.counts_from != reception_date:
         runs += f" courant à compter du {french_date(deadline.counts_from)}"
-    if regime == "svr" and deadline.last_day < today:
+    if deadline.last_day < today:
+        # An acceptance needed the file complete (R11): said as the future tense says it.
+        complete = ", si votre dossier était complet à cette date" if regime == "sva" else ""
         return (
             f"En l'absence de réponse de l'administration dans {runs}, cette demande a été "
-            f"réputée {outcome} le {midnight_of(deadline.last_day)}." + notes
+            f"réputée {outcome} le {midnight_of(deadline.last_day)}{complete}." + notes
         )
     return (
         f"Cette demande peut donner lieu à une décision implicite {nature} : en l'absence "
@@ -95,8 +97,12 @@ def acknowledgement(
     if is_demande:
         mentions.append(decision_sentence(regime, delay, deadline, reception_date, issued_on))
         if regime == "sva":
+            past = deadline.last_day is not None and deadline.last_day < issued_on
             mentions.append(
-                "Si votre demande est acceptée implicitement, vous pourrez obtenir "
+                "Si votre demande a été acceptée implicitement, vous pouvez obtenir "
+                "une attestation d'acceptation implicite."
+                if past
+                else "Si votre demande est acceptée implicitement, vous pourrez obtenir "
                 "une attestation d'acceptation implicite."
             )
         elif regime == "svr" and appeal_text:
