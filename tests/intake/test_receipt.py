@@ -460,6 +460,31 @@ async def test_r22_a_letter_entered_later_is_received_the_day_it_arrived(
     )
 
 
+async def test_r22_r23_a_courriel_read_late_is_received_the_day_it_arrived(
+    intake: IntakeService,
+) -> None:
+    # An e-mail reached the mairie's mailbox on Friday 15 May 2026; the mailbox connector,
+    # down for the weekend, reads it on Monday 18 May: received 15 May, deemed accepted at
+    # the end of 15 July, not 18 July. The sender cannot date its own e-mail (R22).
+    with pytest.raises(Problem) as self_dated:
+        await intake.submit(
+            body(channel="email", received_on=date(2026, 5, 15)),
+            None,
+            now=datetime(2026, 5, 18, 7, 0, tzinfo=UTC),
+            principal=Principal(Kind.anonymous),
+        )
+    assert self_dated.value.status == 403
+    created = await submit(
+        intake,
+        datetime(2026, 5, 18, 7, 0, tzinfo=UTC),
+        channel="email",
+        received_on=date(2026, 5, 15),
+    )
+    assert created["reception_date"] == "2026-05-15"
+    assert "Votre demande a été reçue le 15 mai 2026." in created["acknowledgement"]["mentions"]
+    assert created["acknowledgement"]["implicit_decision"]["decision_date"] == "2026-07-15"
+
+
 async def test_r13_a_request_handed_over_keeps_its_first_reception_for_svr(
     intake: IntakeService,
 ) -> None:
@@ -497,7 +522,7 @@ async def test_r22_a_declared_reception_date_must_be_possible(
     assert param.name == field and param.reason.startswith(reason)
 
 
-def test_r22_only_what_came_on_paper_by_phone_or_at_the_counter_is_dated_by_hand() -> None:
+def test_r22_a_request_made_online_is_never_dated_by_hand() -> None:
     with pytest.raises(ValidationError) as online:
         body(received_on=date(2026, 5, 15))
     assert [e["loc"] for e in online.value.errors()] == [("received_on",)]

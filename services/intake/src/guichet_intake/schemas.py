@@ -259,8 +259,10 @@ class RequestCreate(Strict):
     received_on: date | None = Field(
         default=None,
         description="Saisie pour le compte (R22) : jour où le courrier est arrivé, où "
-        "l'usager est venu ou a appelé, si la saisie est faite plus tard. Par défaut, le jour "
-        "de la saisie. Une demande en ligne est datée par le serveur.",
+        "l'usager est venu ou a appelé, si la saisie est faite plus tard ; jour où un courriel "
+        "ou un SMS est arrivé, s'il est enregistré plus tard (relève de la messagerie). Par "
+        "défaut, le jour de la saisie. Une demande déposée en ligne (web) est datée par le "
+        "serveur. Indiqué par l'accueil de la collectivité ou ses systèmes seulement.",
     )
     first_received_on: date | None = Field(
         default=None,
@@ -286,11 +288,13 @@ class RequestCreate(Strict):
     def dated_by_the_server_online(
         cls, received_on: date | None, info: ValidationInfo
     ) -> date | None:
-        channel = info.data.get("channel")
-        if received_on is not None and channel is not None and channel.electronic:
+        # A courriel or an SMS may reach the guichet after it reached the administration
+        # (a mailbox read late): its day of arrival is declared, as a letter's is (R23).
+        if received_on is not None and info.data.get("channel") is Channel.web:
             raise ValueError(
-                "Une demande en ligne est datée à sa réception par le serveur : cette date "
-                "ne se déclare que pour un courrier, un appel ou un passage au guichet."
+                "Une demande déposée en ligne est datée à sa réception par le serveur : "
+                "cette date ne se déclare que pour un courrier, un appel, un passage au "
+                "guichet, ou un courriel ou un SMS enregistré après son arrivée."
             )
         return received_on
 

@@ -669,6 +669,12 @@ class IntakeService:
                 "Une demande reçue au guichet, par téléphone ou par courrier est saisie par "
                 "un agent d'accueil. En ligne, choisissez le canal « web »."
             )
+        if data.received_on is not None and not _enters(principal, data.tenant):
+            # A sender dating its own courriel would choose its reception date (R22, R23).
+            raise forbidden(
+                "Seuls l'accueil de la collectivité et ses systèmes (relève de la messagerie) "
+                "indiquent le jour où une demande est arrivée (received_on)."
+            )
         if data.first_received_on is not None and not _enters(principal, data.tenant):
             raise forbidden(
                 "Seule l'administration qui reçoit une demande transmise indique quand "
