@@ -3,6 +3,7 @@ issues the act as if an agent had asked it here, once however often the event ar
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -14,7 +15,12 @@ from guichet_intake.service import IntakeService
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
-from guichet_routing.events import PiecesRequested, TransferRequested
+from guichet_routing.events import (
+    PiecesRequested,
+    RequestAssigned,
+    StatusChanged,
+    TransferRequested,
+)
 from tests.intake.helpers import (
     add_neighbour,
     add_tenant,
@@ -743,3 +749,48 @@ async def test_r12_a_transfer_refused_on_a_transferred_request_reads_after_the_t
     await transfer_by_workflow(intake, created, datetime(2026, 5, 20, 10, 0, tzinfo=UTC))
     statuses = [h.status for h in (await intake.get_request(created["tracking_code"])).history]
     assert statuses.index("transfer_cancelled") > statuses.index("transferred")
+
+
+async def test_r10_an_assignment_read_while_the_answer_commits_leaves_the_request_closed(
+    intake: IntakeService,
+) -> None:
+    """Intake's consumers of routing's events run side by side. The assignment, read late,
+    arrives while the service's answer is being written: it must not write back the status
+    it read before that answer committed (found by the R30 end-to-end test over Kafka)."""
+    created = await submit(intake, RECEIVED)
+    answered = datetime(2026, 5, 20, 9, 0, tzinfo=UTC)
+    assignment = RequestAssigned(
+        request_id=created["id"],
+        tracking_code=created["tracking_code"],
+        procedure_code="reservation-salle",
+        channel="web",
+        service_code="accueil",
+        service_name="Accueil de la mairie",
+        rule="par défaut",
+        assigned_at=RECEIVED,
+    ).envelope(tenant="admiville", subject=created["id"])
+    answer = StatusChanged(
+        sequence=1,
+        request_id=created["id"],
+        tracking_code=created["tracking_code"],
+        from_status="recue",
+        status="repondue",
+        label="Réponse envoyée",
+        phase="delivery",
+        final=True,
+        transition="repondre",
+        actions=["notify"],
+        changed_at=answered,
+    ).envelope(tenant="admiville", subject=created["id"])
+    assign = idempotent(
+        intake.db, "intake.assignments", intake.on_request_assigned, ServiceMetrics("t")
+    )
+    async with intake.db.transaction() as session:
+        await intake.on_status_changed(session, answer)
+        assigning = asyncio.create_task(assign(assignment))
+        # Long enough for the assignment to read the request and wait on its row.
+        await asyncio.sleep(0.5)
+    await assigning
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "closed"
+    assert followed.assigned_service == "Accueil de la mairie"

@@ -2818,7 +2818,8 @@ class IntakeService:
     async def on_request_assigned(self, session: AsyncSession, envelope: Any) -> None:
         """Routing chose the competent service: the applicant sees it when following."""
         event = RequestAssigned.model_validate(envelope.data)
-        row = await repository.get_request(session, event.request_id)
+        # Locked: a status the other consumer commits meanwhile is read, not overwritten.
+        row = await repository.get_request(session, event.request_id, for_update=True)
         if row is None:
             # Not ours (another environment's event): retrying would block the partition.
             log.warning("assignment for unknown request %s ignored", event.request_id)
