@@ -136,11 +136,9 @@ async def as_left_by_a_signing_failure(
 _SEQUENCE = itertools.count(1)
 
 
-async def close_by_workflow(
-    intake: IntakeService, created: dict[str, Any], at: datetime, **changes: Any
-) -> None:
-    """Routing's final status for the request, as intake consumes it (default: answered)."""
-    event = StatusChanged(
+def answered_by_workflow(created: dict[str, Any], at: datetime, **changes: Any) -> Envelope:
+    """Routing's final status for the request (default: answered), as published."""
+    return StatusChanged(
         **{
             "sequence": next(_SEQUENCE),
             "request_id": created["id"],
@@ -155,11 +153,17 @@ async def close_by_workflow(
             "changed_at": at,
             **changes,
         }
-    )
+    ).envelope(tenant=created["tenant"], subject=str(created["id"]))
+
+
+async def close_by_workflow(
+    intake: IntakeService, created: dict[str, Any], at: datetime, **changes: Any
+) -> None:
+    """Routing's final status for the request, as intake consumes it (default: answered)."""
     consume = idempotent(
         intake.db, "intake.statuses", intake.on_status_changed, ServiceMetrics("t")
     )
-    await consume(event.envelope(tenant=created["tenant"], subject=str(created["id"])))
+    await consume(answered_by_workflow(created, at, **changes))
 
 
 async def completed_after_pieces(

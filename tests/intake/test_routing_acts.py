@@ -18,12 +18,12 @@ from guichet_plumbing.problems import Problem
 from guichet_routing.events import (
     PiecesRequested,
     RequestAssigned,
-    StatusChanged,
     TransferRequested,
 )
 from tests.intake.helpers import (
     add_neighbour,
     add_tenant,
+    answered_by_workflow,
     as_left_by_a_signing_failure,
     close_by_workflow,
     outbox_events,
@@ -769,19 +769,7 @@ async def test_r10_an_assignment_read_while_the_answer_commits_leaves_the_reques
         rule="par défaut",
         assigned_at=RECEIVED,
     ).envelope(tenant="admiville", subject=created["id"])
-    answer = StatusChanged(
-        sequence=1,
-        request_id=created["id"],
-        tracking_code=created["tracking_code"],
-        from_status="recue",
-        status="repondue",
-        label="Réponse envoyée",
-        phase="delivery",
-        final=True,
-        transition="repondre",
-        actions=["notify"],
-        changed_at=answered,
-    ).envelope(tenant="admiville", subject=created["id"])
+    answer = answered_by_workflow(created, answered)
     assign = idempotent(
         intake.db, "intake.assignments", intake.on_request_assigned, ServiceMetrics("t")
     )
