@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
-from guichet_routing import service
+from guichet_routing import repository, service
 from guichet_routing.app import create_app
 from guichet_routing.models import assignments
 from guichet_routing.repository import InboxFilter
@@ -268,3 +269,28 @@ async def test_r28_service_consulting_periodically_gets_one_digest_per_period(
     assert [i["request_id"] for i in later["overdue"]] == [
         str(arrived[name]) for name in ("before", "in_period", "just_before")
     ], "most late first"
+
+
+async def test_r28_a_switch_to_digests_beside_a_switch_away_starts_at_the_next_slot(
+    routing_db: Database,
+) -> None:
+    """Two heads of service change the alert mode at once: one to immediate alerts (still
+    committing), one back to digests. Read as committed, the second is a switch to
+    digests: they start at the next slot, not with a digest of a week already past."""
+    digest = ServiceSettingsWrite.model_validate(
+        {"email": "voirie@admiville.example", "alert_mode": "digest", "digest_time": "08:00"}
+    )
+    first_switch = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)  # Monday 8:30 in Paris
+    await service.configure_service(routing_db, "admiville", "voirie", digest, now=first_switch)
+    back = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)  # Tuesday of the next week, 10:00
+    async with routing_db.transaction() as session:
+        await repository.get_service(session, "admiville", "voirie", for_update=True)
+        await repository.update_service(session, "admiville", "voirie", {"alert_mode": "immediate"})
+        switching = asyncio.create_task(
+            service.configure_service(routing_db, "admiville", "voirie", digest, now=back)
+        )
+        await asyncio.sleep(0.5)  # long enough to read the service and wait on its row
+    await switching
+    assert await service.send_digests(routing_db, now=back + timedelta(minutes=1)) == 0
+    # The next one is Wednesday's at 8:00 (7:00 UTC), for the day since Tuesday's slot.
+    assert await service.send_digests(routing_db, now=datetime(2026, 3, 11, 7, 0, tzinfo=UTC)) == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +20,7 @@ from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
-from guichet_routing import incidents, repository, service
+from guichet_routing import incidents, repository, service, workflows
 from guichet_routing.models import assignments, reports
 from guichet_routing.models import incidents as incidents_table
 from guichet_routing.repository import InboxFilter, ReportFilter
@@ -235,6 +237,64 @@ async def test_r30_reports_routed_at_the_same_time_open_one_incident(db: Databas
     assert len(await alerted(db)) == 1
     inbox = await service.inbox(db, InboxFilter("admiville"), cursor=None, limit=50)
     assert [i.reporters for i in inbox.items] == [6]
+
+
+@asynccontextmanager
+async def closing_held_open(db: Database, lead: uuid.UUID) -> AsyncIterator[None]:
+    """The incident's first report closed ("cloturer"), its transaction left open while
+    the caller runs something beside it, committed on leaving."""
+    async with db.transaction() as session:
+        row = await repository.lock_assignment(session, lead)
+        definition = await service._definition(session, row)
+        move = workflows.transition(definition, "cloturer")
+        assert move is not None
+        await service._apply(
+            session, row, definition, move, MONDAY + timedelta(hours=2), agent=None, comment=None
+        )
+        yield
+
+
+async def test_r30_a_report_arriving_while_its_incident_closes_is_not_lost_in_it(
+    db: Database,
+) -> None:
+    """A report 7 m away is routed while the agent's closing of the incident commits: it
+    opens an incident of its own and its service is alerted, as if routed just after.
+    Joined to the incident closing, it would stay open, hidden and never alerted."""
+    first = report()
+    await dispatch(db, first)
+    late = report(7, 0, at=MONDAY + timedelta(hours=2))
+    async with closing_held_open(db, uuid.UUID(first.subject)):
+        routing = asyncio.create_task(dispatch(db, late))
+        await asyncio.sleep(0.5)  # long enough to look for an open incident and wait
+    await routing
+    joined = await assignment_of(db, uuid.UUID(late.subject))
+    assert not joined.duplicate
+    assert len(await alerted(db)) == 2
+    assert len(await open_incidents(db)) == 1
+
+
+async def test_r30_an_incident_closing_while_a_report_joins_tells_every_reporter_the_count(
+    db: Database,
+) -> None:
+    """The other way round: the report is joining when the closing starts. It is closed
+    with the incident, and both reporters are told it was reported twice."""
+    first = report()
+    await dispatch(db, first)
+    joining = report(7, 0, at=MONDAY + timedelta(hours=1))
+    voirie = agent(Role.case_handler, services=("voirie",), subject="agent.voirie")
+    async with db.transaction() as session:
+        await service.on_request_received(session, joining)
+        closing = asyncio.create_task(
+            service.fire(
+                db, uuid.UUID(first.subject), TransitionCreate(transition="cloturer"), voirie
+            )
+        )
+        await asyncio.sleep(0.5)  # long enough to find the incident and wait on the report
+    await closing
+    changes = [e for e in await staged(db) if e.type == "routing.request.status_changed.v1"]
+    told = {c.subject: c.data["reporters"] for c in changes if c.data["incident_id"]}
+    assert told == {first.subject: 2, joining.subject: 2}
+    assert (await assignment_of(db, uuid.UUID(joining.subject))).closed
 
 
 async def test_r30_r12_a_failed_transfer_of_an_incident_brings_back_every_report_it_closed(

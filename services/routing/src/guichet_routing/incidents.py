@@ -130,9 +130,14 @@ def _text(value: Any, limit: int) -> str | None:
     return str(value)[:limit] if isinstance(value, str) and value else None
 
 
-async def led_by(session: AsyncSession, request_id: uuid.UUID) -> Any:
-    """The open incident whose first report this is, if any."""
-    return await repository.open_incident_led_by(session, request_id)
+async def led_by(session: AsyncSession, row: Any) -> Any:
+    """The open incident whose first report `row` is, if any, read again under the lock a
+    report takes to join one (`file_report`): while it closes, no report joins it
+    unseen (left open, never alerted), and the count told to every reporter is final."""
+    if await repository.open_incident_led_by(session, row.request_id) is None:
+        return None
+    await repository.lock_tenant(session, row.tenant)
+    return await repository.open_incident_led_by(session, row.request_id)
 
 
 def event_fields(incident: Any) -> dict[str, Any]:

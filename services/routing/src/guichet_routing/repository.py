@@ -41,8 +41,12 @@ async def list_rules(session: AsyncSession, tenant: str) -> Sequence[sa.Row[Any]
     return (await session.execute(query)).all()
 
 
-async def get_service(session: AsyncSession, tenant: str, code: str) -> sa.Row[Any] | None:
+async def get_service(
+    session: AsyncSession, tenant: str, code: str, for_update: bool = False
+) -> sa.Row[Any] | None:
     query = sa.select(services).where(services.c.tenant == tenant, services.c.code == code)
+    if for_update:
+        query = query.with_for_update()
     return (await session.execute(query)).first()
 
 

@@ -464,7 +464,9 @@ async def configure_service(
         row = await repository.get_tenant(session, tenant)
         if row is None:
             raise unknown_tenant(tenant)
-        current = await repository.get_service(session, tenant, code)
+        # Locked: the mode it had decides whether digests restart at the next slot, and a
+        # change committed meanwhile must be the one read.
+        current = await repository.get_service(session, tenant, code, for_update=True)
         if current is None:
             raise _unknown_service(code)
         values = body.model_dump(mode="json")
@@ -670,7 +672,7 @@ async def _apply(
     """Fire `move` on the locked `row`: new status, history, event, then its actions, then
     whatever fires by itself on entering the new status."""
     target = workflows.status(definition, move["to"])
-    incident = await incidents.led_by(session, row.request_id) if target["final"] else None
+    incident = await incidents.led_by(session, row) if target["final"] else None
     actions = workflows.action_types(move)
 
     async def record(changed: Any, note: str | None) -> None:
