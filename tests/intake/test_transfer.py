@@ -330,8 +330,8 @@ async def test_r12_request_too_large_to_sign_is_a_french_conflict_not_a_crash(
 class Receiver:
     """Another administration's inbox: refuses while `down`, and notes every attempt."""
 
-    def __init__(self) -> None:
-        self.down = False
+    def __init__(self, *, down: bool = False) -> None:
+        self.down = down
         self.tried: list[tuple[bytes, str | None]] = []
         self.during: Callable[[], Awaitable[None]] | None = None
 
@@ -406,8 +406,7 @@ async def test_r12_a_transfer_asked_by_a_workflow_is_sent_by_the_sweep_until_acc
     intake: IntakeService,
 ) -> None:
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    receiver = Receiver()
-    receiver.down = True
+    receiver = Receiver(down=True)
     asked = ASKED
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
@@ -490,8 +489,7 @@ async def test_r12_the_sweep_does_not_transfer_a_request_closed_meanwhile(
     intake: IntakeService,
 ) -> None:
     created = await submit(intake, AT)
-    receiver = Receiver()
-    receiver.down = True
+    receiver = Receiver(down=True)
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
         assert await intake.send_transfers(ASKED) == 1  # refused: 503
@@ -536,8 +534,7 @@ async def test_r13_silence_does_not_decide_where_a_transfer_asked_in_time_is_on_
     is not born here (this administration said it is not the competent one), and once the
     prefecture has it, none ever is."""
     created = await submit(intake, AT)  # SVA, 2 months: deemed accepted on 15 July
-    receiver = Receiver()
-    receiver.down = True
+    receiver = Receiver(down=True)
     asked = datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
@@ -567,8 +564,7 @@ async def test_r13_past_its_date_an_sva_held_by_a_transfer_waits_for_it_or_an_an
     so. The service's answer keeps the request here: the transfer is not made, so it
     changed nothing, and the acceptance born at the date stands before the answer."""
     created = await submit(intake, AT)  # SVA, 2 months: deemed accepted on 15 July
-    receiver = Receiver()
-    receiver.down = True
+    receiver = Receiver(down=True)
     after = datetime(2026, 7, 20, 9, 0, tzinfo=UTC)
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(
@@ -690,8 +686,7 @@ async def test_r12_r13_a_transfer_asked_before_an_svr_is_born_is_still_made(
     reception, R13). That rejection is the prefecture's decision, and the prefecture must
     have the request (R12): the sweep sends it on, and the applicant is told both."""
     created = await rejected_by_silence(intake)
-    receiver = Receiver()
-    receiver.down = True
+    receiver = Receiver(down=True)
     async with serve(receiver.app()) as base:
         await rejected_on_its_way(intake, created, f"{base}/transmissions")
         assert await intake.send_transfers(SVR_BORN + timedelta(minutes=1)) == 1
@@ -776,8 +771,7 @@ async def test_r12_a_transfer_on_its_way_is_not_made_once_the_service_answered(
     # Rejected by silence, then answered by this administration itself: it kept the
     # request after all, and the transfer still waiting is dropped.
     created = await rejected_by_silence(intake)
-    receiver = Receiver()
-    receiver.down = True
+    receiver = Receiver(down=True)
     async with serve(receiver.app()) as base:
         await rejected_on_its_way(intake, created, f"{base}/transmissions")
         await close_by_workflow(intake, created, SVR_BORN + timedelta(hours=1))
@@ -1216,8 +1210,7 @@ async def test_r12_a_workflows_transfer_read_late_gets_a_day_of_attempts(
     # down). The remote is down too: the first failure is retried, and the transfer is
     # given up a day after it, not at once for being asked more than a day before.
     created = await submit(intake, AT)
-    receiver = Receiver()
-    receiver.down = True
+    receiver = Receiver(down=True)
     read = ASKED + timedelta(days=3)
 
     async with serve(receiver.app()) as base:
@@ -1240,8 +1233,7 @@ async def test_r12_a_transfer_failing_since_before_the_upgrade_keeps_its_day(
     # Stored by the previous version, which counted the day from the act: the upgrade adds
     # `first_failed_at` empty, and the act's time still counts, not a new day.
     created = await submit(intake, AT)
-    receiver = Receiver()
-    receiver.down = True
+    receiver = Receiver(down=True)
     async with serve(receiver.app()) as base:
         await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
         assert await intake.send_transfers(ASKED) == 1
@@ -1271,8 +1263,7 @@ async def test_r12_an_agents_failed_attempt_does_not_erase_a_refusal_operators_m
 ) -> None:
     # README: operators are alerted "until an agent sends it elsewhere or it is closed".
     created = await submit(intake, AT)
-    down = Receiver()
-    down.down = True
+    down = Receiver(down=True)
     async with serve(answering(404).app()) as wrong, serve(down.app()) as unavailable:
         await ask_transfer_by_workflow(intake, created, f"{wrong}/transmissions")
         await intake.send_transfers(ASKED)

@@ -1819,7 +1819,7 @@ class IntakeService:
         row = await self._request(session, tracking_code, for_update=True)
         kept = await repository.outgoing_transfer(session, row.id)
         if kept is None or kept.refused_at is None or not _still_owed(row, _asked(kept)):
-            return await self._editable(session, tracking_code, principal, "instruct", now)
+            return await self._checked(session, row, principal, "instruct", now)
         await self._authorise(session, principal, row, "instruct")
         return row, await self._tenant_row(session, row.tenant)
 
@@ -1923,7 +1923,7 @@ class IntakeService:
             # this one stands in for it.
             first = None
             if replaced is not None and row.status in _IMPLICIT:
-                first = replaced["first_asked_at"] or replaced["requested_at"]
+                first = _asked(kept)
             await self._keep_outgoing(session, row, tenant, body, now, held, first)
             return replaced
         if body.tenant == row.tenant:
@@ -2779,6 +2779,12 @@ class IntakeService:
         scheduler has not recorded that decision yet (R10), or would have but for a
         transfer on its way, which decides whether it has (R13)."""
         row = await self._request(session, tracking_code, for_update=True)
+        return await self._checked(session, row, principal, action, at)
+
+    async def _checked(
+        self, session: AsyncSession, row: Any, principal: Principal, action: str, at: datetime
+    ) -> tuple[Any, Any]:
+        """`_editable`'s checks on a request already read and locked."""
         await self._authorise(session, principal, row, action)
         self._open(row)
         if _born(row, at):
@@ -3120,40 +3126,36 @@ def _transfer_request(document: TransferDocument, tenant: str) -> tuple[RequestC
     try:
         return RequestCreate.model_validate(handed), []
     except ValidationError as exc:
-        unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+        unknown = [
+            tuple(map(str, e["loc"])) for e in exc.errors() if e["type"] == "extra_forbidden"
+        ]
         if not unknown:
             raise validation_problem(exc.errors()) from exc
-        names = [str(part) for loc in unknown for part in loc]
+        names = [part for loc in unknown for part in loc]
         if len(unknown) > _LEFT_OUT_MAX or not all(map(_FIELD_NAME.fullmatch, names)):
             # Not a newer version's fields but something else: refused, as before.
             raise validation_problem(exc.errors()) from exc
+        for loc in unknown:
+            handed = _without(handed, loc)
         try:
-            for loc in unknown:
-                handed = _without(handed, loc)
-            left_out = [".".join(map(str, loc)) for loc in unknown]
-            return RequestCreate.model_validate(handed), left_out
-        except (KeyError, IndexError, TypeError):
-            raise validation_problem(exc.errors()) from exc  # a path not in the input
+            return RequestCreate.model_validate(handed), [".".join(loc) for loc in unknown]
         except ValidationError as still:
             raise validation_problem(still.errors()) from still
 
 
 # What a newer version's field can be named, and how many are left out before the
 # hand-over reads as something other than a newer version's (and is refused).
-_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}|[0-9]{1,4}")
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _LEFT_OUT_MAX = 10
 
 
-def _without(data: Any, loc: tuple[Any, ...]) -> Any:
-    """`data` (dicts and lists) without the entry at `loc`, the original left as it is."""
+def _without(data: dict[str, Any], loc: tuple[str, ...]) -> dict[str, Any]:
+    """`data` without the entry at `loc`, the original left as it is. Only objects hold
+    unknown fields here (the applicant, its address, the place): no list in the path."""
     head, *rest = loc
-    if isinstance(data, dict):
-        if not rest:
-            return {k: v for k, v in data.items() if k != head}
-        return {**data, head: _without(data[head], tuple(rest))}
-    copied = list(data)
-    copied[head] = _without(copied[head], tuple(rest))
-    return copied
+    if not rest:
+        return {k: v for k, v in data.items() if k != head}
+    return {**data, head: _without(data[head], tuple(rest))}
 
 
 def _url_key(url: str) -> str:
