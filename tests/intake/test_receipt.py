@@ -382,6 +382,32 @@ async def test_r5_an_ar_issued_after_a_short_svas_date_says_the_acceptance_was_b
     )
 
 
+async def test_r10_a_procedure_extending_its_delay_states_the_working_day_on_the_ar(
+    intake: IntakeService,
+) -> None:
+    # Received Sunday 1 March 2026, 2 months: Friday 1 May, Labour Day. The procedure extends
+    # its delay: the next working day is Monday 4 May, which the AR states.
+    await intake.put_procedure(
+        "admiville",
+        "badge-parking",
+        ProcedureWrite(
+            title="Badge de stationnement",
+            service="accueil",
+            regime=Regime.sva,
+            extend_to_working_day=True,
+        ),
+    )
+    created = await submit(
+        intake, datetime(2026, 3, 1, 9, 0, tzinfo=UTC), procedure="badge-parking"
+    )
+    ack = created["acknowledgement"]
+    assert ack["implicit_decision"]["decision_date"] == "2026-05-04"
+    assert (
+        "réputée acceptée le 4 mai 2026 à minuit (soit à compter du 5 mai 2026 à 0 h)"
+        in " ".join(ack["mentions"])
+    )
+
+
 async def test_r3_paper_mail_without_procedure_gets_no_electronic_registration(
     intake: IntakeService,
 ) -> None:
