@@ -218,3 +218,78 @@ async def test_r9_a_flagged_send_gets_no_ar_when_its_pieces_arrive(intake: Intak
     done = await intake.pieces_received(code, PiecesReceived(), now=AT + timedelta(days=2))
     assert [r.kind.value for r in done.receipts] == ["demande_pieces"]
     assert done.history[-1].status == "pieces_received"
+
+
+async def test_r9_r23_a_backlog_read_late_is_neither_a_repetition_nor_counted(
+    intake: IntakeService,
+) -> None:
+    # A citizen sends the same e-mail on Friday 15, Saturday 16 and Sunday 17 May 2026 (no
+    # AE came: the mailbox connector was down); it reads all three on Monday 18 May within
+    # two minutes. Sends of three days are no repetition within ten minutes (R9), and the
+    # connector's failure is not held against the sender (R23).
+    monday = datetime(2026, 5, 18, 7, 0, tzinfo=UTC)
+    flags = []
+    for i, day in enumerate((15, 16, 17)):
+        created = await submit(
+            intake, monday + timedelta(minutes=i), channel="email", received_on=date(2026, 5, day)
+        )
+        flags.append(created["acknowledgement"] is None)
+    assert flags == [False, False, False]
+    # Nor do they count against what the sender sends today: once more is no repetition.
+    today = await submit(intake, monday + timedelta(minutes=3), channel="email")
+    assert today["acknowledgement"] is not None
+
+
+async def test_r9_r23_a_weekend_backlog_is_not_a_flood(intake: IntakeService) -> None:
+    # Three sends an hour allowed; four different e-mails of Friday to Sunday read on Monday.
+    intake.settings.abuse_max_per_hour = 3
+    monday = datetime(2026, 5, 18, 7, 0, tzinfo=UTC)
+    flags = []
+    for i, day in enumerate((15, 15, 16, 17)):
+        created = await submit(
+            intake,
+            monday + timedelta(minutes=i),
+            channel="email",
+            received_on=date(2026, 5, day),
+            payload={"n": i},
+        )
+        flags.append(created["acknowledgement"] is None)
+    assert flags == [False, False, False, False]
+    # A flood sent today is still one: the backlog only leaves it uncounted.
+    for i in range(4, 8):
+        created = await submit(
+            intake, monday + timedelta(minutes=i), channel="email", payload={"n": i}
+        )
+        flags.append(created["acknowledgement"] is None)
+    assert flags[4:] == [False, False, False, True]
+    # And a send of Sunday read after that flood was no part of it.
+    sunday = await submit(
+        intake,
+        monday + timedelta(minutes=9),
+        channel="email",
+        received_on=date(2026, 5, 17),
+        payload={"n": 9},
+    )
+    assert sunday["acknowledgement"] is not None
+
+
+async def test_r9_r23_a_courriel_that_arrived_before_the_block_is_received(
+    intake: IntakeService,
+) -> None:
+    # The source is blocked on Wednesday 20 May 2026 (Paris time). An e-mail that reached the
+    # mailbox on Tuesday 19 May, read late, was sent before the block: it is received. One
+    # that arrived on 20 May is refused like any send of that day.
+    assert await flood(intake, 5) == [False, False, True, True, True]
+    await intake.notice_source("admiville", SOURCE, "envois en nombre")
+    await intake.block_source(
+        "admiville", SOURCE, "Envois en nombre", now=datetime(2026, 5, 20, 8, 0, tzinfo=UTC)
+    )
+    read = datetime(2026, 5, 21, 7, 0, tzinfo=UTC)
+    before = await submit(
+        intake, read, channel="email", received_on=date(2026, 5, 19), payload={"autre": 1}
+    )
+    assert before["reception_date"] == "2026-05-19"
+    for arrived in (date(2026, 5, 20), None):
+        with pytest.raises(Problem) as blocked:
+            await submit(intake, read, channel="email", received_on=arrived, payload={"autre": 2})
+        assert blocked.value.slug == "source-blocked"

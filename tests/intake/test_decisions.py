@@ -79,8 +79,10 @@ async def test_r5_sva_attestation_of_implicit_acceptance_is_signed(
     intake: IntakeService,
 ) -> None:
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    with pytest.raises(Problem):
-        await intake.attestation(created["tracking_code"])  # not yet accepted
+    with pytest.raises(Problem):  # the last day itself: not yet accepted
+        await intake.attestation(
+            created["tracking_code"], now=datetime(2026, 7, 15, 21, 0, tzinfo=UTC)
+        )
     await intake.decide_due(now=datetime(2026, 7, 16, tzinfo=UTC))
     receipt_id = await intake.attestation(
         created["tracking_code"], now=datetime(2026, 7, 20, 8, 0, tzinfo=UTC)

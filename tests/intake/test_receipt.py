@@ -330,7 +330,9 @@ async def test_r3_unknown_procedure_gets_instant_registration_then_r4_receipt_on
         intake, datetime(2026, 5, 7, 14, 0, tzinfo=UTC), procedure=None, channel="email"
     )
     assert created["acknowledgement"]["kind"] == "accuse_enregistrement"
-    assert "enregistré le 7 mai 2026" in created["acknowledgement"]["mentions"][0]
+    mentions = created["acknowledgement"]["mentions"]
+    assert mentions[0] == "Votre envoi a été enregistré le 7 mai 2026 par Commune d'Admiville."
+    assert mentions[2].endswith("vous sera adressé au plus tard le 14 mai 2026.")
     assert created["implicit_decision"] is None
     overdue = await intake.overdue("admiville", now=datetime(2026, 5, 15, 8, 0, tzinfo=UTC))
     assert [o.tracking_code for o in overdue.items] == [created["tracking_code"]]
@@ -380,6 +382,13 @@ async def test_r5_an_ar_issued_after_a_short_svas_date_says_the_acceptance_was_b
         "Si votre demande a été acceptée implicitement, vous pouvez obtenir une attestation "
         "d'acceptation implicite."
     )
+    # As the AR says: at once, not only after the scheduler's next pass has recorded it.
+    attestation = await intake.attestation(
+        created["tracking_code"], now=datetime(2026, 5, 11, 9, 0, 1, tzinfo=UTC)
+    )
+    followed = await intake.get_request(created["tracking_code"])
+    assert followed.status.value == "implicitly_accepted"
+    assert followed.receipts[-1].id == attestation
 
 
 async def test_r10_a_procedure_extending_its_delay_states_the_working_day_on_the_ar(
@@ -509,6 +518,37 @@ async def test_r22_r23_a_courriel_read_late_is_received_the_day_it_arrived(
     assert created["reception_date"] == "2026-05-15"
     assert "Votre demande a été reçue le 15 mai 2026." in created["acknowledgement"]["mentions"]
     assert created["acknowledgement"]["implicit_decision"]["decision_date"] == "2026-07-15"
+
+
+async def test_r3_the_ae_of_a_courriel_read_late_says_when_it_came_and_when_registered(
+    intake: IntakeService,
+) -> None:
+    # A free-form e-mail reached the mailbox on Friday 15 May 2026, read on Monday 18 May:
+    # received 15 May, registered 18 May; the AR is owed by 22 May (R4: 15 May + 7 days).
+    created = await submit(
+        intake,
+        datetime(2026, 5, 18, 7, 0, tzinfo=UTC),
+        procedure=None,
+        channel="email",
+        received_on=date(2026, 5, 15),
+    )
+    mentions = created["acknowledgement"]["mentions"]
+    assert mentions[0] == (
+        "Votre envoi, reçu le 15 mai 2026, a été enregistré le 18 mai 2026 par Commune d'Admiville."
+    )
+    assert mentions[2].endswith("vous sera adressé au plus tard le 22 mai 2026.")
+    # Read on Monday 25 May, its seven days have run out: no date already past is promised.
+    later = await submit(
+        intake,
+        datetime(2026, 5, 25, 7, 0, tzinfo=UTC),
+        procedure=None,
+        channel="email",
+        received_on=date(2026, 5, 15),
+        payload={"autre": True},
+    )
+    assert later["acknowledgement"]["mentions"][2].endswith(
+        "vous sera adressé dans les meilleurs délais."
+    )
 
 
 async def test_r13_a_request_handed_over_keeps_its_first_reception_for_svr(

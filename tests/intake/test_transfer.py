@@ -36,6 +36,7 @@ from guichet_plumbing.problems import Problem
 from tests.intake.helpers import (
     CAMILLE,
     add_neighbour,
+    as_left_by_a_signing_failure,
     close_by_workflow,
     outbox_events,
     pieces_asked_by_workflow,
@@ -1225,6 +1226,35 @@ async def test_r12_a_workflows_transfer_read_late_gets_a_day_of_attempts(
         assert await intake.send_transfers(given_up) == 1
         assert (await kept_transfer(intake, created)).refused_at == given_up
     assert unaccepted(intake) == 1
+
+
+async def test_r13_an_owed_ar_waits_while_a_transfer_holds_the_sva_then_states_it(
+    intake: IntakeService,
+) -> None:
+    # Received 15 May 2026 (SVA, two months: 15 July), its AR owed since signing failed. On
+    # 10 July the workflow transfers it, but the receiver is down. On 16 July, whether the
+    # acceptance was born here depends on the transfer: the AR waits for its outcome. Given
+    # up at its next attempt, a day after its first failure, the acceptance stands at
+    # 15 July, as the AR then says.
+    created = await submit(intake, AT)
+    code = created["tracking_code"]
+    await as_left_by_a_signing_failure(intake.db, code, date(2026, 5, 22), None)
+    receiver = Receiver(down=True)
+    asked = datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions", asked)
+        assert await intake.send_transfers(asked) == 1
+        held = datetime(2026, 7, 16, 8, 0, tzinfo=UTC)
+        assert await intake.issue_owed_receipts(now=held) == 0
+        assert (await intake.get_request(code)).acknowledgement is None
+        assert await intake.send_transfers(held) == 1  # a day after the first failure
+        assert (await kept_transfer(intake, created)).refused_at == held
+    assert await intake.issue_owed_receipts(now=held) == 1
+    mentions = (await intake.get_request(code)).acknowledgement.mentions
+    assert (
+        "a été réputée acceptée le 15 juillet 2026 à minuit (soit à compter du 16 juillet "
+        "2026 à 0 h), si votre dossier était complet à cette date." in mentions[3]
+    )
 
 
 async def test_r12_a_transfer_failing_since_before_the_upgrade_keeps_its_day(

@@ -51,10 +51,10 @@ def decision_sentence(
     nature = "d'acceptation" if regime == "sva" else "de rejet"
     notes = "".join(f" {note}" for note in deadline.notes)
     if deadline.last_day is None:
+        # The clock waits for the missing pieces, as the note says (R11).
         return (
             f"Cette demande peut donner lieu à une décision implicite {nature} au terme "
-            f"d'un délai de {delay}, qui ne court qu'à compter de la réception des pièces "
-            "manquantes." + notes
+            f"d'un délai de {delay}." + notes
         )
     runs = f"un délai de {delay}"
     if deadline.counts_from is not None and deadline.counts_from != reception_date:
@@ -116,14 +116,33 @@ def acknowledgement(
     return mentions
 
 
-def registration(*, reception_date: date, tracking_code: str, tenant_name: str) -> list[str]:
-    """R3: the AE states the date of reception; the AR follows once the request is qualified."""
+def registration(
+    *,
+    reception_date: date,
+    registered_on: date,
+    receipt_due_on: date | None,
+    tracking_code: str,
+    tenant_name: str,
+) -> list[str]:
+    """R3: the AE states the date of reception, and the day of registration when the send
+    was read later (a mailbox connector down); R4: by when the AR follows."""
+    if registered_on == reception_date:
+        registered = f"Votre envoi a été enregistré le {french_date(reception_date)}"
+    else:
+        registered = (
+            f"Votre envoi, reçu le {french_date(reception_date)}, a été enregistré le "
+            f"{french_date(registered_on)}"
+        )
+    if receipt_due_on is not None and receipt_due_on >= registered_on:
+        when = f"au plus tard le {french_date(receipt_due_on)}"
+    else:  # its seven days (R4) already ran out before the send was read
+        when = "dans les meilleurs délais"
     return [
-        f"Votre envoi a été enregistré le {french_date(reception_date)} par {tenant_name}.",
+        f"{registered} par {tenant_name}.",
         f"Numéro de suivi : {tracking_code}.",
         "Un accusé de réception indiquant le service chargé de votre dossier et, le cas "
         "échéant, la date à laquelle votre demande sera réputée acceptée ou rejetée vous "
-        "sera adressé dans les sept jours.",
+        f"sera adressé {when}.",
     ]
 
 

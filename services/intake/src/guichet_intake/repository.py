@@ -376,11 +376,15 @@ async def receipts_owed(
     but those of the `skipped` collectivités.
 
     The submission path marks them: `receipt_due_on` set on a qualified request with no AR,
-    or `registration_due_on` set on an electronic one with no AE."""
+    or `registration_due_on` set on an electronic one with no AE. An AR whose SVA a
+    transfer on its way holds back waits for the transfer's outcome."""
     ar_owed = (
         requests.c.procedure_code.isnot(None)
         & requests.c.receipt_issued_at.is_(None)
         & requests.c.receipt_due_on.isnot(None)
+        # An SVA held by a transfer on its way: whether it is born here, and so what the
+        # AR must say, waits for the transfer's outcome, a day at the most (R13).
+        & sa.not_(_SVA_ON_ITS_WAY)
     )
     ae_owed = (
         requests.c.procedure_code.is_(None)
@@ -429,11 +433,15 @@ def _source_activity_query(
     content_hash: str,
     cap: int,
     repeat_cap: int,
+    since_day: date,
 ) -> Any:
+    # Sends read late (a mailbox connector down) were not sent in the window: received on
+    # an earlier day than `since`'s, in the tenant's time, they are left out (R9, R23).
     of_source = (
         (requests.c.tenant == tenant)
         & (requests.c.source == source)
         & requests.c.channel.in_(SENT_CHANNELS)
+        & (requests.c.reception_date >= since_day)
     )
     # Counting stops at `cap`: a flood costs the same to detect at 31 as at 10,000.
     capped = (
@@ -463,9 +471,11 @@ async def source_activity(
     content_hash: str,
     cap: int,
     repeat_cap: int,
+    *,
+    since_day: date,
 ) -> SourceActivity:
     query = _source_activity_query(
-        tenant, source, since, repeat_since, content_hash, cap, repeat_cap
+        tenant, source, since, repeat_since, content_hash, cap, repeat_cap, since_day
     )
     sent, same = (await session.execute(query)).one()
     return SourceActivity(int(sent), int(same))
@@ -493,11 +503,12 @@ async def get_source(session: AsyncSession, tenant: str, source: str) -> Any:  #
     return (await session.execute(query)).first()
 
 
-async def blocked_sources(session: AsyncSession, tenant: str) -> list[str]:
-    query = sa.select(sources.c.source).where(
+async def blocked_sources(session: AsyncSession, tenant: str) -> dict[str, datetime]:
+    """The tenant's blocked sources, each with when it was blocked."""
+    query = sa.select(sources.c.source, sources.c.blocked_at).where(
         sources.c.tenant == tenant, sources.c.blocked_at.isnot(None)
     )
-    return list(await session.scalars(query))
+    return {source: blocked_at for source, blocked_at in await session.execute(query)}
 
 
 async def upsert_source(
@@ -566,19 +577,23 @@ SELECT
     (SELECT count(*) FROM (
         SELECT 1 FROM requests AS r
         WHERE r.tenant = x.tenant AND r.source = x.source AND r.received_at >= x.since
-        AND r.channel = ANY($10::text[]) LIMIT x.cap
+        AND r.channel = ANY($10::text[]) AND r.reception_date >= d.since_day LIMIT x.cap
     ) AS capped),
     (SELECT count(*) FROM (
         SELECT 1 FROM requests AS r
         WHERE r.tenant = x.tenant AND r.source = x.source AND r.received_at >= x.repeat_since
-        AND r.channel = ANY($10::text[]) AND r.content_hash = x.content_hash
-        LIMIT x.repeat_cap
+        AND r.channel = ANY($10::text[]) AND r.reception_date >= d.since_day
+        AND r.content_hash = x.content_hash LIMIT x.repeat_cap
     ) AS same)
 FROM unnest(
     $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[],
     $8::int[], $9::int[]
 ) WITH ORDINALITY AS x(key, tenant, source, since, repeat_since, content_hash, cap, repeat_cap, n)
 LEFT JOIN idempotency_keys AS k ON k.scope = $1 AND k.key = x.key
+-- The day of `since` in the tenant's time: sends read late, received before it, were not
+-- sent in the window (`_source_activity_query`). An unknown tenant counts nothing.
+LEFT JOIN tenants AS t ON t.code = x.tenant
+CROSS JOIN LATERAL (SELECT (x.since AT TIME ZONE t.timezone)::date AS since_day) AS d
 ORDER BY x.n
 """
 

@@ -673,7 +673,8 @@ class IntakeService:
             # A sender dating its own courriel would choose its reception date (R22, R23).
             raise forbidden(
                 "Seuls l'accueil de la collectivité et ses systèmes (relève de la messagerie) "
-                "indiquent le jour où une demande est arrivée (received_on)."
+                "indiquent le jour où une demande est arrivée (received_on). Envoyez votre "
+                "demande sans ce champ : elle est datée du jour de sa réception."
             )
         if data.first_received_on is not None and not _enters(principal, data.tenant):
             raise forbidden(
@@ -721,11 +722,13 @@ class IntakeService:
             received_at = now or datetime.now(UTC)
             context = await self._context(session, data, received_at, principal)
             content_hash = _content_hash(data)
+            bounds = self._r9_bounds(received_at, content_hash)
             activity = await repository.source_activity(
                 session,
                 data.tenant,
                 context.source,
-                *self._r9_bounds(received_at, content_hash),
+                *bounds,
+                since_day=local_date(bounds[0], context.tenant.timezone),
             )
             owner = await self._owner(
                 session, principal, data.tenant, _family(context.procedure), received_at
@@ -827,7 +830,9 @@ class IntakeService:
         _check_declared_dates(data, local_date(now, tenant.timezone))
         source = _source(data)
         # L112-11 lets the system block electronic sends only: the counter stays open (R22).
-        if data.channel.electronic and await self._blocked(session, data.tenant, source):
+        if data.channel.electronic and await self._blocked(
+            session, data.tenant, source, data.received_on, tenant.timezone
+        ):
             self.blocked_attempts.inc()
             raise Problem(
                 403,
@@ -870,9 +875,13 @@ class IntakeService:
         """The request, its history, its receipt, its events and the answer, in memory."""
         tenant, procedure = context.tenant, context.procedure
         # Entered later on the citizen's behalf: the day it arrived (R22).
-        reception = data.received_on or local_date(received_at, tenant.timezone)
-        # L112-11 concerns electronic sends: an agent's entry is never flagged (R22).
-        abuse = self._abuse(activity) if data.channel.electronic else None
+        entered_on = local_date(received_at, tenant.timezone)
+        reception = data.received_on or entered_on
+        # L112-11 concerns electronic sends: an agent's entry is never flagged (R22). Nor is
+        # a send read late (a mailbox connector down): its rhythm is the reading's, not the
+        # sender's, and a technical failure is never held against the sender (R23).
+        read_late = reception < entered_on
+        abuse = self._abuse(activity) if data.channel.electronic and not read_late else None
         request_id = uuid.uuid4()
         values: dict[str, Any] = {
             "id": request_id,
@@ -993,6 +1002,8 @@ class IntakeService:
                     ReceiptKind.accuse_enregistrement,
                     notices.registration(
                         reception_date=reception,
+                        registered_on=entered_on,
+                        receipt_due_on=values["receipt_due_on"],
                         tracking_code=request.tracking_code,
                         tenant_name=tenant.name,
                     ),
@@ -1523,6 +1534,8 @@ class IntakeService:
                 ReceiptKind.accuse_enregistrement,
                 notices.registration(
                     reception_date=row.reception_date,
+                    registered_on=local_date(row.received_at, tenant.timezone),
+                    receipt_due_on=row.receipt_due_on,
                     tracking_code=row.tracking_code,
                     tenant_name=tenant.name,
                 ),
@@ -1545,6 +1558,15 @@ class IntakeService:
             # Locked: concurrent asks get the one attestation, not one each.
             row = await self._request(session, tracking_code, for_update=True)
             await self._authorise(session, principal, row, "follow", proof)
+            if (
+                row.regime == Regime.sva
+                and _born(row, now)
+                and not await self._on_its_way(session, row)
+            ):
+                # Born before the scheduler's next pass, as an AR issued late announces:
+                # recorded now, as the scheduler would record it (R5, R10).
+                await self._decide(session, row, now)
+                row = await repository.get_request(session, row.id)
             if row.implicit_decision != "accepted":
                 raise Problem(
                     409,
@@ -2511,7 +2533,10 @@ class IntakeService:
                 ).envelope(tenant=tenant, subject=str(latest.id), occurred_at=now),
             )
 
-    async def block_source(self, tenant: str, source: str, reason: str) -> None:
+    async def block_source(
+        self, tenant: str, source: str, reason: str, now: datetime | None = None
+    ) -> None:
+        now = now or datetime.now(UTC)
         async with self.db.transaction() as session:
             await self._tenant(session, tenant)
             known = await repository.get_source(session, tenant, source)
@@ -2536,7 +2561,7 @@ class IntakeService:
                     f"un blocage en suppose au moins {needed}.",
                 )
             await repository.upsert_source(
-                session, tenant, source, {"blocked_at": datetime.now(UTC), "reason": reason}
+                session, tenant, source, {"blocked_at": now, "reason": reason}
             )
             after_commit(session, self._catalogue.clear)
 
@@ -2680,14 +2705,26 @@ class IntakeService:
             lambda s: repository.get_procedure(s, tenant, code),
         )
 
-    async def _blocked(self, session: AsyncSession | None, tenant: str, source: str) -> bool:
-        """R9: blocked sources, read once per TTL rather than once per request."""
+    async def _blocked(
+        self,
+        session: AsyncSession | None,
+        tenant: str,
+        source: str,
+        arrived_on: date | None,
+        timezone: str,
+    ) -> bool:
+        """R9: blocked sources, read once per TTL rather than once per request. A send that
+        reached the mailbox before the day of the block, read late (`arrived_on`), was not
+        made after it (L112-11 concerns sends to come; R23)."""
 
-        async def load(s: AsyncSession) -> frozenset[str]:
-            return frozenset(await repository.blocked_sources(s, tenant))
+        async def load(s: AsyncSession) -> dict[str, datetime]:
+            return await repository.blocked_sources(s, tenant)
 
-        blocked: frozenset[str] = await self._cached(("blocked", tenant), session, load)
-        return source in blocked
+        blocked: dict[str, datetime] = await self._cached(("blocked", tenant), session, load)
+        since = blocked.get(source)
+        if since is None:
+            return False
+        return arrived_on is None or arrived_on >= local_date(since, timezone)
 
     async def _cached(
         self,
