@@ -549,6 +549,16 @@ async def test_r3_the_ae_of_a_courriel_read_late_says_when_it_came_and_when_regi
     assert later["acknowledgement"]["mentions"][2].endswith(
         "vous sera adressé dans les meilleurs délais."
     )
+    # Both AEs came after R3's working day: operators see the connector's lag; an e-mail
+    # read the day it came is not counted.
+    await submit(intake, datetime(2026, 5, 25, 8, 0, tzinfo=UTC), procedure=None, channel="email")
+    counted = [
+        (sample.labels["channel"], sample.value)
+        for family in intake.read_late.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
+    assert counted == [("email", 2.0)]
 
 
 async def test_r13_a_request_handed_over_keeps_its_first_reception_for_svr(

@@ -639,6 +639,12 @@ class IntakeService:
         self.blocked_attempts = metrics.counter(
             "guichet_intake_blocked_attempts", "Sends refused because their source is blocked (R9)."
         )
+        # An AE of such a send comes after its day (R3): operators see the connector's lag.
+        self.read_late = metrics.counter(
+            "guichet_intake_sends_read_late",
+            "E-mails and SMS entered a day or more after they arrived (received_on), by channel.",
+            ("channel",),
+        )
 
     # -- receipt of a request --------------------------------------------------------------
 
@@ -881,6 +887,8 @@ class IntakeService:
         # a send read late (a mailbox connector down): its rhythm is the reading's, not the
         # sender's, and a technical failure is never held against the sender (R23).
         read_late = reception < entered_on
+        if read_late and data.channel.electronic:
+            self.read_late.labels(data.channel.value).inc()
         abuse = self._abuse(activity) if data.channel.electronic and not read_late else None
         request_id = uuid.uuid4()
         values: dict[str, Any] = {
