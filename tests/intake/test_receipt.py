@@ -391,11 +391,11 @@ async def test_r5_an_ar_issued_after_a_short_svas_date_says_the_acceptance_was_b
     assert followed.receipts[-1].id == attestation
 
 
-async def test_r10_a_procedure_extending_its_delay_states_the_working_day_on_the_ar(
+async def test_r10_a_procedure_extending_its_delay_states_the_day_after_the_holiday_on_the_ar(
     intake: IntakeService,
 ) -> None:
     # Received Sunday 1 March 2026, 2 months: Friday 1 May, Labour Day. The procedure extends
-    # its delay: the next working day is Monday 4 May, which the AR states.
+    # its delay past Sundays and holidays: Saturday 2 May, which the AR states.
     await intake.put_procedure(
         "admiville",
         "badge-parking",
@@ -410,9 +410,9 @@ async def test_r10_a_procedure_extending_its_delay_states_the_working_day_on_the
         intake, datetime(2026, 3, 1, 9, 0, tzinfo=UTC), procedure="badge-parking"
     )
     ack = created["acknowledgement"]
-    assert ack["implicit_decision"]["decision_date"] == "2026-05-04"
+    assert ack["implicit_decision"]["decision_date"] == "2026-05-02"
     assert (
-        "réputée acceptée le 4 mai 2026 à minuit (soit à compter du 5 mai 2026 à 0 h)"
+        "réputée acceptée le 2 mai 2026 à minuit (soit à compter du 3 mai 2026 à 0 h)"
         in " ".join(ack["mentions"])
     )
 

@@ -16,10 +16,11 @@ Rules (LEGAL_RULES.md R3, R4, R10, R11, R13 and "Computing a delay"):
   time granted ends if they never do.
 - No extension for Sundays or public holidays unless the procedure asks for
   it; then an end on a Sunday or a public holiday of the territory moves to the
-  next working day, as R3 defines one (jour ouvré: a Friday holiday moves to the
-  Monday; a Saturday end, being neither, stays). Pieces asked within such an
-  extension still count: nothing of the delay is left but the extension, so it
-  ends with the suspension (and moves on again).
+  next day that is neither (jour ouvrable: a Saturday end stays, and so a Friday
+  holiday moves to the Saturday; moving it on to the Monday while a Saturday end
+  stays would let a day more of suspension give an earlier date). Pieces asked
+  within such an extension still count: nothing of the delay is left but the
+  extension, so it ends with the suspension (and moves on again).
 - An AE is due within one working day of reception (R3); a deferred AR within
   seven days of reception by the competent administration (R4).
 """
@@ -118,7 +119,7 @@ def implicit_decision(clock: Clock) -> Deadline:
                 deadline.counts_from,
                 moved,
                 deadline.suspended_days,
-                (*deadline.notes, "Échéance reportée au premier jour ouvré."),
+                (*deadline.notes, "Échéance reportée au premier jour ouvrable."),
             )
     return deadline
 
@@ -155,8 +156,8 @@ def _sva(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
 
 def _born_at_end_of(clock: Clock, last_day: date) -> date:
     """The day the decision would be born at the end of, were nothing else to happen."""
-    if clock.extend_to_working_day and not _open(last_day, clock.territory):
-        return next_working_day_from(last_day, clock.territory)
+    if clock.extend_to_working_day:
+        return next_open_day_from(last_day, clock.territory)
     return last_day
 
 
@@ -266,9 +267,11 @@ def is_working_day(day: date, territory: str | None = None) -> bool:
     return day.weekday() < 5 and day not in _holidays(territory, day.year)
 
 
-def _open(day: date, territory: str | None) -> bool:
-    """Neither a Sunday nor a public holiday of the territory: an end the extension keeps."""
-    return day.weekday() != 6 and day not in _holidays(territory, day.year)
+def next_open_day_from(day: date, territory: str | None = None) -> date:
+    """Jour ouvrable: any day but a Sunday or a public holiday of the territory."""
+    while day.weekday() == 6 or day in _holidays(territory, day.year):
+        day += timedelta(days=1)
+    return day
 
 
 def next_working_day_from(day: date, territory: str | None = None) -> date:

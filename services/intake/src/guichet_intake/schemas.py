@@ -373,8 +373,8 @@ class ProcedureWrite(Strict):
     delay: DelayWrite = Field(default_factory=DelayWrite, description="Deux mois par défaut.")
     extend_to_working_day: bool = Field(
         default=False,
-        description="Reporter au jour ouvré suivant (du lundi au vendredi, hors jours "
-        "fériés) une échéance tombant un dimanche ou un jour férié.",
+        description="Reporter au jour ouvrable suivant une échéance tombant un dimanche "
+        "ou un jour férié.",
     )
     acknowledgement_required: bool = Field(
         default=True,
