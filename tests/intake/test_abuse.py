@@ -293,3 +293,43 @@ async def test_r9_r23_a_courriel_that_arrived_before_the_block_is_received(
         with pytest.raises(Problem) as blocked:
             await submit(intake, read, channel="email", received_on=arrived, payload={"autre": 2})
         assert blocked.value.slug == "source-blocked"
+
+
+async def test_r9_r23_yesterdays_backlog_read_just_after_midnight_is_not_counted(
+    intake: IntakeService,
+) -> None:
+    # Three sends an hour allowed. Three e-mails of Tuesday 19 May, read late at 00:05 Paris
+    # on Wednesday 20 May (22:05 UTC): the sender's one e-mail of 00:20 is no flood, though
+    # the window then starts on the 19th.
+    intake.settings.abuse_max_per_hour = 3
+    read = datetime(2026, 5, 19, 22, 5, tzinfo=UTC)
+    for i in range(3):
+        await submit(
+            intake,
+            read + timedelta(minutes=i),
+            channel="email",
+            received_on=date(2026, 5, 19),
+            payload={"n": i},
+        )
+    today = await submit(intake, read + timedelta(minutes=15), channel="email", payload={"n": 9})
+    assert today["acknowledgement"] is not None
+
+
+async def test_r9_a_block_restated_later_keeps_its_first_day(intake: IntakeService) -> None:
+    # Blocked on Monday 18 May; the reason restated on Friday 22 May. An e-mail that arrived
+    # on Wednesday 20 May, read late, came after the block: refused.
+    assert await flood(intake, 5) == [False, False, True, True, True]
+    await intake.notice_source("admiville", SOURCE, "envois en nombre")
+    for day in (18, 22):
+        await intake.block_source(
+            "admiville", SOURCE, "Envois en nombre", now=datetime(2026, 5, day, 8, 0, tzinfo=UTC)
+        )
+    with pytest.raises(Problem) as blocked:
+        await submit(
+            intake,
+            datetime(2026, 5, 23, 8, 0, tzinfo=UTC),
+            channel="email",
+            received_on=date(2026, 5, 20),
+            payload={"autre": 1},
+        )
+    assert blocked.value.slug == "source-blocked"

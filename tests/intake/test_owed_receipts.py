@@ -137,6 +137,20 @@ async def test_r3_owed_registration_of_a_free_form_email_is_issued_by_the_sweep(
     assert [o.receipt_due_on for o in late.items] == [date(2026, 5, 22)]
 
 
+async def test_r3_r4_an_ae_the_sweep_issues_after_the_ars_due_day_promises_no_past_date(
+    intake: IntakeService,
+) -> None:
+    # A free-form e-mail of Friday 15 May 2026 whose signing failed: its AR is owed by
+    # 22 May. Swept on Monday 25 May, the AE cannot promise the AR by 22 May.
+    created = await submit(intake, FRIDAY, procedure=None, channel="email")
+    code = created["tracking_code"]
+    await as_left_by_a_signing_failure(intake.db, code, date(2026, 5, 22), date(2026, 5, 18))
+    assert await intake.issue_owed_receipts(now=datetime(2026, 5, 25, 8, 0, tzinfo=UTC)) == 1
+    mentions = (await intake.get_request(code)).receipts[0].mentions
+    assert mentions[0] == "Votre envoi a été enregistré le 15 mai 2026 par Commune d'Admiville."
+    assert mentions[2].endswith("vous sera adressé dans les meilleurs délais.")
+
+
 async def test_r23_the_scheduler_runs_the_sweep(intake: IntakeService) -> None:
     created = await submit(intake, FRIDAY)
     code = created["tracking_code"]

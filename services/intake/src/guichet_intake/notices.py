@@ -120,12 +120,14 @@ def registration(
     *,
     reception_date: date,
     registered_on: date,
+    issued_on: date,
     receipt_due_on: date | None,
     tracking_code: str,
     tenant_name: str,
 ) -> list[str]:
     """R3: the AE states the date of reception, and the day of registration when the send
-    was read later (a mailbox connector down); R4: by when the AR follows."""
+    was read later (a mailbox connector down); R4: by when the AR follows, as of the day
+    the AE is issued (`issued_on`: later than registration when signing failed)."""
     if registered_on == reception_date:
         registered = f"Votre envoi a été enregistré le {french_date(reception_date)}"
     else:
@@ -133,9 +135,9 @@ def registration(
             f"Votre envoi, reçu le {french_date(reception_date)}, a été enregistré le "
             f"{french_date(registered_on)}"
         )
-    if receipt_due_on is not None and receipt_due_on >= registered_on:
+    if receipt_due_on is not None and receipt_due_on >= issued_on:
         when = f"au plus tard le {french_date(receipt_due_on)}"
-    else:  # its seven days (R4) already ran out before the send was read
+    else:  # its seven days (R4) ran out before this AE could be issued
         when = "dans les meilleurs délais"
     return [
         f"{registered} par {tenant_name}.",

@@ -433,15 +433,13 @@ def _source_activity_query(
     content_hash: str,
     cap: int,
     repeat_cap: int,
-    since_day: date,
 ) -> Any:
-    # Sends read late (a mailbox connector down) were not sent in the window: received on
-    # an earlier day than `since`'s, in the tenant's time, they are left out (R9, R23).
+    # Sends read late (a mailbox connector down) were not sent in the window (R9, R23).
     of_source = (
         (requests.c.tenant == tenant)
         & (requests.c.source == source)
         & requests.c.channel.in_(SENT_CHANNELS)
-        & (requests.c.reception_date >= since_day)
+        & requests.c.read_late.isnot(True)
     )
     # Counting stops at `cap`: a flood costs the same to detect at 31 as at 10,000.
     capped = (
@@ -471,11 +469,9 @@ async def source_activity(
     content_hash: str,
     cap: int,
     repeat_cap: int,
-    *,
-    since_day: date,
 ) -> SourceActivity:
     query = _source_activity_query(
-        tenant, source, since, repeat_since, content_hash, cap, repeat_cap, since_day
+        tenant, source, since, repeat_since, content_hash, cap, repeat_cap
     )
     sent, same = (await session.execute(query)).one()
     return SourceActivity(int(sent), int(same))
@@ -577,12 +573,12 @@ SELECT
     (SELECT count(*) FROM (
         SELECT 1 FROM requests AS r
         WHERE r.tenant = x.tenant AND r.source = x.source AND r.received_at >= x.since
-        AND r.channel = ANY($10::text[]) AND r.reception_date >= d.since_day LIMIT x.cap
+        AND r.channel = ANY($10::text[]) AND r.read_late IS NOT TRUE LIMIT x.cap
     ) AS capped),
     (SELECT count(*) FROM (
         SELECT 1 FROM requests AS r
         WHERE r.tenant = x.tenant AND r.source = x.source AND r.received_at >= x.repeat_since
-        AND r.channel = ANY($10::text[]) AND r.reception_date >= d.since_day
+        AND r.channel = ANY($10::text[]) AND r.read_late IS NOT TRUE
         AND r.content_hash = x.content_hash LIMIT x.repeat_cap
     ) AS same)
 FROM unnest(
@@ -590,10 +586,6 @@ FROM unnest(
     $8::int[], $9::int[]
 ) WITH ORDINALITY AS x(key, tenant, source, since, repeat_since, content_hash, cap, repeat_cap, n)
 LEFT JOIN idempotency_keys AS k ON k.scope = $1 AND k.key = x.key
--- The day of `since` in the tenant's time: sends read late, received before it, were not
--- sent in the window (`_source_activity_query`). An unknown tenant counts nothing.
-LEFT JOIN tenants AS t ON t.code = x.tenant
-CROSS JOIN LATERAL (SELECT (x.since AT TIME ZONE t.timezone)::date AS since_day) AS d
 ORDER BY x.n
 """
 

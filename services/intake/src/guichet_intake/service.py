@@ -728,13 +728,11 @@ class IntakeService:
             received_at = now or datetime.now(UTC)
             context = await self._context(session, data, received_at, principal)
             content_hash = _content_hash(data)
-            bounds = self._r9_bounds(received_at, content_hash)
             activity = await repository.source_activity(
                 session,
                 data.tenant,
                 context.source,
-                *bounds,
-                since_day=local_date(bounds[0], context.tenant.timezone),
+                *self._r9_bounds(received_at, content_hash),
             )
             owner = await self._owner(
                 session, principal, data.tenant, _family(context.procedure), received_at
@@ -886,8 +884,8 @@ class IntakeService:
         # L112-11 concerns electronic sends: an agent's entry is never flagged (R22). Nor is
         # a send read late (a mailbox connector down): its rhythm is the reading's, not the
         # sender's, and a technical failure is never held against the sender (R23).
-        read_late = reception < entered_on
-        if read_late and data.channel.electronic:
+        read_late = data.channel.electronic and reception < entered_on
+        if read_late:
             self.read_late.labels(data.channel.value).inc()
         abuse = self._abuse(activity) if data.channel.electronic and not read_late else None
         request_id = uuid.uuid4()
@@ -918,6 +916,7 @@ class IntakeService:
             "status": RequestStatus.received.value,
             "abusive": abuse is not None,
             "abuse_reason": abuse,
+            "read_late": read_late,
             "regime": None,
             "delay_value": None,
             "delay_unit": None,
@@ -1011,6 +1010,7 @@ class IntakeService:
                     notices.registration(
                         reception_date=reception,
                         registered_on=entered_on,
+                        issued_on=entered_on,
                         receipt_due_on=values["receipt_due_on"],
                         tracking_code=request.tracking_code,
                         tenant_name=tenant.name,
@@ -1543,6 +1543,7 @@ class IntakeService:
                 notices.registration(
                     reception_date=row.reception_date,
                     registered_on=local_date(row.received_at, tenant.timezone),
+                    issued_on=local_date(now, tenant.timezone),
                     receipt_due_on=row.receipt_due_on,
                     tracking_code=row.tracking_code,
                     tenant_name=tenant.name,
@@ -2568,8 +2569,10 @@ class IntakeService:
                     f"Cette source n'a que {flagged} envoi(s) signalé(s) comme abusif(s) ; "
                     f"un blocage en suppose au moins {needed}.",
                 )
+            # Blocked again (a reason restated): still from the first day, which decides
+            # what arrived before the block (`_blocked`).
             await repository.upsert_source(
-                session, tenant, source, {"blocked_at": now, "reason": reason}
+                session, tenant, source, {"blocked_at": known.blocked_at or now, "reason": reason}
             )
             after_commit(session, self._catalogue.clear)
 
