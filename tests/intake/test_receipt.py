@@ -351,21 +351,23 @@ async def test_r3_unknown_procedure_gets_instant_registration_then_r4_receipt_on
     assert (await intake.overdue("admiville", now=datetime(2026, 5, 20, tzinfo=UTC))).count == 0
 
 
+async def put_badge_parking(intake: IntakeService, **settings: Any) -> None:
+    """An SVA procedure of Admiville's accueil, with what a test sets of its clock."""
+    await intake.put_procedure(
+        "admiville",
+        "badge-parking",
+        ProcedureWrite(
+            title="Badge de stationnement", service="accueil", regime=Regime.sva, **settings
+        ),
+    )
+
+
 async def test_r5_an_ar_issued_after_a_short_svas_date_says_the_acceptance_was_born(
     intake: IntakeService,
 ) -> None:
     # An e-mail of Monday 4 May 2026, qualified on Monday 11 May (within R4's 7 days) into a
     # procedure whose SVA runs 3 days: deemed accepted at the end of 7 May, before the AR.
-    await intake.put_procedure(
-        "admiville",
-        "badge-parking",
-        ProcedureWrite(
-            title="Badge de stationnement",
-            service="accueil",
-            regime=Regime.sva,
-            delay=DelayWrite(value=3, unit=DelayUnit.days),
-        ),
-    )
+    await put_badge_parking(intake, delay=DelayWrite(value=3, unit=DelayUnit.days))
     created = await submit(
         intake, datetime(2026, 5, 4, 9, 0, tzinfo=UTC), procedure=None, channel="email"
     )
@@ -396,16 +398,7 @@ async def test_r10_a_procedure_extending_its_delay_states_the_day_after_the_holi
 ) -> None:
     # Received Sunday 1 March 2026, 2 months: Friday 1 May, Labour Day. The procedure extends
     # its delay past Sundays and holidays: Saturday 2 May, which the AR states.
-    await intake.put_procedure(
-        "admiville",
-        "badge-parking",
-        ProcedureWrite(
-            title="Badge de stationnement",
-            service="accueil",
-            regime=Regime.sva,
-            extend_to_working_day=True,
-        ),
-    )
+    await put_badge_parking(intake, extend_to_working_day=True)
     created = await submit(
         intake, datetime(2026, 3, 1, 9, 0, tzinfo=UTC), procedure="badge-parking"
     )
