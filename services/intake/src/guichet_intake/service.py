@@ -2070,6 +2070,7 @@ class IntakeService:
                 ],
                 # Not the citizen's own send: R9 counts it under the transfer, never theirs.
                 "source": _transfer_source(sender, row.tracking_code),
+                "read_late": False,  # received here the day it was handed over
                 "content_hash": row.content_hash,
                 "received_at": now,
                 "reception_date": reception,
