@@ -221,16 +221,20 @@ async def pieces_asked_by_workflow(
     )
 
 
+def counted(counter: Any, **labels: str) -> float:
+    """What a Prometheus counter has counted for `labels`, as a scrape reads it."""
+    return sum(
+        sample.value
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
 def standing_decisions(intake: IntakeService, outcome: str) -> float:
     """Implicit decisions of `outcome` standing, as operators count them from the metrics:
     those born less those found void."""
-
-    def total(counter: Any) -> float:
-        return sum(
-            sample.value
-            for family in counter.collect()
-            for sample in family.samples
-            if sample.name.endswith("_total") and sample.labels["decision"] == outcome
-        )
-
-    return total(intake.implicit_decisions) - total(intake.implicit_decisions_voided)
+    return counted(intake.implicit_decisions, decision=outcome) - counted(
+        intake.implicit_decisions_voided, decision=outcome
+    )

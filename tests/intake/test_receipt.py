@@ -43,6 +43,7 @@ from tests.intake.helpers import (
     add_tenant,
     body,
     completed_after_pieces,
+    counted,
     outbox_events,
     submit,
 )
@@ -545,13 +546,7 @@ async def test_r3_the_ae_of_a_courriel_read_late_says_when_it_came_and_when_regi
     # Both AEs came after R3's working day: operators see the connector's lag; an e-mail
     # read the day it came is not counted.
     await submit(intake, datetime(2026, 5, 25, 8, 0, tzinfo=UTC), procedure=None, channel="email")
-    counted = [
-        (sample.labels["channel"], sample.value)
-        for family in intake.read_late.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    ]
-    assert counted == [("email", 2.0)]
+    assert (counted(intake.read_late, channel="email"), counted(intake.read_late)) == (2, 2)
 
 
 async def test_r13_a_request_handed_over_keeps_its_first_reception_for_svr(
