@@ -333,3 +333,70 @@ async def test_r9_a_block_restated_later_keeps_its_first_day(intake: IntakeServi
             payload={"autre": 1},
         )
     assert blocked.value.slug == "source-blocked"
+
+
+async def test_r9_r23_a_same_day_backlog_is_judged_by_when_it_arrived(
+    intake: IntakeService,
+) -> None:
+    # The mailbox connector stops on Monday 18 May 2026 and catches up at 12:00 Paris: the
+    # same e-mail had arrived at 9:00, 10:00 and 11:00, and is read within two minutes with
+    # each instant of arrival. An hour apart, they are no repetition within ten minutes
+    # (R9), and the connector's lag is not the sender's (R23).
+    read = datetime(2026, 5, 18, 10, 0, tzinfo=UTC)
+    flags = []
+    for i in range(3):
+        arrived = datetime(2026, 5, 18, 7 + i, 0, tzinfo=UTC)
+        created = await submit(
+            intake, read + timedelta(minutes=i), channel="email", arrived_at=arrived
+        )
+        flags.append(created["acknowledgement"] is None)
+        assert (created["reception_date"], created["arrived_at"]) == (
+            "2026-05-18",
+            f"2026-05-18T0{7 + i}:00:00Z",
+        )
+    assert flags == [False, False, False]
+    # A connector that reads each send within minutes of its arrival leaves R9 its say:
+    # the same content three times in three minutes, from another address, is a repetition.
+    other = {"name": "Dominique Petit", "email": "dominique.petit@example.org"}
+    flags = []
+    for i in range(3):
+        created = await submit(
+            intake,
+            read + timedelta(minutes=10 + i),
+            channel="email",
+            applicant=other,
+            arrived_at=read + timedelta(minutes=9 + i),
+        )
+        flags.append(created["acknowledgement"] is None)
+    assert flags == [False, False, True]
+
+
+async def test_r9_r23_a_courriel_that_arrived_before_the_block_that_day_is_received(
+    intake: IntakeService,
+) -> None:
+    # The source is blocked at 10:00 Paris (08:00 UTC) on Wednesday 20 May 2026. An e-mail
+    # that reached the mailbox at 9:30 that morning, read at 11:00, was sent before the
+    # block: received. One that arrived at 10:30 is refused.
+    assert await flood(intake, 5) == [False, False, True, True, True]
+    await intake.notice_source("admiville", SOURCE, "envois en nombre")
+    await intake.block_source(
+        "admiville", SOURCE, "Envois en nombre", now=datetime(2026, 5, 20, 8, 0, tzinfo=UTC)
+    )
+    read = datetime(2026, 5, 20, 9, 0, tzinfo=UTC)
+    before = await submit(
+        intake,
+        read,
+        channel="email",
+        arrived_at=datetime(2026, 5, 20, 7, 30, tzinfo=UTC),
+        payload={"autre": 1},
+    )
+    assert before["acknowledgement"] is not None
+    with pytest.raises(Problem) as blocked:
+        await submit(
+            intake,
+            read,
+            channel="email",
+            arrived_at=datetime(2026, 5, 20, 8, 30, tzinfo=UTC),
+            payload={"autre": 2},
+        )
+    assert blocked.value.slug == "source-blocked"

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from guichet_intake.app import create_app
 from guichet_intake.models import requests
 from guichet_intake.settings import IntakeSettings
-from tests.identity import admin, staff
+from tests.identity import admin, counter, staff
 from tests.support import serve
 
 PROBLEM = "application/problem+json"
@@ -203,3 +203,26 @@ async def test_a_bad_web_address_gets_a_reason_one_can_act_on(site: Site) -> Non
     )
     reason = problem_naming(answer, 422, "teleservice_url")["invalid-params"][0]["reason"]
     assert "https://" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"arrived_at": "0001-01-01T00:00:00+14:00"}, "arrived_at"),
+        ({"arrived_at": "9999-12-31T23:59:59-14:00"}, "arrived_at"),
+        ({"arrived_at": "2026-05-18T09:00:00"}, "arrived_at"),  # no offset: which day?
+        ({"arrived_at": "2026-05-18T09:00:00Z", "channel": "mail"}, "arrived_at"),
+        ({"arrived_at": "2026-05-18T09:00:00Z", "channel": "web"}, "arrived_at"),
+    ],
+    ids=["year-1", "year-9999", "no-offset", "a-letter", "online"],
+)
+async def test_r22_an_instant_of_arrival_that_cannot_be_is_refused_by_name(
+    site: Site, changes: dict[str, Any], field: str
+) -> None:
+    # Declared by the reception or the collectivité's mailbox connector, it is checked before
+    # any conversion to a local day can fail.
+    http, app = site
+    body = {**VALID, "channel": "email", **changes}
+    answer = await http.post("/v1/requests", json=body, headers=counter())
+    problem_naming(answer, 422, field)
+    assert await stored_payloads(app) == []

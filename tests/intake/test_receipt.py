@@ -869,3 +869,51 @@ async def test_r5_the_acknowledgement_followed_is_the_ar_in_force(intake: Intake
     assert ack.receipt_id == followed.receipts[-1].id
     assert ack.implicit_decision.decision_date == date(2026, 7, 25)
     assert any("25 juillet 2026" in m for m in ack.mentions), ack.mentions
+
+
+async def test_r22_r23_a_courriel_s_instant_of_arrival_gives_its_day_in_the_tenant_s_zone(
+    intake: IntakeService,
+) -> None:
+    # An e-mail reached the mailbox at 23:30 Paris on Sunday 17 May 2026 (21:30 UTC); the
+    # connector read it at 00:10 on Monday 18 May (22:10 UTC): received 17 May, registered
+    # 18 May. Deemed accepted at the end of 17 July (two months from 17 May). The sender
+    # cannot time its own e-mail (R22).
+    with pytest.raises(Problem) as self_timed:
+        await intake.submit(
+            body(channel="email", arrived_at=datetime(2026, 5, 17, 21, 30, tzinfo=UTC)),
+            None,
+            now=datetime(2026, 5, 17, 22, 10, tzinfo=UTC),
+            principal=Principal(Kind.anonymous),
+        )
+    assert self_timed.value.status == 403
+    created = await submit(
+        intake,
+        datetime(2026, 5, 17, 22, 10, tzinfo=UTC),
+        channel="email",
+        arrived_at=datetime(2026, 5, 17, 21, 30, tzinfo=UTC),
+    )
+    assert created["reception_date"] == "2026-05-17"
+    assert "Votre demande a été reçue le 17 mai 2026." in created["acknowledgement"]["mentions"]
+    assert created["acknowledgement"]["implicit_decision"]["decision_date"] == "2026-07-17"
+    assert counted(intake.read_late, channel="email") == 1
+    # The same instant declared with its day is accepted; with another day, refused by name.
+    agreed = await submit(
+        intake,
+        datetime(2026, 5, 17, 22, 10, tzinfo=UTC),
+        channel="email",
+        arrived_at=datetime(2026, 5, 17, 21, 30, tzinfo=UTC),
+        received_on=date(2026, 5, 17),
+        payload={"autre": 1},
+    )
+    assert agreed["reception_date"] == "2026-05-17"
+    with pytest.raises(Problem) as mismatch:
+        await submit(
+            intake,
+            datetime(2026, 5, 17, 22, 10, tzinfo=UTC),
+            channel="email",
+            arrived_at=datetime(2026, 5, 17, 21, 30, tzinfo=UTC),
+            received_on=date(2026, 5, 18),
+            payload={"autre": 2},
+        )
+    assert [p.name for p in mismatch.value.invalid_params] == ["received_on"]
+    assert "17 mai 2026" in mismatch.value.invalid_params[0].reason

@@ -92,9 +92,13 @@ requests = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("abusive", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("abuse_reason", sa.String(300), nullable=True),
-    # An e-mail or SMS entered a day or more after it arrived (`received_on`): its sending
-    # rhythm is unknown, so R9 neither judges it nor counts it. NULL on rows stored before.
+    # An e-mail or SMS entered a day or more after it arrived (`received_on`), or the same
+    # day but later than R9's repetition window (`arrived_at`): its sending rhythm is
+    # unknown, so R9 neither judges it nor counts it. NULL on rows stored before.
     sa.Column("read_late", sa.Boolean(), nullable=True),
+    # The instant the collectivité's mailbox received an e-mail or SMS, when its connector
+    # gives it (`arrived_at`): the day of reception, and how late it was read.
+    sa.Column("arrived_at", UTCDateTime(), nullable=True),
     # The legal regime is fixed at reception: a later catalogue edit changes no running clock.
     sa.Column("regime", sa.String(8), nullable=True),
     sa.Column("delay_value", sa.Integer(), nullable=True),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -264,6 +264,14 @@ class RequestCreate(Strict):
         "défaut, le jour de la saisie. Une demande déposée en ligne (web) est datée par le "
         "serveur. Indiqué par l'accueil de la collectivité ou ses systèmes seulement.",
     )
+    arrived_at: AwareDatetime | None = Field(
+        default=None,
+        description="Courriel ou SMS enregistré après son arrivée (relève de la messagerie) : "
+        "instant où la messagerie de la collectivité l'a reçu. Il donne le jour de réception ; "
+        "un envoi enregistré plus de quelques minutes après son arrivée n'est pas jugé sur le "
+        "rythme de la relève (envois abusifs). Indiqué par les systèmes de la collectivité "
+        "seulement.",
+    )
     first_received_on: date | None = Field(
         default=None,
         description="Demande transmise par l'administration d'abord saisie (R12) : jour où "
@@ -297,6 +305,20 @@ class RequestCreate(Strict):
                 "guichet, ou un courriel ou un SMS enregistré après son arrivée."
             )
         return received_on
+
+    @field_validator("arrived_at")
+    @classmethod
+    def arrived_by_mail_or_sms(
+        cls, arrived_at: datetime | None, info: ValidationInfo
+    ) -> datetime | None:
+        # Only a mailbox is read after the fact; a letter's or a visit's day is enough.
+        if arrived_at is not None and info.data.get("channel") not in (Channel.email, Channel.sms):
+            raise ValueError(
+                "L'instant d'arrivée ne se déclare que pour un courriel ou un SMS enregistré "
+                "après son arrivée ; pour un courrier, un appel ou un passage au guichet, "
+                "indiquez le jour (received_on)."
+            )
+        return arrived_at
 
     @field_validator("first_received_on")
     @classmethod
@@ -480,6 +502,10 @@ class RequestPublic(BaseModel):
     status_label: str
     received_at: AwareDatetime
     reception_date: date
+    arrived_at: AwareDatetime | None = Field(
+        description="Courriel ou SMS enregistré après son arrivée : instant où la messagerie "
+        "de la collectivité l'a reçu."
+    )
     assigned_service: str | None
     acknowledgement: Acknowledgement | None = Field(
         description="L'accusé de réception en vigueur : le dernier AR remis (il est "

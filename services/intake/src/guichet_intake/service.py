@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 from weakref import WeakValueDictionary
 from zoneinfo import ZoneInfo
@@ -169,6 +169,8 @@ FINAL = {
 
 # How far back a date declared at entry may go: beyond, a mistyped year.
 _DECLARED_DAYS = 366
+# How far ahead of this server's clock a connector's may be (its instant of arrival).
+_CLOCK_SKEW = timedelta(minutes=2)
 
 
 def _enters(principal: Principal, tenant: str) -> bool:
@@ -180,7 +182,24 @@ def _enters(principal: Principal, tenant: str) -> bool:
     return principal.kind in (Kind.client, Kind.system)
 
 
-def _check_declared_dates(data: RequestCreate, today: date) -> None:
+def _check_declared_dates(data: RequestCreate, now: datetime, timezone: str) -> date | None:
+    """Refuses a declared day or instant of arrival that cannot be; returns the day of
+    reception they declare (None: the day of entry)."""
+    today = local_date(now, timezone)
+    arrived_on = None
+    if data.arrived_at is not None:
+        # Compared before any conversion: an instant near year 1 or 9999 has no local date.
+        if data.arrived_at > now + _CLOCK_SKEW:
+            _declared_date_invalid("arrived_at", "Instant futur : l'envoi n'est pas encore arrivé.")
+        if data.arrived_at < now - timedelta(days=_DECLARED_DAYS):
+            _declared_date_invalid("arrived_at", "Instant de plus d'un an : vérifiez l'année.")
+        arrived_on = local_date(data.arrived_at, timezone)
+        if data.received_on is not None and data.received_on != arrived_on:
+            _declared_date_invalid(
+                "received_on",
+                f"Ce n'est pas le jour de l'instant d'arrivée (arrived_at), le "
+                f"{french_date(arrived_on)} dans le fuseau de la collectivité.",
+            )
     for name, day in (
         ("received_on", data.received_on),
         ("first_received_on", data.first_received_on),
@@ -188,18 +207,34 @@ def _check_declared_dates(data: RequestCreate, today: date) -> None:
         if day is None:
             continue
         if day > today:
-            reason = f"Date future : au plus tard aujourd'hui ({french_date(today)})."
-        elif day < today - timedelta(days=_DECLARED_DAYS):
-            reason = f"Date de plus d'un an : vérifiez l'année ({french_date(day)})."
-        else:
-            continue
-        raise Problem(
-            422,
-            "declared-date-invalid",
-            "Date de réception invalide",
-            f"La date indiquée ({name}) n'est pas possible. {reason}",
-            [InvalidParam(name=name, reason=reason)],
+            _declared_date_invalid(
+                name, f"Date future : au plus tard aujourd'hui ({french_date(today)})."
+            )
+        if day < today - timedelta(days=_DECLARED_DAYS):
+            _declared_date_invalid(
+                name, f"Date de plus d'un an : vérifiez l'année ({french_date(day)})."
+            )
+    declared = data.received_on or arrived_on
+    if (
+        data.first_received_on is not None
+        and declared is not None
+        and data.first_received_on > declared
+    ):
+        _declared_date_invalid(
+            "first_received_on",
+            "L'administration d'abord saisie a reçu la demande avant qu'elle n'arrive ici.",
         )
+    return declared
+
+
+def _declared_date_invalid(name: str, reason: str) -> NoReturn:
+    raise Problem(
+        422,
+        "declared-date-invalid",
+        "Date de réception invalide",
+        f"La date indiquée ({name}) n'est pas possible. {reason}",
+        [InvalidParam(name=name, reason=reason)],
+    )
 
 
 # What an agent's access to a file is for, as the DPO reads it in the access log.
@@ -503,6 +538,7 @@ class _Context:
     signs: bool  # an AR (or AE) is owed at once
     key: SigningKey | None  # None when it could not be had (R23: the receipt is then owed)
     unidentified: list[InvalidParam]  # what R7 asks that a request on paper lacks
+    arrived_on: date | None  # the day of reception declared at entry (None: that day)
 
 
 @dataclass(frozen=True)
@@ -642,7 +678,8 @@ class IntakeService:
         # An AE of such a send comes after its day (R3): operators see the connector's lag.
         self.read_late = metrics.counter(
             "guichet_intake_sends_read_late",
-            "E-mails and SMS entered a day or more after they arrived (received_on), by channel.",
+            "E-mails and SMS entered a day or more after they arrived, or the same day later "
+            "than R9's repetition window (arrived_at), by channel.",
             ("channel",),
         )
 
@@ -675,12 +712,14 @@ class IntakeService:
                 "Une demande reçue au guichet, par téléphone ou par courrier est saisie par "
                 "un agent d'accueil. En ligne, choisissez le canal « web »."
             )
-        if data.received_on is not None and not _enters(principal, data.tenant):
+        if (data.received_on or data.arrived_at) is not None and not _enters(
+            principal, data.tenant
+        ):
             # A sender dating its own courriel would choose its reception date (R22, R23).
             raise forbidden(
                 "Seuls l'accueil de la collectivité et ses systèmes (relève de la messagerie) "
-                "indiquent le jour où une demande est arrivée (received_on). Envoyez votre "
-                "demande sans ce champ : elle est datée du jour de sa réception."
+                "indiquent quand une demande est arrivée (received_on, arrived_at). Envoyez "
+                "votre demande sans ces champs : elle est datée du jour de sa réception."
             )
         if data.first_received_on is not None and not _enters(principal, data.tenant):
             raise forbidden(
@@ -831,11 +870,11 @@ class IntakeService:
 
         With no session it answers from the caches alone, or raises `_CacheMiss`."""
         tenant = await self._tenant(session, data.tenant)
-        _check_declared_dates(data, local_date(now, tenant.timezone))
+        arrived_on = _check_declared_dates(data, now, tenant.timezone)
         source = _source(data)
         # L112-11 lets the system block electronic sends only: the counter stays open (R22).
         if data.channel.electronic and await self._blocked(
-            session, data.tenant, source, data.received_on, tenant.timezone
+            session, data.tenant, source, arrived_on, data.arrived_at, tenant.timezone
         ):
             self.blocked_attempts.inc()
             raise Problem(
@@ -864,7 +903,7 @@ class IntakeService:
             except Exception:
                 # R23: the request is stored all the same; its receipt is owed (the sweep).
                 log.exception("no signing key for %s: the receipt will be owed", tenant.code)
-        return _Context(tenant, procedure, source, signs, key, unidentified)
+        return _Context(tenant, procedure, source, signs, key, unidentified, arrived_on)
 
     def _build(
         self,
@@ -880,11 +919,18 @@ class IntakeService:
         tenant, procedure = context.tenant, context.procedure
         # Entered later on the citizen's behalf: the day it arrived (R22).
         entered_on = local_date(received_at, tenant.timezone)
-        reception = data.received_on or entered_on
+        reception = context.arrived_on or entered_on
         # L112-11 concerns electronic sends: an agent's entry is never flagged (R22). Nor is
         # a send read late (a mailbox connector down): its rhythm is the reading's, not the
-        # sender's, and a technical failure is never held against the sender (R23).
-        read_late = data.channel.electronic and reception < entered_on
+        # sender's, and a technical failure is never held against the sender (R23). Read
+        # the same day, the connector's instant of arrival tells how late.
+        read_late = data.channel.electronic and (
+            reception < entered_on
+            or (
+                data.arrived_at is not None
+                and received_at - data.arrived_at >= self._repeat_window()
+            )
+        )
         if read_late:
             self.read_late.labels(data.channel.value).inc()
         abuse = self._abuse(activity) if data.channel.electronic and not read_late else None
@@ -917,6 +963,7 @@ class IntakeService:
             "abusive": abuse is not None,
             "abuse_reason": abuse,
             "read_late": read_late,
+            "arrived_at": data.arrived_at,
             "regime": None,
             "delay_value": None,
             "delay_unit": None,
@@ -1122,7 +1169,7 @@ class IntakeService:
         threshold, and this content within the repetition window (inside that hour), counted
         up to the repetition threshold."""
         since = now - R9_WINDOW
-        window = now - timedelta(minutes=self.settings.abuse_repeat_window_minutes)
+        window = now - self._repeat_window()
         return (
             since,
             max(since, window),
@@ -1130,6 +1177,9 @@ class IntakeService:
             self.settings.abuse_max_per_hour,
             self._earlier_repeats(),
         )
+
+    def _repeat_window(self) -> timedelta:
+        return timedelta(minutes=self.settings.abuse_repeat_window_minutes)
 
     def _earlier_repeats(self) -> int:
         # A single resend (a citizen retrying after a lost answer, R23) is not abuse.
@@ -2071,6 +2121,7 @@ class IntakeService:
                 # Not the citizen's own send: R9 counts it under the transfer, never theirs.
                 "source": _transfer_source(sender, row.tracking_code),
                 "read_late": False,  # received here the day it was handed over
+                "arrived_at": None,
                 "content_hash": row.content_hash,
                 "received_at": now,
                 "reception_date": reception,
@@ -2723,11 +2774,13 @@ class IntakeService:
         tenant: str,
         source: str,
         arrived_on: date | None,
+        arrived_at: datetime | None,
         timezone: str,
     ) -> bool:
         """R9: blocked sources, read once per TTL rather than once per request. A send that
-        reached the mailbox before the day of the block, read late (`arrived_on`), was not
-        made after it (L112-11 concerns sends to come; R23)."""
+        reached the mailbox before the block (its instant `arrived_at` when the connector
+        gives it, else its day `arrived_on`), read late, was not made after it (L112-11
+        concerns sends to come; R23)."""
 
         async def load(s: AsyncSession) -> dict[str, datetime]:
             return await repository.blocked_sources(s, tenant)
@@ -2736,6 +2789,8 @@ class IntakeService:
         since = blocked.get(source)
         if since is None:
             return False
+        if arrived_at is not None:
+            return arrived_at >= since
         return arrived_on is None or arrived_on >= local_date(since, timezone)
 
     async def _cached(
@@ -3572,6 +3627,7 @@ def _public_of(
         "status_label": label,
         "received_at": row.received_at,
         "reception_date": row.reception_date,
+        "arrived_at": row.arrived_at,
         "assigned_service": row.assigned_service_name,
         "acknowledgement": acknowledgement,
         "implicit_decision": decision,
