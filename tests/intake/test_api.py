@@ -5,14 +5,17 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from pypdf import PdfReader
 
+from guichet_intake import api, documents
 from guichet_intake.app import create_app
 from guichet_intake.schemas import (
     RECEIPT_TOKEN_MAX_LENGTH,
@@ -84,6 +87,24 @@ async def test_r2_the_longest_receipt_verifies_even_as_printed(data_dir: Path) -
             answer = await client.post("/v1/receipts/verify", json={"token": presented})
             assert answer.status_code == 200
             assert answer.json()["authentic"] is True
+
+
+async def test_a_pdf_is_rendered_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long receipt takes ReportLab a tenth of a second: on the loop, every other request
+    # would wait for each download.
+    rendered_in: list[str] = []
+
+    def render(document: Any, token: str | None) -> bytes:
+        rendered_in.append(threading.current_thread().name)
+        return documents.render_pdf(document, token)
+
+    monkeypatch.setattr(api, "render_pdf", render)
+    created = (await client.post("/v1/requests", json=REQUEST)).json()
+    pdf = await client.get(f"/v1/receipts/{created['acknowledgement']['receipt_id']}.pdf")
+    assert pdf.status_code == 200
+    assert len(rendered_in) == 1 and rendered_in[0] != threading.current_thread().name
 
 
 async def test_r5_svr_receipt_pdf_states_service_rejection_date_and_appeal(

@@ -3,6 +3,7 @@ the field, never a server error, and nothing stored that cannot be kept as sent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from guichet_intake.app import create_app
 from guichet_intake.models import requests
 from guichet_intake.settings import IntakeSettings
-from tests.identity import admin, counter, staff
+from tests.identity import admin, counter, dpo, staff
 from tests.support import serve
 
 PROBLEM = "application/problem+json"
@@ -65,6 +66,20 @@ async def test_a_nul_character_in_a_citizen_s_text_is_refused_by_name(site: Site
     )
     problem = problem_naming(answer, 422, "applicant.postal_address.street")
     assert "caractère nul" in problem["invalid-params"][0]["reason"]
+    assert await stored_payloads(app) == []
+
+
+async def test_r2_a_name_that_would_print_lines_of_its_own_on_the_receipt_is_refused(
+    site: Site,
+) -> None:
+    # Signed, the receipt's text would show a reception date the collectivité never gave.
+    http, app = site
+    forged = "Camille Martin\nDate de réception : 1er janvier 2020"
+    answer = await http.post(
+        "/v1/requests", json={**VALID, "applicant": {**VALID["applicant"], "name": forged}}
+    )
+    problem = problem_naming(answer, 422, "applicant.name")
+    assert "saut de ligne" in problem["invalid-params"][0]["reason"]
     assert await stored_payloads(app) == []
 
 
@@ -225,4 +240,115 @@ async def test_r22_an_instant_of_arrival_that_cannot_be_is_refused_by_name(
     body = {**VALID, "channel": "email", **changes}
     answer = await http.post("/v1/requests", json=body, headers=counter())
     problem_naming(answer, 422, field)
+    assert await stored_payloads(app) == []
+
+
+async def test_a_cursor_beyond_any_row_number_is_refused_by_name(site: Site) -> None:
+    http, _ = site
+    answer = await http.get(
+        "/v1/access-log",
+        params={"tenant": "admiville", "before": str(2**63)},
+        headers=dpo(),
+    )
+    problem_naming(answer, 422, "before")
+    last = await http.get(
+        "/v1/access-log", params={"tenant": "admiville", "before": str(2**63 - 1)}, headers=dpo()
+    )
+    assert last.status_code == 200, last.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        # That instant is 30 November in Paris: read as 1 December, it would move a clock.
+        ({"channel": "mail", "received_on": "2026-12-01T00:00:00+14:00"}, "received_on"),
+        ({"channel": "mail", "received_on": 1764547200}, "received_on"),  # a Unix time
+        ({"channel": "email", "arrived_at": 1796200000}, "arrived_at"),
+        ({"channel": "mail", "first_received_on": 20261201}, "first_received_on"),
+    ],
+    ids=["day-with-an-offset", "day-as-a-number", "instant-as-a-number", "first-as-a-number"],
+)
+async def test_r22_a_day_is_read_as_written_never_guessed(
+    site: Site, changes: dict[str, Any], field: str
+) -> None:
+    http, app = site
+    answer = await http.post("/v1/requests", json={**VALID, **changes}, headers=counter())
+    problem_naming(answer, 422, field)
+    assert await stored_payloads(app) == []
+
+
+async def test_r12_a_transfer_is_by_post_only_when_it_says_true(site: Site) -> None:
+    # "yes" would send it for good: the request closes here, which no call undoes.
+    http, _ = site
+    created = await http.post("/v1/requests", json=VALID)
+    code = created.json()["tracking_code"]
+    answer = await http.post(
+        f"/v1/requests/{code}/transfer",
+        json={
+            "administration_name": "Préfecture du Rhône",
+            "by_post": "yes",
+            "reason": "Compétence de l'État.",
+        },
+        headers=staff(),
+    )
+    problem_naming(answer, 422, "by_post")
+    followed = await http.get(f"/v1/requests/{code}", headers=staff())
+    assert followed.json()["status"] == "received"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"delay": {"value": True}}, "delay.value"),
+        ({"delay": {"value": "2"}}, "delay.value"),
+        ({"extend_to_working_day": "yes"}, "extend_to_working_day"),
+        ({"acknowledgement_required": 0}, "acknowledgement_required"),
+    ],
+    ids=["delay-true", "delay-text", "extension-yes", "ar-zero"],
+)
+async def test_r10_a_catalogue_entry_is_read_as_written(
+    site: Site, changes: dict[str, Any], field: str
+) -> None:
+    http, _ = site
+    answer = await http.put(
+        "/v1/procedures/nouvelle",
+        params={"tenant": "admiville"},
+        json={"title": "Une démarche", "service": "accueil", **changes},
+        headers=admin(),
+    )
+    problem_naming(answer, 422, field)
+    listed = await http.get("/v1/procedures", params={"tenant": "admiville"})
+    assert "nouvelle" not in [p["code"] for p in listed.json()["items"]]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "multipart/form-data"},  # no boundary
+        {"Content-Type": "multipart/form-data; boundary=x"},  # not what it says
+    ],
+    ids=["no-boundary", "bad-multipart"],
+)
+async def test_a_form_that_cannot_be_read_gets_a_french_problem(
+    site: Site, headers: dict[str, str]
+) -> None:
+    http, _ = site
+    answer = await http.post("/v1/auth/token", content=b"--y\r\nnonsense", headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["detail"].startswith("Le corps de la requête n'a pas pu être lu")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_a_json_body_sent_under_another_type_is_told_which_type(
+    site: Site, content_type: str
+) -> None:
+    http, app = site
+    answer = await http.post(
+        "/v1/requests",
+        content=json.dumps(VALID).encode(),
+        headers={"Content-Type": content_type},
+    )
+    problem = problem_naming(answer, 422, "corps")
+    assert problem["invalid-params"][0]["reason"].endswith("Content-Type: application/json.")
     assert await stored_payloads(app) == []

@@ -437,3 +437,15 @@ def test_r11_a_file_completed_after_two_requests_for_pieces_says_so_once() -> No
     deadline = implicit_decision(Clock("sva", TWO_MONTHS, date(2026, 5, 15), pieces=asked))
     assert deadline.last_day == date(2026, 9, 30)
     assert deadline.notes == ("Le délai court à compter de la réception des pièces manquantes.",)
+
+
+def test_r11_svr_pieces_produced_the_day_they_were_asked_suspend_nothing_and_say_so() -> None:
+    # Received 15 May 2026, SVR two months: 15 July. Pieces asked on 20 May and produced the
+    # same day: no day of suspension, and the citizen is not told of one.
+    produced = PiecesRequest(date(2026, 5, 20), date(2026, 6, 1), received_on=date(2026, 5, 20))
+    deadline = implicit_decision(Clock("svr", TWO_MONTHS, date(2026, 5, 15), pieces=(produced,)))
+    assert (deadline.suspended_days, deadline.last_day) == (0, date(2026, 7, 15))
+    assert deadline.notes == (
+        "Pièces demandées le 20 mai 2026 et produites le jour même : le délai n'a pas été "
+        "suspendu.",
+    )

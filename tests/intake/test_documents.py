@@ -39,6 +39,13 @@ MENTIONS = [
     "complet, elle sera réputée acceptée le 15 juillet 2026 à minuit.",
     "Vous pourrez obtenir, sur simple demande, une attestation d'acceptation implicite.",
 ]
+# A notice of transfer names the service the request left, not one still in charge (R12).
+SERVICE_HEADINGS = {
+    kind: "Service qui a transmis votre demande"
+    if kind == "avis_transmission"
+    else "Service chargé de votre dossier"
+    for kind in KINDS
+}
 TOKEN = "eyJhbGciOiJFZERTQSJ9." + "eyJhIjoxfQ" * 40 + ".c2lnbmF0dXJl" * 6
 
 
@@ -148,6 +155,8 @@ def test_r5_text_and_html_carry_every_mention(kind: str) -> None:
     doc = _doc(kind=kind, reception_date=date(2026, 7, 1))
     text = render_text(doc)
     page = render_html(doc, TOKEN)
+    assert f"\n{SERVICE_HEADINGS[kind]} :\nService de l'urbanisme\n" in text
+    assert f'<h2 id="service">{SERVICE_HEADINGS[kind]}</h2>' in html.unescape(page)
     for rendered in (text, _html_text(page)):
         assert TITLES[kind] in rendered
         assert "LYON-2026-000042" in rendered
@@ -208,7 +217,7 @@ def test_r5_receipt_pdf_contains_every_mention(kind: str) -> None:
     assert TITLES[kind] in text
     assert "LYON-2026-000042" in text
     assert "15 mai 2026" in text
-    assert "Service de l'urbanisme" in text
+    assert f"{SERVICE_HEADINGS[kind]} Service de l'urbanisme 1 place de la Mairie" in text
     assert "1 place de la Mairie 69001 Lyon" in text
     for mention in MENTIONS:
         assert _flat(mention) in text

@@ -207,12 +207,13 @@ async def test_r11_a_pieces_notice_without_an_implicit_regime_says_silence_decid
     ]
 
 
-async def test_r11_a_pieces_notice_before_qualification_states_no_rule_it_cannot_know(
+async def test_r11_a_pieces_notice_before_qualification_states_both_rules_not_one(
     intake: IntakeService,
 ) -> None:
     # Received without a procedure on 15 May, pieces asked on the 16th: which rule applies
     # is not known yet. Qualified the next day as an SVA procedure, silence will accept it
-    # from the pieces' arrival on the 20th, so the notice must not have said otherwise.
+    # from the pieces' arrival on the 20th, so the notice must not have said otherwise: it
+    # states both rules, and that the AR will say which applies (R11).
     created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC), procedure=None)
     code = created["tracking_code"]
     await intake.request_pieces(
@@ -225,7 +226,12 @@ async def test_r11_a_pieces_notice_before_qualification_states_no_rule_it_cannot
     assert followed.implicit_decision is not None
     assert followed.implicit_decision.decision_date == date(2026, 7, 20)
     [notice] = [r for r in followed.receipts if r.kind.value == "demande_pieces"]
-    assert len(notice.mentions) == 1, notice.mentions  # the pieces and their date only
+    assert notice.mentions[1:] == [
+        "L'accusé de réception de votre demande vous indiquera si le silence gardé sur elle "
+        "vaut acceptation ou rejet. S'il vaut acceptation, le délai ne commencera à courir "
+        "qu'à compter de la réception de ces pièces ; s'il vaut rejet, il est suspendu "
+        "jusqu'à leur réception, et au plus tard jusqu'à la date limite ci-dessus."
+    ]
 
 
 async def test_r11_file_complete_not_before_the_last_request_for_pieces(

@@ -29,13 +29,14 @@ from guichet_intake.models import requests
 from guichet_intake.schemas import MissingPiecesCreate, TransferCreate
 from guichet_intake.service import FollowProof, IntakeService, _filed_as
 from guichet_intake.settings import IntakeSettings
-from guichet_intake.signing import sign, verify
+from guichet_intake.signing import sign, signed_by, verify
 from guichet_plumbing.auth import ANONYMOUS
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
 from tests.intake.helpers import (
     CAMILLE,
     add_neighbour,
+    add_tenant,
     as_left_by_a_signing_failure,
     close_by_workflow,
     outbox_events,
@@ -1816,9 +1817,10 @@ async def test_r12_only_a_transfer_signed_by_a_listed_administration_for_here_is
             await intake.receive_transfer("nulleville", token, now=when)
         assert unknown.value.status == 404
         with pytest.raises(Problem) as early:
-            # Received here on 14 May, before its first reception: not a date to accept.
+            # Received here on 13 May, two days before its first reception: no time zone's
+            # spread, not a date to accept.
             await intake.receive_transfer(
-                "voisinville", token, now=datetime(2026, 5, 14, 9, 0, tzinfo=UTC)
+                "voisinville", token, now=datetime(2026, 5, 13, 9, 0, tzinfo=UTC)
             )
         assert early.value.status == 422
         assert [p.name for p in early.value.invalid_params] == ["first_received_on"]
@@ -1975,3 +1977,94 @@ async def test_r13_the_notice_dates_the_competent_reception_as_the_receiver_answ
         in (notice[1])
     )
     assert notice[-1] == "Elle y est enregistrée sous le n° 7KQ2-9XWM-PT4R-H3VD."
+
+
+async def test_r12_r13_a_transfer_to_a_time_zone_behind_is_received_on_its_own_day(
+    intake: IntakeService,
+) -> None:
+    """A request reaches Admiville at 01:30 Paris on 2 June 2026 (23:30 UTC on 1 June) and
+    is sent on at once to a guichet in Martinique, which receives it at 19:45 its time on 1
+    June: the same evening there. SVR runs from Admiville's 2 June, SVA from Martinique's 1
+    June (R13); the hand-over is received, not refused for a date "to come"."""
+    await add_tenant(
+        intake.db,
+        "voisinville",
+        "Commune de Voisinville",
+        "America/Martinique",
+        procedures={"salle": {"regime": "sva"}},
+    )
+    created = await submit(intake, datetime(2026, 6, 1, 23, 30, tzinfo=UTC))
+    assert created["reception_date"] == "2026-06-02"
+    token = await hand_over(intake, created, datetime(2026, 6, 1, 23, 40, tzinfo=UTC))
+    async with published_keys(intake):
+        answer = await intake.receive_transfer(
+            "voisinville", token, now=datetime(2026, 6, 1, 23, 45, tzinfo=UTC)
+        )
+    assert answer.status_code == 201
+    row = await received_here(intake, answer)
+    assert (row.first_received_on, row.reception_date) == (date(2026, 6, 2), date(2026, 6, 1))
+    # Entered by an agent: a first reception tomorrow is a time zone's; two days later is
+    # no time zone's, refused by name.
+    entered = await submit(
+        intake,
+        datetime(2026, 6, 1, 23, 45, tzinfo=UTC),
+        tenant="voisinville",
+        procedure="salle",
+        channel="mail",
+        first_received_on=date(2026, 6, 2),
+    )
+    assert entered["reception_date"] == "2026-06-01"
+    assert entered["implicit_decision"]["decision_date"] == "2026-08-01"  # SVA: from here
+    with pytest.raises(Problem) as refused:
+        await submit(
+            intake,
+            datetime(2026, 6, 1, 23, 45, tzinfo=UTC),
+            tenant="voisinville",
+            procedure="salle",
+            channel="mail",
+            first_received_on=date(2026, 6, 3),
+        )
+    assert [p.name for p in refused.value.invalid_params] == ["first_received_on"]
+
+
+async def test_r12_a_hand_over_signed_by_a_retired_key_is_refused(intake: IntakeService) -> None:
+    # Admiville retires the key that signed a hand-over (it leaked, say): its JWK Set says
+    # so, and Voisinville's guichet no longer takes its word for a new hand-over, whose
+    # first reception date, among others, would move an SVR (R13). Its receipts still verify.
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    retired = signed_by(token)
+    await intake.rotate_key("admiville", now=datetime(2026, 6, 2, 9, 1, tzinfo=UTC))
+    [jwk] = [k for k in (await intake.jwks())["keys"] if k["kid"] == retired]
+    assert jwk["retired_at"] == "2026-06-02T09:01:00Z"
+    assert (await intake.verify(created["acknowledgement"]["token"])).authentic
+    async with published_keys(intake):
+        with pytest.raises(Problem) as refused:
+            await intake.receive_transfer(
+                "voisinville", token, now=datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
+            )
+    assert (refused.value.status, refused.value.slug) == (403, "transfer-not-authentic")
+    assert "retirée" in refused.value.detail
+    assert await filed_in_voisinville(intake) == 0
+
+
+async def test_r12_a_hand_over_kept_across_a_key_rotation_is_sent_signed_anew(
+    intake: IntakeService,
+) -> None:
+    # The prefecture is down when the workflow asks; Admiville's key is rotated before the
+    # retry: the same hand-over goes out signed by the new key, which receivers accept.
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    receiver = Receiver(down=True)
+    async with serve(receiver.app()) as base:
+        await ask_transfer_by_workflow(intake, created, f"{base}/transmissions")
+        assert await intake.send_transfers(ASKED) == 1
+        new_kid = await intake.rotate_key("admiville", now=ASKED + timedelta(minutes=1))
+        receiver.down = False
+        assert await intake.send_transfers(ASKED + timedelta(minutes=2)) == 1
+    (first, _), (second, _) = receiver.tried
+    assert signed_by(first.decode()) != new_kid
+    assert signed_by(second.decode()) == new_kid
+    assert first.split(b".")[1] == second.split(b".")[1], "the same hand-over"
+    assert verify(second.decode(), (await intake.jwks())["keys"]) is not None
+    assert (await intake.get_request(created["tracking_code"])).status.value == "transferred"

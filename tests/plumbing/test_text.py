@@ -57,7 +57,11 @@ def test_a_text_within_its_limits_is_stored_trimmed() -> None:
 
 @pytest.mark.parametrize(
     ("fields", "where", "minimum"),
-    [({"name": "   "}, ("name",), 1), ({"pieces": [" a  "]}, ("pieces", 0), 3)],
+    [
+        ({"name": "   "}, ("name",), 1),
+        ({"pieces": [" a  "]}, ("pieces", 0), 3),
+        ({"name": "\u200b\u200b\u200b"}, ("name",), 1),  # zero-width spaces print nothing
+    ],
 )
 def test_a_text_of_spaces_is_too_short_once_trimmed(
     fields: dict[str, object], where: tuple[object, ...], minimum: int
@@ -67,8 +71,43 @@ def test_a_text_of_spaces_is_too_short_once_trimmed(
     assert error["type"] == "string_too_short_trimmed"
     assert french_reason(error) == (
         "Ce texte est trop court une fois retirés les espaces du début et de la fin "
-        f"(au moins {minimum} caractère(s))."
+        f"(au moins {minimum} caractère(s) visible(s))."
     )
+
+
+class Letter(BaseModel):
+    name: Annotated[str, Text(1, 100)]
+    body: Annotated[str, Text(1, 100, lines=True)] = "Madame, Monsieur,"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Camille Martin\nDate de réception : 1er janvier 2020",  # a line of its own
+        "Camille\rMartin",
+        "Camille\tMartin",
+        "Camille \x1b[2J Martin",  # a terminal's escape
+        "Camille \x85 Martin",  # C1's next line
+        "\u202enitraM ellimaC",  # read right to left
+        "Camille \u2066Martin\u2069",
+    ],
+    ids=["line-feed", "carriage-return", "tab", "escape", "next-line", "override", "isolate"],
+)
+def test_r2_a_name_cannot_print_a_line_of_its_own_on_a_signed_receipt(name: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Letter.model_validate({"name": name})
+    [error] = refused.value.errors()
+    assert (error["loc"], error["type"]) == (("name",), "string_control")
+    assert french_reason(error).startswith("Ce texte contient un caractère de contrôle")
+
+
+def test_a_text_meant_to_span_lines_keeps_them_not_the_other_controls() -> None:
+    body = "Mairie\r\n1 place de la République\n\t75001 Paris"
+    assert Letter.model_validate({"name": "Camille", "body": body}).body == body
+    for bad in ("Mairie\x1b[2J", "Mairie \u202eelliV"):
+        with pytest.raises(ValidationError) as refused:
+            Letter.model_validate({"name": "Camille", "body": bad})
+        assert refused.value.errors()[0]["type"] == "string_control"
 
 
 def test_an_optional_text_of_spaces_is_empty() -> None:

@@ -112,7 +112,10 @@ def access_log_router(db: Database) -> APIRouter:
         file: Annotated[
             str | None, Query(max_length=128, description="Un seul dossier (identifiant).")
         ] = None,
-        before: Annotated[int | None, Query(ge=1, description="Curseur (`next_cursor`).")] = None,
+        # A cursor is a row number: beyond a 64-bit integer, no database column holds it.
+        before: Annotated[
+            int | None, Query(ge=1, le=2**63 - 1, description="Curseur (`next_cursor`).")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=200, description="Taille de page.")] = 50,
     ) -> AccessPage:
         return await page(db, tenant, file=file, before=before, limit=limit)

@@ -134,7 +134,7 @@ _FRENCH_REASONS = {
     "string_too_short": "Ce texte est trop court (au moins {min_length} caractère(s)).",
     "string_too_long": "Ce texte est trop long (au plus {max_length} caractères).",
     "string_too_short_trimmed": "Ce texte est trop court une fois retirés les espaces du début "
-    "et de la fin (au moins {min_length} caractère(s)).",
+    "et de la fin (au moins {min_length} caractère(s) visible(s)).",
     "string_pattern_mismatch": "Ce texte n'a pas le format attendu.",
     "literal_error": "Valeur non reconnue ; valeurs possibles : {expected}.",
     "enum": "Valeur non reconnue ; valeurs possibles : {expected}.",
@@ -165,6 +165,9 @@ _FRENCH_REASONS = {
     "datetime_from_date_parsing": "Date et heure invalides (format RFC 3339 attendu).",
     "timezone_aware": "La date et l'heure doivent préciser leur fuseau horaire.",
     "value_error.email": "Adresse électronique invalide.",
+    "string_control": "Ce texte contient un caractère de contrôle ou invisible qui change "
+    "sa présentation (saut de ligne dans un nom, tabulation, inversion du sens de lecture) : "
+    "retirez-le.",
     "string_nul": "Ce texte contient un caractère nul (U+0000), qui ne peut pas être "
     "enregistré : retirez-le.",
     "url_parsing": "Adresse web invalide : indiquez une adresse complète, commençant par https://.",
@@ -242,6 +245,12 @@ _JSON_DETAILS = {
 }
 
 
+_NOT_SENT_AS_JSON = (
+    "Le corps de la requête doit être un objet JSON, envoyé avec l'en-tête "
+    "Content-Type: application/json."
+)
+
+
 def validation_problem(errors: Sequence[Any]) -> Problem:
     """The 422 (or 400 for malformed JSON) for pydantic's `errors()`, fields named and
     explained in French: a request's body, or what another administration signed."""
@@ -250,7 +259,16 @@ def validation_problem(errors: Sequence[Any]) -> Problem:
         error = str((malformed.get("ctx") or {}).get("error", ""))
         detail = _JSON_DETAILS.get(error, _JSON_SYNTAX).format(where=malformed["loc"][-1])
         return Problem(400, "malformed-json", "JSON mal formé", detail)
-    params = [InvalidParam(name=_error_field(e), reason=french_reason(e)) for e in errors]
+    params = [
+        InvalidParam(
+            name=_error_field(e),
+            # Bytes where an object was due: a body sent under another type than JSON's.
+            reason=_NOT_SENT_AS_JSON
+            if tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), bytes)
+            else french_reason(e),
+        )
+        for e in errors
+    ]
     names = ", ".join(dict.fromkeys(p.name for p in params))
     return Problem(
         422,
@@ -305,6 +323,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         if isinstance(exc, _BodyTooLarge):
             return exc.problem.response(instance=request.url.path)
         detail = {
+            # Only the frameworks raise these, in English: a form or body they could not read.
+            400: "Le corps de la requête n'a pas pu être lu : vérifiez qu'il est au format "
+            "annoncé par son en-tête Content-Type (JSON, formulaire) et qu'il est complet.",
             404: "Aucune ressource ne correspond à cette adresse.",
             405: "Cette méthode HTTP n'est pas acceptée à cette adresse.",
         }.get(exc.status_code, str(exc.detail))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Cookie, Form, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
-from guichet_intake.documents import render_html, render_pdf, render_text
+from guichet_intake.documents import ReceiptDocument, render_html, render_pdf, render_text
 from guichet_intake.identity import LOGIN_MINUTES, Identity
 from guichet_intake.schemas import (
     CODE_PATTERN,
@@ -320,6 +322,17 @@ async def create_attestation(
 # -- receipts ----------------------------------------------------------------------------------
 
 
+# A long receipt takes ReportLab a tenth of a second or more: rendered on the event loop,
+# a few anonymous downloads would hold every other request. One at a time, as ReportLab's
+# module-level state is not meant for threads.
+_PDF_LOCK = threading.Lock()
+
+
+def _one_pdf_at_a_time(document: ReceiptDocument, token: str | None) -> bytes:
+    with _PDF_LOCK:
+        return render_pdf(document, token)
+
+
 @router.get(
     "/v1/receipts/{receipt_id:uuid}.pdf",
     dependencies=[PUBLIC],
@@ -332,7 +345,7 @@ async def get_receipt_pdf(request: Request, receipt_id: uuid.UUID) -> Response:
     document, token = await _intake(request).receipt(receipt_id)
     filename = f"{document.kind}-{document.tracking_code}.pdf"
     return Response(
-        render_pdf(document, token),
+        await asyncio.to_thread(_one_pdf_at_a_time, document, token),
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{filename}"'},
     )

@@ -194,6 +194,11 @@ def _svr(clock: Clock, pieces: list[PiecesRequest]) -> Deadline:
                 f"Délai suspendu depuis le {french_date(request.requested_on)} jusqu'à la "
                 f"production des pièces demandées, au plus tard le {french_date(request.due_on)}."
             )
+        elif stop <= request.requested_on:  # produced the day they were asked: no day lost
+            notes.append(
+                f"Pièces demandées le {french_date(request.requested_on)} et produites le "
+                "jour même : le délai n'a pas été suspendu."
+            )
         else:
             notes.append(
                 f"Délai suspendu du {french_date(request.requested_on)} au "

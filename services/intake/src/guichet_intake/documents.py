@@ -140,6 +140,7 @@ class _Content:
     title: str
     tenant_name: str
     facts: list[tuple[str, str]]
+    service_heading: str
     service_designation: str
     address_lines: list[str]
     email: str | None
@@ -163,6 +164,11 @@ def _content(doc: ReceiptDocument) -> _Content:
         title=doc.title,
         tenant_name=doc.tenant_name,
         facts=facts,
+        # A notice of transfer comes from the service the request left (R12): the one in
+        # charge of it now is named in its mentions.
+        service_heading="Service qui a transmis votre demande"
+        if doc.kind == "avis_transmission"
+        else "Service chargé de votre dossier",
         service_designation=doc.service_designation,
         address_lines=[line.strip() for line in doc.service_postal_address.splitlines()]
         if doc.service_postal_address.strip()
@@ -203,7 +209,7 @@ def render_text(doc: ReceiptDocument) -> str:
     c = _content(doc)
     lines = [c.tenant_name, "", c.title, "=" * len(c.title), ""]
     lines += [f"{label} : {value}" for label, value in c.facts]
-    lines += ["", "Service chargé de votre dossier :", c.service_designation, *c.address_lines]
+    lines += ["", f"{c.service_heading} :", c.service_designation, *c.address_lines]
     if c.email:
         lines.append(f"Courriel : {c.email}")
     if c.phone:
@@ -273,7 +279,7 @@ _HTML = """\
     </dl>
   </section>
   <section aria-labelledby="service">
-    <h2 id="service">Service chargé de votre dossier</h2>
+    <h2 id="service">{{ c.service_heading }}</h2>
     <address>
       <strong>{{ c.service_designation }}</strong>
       {%- for line in c.address_lines %}<br>
@@ -430,7 +436,7 @@ def render_pdf(doc: ReceiptDocument, token: str | None) -> bytes:
         Paragraph(_markup(c.title), _TITLE),
     ]
     story += [Paragraph(f"<b>{_markup(k)} :</b> {_markup(v)}", _BODY) for k, v in c.facts]
-    story.append(Paragraph("Service chargé de votre dossier", _HEADING))
+    story.append(Paragraph(_markup(c.service_heading), _HEADING))
     service = [f"<b>{_markup(c.service_designation)}</b>", *map(_markup, c.address_lines)]
     if c.email:
         service.append(f"Courriel : {_markup(c.email)}")

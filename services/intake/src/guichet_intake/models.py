@@ -185,7 +185,8 @@ receipts = sa.Table(
 
 # R12: a transfer to another administration, signed and stored before it is sent, so that
 # the remote call holds no transaction and a crash between sending and recording loses
-# nothing: the sweep sends the same bytes again under the same key, and records it once.
+# nothing: the sweep sends the same hand-over again (signed anew if its key was retired
+# meanwhile: receivers refuse retired keys), and records it once.
 outgoing_transfers = sa.Table(
     "outgoing_transfers",
     metadata,

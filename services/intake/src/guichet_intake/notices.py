@@ -156,9 +156,10 @@ def missing_pieces(
     delay: str,
     deadline: Deadline,
     tracking_code: str,
+    unqualified: bool = False,
 ) -> list[str]:
     """R11: which pieces, by when, and which clock rule applies (`regime` None: none can
-    be stated yet, the procedure being unknown)."""
+    be stated, the procedure being unknown, `unqualified`, or no clock running)."""
     mentions = [
         f"Votre dossier n° {tracking_code} est incomplet. Merci de nous faire parvenir "
         f"au plus tard le {french_date(due_on)} : " + " ; ".join(pieces) + "."
@@ -185,6 +186,15 @@ def missing_pieces(
         mentions.append(
             "Le silence gardé sur votre demande ne vaut pas décision : elle sera instruite "
             "dès la réception de ces pièces."
+        )
+    elif unqualified:
+        # The procedure is not known yet: both rules, and where the one that applies is said.
+        mentions.append(
+            "L'accusé de réception de votre demande vous indiquera si le silence gardé sur "
+            "elle vaut acceptation ou rejet. S'il vaut acceptation, le délai ne commencera à "
+            "courir qu'à compter de la réception de ces pièces ; s'il vaut rejet, il est "
+            "suspendu jusqu'à leur réception, et au plus tard jusqu'à la date limite "
+            "ci-dessus."
         )
     return mentions
 

@@ -218,6 +218,14 @@ async def outgoing_transfer(
     return (await session.execute(query)).first()
 
 
+async def set_outgoing_token(session: AsyncSession, request_id: uuid.UUID, token: str) -> None:
+    await session.execute(
+        outgoing_transfers.update()
+        .where(outgoing_transfers.c.request_id == request_id)
+        .values(token=token)
+    )
+
+
 async def claim_outgoing_transfers(
     session: AsyncSession, now: datetime, lease: timedelta, limit: int
 ) -> list[uuid.UUID]:

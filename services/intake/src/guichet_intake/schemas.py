@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    StrictBool,
     UrlConstraints,
     ValidationInfo,
     field_validator,
@@ -24,11 +25,15 @@ from pydantic import (
 from guichet_plumbing import identifiers as identification
 from guichet_plumbing.auth import Role
 from guichet_plumbing.identifiers import EmailAddress
-from guichet_plumbing.text import Text, field_error
+from guichet_plumbing.text import Day, Instant, Text, field_error
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 TRACKING_CODE_PATTERN = r"^[0-9A-Za-z -]{16,24}$"
+# One instant is two dates a day apart in two collectivités' time zones (Paris and
+# Martinique, Réunion and Guadeloupe): the first administration's day of reception may be
+# the day after ours.
+ZONES_SPREAD = timedelta(days=1)
 # A number begins and ends with a digit, with the spaces, dots and dashes people type
 # between digits; spaces around it are allowed, and trimmed once it has matched.
 Phone = Annotated[
@@ -256,7 +261,7 @@ class RequestCreate(Strict):
         description="Agent qui saisit la demande pour le compte de l'usager (guichet, "
         "téléphone, courrier).",
     )
-    received_on: date | None = Field(
+    received_on: Day | None = Field(
         default=None,
         description="Saisie pour le compte (R22) : jour où le courrier est arrivé, où "
         "l'usager est venu ou a appelé, si la saisie est faite plus tard ; jour où un courriel "
@@ -264,7 +269,7 @@ class RequestCreate(Strict):
         "défaut, le jour de la saisie. Une demande déposée en ligne (web) est datée par le "
         "serveur. Indiqué par l'accueil de la collectivité ou ses systèmes seulement.",
     )
-    arrived_at: AwareDatetime | None = Field(
+    arrived_at: Instant | None = Field(
         default=None,
         description="Courriel ou SMS enregistré après son arrivée (relève de la messagerie) : "
         "instant où la messagerie de la collectivité l'a reçu. Il donne le jour de réception ; "
@@ -272,7 +277,7 @@ class RequestCreate(Strict):
         "rythme de la relève (envois abusifs). Indiqué par les systèmes de la collectivité "
         "seulement.",
     )
-    first_received_on: date | None = Field(
+    first_received_on: Day | None = Field(
         default=None,
         description="Demande transmise par l'administration d'abord saisie (R12) : jour où "
         "elle l'a reçue. Le silence vaut rejet court depuis ce jour, le silence vaut "
@@ -324,10 +329,10 @@ class RequestCreate(Strict):
     @classmethod
     def first_received_before(cls, first: date | None, info: ValidationInfo) -> date | None:
         received_on = info.data.get("received_on")
-        if first is not None and received_on is not None and first > received_on:
+        if first is not None and received_on is not None and first > received_on + ZONES_SPREAD:
             raise ValueError(
                 "L'administration d'abord saisie a reçu la demande avant qu'elle n'arrive "
-                "ici (received_on)."
+                "ici (received_on), ou au plus tard le même jour dans son fuseau horaire."
             )
         return first
 
@@ -371,13 +376,13 @@ class ServiceWrite(Strict):
     """The service in charge of files: what the AR must name (R5), the e-mail if any."""
 
     designation: Annotated[str, Text(3, 200)]
-    postal_address: Annotated[str, Text(5, 400)]
+    postal_address: Annotated[str, Text(5, 400, lines=True)]
     email: EmailAddress | None = None
     phone: Phone = Field(description="Téléphone du service, mention obligatoire de l'AR.")
 
 
 class DelayWrite(Strict):
-    value: int = Field(default=2, ge=1, le=120, description="Durée du délai.")
+    value: int = Field(default=2, ge=1, le=120, strict=True, description="Durée du délai.")
     unit: DelayUnit = DelayUnit.months
 
 
@@ -393,16 +398,16 @@ class ProcedureWrite(Strict):
         "(svr) ou pas de décision implicite (none).",
     )
     delay: DelayWrite = Field(default_factory=DelayWrite, description="Deux mois par défaut.")
-    extend_to_working_day: bool = Field(
+    extend_to_working_day: StrictBool = Field(
         default=False,
         description="Reporter au jour ouvrable suivant une échéance tombant un dimanche "
         "ou un jour férié.",
     )
-    acknowledgement_required: bool = Field(
+    acknowledgement_required: StrictBool = Field(
         default=True,
         description="Faux pour la simple délivrance d'un document prévu par un texte (R1).",
     )
-    location_required: bool = False
+    location_required: StrictBool = False
     identification: Identification = Field(
         default=Identification.none, description="Identification exigée du demandeur (R7)."
     )
@@ -410,7 +415,7 @@ class ProcedureWrite(Strict):
     required_information: list[Annotated[str, Text(2, 300)]] = Field(
         default_factory=list, max_length=50
     )
-    appeal_text: Annotated[str, Text(max_length=2000)] | None = Field(
+    appeal_text: Annotated[str, Text(max_length=2000, lines=True)] | None = Field(
         default=None, description="Délais et voies de recours."
     )
     teleservice_url: Annotated[HttpUrl, UrlConstraints(max_length=500)] | None = Field(
@@ -574,12 +579,12 @@ class MissingPiecesCreate(Strict):
     pieces: list[Annotated[str, Text(2, 300)]] = Field(
         min_length=1, max_length=30, description="Pièces ou informations manquantes."
     )
-    due_on: date = Field(description="Date limite pour les produire (incluse).")
+    due_on: Day = Field(description="Date limite pour les produire (incluse).")
     requested_by: Annotated[str, Text(max_length=200)] | None = None
 
 
 class PiecesReceived(Strict):
-    received_on: date | None = Field(
+    received_on: Day | None = Field(
         default=None,
         description="Date à laquelle toutes les pièces demandées étaient reçues (le dossier "
         "complet), au plus tôt celle de la dernière demande de pièces ; aujourd'hui par défaut.",
@@ -594,12 +599,12 @@ class TransferCreate(Strict):
     administration_url: HttpUrl | None = Field(
         default=None, description="Point de réception des transmissions (HTTPS, signé)."
     )
-    by_post: bool = Field(
+    by_post: StrictBool = Field(
         default=False,
         description="Envoyée par courrier par l'agent (administration sans point de "
         "réception, ou qui l'a refusée) : la transmission est enregistrée et l'usager avisé.",
     )
-    reason: Annotated[str, Text(3, 500)] = Field(description="Motif, lu par l'usager.")
+    reason: Annotated[str, Text(3, 500, lines=True)] = Field(description="Motif, lu par l'usager.")
 
     @model_validator(mode="after")
     def one_destination(self) -> Self:
@@ -636,7 +641,7 @@ class TransferDocument(BaseModel):
     tenant: str = Field(pattern=TENANT_PATTERN, description="Collectivité qui l'envoie.")
     to: HttpUrl = Field(description="Adresse de réception pour laquelle elle est signée.")
     tracking_code: str = Field(pattern=TRACKING_CODE_PATTERN)
-    first_received_on: date = Field(description="Réception par l'administration saisie (R13).")
+    first_received_on: Day = Field(description="Réception par l'administration saisie (R13).")
     channel: Any
     applicant: Any
     contact_preference: Any = None
@@ -712,7 +717,9 @@ class SourceList(BaseModel):
 
 
 class SourceAction(Strict):
-    reason: Annotated[str, Text(3, 300)] = Field(description="Motif, communiqué à la source.")
+    reason: Annotated[str, Text(3, 300, lines=True)] = Field(
+        description="Motif, communiqué à la source."
+    )
 
 
 def format_delay(value: int, unit: DelayUnit | str) -> str:
@@ -794,7 +801,7 @@ class RepresentativeIdentity(Strict):
 
     family_name: Annotated[str, Text(1, 100)]
     given_name: Annotated[str, Text(1, 100)]
-    birthdate: date
+    birthdate: Day
 
 
 class MandateCreate(Strict):
@@ -807,7 +814,7 @@ class MandateCreate(Strict):
         default=None, description="aidant : identifiant de l'agent."
     )
     representative: RepresentativeIdentity | None = None
-    expires_on: date | None = Field(default=None, description="Fin du mandat (incluse).")
+    expires_on: Day | None = Field(default=None, description="Fin du mandat (incluse).")
 
     @model_validator(mode="after")
     def one_holder(self) -> Self:

@@ -63,6 +63,7 @@ from guichet_intake.identity import GENERAL_FAMILY, mandate_for
 from guichet_intake.models import SOURCE_MAX_LENGTH
 from guichet_intake.schemas import (
     TRACKING_CODE_PATTERN,
+    ZONES_SPREAD,
     Applicant,
     ApplicantKind,
     Channel,
@@ -102,7 +103,9 @@ from guichet_intake.signing import (
     generate_key,
     jwks,
     key_of,
+    resign,
     sign,
+    signed_by,
     verify,
 )
 from guichet_plumbing import idempotency
@@ -206,7 +209,7 @@ def _check_declared_dates(data: RequestCreate, now: datetime, timezone: str) -> 
     ):
         if day is None:
             continue
-        if day > today:
+        if day > today and name == "received_on":
             _declared_date_invalid(
                 name, f"Date future : au plus tard aujourd'hui ({french_date(today)})."
             )
@@ -215,14 +218,12 @@ def _check_declared_dates(data: RequestCreate, now: datetime, timezone: str) -> 
                 name, f"Date de plus d'un an : vérifiez l'année ({french_date(day)})."
             )
     declared = data.received_on or arrived_on
-    if (
-        data.first_received_on is not None
-        and declared is not None
-        and data.first_received_on > declared
-    ):
+    here = declared or today
+    if data.first_received_on is not None and data.first_received_on > here + ZONES_SPREAD:
         _declared_date_invalid(
             "first_received_on",
-            "L'administration d'abord saisie a reçu la demande avant qu'elle n'arrive ici.",
+            f"Date postérieure à la réception ici ({french_date(here)}) : l'administration "
+            "d'abord saisie l'a reçue avant, ou au plus tard le même jour dans son fuseau.",
         )
     return declared
 
@@ -490,7 +491,13 @@ class Keyring:
     @staticmethod
     def public_keys(rows: Any) -> dict[str, Any]:
         return jwks(
-            SigningKey(kid=r.kid, private_pem=r.private_pem, created_at=r.created_at) for r in rows
+            SigningKey(
+                kid=r.kid,
+                private_pem=r.private_pem,
+                created_at=r.created_at,
+                retired_at=r.retired_at,
+            )
+            for r in rows
         )
 
 
@@ -571,9 +578,21 @@ class _Senders:
         senders = self.service.settings.transfer_senders
         for again in (False, True):
             for name, url in senders.items():
-                verified = verify(token, await self._published(str(url), again))
-                if verified is not None:
-                    return name, verified[0]
+                keys = await self._published(str(url), again)
+                verified = verify(token, keys)
+                if verified is None:
+                    continue
+                if any(k.get("kid") == verified[0] and "retired_at" in k for k in keys):
+                    # Whoever holds a retired key (leaked, say) could sign any hand-over,
+                    # dated as they wish; the sender signs its retries again (`_deliver`).
+                    raise Problem(
+                        403,
+                        "transfer-not-authentic",
+                        "Transmission non reconnue",
+                        "Cette transmission est signée par une clé que l'administration qui "
+                        "l'envoie a retirée. Elle sera de nouveau signée et envoyée.",
+                    )
+                return name, verified[0]
         raise Problem(
             403,
             "transfer-not-authentic",
@@ -1780,6 +1799,10 @@ class IntakeService:
                 # No clock for another reason (no procedure yet, an abusive send, a file
                 # answered and reopened): no rule stated, rather than a wrong one.
                 regime=row.regime if deadline.state != "none" or row.regime == "none" else None,
+                # Its AR, owed once qualified, will state the rule: both are said meanwhile.
+                unqualified=row.procedure_code is None
+                and not row.abusive
+                and row.answered_at is None,
                 delay=format_delay(row.delay_value, row.delay_unit) if row.delay_value else "",
                 deadline=deadline,
                 tracking_code=row.tracking_code,
@@ -2205,12 +2228,13 @@ class IntakeService:
             )
         data, left_out = _transfer_request(document, tenant_code)
         reception = local_date(now, target.timezone)
-        if document.first_received_on > reception:
+        if document.first_received_on > reception + ZONES_SPREAD:
             raise Problem(
                 422,
                 "transfer-content-invalid",
                 "Transmission illisible",
-                "La date de première réception est postérieure à aujourd'hui.",
+                "La date de première réception est postérieure à demain, même dans le fuseau "
+                "horaire de l'administration qui transmet.",
                 [InvalidParam(name="first_received_on", reason="Date à venir.")],
             )
         arrival = SimpleNamespace(
@@ -2334,6 +2358,18 @@ class IntakeService:
             ),
         )
 
+    async def _signed_by_active_key(
+        self, session: AsyncSession, tenant: str, pending: Any, now: datetime
+    ) -> str:
+        """A kept hand-over, signed again if its key was retired since: receivers refuse
+        what a retired key signs. Theirs is one file per hand-over, whatever its bytes."""
+        key = await self.keyring.active(session, tenant, now)
+        if signed_by(pending.token) == key.kid:
+            return str(pending.token)
+        token = resign(pending.token, key)
+        await repository.set_outgoing_token(session, pending.request_id, token)
+        return token
+
     async def _deliver(self, request_id: uuid.UUID, now: datetime) -> None:
         """Send a kept transfer, outside any transaction, and record it once accepted (2xx):
         the competent administration received it today (R13). Raises a 502 problem if it
@@ -2345,18 +2381,20 @@ class IntakeService:
             row = await repository.get_request(session, request_id)
             if await _cancelled(session, row, pending, now):
                 return
+            token = await self._signed_by_active_key(session, row.tenant, pending, now)
         http = self.http or httpx.AsyncClient(timeout=self.settings.transfer_timeout)
         try:
             async with asyncio.timeout(2 * self.settings.transfer_timeout):
                 answer = await http.post(
                     pending.administration_url,
-                    content=pending.token,
+                    content=token,
                     headers={
                         "Content-Type": "application/jose",
                         # A retry after a lost answer must not create a second file there:
-                        # same key, same bytes (the time of this attempt goes in `Date` only).
+                        # same bytes, same key (the time of this attempt goes in `Date`
+                        # only); a receiving guichet also files one hand-over once.
                         "Idempotency-Key": f"transfer-{request_id}-"
-                        + hashlib.sha256(pending.token.encode()).hexdigest()[:16],
+                        + hashlib.sha256(token.encode()).hexdigest()[:16],
                         "Date": format_datetime(now.astimezone(UTC), usegmt=True),
                     },
                 )

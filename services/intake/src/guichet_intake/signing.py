@@ -74,12 +74,18 @@ class SigningKey:
     # Kept out of repr so that logging a key never logs its secret.
     private_pem: bytes = field(repr=False)
     created_at: datetime
+    retired_at: datetime | None = None
 
     def public_jwk(self) -> dict[str, Any]:
-        """The public half, as published in the JWKS (never the private `d`)."""
-        return dict(
+        """The public half, as published in the JWKS (never the private `d`). A retired key
+        says since when (`retired_at`, a member JOSE libraries ignore): what it signed
+        before still verifies, but a retired key, leaked perhaps, vouches for nothing new."""
+        jwk = dict(
             _private_key(self).as_dict(private=False, kid=self.kid, alg=ALGORITHM, use="sig")
         )
+        if self.retired_at is not None:
+            jwk["retired_at"] = self.retired_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return jwk
 
 
 def _private_key(key: SigningKey) -> OKPKey:
@@ -198,6 +204,21 @@ def sign(payload: dict[str, Any], key: SigningKey) -> str:
     # crypto_sign returns the signature followed by the message.
     signature = crypto_sign(signing_input, secret)[:64]
     return (signing_input + b"." + _b64(signature)).decode("ascii")
+
+
+def signed_by(token: str) -> str | None:
+    """The `kid` a token of ours names, read without verifying it."""
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    except ValueError:
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
+def resign(token: str, key: SigningKey) -> str:
+    """The payload of a token this guichet signed, signed again by `key`."""
+    return sign(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==")), key)
 
 
 def _verify(token: str, public_jwks: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:

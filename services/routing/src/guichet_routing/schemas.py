@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -208,8 +209,8 @@ class DryRunSample(Strict):
     procedure: str | None = Field(default=None, pattern=CODE_PATTERN)
     channel: Channel = "web"
     payload: dict[str, Any] = Field(default_factory=dict)
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
+    latitude: float | None = Field(default=None, ge=-90, le=90, strict=True)
+    longitude: float | None = Field(default=None, ge=-180, le=180, strict=True)
 
 
 class DryRunResult(BaseModel):
@@ -232,7 +233,7 @@ class StatusWrite(Strict):
     code: str = Field(pattern=STATUS_PATTERN)
     label: Annotated[str, Text(3, 200)] = Field(description="Libellé lu par l'usager.")
     phase: Phase = Field(description="Phase GRC : qualification, traitement ou délivrance.")
-    final: bool = False
+    final: StrictBool = False
 
 
 class NotifyAction(Strict):
@@ -257,7 +258,9 @@ class RequestPiecesAction(Strict):
         max_length=30,
         description="Pièces à demander ; sinon, l'agent les indique en déclenchant.",
     )
-    due_in_days: int = Field(default=15, ge=1, le=366, description="Délai accordé (jours).")
+    due_in_days: int = Field(
+        default=15, ge=1, le=366, strict=True, description="Délai accordé (jours)."
+    )
 
 
 class AssignAction(Strict):
@@ -286,7 +289,7 @@ class TransferAction(Strict):
     )
     administration_name: Annotated[str, Text(3, 200)] | None = None
     administration_url: HttpUrl | None = None
-    reason: Annotated[str, Text(3, 500)] = Field(description="Motif, lu par l'usager.")
+    reason: Annotated[str, Text(3, 500, lines=True)] = Field(description="Motif, lu par l'usager.")
 
     @model_validator(mode="after")
     def one_destination(self) -> Self:
@@ -319,8 +322,8 @@ ActionWrite = Annotated[
 
 
 class After(Strict):
-    days: int | None = Field(default=None, ge=1, le=3650)
-    hours: int | None = Field(default=None, ge=1, le=8760)
+    days: int | None = Field(default=None, ge=1, le=3650, strict=True)
+    hours: int | None = Field(default=None, ge=1, le=8760, strict=True)
 
     @model_validator(mode="after")
     def one_unit(self) -> Self:
@@ -393,7 +396,7 @@ class WorkflowPublic(BaseModel):
 
 class TransitionCreate(Strict):
     transition: str = Field(pattern=STATUS_PATTERN)
-    comment: Annotated[str, Text(max_length=2000)] | None = Field(
+    comment: Annotated[str, Text(max_length=2000, lines=True)] | None = Field(
         default=None, description="Commentaire interne, non visible de l'usager."
     )
     pieces: list[Piece] | None = Field(
@@ -437,7 +440,7 @@ class AgentWrite(Strict):
 
 
 class CommentWrite(Strict):
-    text: Annotated[str, Text(1, 4000)] = Field(description="Commentaire interne.")
+    text: Annotated[str, Text(1, 4000, lines=True)] = Field(description="Commentaire interne.")
 
 
 class ServiceSettingsWrite(Strict):
@@ -448,7 +451,7 @@ class ServiceSettingsWrite(Strict):
         description="Adresse des alertes du service.",
     )
     commitment_days: int | None = Field(
-        default=None, ge=1, le=365, description="Engagement de réponse (jours)."
+        default=None, ge=1, le=365, strict=True, description="Engagement de réponse (jours)."
     )
     alert_mode: Literal["immediate", "digest"] = Field(
         default="immediate", description="Alerte à chaque demande, ou relevé périodique."
@@ -471,9 +474,14 @@ class ServiceSettingsWrite(Strict):
 class IncidentPolicyWrite(Strict):
     """R30: how close and how recent a report must be to join an open incident."""
 
-    radius_m: int = Field(ge=1, le=5000, description="Rayon, en mètres (50 par défaut).")
+    radius_m: int = Field(
+        ge=1, le=5000, strict=True, description="Rayon, en mètres (50 par défaut)."
+    )
     window_days: int = Field(
-        ge=1, le=365, description="Fenêtre, en jours depuis le premier signalement (30 par défaut)."
+        ge=1,
+        le=365,
+        strict=True,
+        description="Fenêtre, en jours depuis le premier signalement (30 par défaut).",
     )
 
 
