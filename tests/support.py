@@ -19,6 +19,7 @@ from guichet_plumbing import tables
 from guichet_plumbing.db import Database
 from guichet_plumbing.envelope import Envelope
 from guichet_plumbing.localinfra import free_port
+from guichet_plumbing.server import BoundedHead
 
 T = TypeVar("T")
 
@@ -48,7 +49,9 @@ def engine_url(engine: str, label: str, data_dir: Any, pg_database: Callable[[st
 async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
     """Run `app` (lifespan included) with uvicorn in this event loop; yields its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=BoundedHead
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 30

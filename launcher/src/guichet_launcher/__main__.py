@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from guichet_plumbing.observability import configure_logging
+from guichet_plumbing.server import BoundedHead
 
 
 def _port(default: int) -> int:
@@ -48,7 +49,7 @@ def run_embedded(args: argparse.Namespace) -> None:
         f"Guichet (embarqué) sur http://{args.host}:{port} — données dans {data_dir.resolve()}",
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", http=BoundedHead)
 
 
 def serve_one(args: argparse.Namespace) -> None:
@@ -64,6 +65,7 @@ def serve_one(args: argparse.Namespace) -> None:
         # At warning the access log writes nothing; off, uvicorn skips building its lines.
         "access_log": False,
         "proxy_headers": True,
+        "http": BoundedHead,
     }
     if args.workers > 1:
         # One event loop per core: each worker process builds its own app (and relay).
