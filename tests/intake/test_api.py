@@ -329,3 +329,32 @@ async def test_the_answer_to_a_submission_is_the_models_own_serialisation(
         read = await client.get(follow.split("/intake", 1)[1])
         assert read.json() == created
     assert kinds == {"accuse_reception", "accuse_enregistrement", None}
+
+
+async def test_r2_the_verification_address_printed_on_receipts_opens_in_a_browser(
+    client: httpx.AsyncClient,
+) -> None:
+    # A notary or a judge types the printed address: a form, then the verdict in French.
+    created = (await client.post("/v1/requests", json=REQUEST)).json()
+    ack = created["acknowledgement"]
+    page = await client.get("/v1/receipts/verify")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<html lang="fr">' in page.text and 'name="token"' in page.text
+    # Copied from the PDF, line breaks and all.
+    printed = "\n".join(ack["token"][i : i + 60] for i in range(0, len(ack["token"]), 60))
+    authentic = await client.get("/v1/receipts/verify", params={"token": printed})
+    assert authentic.headers["cache-control"] == "no-store"
+    text = words(re.sub(r"<[^>]+>", " ", authentic.text))
+    assert "Document authentique" in text and "non reconnu" not in text
+    assert f"Numéro de suivi : {created['tracking_code']}." in text
+    assert "Accusé de réception, signé par Commune d&#39;Admiville." in text
+    head, payload, signature = ack["token"].split(".")
+    tampered = ".".join(
+        (head, payload[:-4] + ("AAAA" if payload[-4:] != "AAAA" else "BBBB"), signature)
+    )
+    forged = await client.get("/v1/receipts/verify", params={"token": tampered})
+    assert "Document non reconnu" in forged.text and "Document authentique" not in forged.text
+    # What no JWS holds is refused before anything is echoed back.
+    hostile = await client.get("/v1/receipts/verify", params={"token": "<script>"})
+    assert hostile.status_code == 422
+    assert hostile.headers["content-type"] == "application/problem+json"

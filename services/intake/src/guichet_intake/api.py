@@ -11,7 +11,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Cookie, Form, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
-from guichet_intake.documents import ReceiptDocument, render_html, render_pdf, render_text
+from guichet_intake.documents import (
+    ReceiptDocument,
+    render_html,
+    render_pdf,
+    render_text,
+    render_verification,
+)
 from guichet_intake.identity import LOGIN_MINUTES, Identity
 from guichet_intake.schemas import (
     CODE_PATTERN,
@@ -381,6 +387,37 @@ async def get_receipt(request: Request, receipt_id: uuid.UUID) -> Response:
 )
 async def verify_receipt(request: Request, body: VerifyRequest) -> VerifyResult:
     return await _intake(request).verify(body.token)
+
+
+@router.get(
+    "/v1/receipts/verify",
+    dependencies=[PUBLIC],
+    summary="Page de vérification d'un accusé (l'adresse imprimée sur chaque accusé)",
+    tags=["accusés"],
+    response_class=HTMLResponse,
+    responses=problem_responses(422),
+)
+async def verify_receipt_page(
+    request: Request,
+    token: Annotated[
+        str | None,
+        # A JWS, maybe with the line breaks of a copy: within a request's 64 KiB head
+        # even percent-encoded (a receipt's is 2 to 15 kB; longer: POST, in JSON).
+        Query(
+            max_length=20_000,
+            pattern=r"^[A-Za-z0-9._\-\s]*$",
+            description="Jeton JWS à vérifier, tel qu'imprimé.",
+        ),
+    ] = None,
+) -> HTMLResponse:
+    if token is None or not token.strip():
+        return HTMLResponse(render_verification("", None, None, None))
+    result = await _intake(request).verify(token)
+    return HTMLResponse(
+        render_verification(token, result.authentic, result.receipt, result.void),
+        # What a receipt says is no one else's business: not kept by a shared cache.
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.get(

@@ -42,6 +42,7 @@ __all__ = [
     "render_html",
     "render_pdf",
     "render_text",
+    "render_verification",
 ]
 
 ReceiptKind = Literal[
@@ -470,3 +471,87 @@ def render_pdf(doc: ReceiptDocument, token: str | None) -> bytes:
 
     pdf.build(story, onFirstPage=number_page, onLaterPages=number_page)
     return buffer.getvalue()
+
+
+_VERIFICATION_HTML = """<!DOCTYPE html>
+<html lang="fr">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ verdict or "Vérifier un document signé" }}</title>
+<style>
+  body { font-family: Marianne, Arial, Helvetica, sans-serif; font-size: 1rem;
+         line-height: 1.5; color: #161616; background: #fff; margin: 0; }
+  .page { max-width: 48rem; margin: 0 auto; padding: 2rem 1.5rem; }
+  h1 { font-size: 1.75rem; color: #000091; }
+  .verdict { border-left: 4px solid {{ colour }}; padding: 0.5rem 1rem; margin: 1rem 0; }
+  label { display: block; font-weight: bold; margin-bottom: 0.5rem; }
+  textarea { width: 100%; font-family: "Courier New", Courier, monospace; font-size: 0.8rem; }
+  button { margin-top: 0.75rem; padding: 0.5rem 1.5rem; font-size: 1rem; color: #fff;
+           background: #000091; border: 0; }
+</style>
+</head>
+<body>
+<div class="page">
+<main>
+  <h1>Vérifier un document signé</h1>
+  {%- if verdict %}
+  <section class="verdict" role="status" aria-labelledby="verdict">
+    <h2 id="verdict">{{ verdict }}</h2>
+    {%- for line in details %}
+    <p>{{ line }}</p>
+    {%- endfor %}
+  </section>
+  {%- endif %}
+  <form method="get">
+    <label for="token">Jeton signé (JWS) imprimé au bas de l'accusé ou de l'attestation</label>
+    <textarea id="token" name="token" rows="8" required>{{ token }}</textarea>
+    <p>Copiez-le en entier ; les retours à la ligne sont ignorés.</p>
+    <button type="submit">Vérifier</button>
+  </form>
+</main>
+</div>
+</body>
+</html>
+"""
+_VERIFICATION_TEMPLATE = _ENV.from_string(_VERIFICATION_HTML)
+
+
+def render_verification(
+    token: str, authentic: bool | None, document: dict[str, Any] | None, void: str | None
+) -> str:
+    """R2: the page a citizen, a notary or a judge opens at the address a receipt prints:
+    a form for the token and, once sent, whether it is authentic and what was signed.
+    `authentic` None: no token sent yet."""
+    details: list[str] = []
+    if authentic is None:
+        verdict, colour = "", "#000091"
+    elif not authentic:
+        verdict, colour = "Document non reconnu", "#ce0500"
+        details.append(
+            "Ce jeton n'est pas signé par une collectivité de ce guichet, ou il a été modifié "
+            "depuis : le document qui le porte n'est pas authentique."
+        )
+    else:
+        signed = document or {}
+        verdict, colour = "Document authentique", "#18753c"
+        title = TITLES.get(str(signed.get("kind")), "Transmission d'une demande")
+        who = signed.get("tenant_name") or signed.get("from") or signed.get("tenant")
+        details.append(f"{title}, signé par {who}.")
+        if isinstance(signed.get("issued_at"), str) and signed.get("timezone"):
+            try:
+                issued = datetime.fromisoformat(signed["issued_at"])
+                details.append(
+                    f"Délivré le {french_datetime(issued, signed['timezone'])} (heure locale)."
+                )
+            except (ValueError, LookupError):  # an instant or a zone that cannot be
+                pass
+        if signed.get("tracking_code"):
+            details.append(f"Numéro de suivi : {signed['tracking_code']}.")
+        details += [str(m) for m in signed.get("mentions") or []]
+        if void:
+            verdict, colour = "Document authentique, qui ne vaut plus", "#b34000"
+            details.append(void)
+    return _VERIFICATION_TEMPLATE.render(
+        verdict=verdict, colour=colour, details=details, token=token
+    )
