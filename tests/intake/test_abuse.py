@@ -37,6 +37,14 @@ async def flood(intake: IntakeService, sends: int) -> list[bool]:
     return flags
 
 
+async def flooded_then_blocked(intake: IntakeService, *at: datetime) -> None:
+    """SOURCE floods, is told (R9), then blocked at each instant of `at`."""
+    assert await flood(intake, 5) == [False, False, True, True, True]
+    await intake.notice_source("admiville", SOURCE, "envois en nombre")
+    for when in at:
+        await intake.block_source("admiville", SOURCE, "Envois en nombre", now=when)
+
+
 async def test_r9_repetition_flagged_from_the_third_identical_send_not_a_single_retry(
     intake: IntakeService,
 ) -> None:
@@ -279,11 +287,7 @@ async def test_r9_r23_a_courriel_that_arrived_before_the_block_is_received(
     # The source is blocked on Wednesday 20 May 2026 (Paris time). An e-mail that reached the
     # mailbox on Tuesday 19 May, read late, was sent before the block: it is received. One
     # that arrived on 20 May is refused like any send of that day.
-    assert await flood(intake, 5) == [False, False, True, True, True]
-    await intake.notice_source("admiville", SOURCE, "envois en nombre")
-    await intake.block_source(
-        "admiville", SOURCE, "Envois en nombre", now=datetime(2026, 5, 20, 8, 0, tzinfo=UTC)
-    )
+    await flooded_then_blocked(intake, datetime(2026, 5, 20, 8, 0, tzinfo=UTC))
     read = datetime(2026, 5, 21, 7, 0, tzinfo=UTC)
     before = await submit(
         intake, read, channel="email", received_on=date(2026, 5, 19), payload={"autre": 1}
@@ -318,12 +322,9 @@ async def test_r9_r23_yesterdays_backlog_read_just_after_midnight_is_not_counted
 async def test_r9_a_block_restated_later_keeps_its_first_day(intake: IntakeService) -> None:
     # Blocked on Monday 18 May; the reason restated on Friday 22 May. An e-mail that arrived
     # on Wednesday 20 May, read late, came after the block: refused.
-    assert await flood(intake, 5) == [False, False, True, True, True]
-    await intake.notice_source("admiville", SOURCE, "envois en nombre")
-    for day in (18, 22):
-        await intake.block_source(
-            "admiville", SOURCE, "Envois en nombre", now=datetime(2026, 5, day, 8, 0, tzinfo=UTC)
-        )
+    await flooded_then_blocked(
+        intake, *(datetime(2026, 5, day, 8, 0, tzinfo=UTC) for day in (18, 22))
+    )
     with pytest.raises(Problem) as blocked:
         await submit(
             intake,
@@ -377,11 +378,7 @@ async def test_r9_r23_a_courriel_that_arrived_before_the_block_that_day_is_recei
     # The source is blocked at 10:00 Paris (08:00 UTC) on Wednesday 20 May 2026. An e-mail
     # that reached the mailbox at 9:30 that morning, read at 11:00, was sent before the
     # block: received. One that arrived at 10:30 is refused.
-    assert await flood(intake, 5) == [False, False, True, True, True]
-    await intake.notice_source("admiville", SOURCE, "envois en nombre")
-    await intake.block_source(
-        "admiville", SOURCE, "Envois en nombre", now=datetime(2026, 5, 20, 8, 0, tzinfo=UTC)
-    )
+    await flooded_then_blocked(intake, datetime(2026, 5, 20, 8, 0, tzinfo=UTC))
     read = datetime(2026, 5, 20, 9, 0, tzinfo=UTC)
     before = await submit(
         intake,

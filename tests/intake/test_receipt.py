@@ -489,20 +489,25 @@ async def test_r22_a_letter_entered_later_is_received_the_day_it_arrived(
     )
 
 
+async def sent_by_the_sender(intake: IntakeService, now: datetime, **changes: Any) -> Problem:
+    """An e-mail its sender dates itself: refused (R22), the refusal returned."""
+    with pytest.raises(Problem) as refused:
+        await intake.submit(
+            body(channel="email", **changes), None, now=now, principal=Principal(Kind.anonymous)
+        )
+    return refused.value
+
+
 async def test_r22_r23_a_courriel_read_late_is_received_the_day_it_arrived(
     intake: IntakeService,
 ) -> None:
     # An e-mail reached the mairie's mailbox on Friday 15 May 2026; the mailbox connector,
     # down for the weekend, reads it on Monday 18 May: received 15 May, deemed accepted at
     # the end of 15 July, not 18 July. The sender cannot date its own e-mail (R22).
-    with pytest.raises(Problem) as self_dated:
-        await intake.submit(
-            body(channel="email", received_on=date(2026, 5, 15)),
-            None,
-            now=datetime(2026, 5, 18, 7, 0, tzinfo=UTC),
-            principal=Principal(Kind.anonymous),
-        )
-    assert self_dated.value.status == 403
+    self_dated = await sent_by_the_sender(
+        intake, datetime(2026, 5, 18, 7, 0, tzinfo=UTC), received_on=date(2026, 5, 15)
+    )
+    assert self_dated.status == 403
     created = await submit(
         intake,
         datetime(2026, 5, 18, 7, 0, tzinfo=UTC),
@@ -879,14 +884,12 @@ async def test_r22_r23_a_courriel_s_instant_of_arrival_gives_its_day_in_the_tena
     # connector read it at 00:10 on Monday 18 May (22:10 UTC): received 17 May, registered
     # 18 May. Deemed accepted at the end of 17 July (two months from 17 May). The sender
     # cannot time its own e-mail (R22).
-    with pytest.raises(Problem) as self_timed:
-        await intake.submit(
-            body(channel="email", arrived_at=datetime(2026, 5, 17, 21, 30, tzinfo=UTC)),
-            None,
-            now=datetime(2026, 5, 17, 22, 10, tzinfo=UTC),
-            principal=Principal(Kind.anonymous),
-        )
-    assert self_timed.value.status == 403
+    self_timed = await sent_by_the_sender(
+        intake,
+        datetime(2026, 5, 17, 22, 10, tzinfo=UTC),
+        arrived_at=datetime(2026, 5, 17, 21, 30, tzinfo=UTC),
+    )
+    assert self_timed.status == 403
     created = await submit(
         intake,
         datetime(2026, 5, 17, 22, 10, tzinfo=UTC),
