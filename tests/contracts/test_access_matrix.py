@@ -142,6 +142,7 @@ def matrix(code: str, request_id: str, receipt: str) -> list[Case]:
         ),
         Case("GET", "/intake/v1/receipts/{receipt_id}", EVERYONE, f"/intake/v1/receipts/{receipt}"),
         Case("POST", "/intake/v1/receipts/verify", EVERYONE, json={"token": "a.b.c"}),
+        Case("GET", "/intake/v1/receipts/verify", EVERYONE),
         Case("GET", "/intake/.well-known/jwks.json", EVERYONE),
         # Open to all: the signature is what is checked (a JSON body gets its 415).
         Case(
