@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from guichet_intake.models import requests
 from guichet_intake.schemas import MissingPiecesCreate, PiecesReceived
 from guichet_intake.service import IntakeService
 from guichet_notifications.models import deliveries
@@ -21,7 +22,7 @@ from guichet_plumbing.db import Database
 from guichet_plumbing.inbox import idempotent
 from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.problems import Problem
-from tests.intake.helpers import outbox_events, submit
+from tests.intake.helpers import CAMILLE, outbox_events, submit
 
 AT = datetime(2026, 5, 15, 9, 0, tzinfo=UTC)
 SOURCE = "email:camille.martin@example.org"
@@ -397,3 +398,23 @@ async def test_r9_r23_a_courriel_that_arrived_before_the_block_that_day_is_recei
             payload={"autre": 2},
         )
     assert blocked.value.slug == "source-blocked"
+
+
+async def test_r9_a_source_whose_address_an_earlier_version_kept_with_a_tab_is_told(
+    intake: IntakeService,
+) -> None:
+    # Stored before free text refused control characters: the notice still goes, the tab
+    # read as a space, rather than the source never told (and so never blockable).
+    address = {"street": "1 rue Haute", "postal_code": "75001", "city": "Paris"}
+    await submit(
+        intake,
+        AT,
+        applicant={**CAMILLE, "postal_address": address},
+        payload={"n": 0},
+    )
+    async with intake.db.transaction() as session:
+        kept = {**CAMILLE, "postal_address": {**address, "street": "1 rue\tHaute"}}
+        await session.execute(sa.update(requests).values(applicant=kept))
+    await intake.notice_source("admiville", SOURCE, "envois en nombre", now=AT)
+    [noticed] = await outbox_events(intake.db, "intake.source.noticed.v1")
+    assert noticed.data["postal_address"] == "1 rue Haute, 75001 Paris"

@@ -264,9 +264,16 @@ async def test_a_cursor_beyond_any_row_number_is_refused_by_name(site: Site) -> 
         ({"channel": "mail", "received_on": "2026-12-01T00:00:00+14:00"}, "received_on"),
         ({"channel": "mail", "received_on": 1764547200}, "received_on"),  # a Unix time
         ({"channel": "email", "arrived_at": 1796200000}, "arrived_at"),
+        ({"channel": "email", "arrived_at": "1796200000"}, "arrived_at"),
         ({"channel": "mail", "first_received_on": 20261201}, "first_received_on"),
     ],
-    ids=["day-with-an-offset", "day-as-a-number", "instant-as-a-number", "first-as-a-number"],
+    ids=[
+        "day-with-an-offset",
+        "day-as-a-number",
+        "instant-as-a-number",
+        "instant-as-a-numeral",
+        "first-as-a-number",
+    ],
 )
 async def test_r22_a_day_is_read_as_written_never_guessed(
     site: Site, changes: dict[str, Any], field: str
@@ -352,3 +359,17 @@ async def test_a_json_body_sent_under_another_type_is_told_which_type(
     problem = problem_naming(answer, 422, "corps")
     assert problem["invalid-params"][0]["reason"].endswith("Content-Type: application/json.")
     assert await stored_payloads(app) == []
+
+
+async def test_a_landmark_on_two_lines_is_received_as_written(site: Site) -> None:
+    http, app = site
+    place = {
+        "latitude": 45.76,
+        "longitude": 4.83,
+        "address": "Devant le 12 rue Centrale\nprès de l'abribus",
+    }
+    answer = await http.post("/v1/requests", json={**VALID, "location": place})
+    assert answer.status_code == 201, answer.text
+    async with app.state.runtime.db.sessions() as session:
+        [stored] = list(await session.scalars(sa.select(requests.c.location)))
+    assert stored["address"] == "Devant le 12 rue Centrale\nprès de l'abribus"

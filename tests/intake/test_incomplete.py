@@ -228,9 +228,9 @@ async def test_r11_a_pieces_notice_before_qualification_states_both_rules_not_on
     [notice] = [r for r in followed.receipts if r.kind.value == "demande_pieces"]
     assert notice.mentions[1:] == [
         "L'accusé de réception de votre demande vous indiquera si le silence gardé sur elle "
-        "vaut acceptation ou rejet. S'il vaut acceptation, le délai ne commencera à courir "
-        "qu'à compter de la réception de ces pièces ; s'il vaut rejet, il est suspendu "
-        "jusqu'à leur réception, et au plus tard jusqu'à la date limite ci-dessus."
+        "vaut acceptation, rejet, ou ne vaut pas décision. S'il vaut acceptation, le délai ne "
+        "commencera à courir qu'à compter de la réception de ces pièces ; s'il vaut rejet, il "
+        "est suspendu jusqu'à leur réception, et au plus tard jusqu'à la date limite ci-dessus."
     ]
 
 

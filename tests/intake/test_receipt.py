@@ -921,3 +921,19 @@ async def test_r22_r23_a_courriel_s_instant_of_arrival_gives_its_day_in_the_tena
         )
     assert [p.name for p in mismatch.value.invalid_params] == ["received_on"]
     assert "17 mai 2026" in mismatch.value.invalid_params[0].reason
+
+
+async def test_r22_an_instant_of_arrival_a_little_ahead_of_this_clock_is_not_tomorrow(
+    intake: IntakeService,
+) -> None:
+    # The connector's clock runs a minute ahead: an e-mail it says arrived at 00:00:30 on
+    # 18 May, Paris time, is entered at 23:59:30 on 17 May by this server's clock. It
+    # arrived "now": received 17 May, as a reception date of 18 May would be refused.
+    created = await submit(
+        intake,
+        datetime(2026, 5, 17, 21, 59, 30, tzinfo=UTC),
+        channel="email",
+        arrived_at=datetime(2026, 5, 17, 22, 0, 30, tzinfo=UTC),
+    )
+    assert created["reception_date"] == "2026-05-17"
+    assert created["arrived_at"] == "2026-05-17T21:59:30Z"

@@ -2068,3 +2068,43 @@ async def test_r12_a_hand_over_kept_across_a_key_rotation_is_sent_signed_anew(
     assert first.split(b".")[1] == second.split(b".")[1], "the same hand-over"
     assert verify(second.decode(), (await intake.jwks())["keys"]) is not None
     assert (await intake.get_request(created["tracking_code"])).status.value == "transferred"
+
+
+async def test_r12_a_hand_over_filed_before_its_key_was_retired_is_answered_as_filed(
+    intake: IntakeService,
+) -> None:
+    # Filed, its answer lost; the sender rotates its key, then retries the same bytes: the
+    # answer it was owed, not a refusal (nor a second file).
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
+    async with published_keys(intake):
+        first = await intake.receive_transfer("voisinville", token, now=when)
+        await intake.rotate_key("admiville", now=when)
+        intake.senders = type(intake.senders)(intake)  # its keys fetched anew
+        again = await intake.receive_transfer("voisinville", token, now=when)
+    assert (again.status_code, again.body) == (first.status_code, first.body)
+    assert await filed_in_voisinville(intake) == 1
+
+
+async def test_r12_a_hand_over_from_an_earlier_version_with_a_line_break_in_a_name_is_received(
+    intake: IntakeService,
+) -> None:
+    # An earlier Guichet (or another product) let a tab and a line break into the name:
+    # made spaces, rather than the request left with no competent administration.
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    claims = verify(token, (await intake.jwks())["keys"])
+    assert claims is not None
+    async with intake.db.sessions() as session:
+        key = await intake.keyring.active(session, "admiville", datetime(2026, 6, 2, tzinfo=UTC))
+    applicant = {**claims[1]["applicant"], "name": "Camille\tMartin\nDupont"}
+    older = sign({**claims[1], "applicant": applicant}, key)
+    async with published_keys(intake):
+        answer = await intake.receive_transfer(
+            "voisinville", older, now=datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
+        )
+    assert answer.status_code == 201
+    assert (await received_here(intake, answer)).applicant["name"] == "Camille Martin Dupont"

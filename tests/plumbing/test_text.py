@@ -88,10 +88,20 @@ class Letter(BaseModel):
         "Camille\tMartin",
         "Camille \x1b[2J Martin",  # a terminal's escape
         "Camille \x85 Martin",  # C1's next line
+        "Camille Martin\u2028Date de réception : 1er janvier 2020",  # Unicode's line break
         "\u202enitraM ellimaC",  # read right to left
         "Camille \u2066Martin\u2069",
     ],
-    ids=["line-feed", "carriage-return", "tab", "escape", "next-line", "override", "isolate"],
+    ids=[
+        "line-feed",
+        "carriage-return",
+        "tab",
+        "escape",
+        "next-line",
+        "line-separator",
+        "override",
+        "isolate",
+    ],
 )
 def test_r2_a_name_cannot_print_a_line_of_its_own_on_a_signed_receipt(name: str) -> None:
     with pytest.raises(ValidationError) as refused:

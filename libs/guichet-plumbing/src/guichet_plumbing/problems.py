@@ -166,8 +166,8 @@ _FRENCH_REASONS = {
     "timezone_aware": "La date et l'heure doivent préciser leur fuseau horaire.",
     "value_error.email": "Adresse électronique invalide.",
     "string_control": "Ce texte contient un caractère de contrôle ou invisible qui change "
-    "sa présentation (saut de ligne dans un nom, tabulation, inversion du sens de lecture) : "
-    "retirez-le.",
+    "sa présentation (saut de ligne ou tabulation dans un texte d'une seule ligne, comme un "
+    "nom ; inversion du sens de lecture) : retirez-le.",
     "string_nul": "Ce texte contient un caractère nul (U+0000), qui ne peut pas être "
     "enregistré : retirez-le.",
     "url_parsing": "Adresse web invalide : indiquez une adresse complète, commençant par https://.",

@@ -33,42 +33,75 @@ _REFUSAL = json.dumps(
 
 
 class BoundedHead(HttpToolsProtocol):
-    """`uvicorn.run(..., http=BoundedHead)`."""
+    """`uvicorn.run(..., http=BoundedHead)`.
+
+    Two counts: the bytes read while a head is open (a head that never ends is refused
+    before it is parsed much further), and the head's own length as parsed (a head read
+    whole in one chunk, or after a previous request's end, is judged when it ends)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_head = True
-        self._head_bytes = 0
+        self._in_head = True  # from the connection's start, then after each message
+        self._read = 0
+        self._parsed = 0
+        self._too_long = False  # judged at the end of its head: no request is made of it
         self._refused = False
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # read and dropped, unparsed, until the connection closes
         if self._in_head:
-            self._head_bytes += len(data)
+            self._read += len(data)
         super().data_received(data)
-        # Counted before parsing, judged after: a chunk that ends the headers and carries
-        # a body is no long head.
-        if self._in_head and self._head_bytes > MAX_HEAD and not self.transport.is_closing():
-            self._refused = True
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-type: application/problem+json\r\n"
-                b"content-length: " + str(len(_REFUSAL)).encode() + b"\r\n"
-                b"connection: close\r\n\r\n" + _REFUSAL
-            )
-            # Closed at once with the rest of the head unread, the connection would be
-            # reset and the client might never read the answer: what it still sends is
-            # dropped for a moment first (a lingering close, as nginx does).
-            asyncio.get_running_loop().call_later(_LINGER, self.transport.close)
+        if self._too_long or (self._in_head and self._read > MAX_HEAD):
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self._refused = True
+        if self.transport.is_closing():
+            return
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            # A request sent before it on this connection (pipelined) is still being
+            # answered: that answer goes first, then the connection closes.
+            cycle.keep_alive = False
+            return
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/problem+json\r\n"
+            b"content-length: " + str(len(_REFUSAL)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + _REFUSAL
+        )
+        # Closed at once with the rest of the head unread, the connection would be reset
+        # and the client might never read the answer: what it still sends is dropped for
+        # a moment first (a lingering close, as nginx does).
+        asyncio.get_running_loop().call_later(_LINGER, self.transport.close)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
+        self._parsed = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed += len(name) + len(value) + 4  # ": " and the line's end
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        # What the same chunk carries after the headers (a body, a pipelined request)
-        # counts for nothing.
         self._in_head = False
-        self._head_bytes = 0
+        self._read = 0
+        if self._parsed > MAX_HEAD:
+            self._too_long = True
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._too_long:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_head = True  # what follows on this connection is the next request's head
+        if not self._too_long:
+            super().on_message_complete()

@@ -66,8 +66,14 @@ class Text:
 
 # C0 and C1 controls (with DEL), and the embeddings, overrides and isolates of Unicode's
 # bidirectional algorithm, which can make a text read otherwise than it is stored.
-_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _MULTILINE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(value: str) -> str:
+    """`value` with what a one-line text refuses made a space: for text this version did
+    not write (a row stored by an earlier one, another administration's hand-over)."""
+    return _LINE_FORBIDDEN.sub(" ", value)
 
 
 def _visible(text: str) -> bool:
@@ -86,8 +92,13 @@ def _day_as_written(value: Any) -> Any:
     raise PydanticCustomError("date_parsing", "Input should be a day written YYYY-MM-DD")
 
 
+_ISO_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+
+
 def _instant_as_written(value: Any) -> Any:
-    if isinstance(value, datetime | str):
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_INSTANT.match(value):
         return value
     raise PydanticCustomError("datetime_parsing", "Input should be an RFC 3339 date and time")
 

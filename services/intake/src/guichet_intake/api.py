@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Cookie, Form, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from guichet_intake.documents import (
-    ReceiptDocument,
     render_html,
     render_pdf,
     render_text,
@@ -329,14 +328,10 @@ async def create_attestation(
 
 
 # A long receipt takes ReportLab a tenth of a second or more: rendered on the event loop,
-# a few anonymous downloads would hold every other request. One at a time, as ReportLab's
-# module-level state is not meant for threads.
-_PDF_LOCK = threading.Lock()
-
-
-def _one_pdf_at_a_time(document: ReceiptDocument, token: str | None) -> bytes:
-    with _PDF_LOCK:
-        return render_pdf(document, token)
+# a few anonymous downloads would hold every other request. On a thread of its own, one at
+# a time (ReportLab's module-level state is not meant for threads): downloads waiting
+# queue there, not on the threads name lookups and other work share.
+_PDF_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdf")
 
 
 @router.get(
@@ -351,7 +346,7 @@ async def get_receipt_pdf(request: Request, receipt_id: uuid.UUID) -> Response:
     document, token = await _intake(request).receipt(receipt_id)
     filename = f"{document.kind}-{document.tracking_code}.pdf"
     return Response(
-        await asyncio.to_thread(_one_pdf_at_a_time, document, token),
+        await asyncio.get_running_loop().run_in_executor(_PDF_THREAD, render_pdf, document, token),
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{filename}"'},
     )

@@ -191,7 +191,8 @@ def missing_pieces(
         # The procedure is not known yet: both rules, and where the one that applies is said.
         mentions.append(
             "L'accusé de réception de votre demande vous indiquera si le silence gardé sur "
-            "elle vaut acceptation ou rejet. S'il vaut acceptation, le délai ne commencera à "
+            "elle vaut acceptation, rejet, ou ne vaut pas décision. S'il vaut acceptation, le "
+            "délai ne commencera à "
             "courir qu'à compter de la réception de ces pièces ; s'il vaut rejet, il est "
             "suspendu jusqu'à leur réception, et au plus tard jusqu'à la date limite "
             "ci-dessus."

@@ -229,7 +229,7 @@ class Location(Strict):
     # strict: JSON false or "45" is not a coordinate.
     latitude: float = Field(ge=-90, le=90, strict=True, description="Latitude WGS 84.")
     longitude: float = Field(ge=-180, le=180, strict=True, description="Longitude WGS 84.")
-    address: Annotated[str, Text(max_length=300)] | None = Field(
+    address: Annotated[str, Text(max_length=300, lines=True)] | None = Field(
         default=None, description="Adresse ou repère lisible."
     )
 

@@ -129,6 +129,7 @@ from guichet_plumbing.observability import ServiceMetrics
 from guichet_plumbing.outbox import rows as outbox_rows
 from guichet_plumbing.outbox import stage, wake_relays
 from guichet_plumbing.problems import InvalidParam, Problem, unknown_tenant, validation_problem
+from guichet_plumbing.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,8 @@ def _check_declared_dates(data: RequestCreate, now: datetime, timezone: str) -> 
             _declared_date_invalid("arrived_at", "Instant futur : l'envoi n'est pas encore arrivé.")
         if data.arrived_at < now - timedelta(days=_DECLARED_DAYS):
             _declared_date_invalid("arrived_at", "Instant de plus d'un an : vérifiez l'année.")
-        arrived_on = local_date(data.arrived_at, timezone)
+        # A connector's clock a little ahead of ours says "now", not tomorrow near midnight.
+        arrived_on = local_date(min(data.arrived_at, now), timezone)
         if data.received_on is not None and data.received_on != arrived_on:
             _declared_date_invalid(
                 "received_on",
@@ -572,27 +574,17 @@ class _Senders:
         self._keys: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._fetching: dict[str, asyncio.Lock] = {}
 
-    async def verify(self, token: str) -> tuple[str, str]:
-        """The name of the listed sender whose key signed `token`, and that key's `kid`;
-        a 403 problem if none did."""
+    async def verify(self, token: str) -> tuple[str, str, bool]:
+        """The name of the listed sender whose key signed `token`, that key's `kid`, and
+        whether the sender has retired it; a 403 problem if none did."""
         senders = self.service.settings.transfer_senders
         for again in (False, True):
             for name, url in senders.items():
                 keys = await self._published(str(url), again)
                 verified = verify(token, keys)
-                if verified is None:
-                    continue
-                if any(k.get("kid") == verified[0] and "retired_at" in k for k in keys):
-                    # Whoever holds a retired key (leaked, say) could sign any hand-over,
-                    # dated as they wish; the sender signs its retries again (`_deliver`).
-                    raise Problem(
-                        403,
-                        "transfer-not-authentic",
-                        "Transmission non reconnue",
-                        "Cette transmission est signée par une clé que l'administration qui "
-                        "l'envoie a retirée. Elle sera de nouveau signée et envoyée.",
-                    )
-                return name, verified[0]
+                if verified is not None:
+                    retired = any(k.get("kid") == verified[0] and "retired_at" in k for k in keys)
+                    return name, verified[0], retired
         raise Problem(
             403,
             "transfer-not-authentic",
@@ -982,7 +974,7 @@ class IntakeService:
             "abusive": abuse is not None,
             "abuse_reason": abuse,
             "read_late": read_late,
-            "arrived_at": data.arrived_at,
+            "arrived_at": min(data.arrived_at, received_at) if data.arrived_at else None,
             "regime": None,
             "delay_value": None,
             "delay_unit": None,
@@ -2198,7 +2190,7 @@ class IntakeService:
         now = now or datetime.now(UTC)
         async with self.db.sessions() as session:
             target = await self._tenant(session, tenant_code)
-        sender, kid = await self.senders.verify(token)
+        sender, kid, retired = await self.senders.verify(token)
         document = _transfer_document(token)
         if not key_of(kid, document.tenant):
             # A listed sender signs for its own collectivités only (their code in the kid).
@@ -2215,7 +2207,17 @@ class IntakeService:
         async with self.db.sessions() as session:
             kept = await idempotency.replay(session, TRANSFER_IN_SCOPE, handed, print_)
         if kept is not None:
-            return kept
+            return kept  # filed before its key was retired: the answer it was owed
+        if retired:
+            # Whoever holds a retired key (leaked, say) could sign any hand-over, dated as
+            # they wish; a Guichet signs its retries again with its new key (`_deliver`).
+            raise Problem(
+                403,
+                "transfer-not-authentic",
+                "Transmission non reconnue",
+                "Cette transmission est signée par une clé que l'administration qui l'envoie "
+                "a retirée : elle doit la signer de nouveau avec sa clé en vigueur.",
+            )
         here = f"{self.settings.public_url.rstrip('/')}/v1/transfers/{tenant_code}"
         if _url_key(str(document.to)) != _url_key(here):
             # Signed for another address: never filed twice by replaying it elsewhere.
@@ -2392,7 +2394,9 @@ class IntakeService:
                         "Content-Type": "application/jose",
                         # A retry after a lost answer must not create a second file there:
                         # same bytes, same key (the time of this attempt goes in `Date`
-                        # only); a receiving guichet also files one hand-over once.
+                        # only). Signed anew after a key rotation, other bytes, another key,
+                        # as the Idempotency-Key draft wants; a Guichet files one hand-over
+                        # once whatever its bytes, by its sender's number.
                         "Idempotency-Key": f"transfer-{request_id}-"
                         + hashlib.sha256(token.encode()).hexdigest()[:16],
                         "Date": format_datetime(now.astimezone(UTC), usegmt=True),
@@ -3259,10 +3263,12 @@ def _transfer_request(document: TransferDocument, tenant: str) -> tuple[RequestC
     handed = {
         "tenant": tenant,
         "channel": document.channel,
-        "applicant": document.applicant,
+        # An earlier version (or another product) let line breaks or tabs into a name or
+        # an address: made spaces rather than the hand-over refused (R12).
+        "applicant": _one_line_texts(document.applicant),
         "contact_preference": preference,
         "payload": document.payload,
-        "location": document.location,
+        "location": _one_line_texts(document.location),
         "first_received_on": document.first_received_on,
     }
     try:
@@ -3359,8 +3365,20 @@ def _check_teleservice(procedure: Any, channel: Channel, field: str) -> None:
 
 
 def _address_line(address: dict[str, Any]) -> str:
-    """A stored postal address on one line, as letters are addressed (its country if abroad)."""
-    return PostalAddress.model_validate(address).one_line()
+    """A stored postal address on one line, as letters are addressed (its country if abroad);
+    one an earlier version kept with a line break or a tab is read with spaces instead."""
+    return PostalAddress.model_validate(_one_line_texts(address)).one_line()
+
+
+def _one_line_texts(value: Any) -> Any:
+    """`value`'s strings, however deep, with what one-line text refuses made spaces."""
+    if isinstance(value, str):
+        return one_line(value)
+    if isinstance(value, dict):
+        return {k: _one_line_texts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_one_line_texts(v) for v in value]
+    return value
 
 
 def _regime_snapshot(procedure: Any) -> dict[str, Any]:
