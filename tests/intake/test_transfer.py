@@ -1575,6 +1575,30 @@ async def published_keys(intake: IntakeService) -> Any:
         yield fetched
 
 
+async def handed_over(
+    intake: IntakeService, sent: datetime = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+) -> tuple[dict[str, Any], str]:
+    """Received by Admiville on 15 May 2026, signed over to Voisinville at `sent`: the
+    request first received, and its hand-over."""
+    await add_neighbour(intake.db)
+    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
+    return created, await hand_over(intake, created, sent)
+
+
+async def claims_of(intake: IntakeService, token: str) -> dict[str, Any]:
+    """What a hand-over of Admiville's says."""
+    claims = verify(token, (await intake.jwks())["keys"])
+    assert claims is not None
+    return claims[1]
+
+
+async def resigned(intake: IntakeService, token: str, **changes: Any) -> str:
+    """Admiville's hand-over `token` with `changes`, signed by its active key."""
+    async with intake.db.sessions() as session:
+        key = await intake.keyring.active(session, "admiville", datetime.now(UTC))
+    return sign({**await claims_of(intake, token), **changes}, key)
+
+
 async def hand_over(intake: IntakeService, created: dict[str, Any], when: datetime) -> str:
     """Admiville's signed hand-over of `created` to Voisinville (`hand_over_all`)."""
     [token] = await hand_over_all(intake, [created], when)
@@ -1615,9 +1639,7 @@ async def sent_on(
 ) -> tuple[dict[str, Any], Any]:
     """Received by Admiville on 15 May, signed and sent on at `sent`, received by
     Voisinville's guichet at `received`: the request first received, and the answer."""
-    await add_neighbour(intake.db)
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    token = await hand_over(intake, created, sent)
+    created, token = await handed_over(intake, sent)
     async with published_keys(intake):
         answer = await intake.receive_transfer("voisinville", token, now=received)
     return created, answer
@@ -1680,9 +1702,7 @@ async def test_r13_the_sva_of_a_transfer_signed_elsewhere_runs_from_its_receptio
 
 
 async def test_r12_a_hand_over_sent_again_is_filed_once(intake: IntakeService) -> None:
-    await add_neighbour(intake.db)
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    _, token = await handed_over(intake)
     when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
     async with published_keys(intake):
         # A retry after a lost answer may even overtake the first send.
@@ -1712,15 +1732,9 @@ async def test_r12_a_newer_senders_unknown_fields_are_left_out_and_named(
     """A later version of Guichet sends fields this one does not know: the request is
     received all the same (refused, it would reach no competent administration), what it
     cannot read is left out and named in the history; a wrong field is still refused."""
-    await add_neighbour(intake.db)
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    _, token = await handed_over(intake)
     when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
-    claims = verify(token, (await intake.jwks())["keys"])
-    assert claims is not None
-    first = claims[1]
-    async with intake.db.sessions() as session:
-        key = await intake.keyring.active(session, "admiville", when)
+    first = await claims_of(intake, token)
     newer = {**first["applicant"], "preferred_name": "Cam", "birth_place": "Nantes"}
     place = {"latitude": 47.2184, "longitude": -1.5536, "address": "Place de la Mairie"}
     placed = {**place, "insee_code": "44109"}
@@ -1730,7 +1744,7 @@ async def test_r12_a_newer_senders_unknown_fields_are_left_out_and_named(
             with pytest.raises(Problem) as refused:
                 await intake.receive_transfer(
                     "voisinville",
-                    sign({**first, "applicant": {**first["applicant"], odd: "Cam"}}, key),
+                    await resigned(intake, token, applicant={**first["applicant"], odd: "Cam"}),
                     now=when,
                 )
             assert refused.value.status == 422, odd
@@ -1738,12 +1752,14 @@ async def test_r12_a_newer_senders_unknown_fields_are_left_out_and_named(
         with pytest.raises(Problem) as wrong:
             await intake.receive_transfer(
                 "voisinville",
-                sign({**first, "channel": "email", "applicant": unreachable}, key),
+                await resigned(intake, token, channel="email", applicant=unreachable),
                 now=when,
             )
         assert [p.name for p in wrong.value.invalid_params] == ["applicant.email"]
         answer = await intake.receive_transfer(
-            "voisinville", sign({**first, "applicant": newer, "location": placed}, key), now=when
+            "voisinville",
+            await resigned(intake, token, applicant=newer, location=placed),
+            now=when,
         )
     assert answer.status_code == 201
     row = await received_here(intake, answer)
@@ -1760,9 +1776,7 @@ async def test_r12_a_newer_senders_unknown_fields_are_left_out_and_named(
 async def test_r12_only_a_transfer_signed_by_a_listed_administration_for_here_is_received(
     intake: IntakeService,
 ) -> None:
-    await add_neighbour(intake.db)
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    created, token = await handed_over(intake)
     when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
     with pytest.raises(Problem) as unlisted:
         await intake.receive_transfer("voisinville", token, now=when)
@@ -1786,18 +1800,14 @@ async def test_r12_only_a_transfer_signed_by_a_listed_administration_for_here_is
             await intake.receive_transfer("voisinville", receipt, now=when)
         assert not_a_transfer.value.status == 422
         assert "type" in [p.name for p in not_a_transfer.value.invalid_params]
-        async with intake.db.sessions() as session:
-            key = await intake.keyring.active(session, "admiville", when)
-        claims = verify(token, (await intake.jwks())["keys"])
-        assert claims is not None
         # Admiville's key does not vouch for a transfer in Voisinville's name.
-        posing = sign({**claims[1], "tenant": "voisinville"}, key)
+        posing = await resigned(intake, token, tenant="voisinville")
         with pytest.raises(Problem) as posed:
             await intake.receive_transfer("voisinville", posing, now=when)
         assert posed.value.status == 403
         # Its content is checked as a submission's, in French, each field named.
-        unreachable = {**claims[1]["applicant"], "email": None}
-        by_email = sign({**claims[1], "channel": "email", "applicant": unreachable}, key)
+        unreachable = {**(await claims_of(intake, token))["applicant"], "email": None}
+        by_email = await resigned(intake, token, channel="email", applicant=unreachable)
         with pytest.raises(Problem) as unchecked:
             await intake.receive_transfer("voisinville", by_email, now=when)
         assert unchecked.value.status == 422
@@ -1810,7 +1820,7 @@ async def test_r12_only_a_transfer_signed_by_a_listed_administration_for_here_is
             deep = [deep]
         with pytest.raises(Problem) as too_deep:
             await intake.receive_transfer(
-                "voisinville", sign({**claims[1], "payload": {"d": deep}}, key), now=when
+                "voisinville", await resigned(intake, token, payload={"d": deep}), now=when
             )
         assert too_deep.value.status == 422
         with pytest.raises(Problem) as unknown:
@@ -2031,9 +2041,7 @@ async def test_r12_a_hand_over_signed_by_a_retired_key_is_refused(intake: Intake
     # Admiville retires the key that signed a hand-over (it leaked, say): its JWK Set says
     # so, and Voisinville's guichet no longer takes its word for a new hand-over, whose
     # first reception date, among others, would move an SVR (R13). Its receipts still verify.
-    await add_neighbour(intake.db)
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    created, token = await handed_over(intake)
     retired = signed_by(token)
     await intake.rotate_key("admiville", now=datetime(2026, 6, 2, 9, 1, tzinfo=UTC))
     [jwk] = [k for k in (await intake.jwks())["keys"] if k["kid"] == retired]
@@ -2075,9 +2083,7 @@ async def test_r12_a_hand_over_filed_before_its_key_was_retired_is_answered_as_f
 ) -> None:
     # Filed, its answer lost; the sender rotates its key, then retries the same bytes: the
     # answer it was owed, not a refusal (nor a second file).
-    await add_neighbour(intake.db)
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
+    _, token = await handed_over(intake)
     when = datetime(2026, 6, 2, 9, 5, tzinfo=UTC)
     async with published_keys(intake):
         first = await intake.receive_transfer("voisinville", token, now=when)
@@ -2093,15 +2099,9 @@ async def test_r12_a_hand_over_from_an_earlier_version_with_a_line_break_in_a_na
 ) -> None:
     # An earlier Guichet (or another product) let a tab and a line break into the name:
     # made spaces, rather than the request left with no competent administration.
-    await add_neighbour(intake.db)
-    created = await submit(intake, datetime(2026, 5, 15, 9, 0, tzinfo=UTC))
-    token = await hand_over(intake, created, datetime(2026, 6, 2, 9, 0, tzinfo=UTC))
-    claims = verify(token, (await intake.jwks())["keys"])
-    assert claims is not None
-    async with intake.db.sessions() as session:
-        key = await intake.keyring.active(session, "admiville", datetime(2026, 6, 2, tzinfo=UTC))
-    applicant = {**claims[1]["applicant"], "name": "Camille\tMartin\nDupont"}
-    older = sign({**claims[1], "applicant": applicant}, key)
+    _, token = await handed_over(intake)
+    applicant = {**(await claims_of(intake, token))["applicant"], "name": "Camille\tMartin\nDupont"}
+    older = await resigned(intake, token, applicant=applicant)
     async with published_keys(intake):
         answer = await intake.receive_transfer(
             "voisinville", older, now=datetime(2026, 6, 2, 9, 5, tzinfo=UTC)

@@ -7,7 +7,6 @@ their events are written in one transaction.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -104,6 +103,7 @@ from guichet_intake.signing import (
     jwks,
     key_of,
     resign,
+    segment,
     sign,
     signed_by,
     verify,
@@ -205,17 +205,15 @@ def _check_declared_dates(data: RequestCreate, now: datetime, timezone: str) -> 
                 f"Ce n'est pas le jour de l'instant d'arrivée (arrived_at), le "
                 f"{french_date(arrived_on)} dans le fuseau de la collectivité.",
             )
+    if data.received_on is not None and data.received_on > today:
+        _declared_date_invalid(
+            "received_on", f"Date future : au plus tard aujourd'hui ({french_date(today)})."
+        )
     for name, day in (
         ("received_on", data.received_on),
         ("first_received_on", data.first_received_on),
     ):
-        if day is None:
-            continue
-        if day > today and name == "received_on":
-            _declared_date_invalid(
-                name, f"Date future : au plus tard aujourd'hui ({french_date(today)})."
-            )
-        if day < today - timedelta(days=_DECLARED_DAYS):
+        if day is not None and day < today - timedelta(days=_DECLARED_DAYS):
             _declared_date_invalid(
                 name, f"Date de plus d'un an : vérifiez l'année ({french_date(day)})."
             )
@@ -3237,7 +3235,7 @@ def _transfer_document(token: str) -> TransferDocument:
     """An authentic hand-over's envelope, its JSON read again from the token by the reader
     every body goes through (depth, NaN, lone surrogates), which JOSE's reader is not."""
     try:
-        payload = loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        payload = loads(segment(token, 1))
         return TransferDocument.model_validate(payload)
     except json.JSONDecodeError as exc:
         raise Problem(
